@@ -1,0 +1,2 @@
+//! oi-config (being written).
+#![deny(missing_docs)]

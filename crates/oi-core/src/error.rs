@@ -1,0 +1,115 @@
+use std::error::Error as StdError;
+use std::fmt;
+
+/// How far an error reaches: the caller decides to skip, retry or abort from this alone
+/// (isync's DRV_MSG_BAD / DRV_BOX_BAD / DRV_STORE_BAD, OfflineIMAP's `OfflineImapError.ERROR`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum Severity {
+    /// One message could not be handled; the folder goes on.
+    Message,
+    /// The folder cannot be synced this run; the account goes on with other folders.
+    Folder,
+    /// The repository (connection, login, metadata) is unusable; the account stops.
+    Repository,
+    /// Nothing should go on (bad configuration, internal invariant broken).
+    Fatal,
+}
+
+impl fmt::Display for Severity {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Severity::Message => "message",
+            Severity::Folder => "folder",
+            Severity::Repository => "repository",
+            Severity::Fatal => "fatal",
+        })
+    }
+}
+
+/// The error every store (IMAP, Maildir, LocalStatus) returns through the seam.
+///
+/// Store crates keep their own precise error enums and convert into this at the trait
+/// boundary, keeping the source chain, so that the engine needs no knowledge of IMAP or
+/// SQLite to decide what to do.
+#[derive(Debug)]
+pub struct StoreError {
+    severity: Severity,
+    context: String,
+    source: Option<Box<dyn StdError + Send + Sync + 'static>>,
+}
+
+impl StoreError {
+    /// A new error with the given reach and message.
+    pub fn new(severity: Severity, context: impl Into<String>) -> Self {
+        StoreError {
+            severity,
+            context: context.into(),
+            source: None,
+        }
+    }
+
+    /// Wraps an underlying error.
+    pub fn with_source(
+        severity: Severity,
+        context: impl Into<String>,
+        source: impl StdError + Send + Sync + 'static,
+    ) -> Self {
+        StoreError {
+            severity,
+            context: context.into(),
+            source: Some(Box::new(source)),
+        }
+    }
+
+    /// How far the error reaches.
+    pub fn severity(&self) -> Severity {
+        self.severity
+    }
+
+    /// Raises the reach (never lowers it): a message error inside a step that cannot be
+    /// skipped becomes a folder error.
+    pub fn at_least(mut self, severity: Severity) -> Self {
+        self.severity = self.severity.max(severity);
+        self
+    }
+
+    /// Prefixes more context (`"folder INBOX: " + …`).
+    pub fn context(mut self, outer: impl fmt::Display) -> Self {
+        self.context = format!("{outer}: {}", self.context);
+        self
+    }
+}
+
+impl fmt::Display for StoreError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.context)?;
+        // Render the chain inline: UIs print one line per error.
+        let mut next = self
+            .source
+            .as_deref()
+            .map(|e| e as &(dyn StdError + 'static));
+        while let Some(e) = next {
+            write!(f, ": {e}")?;
+            next = e.source();
+        }
+        Ok(())
+    }
+}
+
+impl StdError for StoreError {}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn display_includes_chain_and_context() {
+        let io = std::io::Error::other("disk on fire");
+        let e = StoreError::with_source(Severity::Message, "writing message", io)
+            .context("folder INBOX")
+            .at_least(Severity::Folder);
+        assert_eq!(e.to_string(), "folder INBOX: writing message: disk on fire");
+        assert_eq!(e.severity(), Severity::Folder);
+        assert_eq!(e.at_least(Severity::Message).severity(), Severity::Folder);
+    }
+}

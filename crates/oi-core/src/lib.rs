@@ -1,0 +1,23 @@
+//! Domain types and the store seam of offlineimap.
+//!
+//! Everything the sync engine knows about the world is in this crate: UIDs, flags, the
+//! [`Repository`], [`Folder`] and [`StatusStore`] traits that IMAP, Maildir and the
+//! LocalStatus database implement, the error type that carries a [`Severity`], and the
+//! [`Event`]s that user interfaces render. It does no I/O and must not depend on tokio, an
+//! IMAP codec, SQLite or the file system: those live in the crates that implement the traits.
+#![deny(missing_docs)]
+
+mod error;
+mod event;
+mod flags;
+mod ids;
+mod store;
+
+pub use error::{Severity, StoreError};
+pub use event::{Event, EventSink, NullSink, SyncStats};
+pub use flags::Flags;
+pub use ids::{Side, Uid, UidValidity};
+pub use store::{
+    Access, FlagUpdate, Folder, FolderMeta, Listing, Message, MessageMeta, MsgRef, Repository,
+    StatusStore, UnsyncedMessage,
+};

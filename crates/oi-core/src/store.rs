@@ -1,0 +1,188 @@
+//! The store seam: what the engine may ask of a repository, a folder and the LocalStatus.
+//!
+//! Methods return `impl Future + Send` so that the binary can run folders as tokio tasks;
+//! implementors simply write `async fn`. Repositories take `&self` so that several folders
+//! of one repository can be synced at once (the implementation owns its connection pool).
+
+use std::collections::BTreeMap;
+use std::future::Future;
+
+use crate::{Flags, StoreError, Uid, UidValidity};
+
+/// Whether a folder is opened for changes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Access {
+    /// Only reads (IMAP `EXAMINE`): used for `readonly` repositories and `--dry-run`.
+    ReadOnly,
+    /// Reads and writes (IMAP `SELECT`).
+    ReadWrite,
+}
+
+/// What a folder tells about itself when opened.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FolderMeta {
+    /// The folder's UIDVALIDITY (Maildir: OfflineIMAP's constant 42).
+    pub uid_validity: UidValidity,
+    /// How many messages the folder holds, when known without listing.
+    pub exists: Option<u32>,
+}
+
+/// How the engine names a message of one side.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum MsgRef {
+    /// A message that carries a sync UID.
+    Uid(Uid),
+    /// A message that has none yet (a mail client dropped it into a Maildir); the key is
+    /// the store's own handle for it (for Maildir, the unique part of the file name).
+    Unsynced(String),
+}
+
+/// A message of a listing that carries a sync UID.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MessageMeta {
+    /// Its flags on this side.
+    pub flags: Flags,
+    /// RFC822.SIZE (IMAP) or the file size (Maildir), when known.
+    pub size: Option<u64>,
+}
+
+/// A message without a sync UID (a new local message).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UnsyncedMessage {
+    /// The store's handle for it.
+    pub key: String,
+    /// Its flags.
+    pub flags: Flags,
+    /// Its size, when known.
+    pub size: Option<u64>,
+}
+
+/// Everything one side holds in a folder.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Listing {
+    /// Messages by sync UID.
+    pub messages: BTreeMap<Uid, MessageMeta>,
+    /// Messages that have no sync UID yet, in the order they should be uploaded.
+    pub unsynced: Vec<UnsyncedMessage>,
+}
+
+/// A whole message, as fetched from one side and handed to the other.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Message {
+    /// Which message this is on the side it came from.
+    pub source: MsgRef,
+    /// The raw RFC 5322 bytes (CRLF or LF line ends, as the store keeps them).
+    pub body: Vec<u8>,
+    /// Its flags on the side it came from.
+    pub flags: Flags,
+    /// IMAP INTERNALDATE (or the Maildir file's mtime) as seconds since the epoch.
+    pub internal_date: Option<i64>,
+}
+
+/// A flag change for one message.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct FlagUpdate {
+    /// The message.
+    pub uid: Uid,
+    /// Flags to set.
+    pub add: Flags,
+    /// Flags to clear.
+    pub remove: Flags,
+}
+
+/// One repository of an account: a tree of folders.
+pub trait Repository: Send + Sync {
+    /// The folder type this repository opens.
+    type Folder: Folder;
+
+    /// The hierarchy delimiter of folder names in this repository (IMAP: the server's
+    /// LIST delimiter; Maildir: `sep`).
+    fn separator(&self) -> char;
+
+    /// The names of all folders, with this repository's separator.
+    fn list_folders(&self) -> impl Future<Output = Result<Vec<String>, StoreError>> + Send;
+
+    /// Creates a folder (and, where the store needs it, its parents).
+    fn create_folder(&self, name: &str) -> impl Future<Output = Result<(), StoreError>> + Send;
+
+    /// Opens one folder for a sync.
+    fn open_folder(
+        &self,
+        name: &str,
+        access: Access,
+    ) -> impl Future<Output = Result<Self::Folder, StoreError>> + Send;
+}
+
+/// One opened folder of one side.
+pub trait Folder: Send {
+    /// Opens (IMAP: SELECT/EXAMINE) the folder and reports its UIDVALIDITY.
+    fn meta(&mut self) -> impl Future<Output = Result<FolderMeta, StoreError>> + Send;
+
+    /// Lists every message with its flags.
+    fn list(&mut self) -> impl Future<Output = Result<Listing, StoreError>> + Send;
+
+    /// Fetches whole messages. Callers pass small batches, so memory stays bounded; the
+    /// result may come in any order and leaves out messages that vanished meanwhile.
+    fn fetch(
+        &mut self,
+        which: &[MsgRef],
+    ) -> impl Future<Output = Result<Vec<Message>, StoreError>> + Send;
+
+    /// Stores a message with the given flags. `uid` is the sync UID the message must carry
+    /// (Maildir: written into the file name); stores that assign UIDs themselves (IMAP)
+    /// ignore it and return the UID they learned (`APPENDUID`, or a search for the
+    /// unique header), or `None` when the server would not say.
+    fn append(
+        &mut self,
+        message: &Message,
+        flags: Flags,
+        uid: Option<Uid>,
+    ) -> impl Future<Output = Result<Option<Uid>, StoreError>> + Send;
+
+    /// Applies flag changes, batched by the store as it likes.
+    fn set_flags(
+        &mut self,
+        updates: &[FlagUpdate],
+    ) -> impl Future<Output = Result<(), StoreError>> + Send;
+
+    /// Removes messages (IMAP: `\Deleted`, then expunged at [`Folder::close`] when the
+    /// repository's `expunge` allows).
+    fn delete(&mut self, uids: &[Uid]) -> impl Future<Output = Result<(), StoreError>> + Send;
+
+    /// Gives an unsynced message its sync UID after it was uploaded (Maildir: renames the
+    /// file to carry `,U=<uid>`). Stores without unsynced messages never see this call.
+    fn assign_uid(
+        &mut self,
+        key: &str,
+        uid: Uid,
+    ) -> impl Future<Output = Result<(), StoreError>> + Send;
+
+    /// Ends the folder's sync (IMAP: expunge if configured, then release the connection).
+    fn close(&mut self) -> impl Future<Output = Result<(), StoreError>> + Send;
+}
+
+/// The last-synced state of one folder: OfflineIMAP's LocalStatus plus the saved
+/// UIDVALIDITY of each side.
+///
+/// Writes are intent records: the engine writes a row *before* the effect that makes it
+/// true wherever a crash in between could otherwise duplicate or lose a message, and calls
+/// [`StatusStore::commit`] at safe points.
+pub trait StatusStore: Send {
+    /// Every record: sync UID to the flags both sides last agreed on.
+    fn load(&mut self) -> Result<BTreeMap<Uid, Flags>, StoreError>;
+
+    /// Inserts or replaces a record (keeping any other columns, such as Gmail labels).
+    fn set(&mut self, uid: Uid, flags: Flags) -> Result<(), StoreError>;
+
+    /// Removes a record.
+    fn remove(&mut self, uid: Uid) -> Result<(), StoreError>;
+
+    /// Makes the writes so far durable.
+    fn commit(&mut self) -> Result<(), StoreError>;
+
+    /// The UIDVALIDITY saved for a side (`Repository-<name>/FolderValidity/<folder>`).
+    fn saved_validity(&self, side: crate::Side) -> Result<Option<UidValidity>, StoreError>;
+
+    /// Saves the UIDVALIDITY of a side.
+    fn save_validity(&mut self, side: crate::Side, value: UidValidity) -> Result<(), StoreError>;
+}

@@ -1,0 +1,2 @@
+//! oi-imap (being written).
+#![deny(missing_docs)]

@@ -1,0 +1,2 @@
+//! oi-maildir (being written).
+#![deny(missing_docs)]

@@ -1,0 +1,2 @@
+//! oi-status (being written).
+#![deny(missing_docs)]

@@ -1,0 +1,2 @@
+//! oi-sync (being written).
+#![deny(missing_docs)]
