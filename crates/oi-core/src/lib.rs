@@ -11,12 +11,14 @@ mod error;
 mod event;
 mod flags;
 mod ids;
+mod secret;
 mod store;
 
 pub use error::{Severity, StoreError};
 pub use event::{Event, EventSink, NullSink, SyncStats};
 pub use flags::Flags;
 pub use ids::{Side, Uid, UidValidity};
+pub use secret::Secret;
 pub use store::{
     Access, FlagUpdate, Folder, FolderMeta, Listing, Message, MessageMeta, MsgRef, Repository,
     StatusStore, UnsyncedMessage,
