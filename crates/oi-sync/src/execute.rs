@@ -1,0 +1,429 @@
+//! Applies a [`Plan`] to one folder pair through the store traits.
+//!
+//! Crash safety rests on the planner's rule that a message present on both sides is only
+//! ever *recorded*, never copied again: a copy is made first and recorded after, so a crash
+//! in between leaves a state the next run turns into a record. Deletions are the opposite:
+//! the record is dropped only after the deletion is final (after the IMAP expunge at close),
+//! so an interrupted deletion is carried out again rather than turned into a download.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use oi_core::{
+    Access, Event, EventSink, FlagUpdate, Flags, Folder, MsgRef, Severity, Side, StatusStore,
+    StoreError, SyncStats, Uid, UidValidity,
+};
+
+use crate::planner::{Plan, Policy, Step, plan};
+
+/// How many messages one fetch asks for at most.
+const BATCH_MESSAGES: usize = 64;
+/// How many bytes (by the listed sizes) one fetch asks for at most, so that memory stays
+/// bounded whatever the folder.
+const BATCH_BYTES: u64 = 8 << 20;
+
+/// A request to stop at the next safe point, shared by every task of a run.
+#[derive(Debug, Clone, Default)]
+pub struct Cancel(Arc<AtomicBool>);
+
+impl Cancel {
+    /// A token that is not cancelled.
+    pub fn new() -> Self {
+        Cancel::default()
+    }
+
+    /// Asks every holder to stop at its next safe point.
+    pub fn cancel(&self) {
+        self.0.store(true, Ordering::SeqCst);
+    }
+
+    /// True once [`Cancel::cancel`] was called.
+    pub fn is_cancelled(&self) -> bool {
+        self.0.load(Ordering::SeqCst)
+    }
+}
+
+/// How a folder sync runs.
+#[derive(Debug, Clone, Default)]
+pub struct ExecOptions {
+    /// Plan and report, change nothing anywhere (`--dry-run`).
+    pub dry_run: bool,
+    /// Stop (as if the process died) after this many effects: the test hook that proves
+    /// every interruption converges. Nothing is committed when it fires.
+    pub crash_after: Option<usize>,
+    /// Stop at the next safe point, committing what was done.
+    pub cancel: Cancel,
+}
+
+/// Why a folder sync failed.
+#[derive(Debug, thiserror::Error)]
+pub enum SyncError {
+    /// A store failed.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    /// The UIDVALIDITY of a side is not the saved one.
+    #[error(
+        "UID validity problem for folder {folder} on the {side} side (saved {saved}, got {got}); \
+         skipping it. The messages were renumbered by the server: nothing was changed."
+    )]
+    UidValidity {
+        /// The folder.
+        folder: String,
+        /// The side whose value changed.
+        side: Side,
+        /// The saved value.
+        saved: UidValidity,
+        /// The current value.
+        got: UidValidity,
+    },
+    /// The crash hook fired ([`ExecOptions::crash_after`]).
+    #[error("stopped by the crash test hook")]
+    CrashHook,
+    /// A stop was requested; what was done is committed.
+    #[error("interrupted")]
+    Cancelled,
+}
+
+impl SyncError {
+    /// How far the error reaches.
+    pub fn severity(&self) -> Severity {
+        match self {
+            SyncError::Store(e) => e.severity(),
+            SyncError::UidValidity { .. } => Severity::Folder,
+            SyncError::CrashHook | SyncError::Cancelled => Severity::Fatal,
+        }
+    }
+}
+
+/// Names a folder pair for messages and events.
+#[derive(Debug, Clone)]
+pub struct FolderLabel {
+    /// The account.
+    pub account: String,
+    /// The folder (remote name).
+    pub folder: String,
+}
+
+/// Syncs one folder pair: checks UIDVALIDITY, lists both sides, plans and executes.
+pub async fn sync_folder<R: Folder, L: Folder, S: StatusStore>(
+    remote: &mut R,
+    local: &mut L,
+    status: &mut S,
+    policy: &Policy,
+    opts: &ExecOptions,
+    events: &dyn EventSink,
+    label: &FolderLabel,
+) -> Result<SyncStats, SyncError> {
+    let remote_meta = remote.meta().await?;
+    let local_meta = local.meta().await?;
+    let remote_list = remote.list().await?;
+    let local_list = local.list().await?;
+    let records = status.load()?;
+
+    let holds_anything =
+        !records.is_empty() || !remote_list.messages.is_empty() || !local_list.messages.is_empty();
+    let mut save = Vec::new();
+    for (side, got) in [
+        (Side::Remote, remote_meta.uid_validity),
+        (Side::Local, local_meta.uid_validity),
+    ] {
+        match status.saved_validity(side)? {
+            Some(saved) if saved == got => {}
+            Some(saved) if holds_anything => {
+                return Err(SyncError::UidValidity {
+                    folder: label.folder.clone(),
+                    side,
+                    saved,
+                    got,
+                });
+            }
+            _ => save.push((side, got)),
+        }
+    }
+
+    let plan = plan(&remote_list, &local_list, &records, policy);
+    if opts.dry_run {
+        for step in &plan.steps {
+            events.emit(Event::Planned {
+                account: label.account.clone(),
+                folder: label.folder.clone(),
+                what: step.to_string(),
+            });
+        }
+        return Ok(SyncStats::default());
+    }
+    for (side, got) in save {
+        status.save_validity(side, got)?;
+    }
+    let sizes: BTreeMap<Uid, u64> = remote_list
+        .messages
+        .iter()
+        .filter_map(|(uid, m)| m.size.map(|s| (*uid, s)))
+        .collect();
+    let mut run = Run {
+        remote,
+        local,
+        status,
+        opts,
+        events,
+        label,
+        effects: 0,
+        stats: SyncStats::default(),
+    };
+    run.execute(&plan, &sizes).await?;
+    Ok(run.stats)
+}
+
+struct Run<'a, R, L, S> {
+    remote: &'a mut R,
+    local: &'a mut L,
+    status: &'a mut S,
+    opts: &'a ExecOptions,
+    events: &'a dyn EventSink,
+    label: &'a FolderLabel,
+    effects: usize,
+    stats: SyncStats,
+}
+
+impl<R: Folder, L: Folder, S: StatusStore> Run<'_, R, L, S> {
+    /// Counts an effect and fires the crash hook when due. Called *before* each effect, so
+    /// `crash_after = Some(n)` lets exactly n effects happen.
+    fn effect(&mut self) -> Result<(), SyncError> {
+        if self.opts.crash_after.is_some_and(|n| self.effects >= n) {
+            return Err(SyncError::CrashHook);
+        }
+        self.effects += 1;
+        Ok(())
+    }
+
+    /// A safe point: commit and stop when asked to.
+    fn checkpoint(&mut self) -> Result<(), SyncError> {
+        self.status.commit()?;
+        if self.opts.cancel.is_cancelled() {
+            return Err(SyncError::Cancelled);
+        }
+        Ok(())
+    }
+
+    fn warn(&self, message: String) {
+        self.events.emit(Event::Warning {
+            account: Some(self.label.account.clone()),
+            message: format!("{}: {message}", self.label.folder),
+        });
+    }
+
+    async fn execute(&mut self, plan: &Plan, sizes: &BTreeMap<Uid, u64>) -> Result<(), SyncError> {
+        let mut uploads = Vec::new();
+        let mut downloads = Vec::new();
+        let mut reuploads = Vec::new();
+        let mut flag_updates: [Vec<FlagUpdate>; 2] = [Vec::new(), Vec::new()];
+        let mut deletes: [Vec<Uid>; 2] = [Vec::new(), Vec::new()];
+        let mut records = Vec::new();
+        let mut forgets = Vec::new();
+        for step in &plan.steps {
+            match step {
+                Step::Upload { key, flags } => uploads.push((key.clone(), *flags)),
+                Step::Copy {
+                    from: Side::Remote,
+                    uid,
+                    flags,
+                } => downloads.push((*uid, *flags)),
+                Step::Copy {
+                    from: Side::Local,
+                    uid,
+                    flags,
+                } => reuploads.push((*uid, *flags)),
+                Step::SetFlags {
+                    side,
+                    uid,
+                    add,
+                    remove,
+                } => flag_updates[idx(*side)].push(FlagUpdate {
+                    uid: *uid,
+                    add: *add,
+                    remove: *remove,
+                }),
+                Step::Delete { side, uid } => deletes[idx(*side)].push(*uid),
+                Step::Record { uid, flags } => records.push((*uid, *flags)),
+                Step::Forget { uid } => forgets.push(*uid),
+            }
+        }
+
+        self.upload_unsynced(&uploads).await?;
+        self.reupload(&reuploads).await?;
+        self.download(&downloads, sizes).await?;
+
+        for side in Side::BOTH {
+            let updates = &flag_updates[idx(side)];
+            if updates.is_empty() {
+                continue;
+            }
+            self.effect()?;
+            match side {
+                Side::Remote => self.remote.set_flags(updates).await?,
+                Side::Local => self.local.set_flags(updates).await?,
+            }
+            let n = updates.len() as u64;
+            match side {
+                Side::Remote => self.stats.flagged_remote += n,
+                Side::Local => self.stats.flagged_local += n,
+            }
+        }
+        for (uid, flags) in records {
+            self.status.set(uid, flags)?;
+        }
+        for uid in forgets {
+            self.status.remove(uid)?;
+        }
+        self.checkpoint()?;
+
+        for side in Side::BOTH {
+            let uids = &deletes[idx(side)];
+            if uids.is_empty() {
+                continue;
+            }
+            self.effect()?;
+            match side {
+                Side::Remote => self.remote.delete(uids).await?,
+                Side::Local => self.local.delete(uids).await?,
+            }
+            let n = uids.len() as u64;
+            match side {
+                Side::Remote => self.stats.deleted_remote += n,
+                Side::Local => self.stats.deleted_local += n,
+            }
+        }
+        // Closing expunges on IMAP: only then are the deletions final and their records may
+        // go (see the module comment).
+        self.effect()?;
+        self.remote.close().await?;
+        self.local.close().await?;
+        for uid in deletes.iter().flatten() {
+            self.status.remove(*uid)?;
+        }
+        self.status.commit()?;
+        Ok(())
+    }
+
+    /// New local messages: fetch, append to the server, give the local copy the new UID,
+    /// record.
+    async fn upload_unsynced(&mut self, uploads: &[(String, Flags)]) -> Result<(), SyncError> {
+        for chunk in uploads.chunks(BATCH_MESSAGES) {
+            let which: Vec<MsgRef> = chunk
+                .iter()
+                .map(|(k, _)| MsgRef::Unsynced(k.clone()))
+                .collect();
+            let messages = self.local.fetch(&which).await?;
+            for message in &messages {
+                let MsgRef::Unsynced(key) = &message.source else {
+                    continue;
+                };
+                let Some((_, flags)) = chunk.iter().find(|(k, _)| k == key) else {
+                    continue;
+                };
+                self.effect()?;
+                let Some(uid) = self.remote.append(message, *flags, None).await? else {
+                    self.warn(format!(
+                        "uploaded local message {key} but the server did not tell its UID; \
+                         it stays unsynced locally"
+                    ));
+                    continue;
+                };
+                self.effect()?;
+                self.local.assign_uid(key, uid).await?;
+                self.status.set(uid, *flags)?;
+                self.stats.copied_to_remote += 1;
+            }
+            self.checkpoint()?;
+        }
+        Ok(())
+    }
+
+    /// Local messages whose UID nobody else knows: upload, store a copy under the new UID,
+    /// then drop the old file.
+    async fn reupload(&mut self, reuploads: &[(Uid, Flags)]) -> Result<(), SyncError> {
+        for &(old, flags) in reuploads {
+            let messages = self.local.fetch(&[MsgRef::Uid(old)]).await?;
+            let Some(message) = messages.first() else {
+                continue;
+            };
+            self.effect()?;
+            let Some(uid) = self.remote.append(message, flags, None).await? else {
+                self.warn(format!(
+                    "uploaded local message {old} but the server did not tell its UID"
+                ));
+                continue;
+            };
+            self.effect()?;
+            self.local.append(message, flags, Some(uid)).await?;
+            self.status.set(uid, flags)?;
+            self.effect()?;
+            self.local.delete(&[old]).await?;
+            self.stats.copied_to_remote += 1;
+            self.checkpoint()?;
+        }
+        Ok(())
+    }
+
+    /// New remote messages, fetched in bounded batches.
+    async fn download(
+        &mut self,
+        downloads: &[(Uid, Flags)],
+        sizes: &BTreeMap<Uid, u64>,
+    ) -> Result<(), SyncError> {
+        let mut rest = downloads;
+        while !rest.is_empty() {
+            let mut take = 0;
+            let mut bytes = 0u64;
+            while take < rest.len() && take < BATCH_MESSAGES {
+                bytes += sizes.get(&rest[take].0).copied().unwrap_or(0);
+                take += 1;
+                if bytes >= BATCH_BYTES {
+                    break;
+                }
+            }
+            let (chunk, tail) = rest.split_at(take);
+            rest = tail;
+            let which: Vec<MsgRef> = chunk.iter().map(|(u, _)| MsgRef::Uid(*u)).collect();
+            let messages = self.remote.fetch(&which).await?;
+            let flags_of: BTreeMap<Uid, Flags> = chunk.iter().copied().collect();
+            for message in &messages {
+                let MsgRef::Uid(uid) = message.source else {
+                    continue;
+                };
+                let Some(flags) = flags_of.get(&uid) else {
+                    continue;
+                };
+                self.effect()?;
+                self.local.append(message, *flags, Some(uid)).await?;
+                self.status.set(uid, *flags)?;
+                self.stats.copied_to_local += 1;
+            }
+            if messages.len() < chunk.len() {
+                self.warn(format!(
+                    "{} message(s) vanished from the server while being fetched",
+                    chunk.len() - messages.len()
+                ));
+            }
+            self.checkpoint()?;
+        }
+        Ok(())
+    }
+}
+
+fn idx(side: Side) -> usize {
+    match side {
+        Side::Remote => 0,
+        Side::Local => 1,
+    }
+}
+
+/// How a folder is opened on a side under a policy.
+pub fn access_for(readonly: bool, dry_run: bool) -> Access {
+    if readonly || dry_run {
+        Access::ReadOnly
+    } else {
+        Access::ReadWrite
+    }
+}

@@ -1,0 +1,343 @@
+//! In-memory stores for engine tests: a repository whose folders live in a shared map, so
+//! tests can set up and inspect both sides, and a status store whose uncommitted writes
+//! are lost when it is dropped, as a crash would lose them.
+
+use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex, MutexGuard};
+
+use oi_core::{
+    Access, FlagUpdate, Flags, Folder, FolderMeta, Listing, Message, MessageMeta, MsgRef,
+    Repository, Severity, Side, StatusStore, StoreError, Uid, UidValidity, UnsyncedMessage,
+};
+
+use crate::account::StatusFactory;
+
+/// One in-memory folder.
+#[derive(Debug, Clone)]
+pub struct MemFolderData {
+    /// UIDVALIDITY reported.
+    pub uid_validity: UidValidity,
+    /// Next UID handed out by `append` on a UID-assigning store.
+    pub next_uid: u32,
+    /// Messages with a UID: body and flags.
+    pub messages: BTreeMap<Uid, (Vec<u8>, Flags)>,
+    /// Messages without a UID: key, body and flags.
+    pub unsynced: Vec<(String, Vec<u8>, Flags)>,
+}
+
+impl Default for MemFolderData {
+    fn default() -> Self {
+        MemFolderData {
+            uid_validity: UidValidity(1),
+            next_uid: 1,
+            messages: BTreeMap::new(),
+            unsynced: Vec::new(),
+        }
+    }
+}
+
+type Shared = Arc<Mutex<BTreeMap<String, MemFolderData>>>;
+
+fn lock(shared: &Shared) -> MutexGuard<'_, BTreeMap<String, MemFolderData>> {
+    // A test that panicked while holding the lock has failed already; go on with the data.
+    shared.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+/// An in-memory repository.
+#[derive(Debug, Clone)]
+pub struct MemRepository {
+    /// The folders, shared with the test.
+    pub folders: Shared,
+    sep: char,
+    /// True for a server-like store that assigns UIDs on append; false for a Maildir-like
+    /// store that takes the UID it is given.
+    assigns_uids: bool,
+}
+
+impl MemRepository {
+    /// A server-like repository (assigns UIDs).
+    pub fn server(sep: char) -> Self {
+        MemRepository {
+            folders: Shared::default(),
+            sep,
+            assigns_uids: true,
+        }
+    }
+
+    /// A Maildir-like repository (keeps the UIDs it is given).
+    pub fn maildir(sep: char) -> Self {
+        MemRepository {
+            folders: Shared::default(),
+            sep,
+            assigns_uids: false,
+        }
+    }
+
+    /// Runs `f` on a folder's data, creating the folder if needed.
+    pub fn with<T>(&self, folder: &str, f: impl FnOnce(&mut MemFolderData) -> T) -> T {
+        f(lock(&self.folders).entry(folder.to_string()).or_default())
+    }
+}
+
+impl Repository for MemRepository {
+    type Folder = MemFolder;
+
+    fn separator(&self) -> char {
+        self.sep
+    }
+
+    async fn list_folders(&self) -> Result<Vec<String>, StoreError> {
+        Ok(lock(&self.folders).keys().cloned().collect())
+    }
+
+    async fn create_folder(&self, name: &str) -> Result<(), StoreError> {
+        lock(&self.folders).entry(name.to_string()).or_default();
+        Ok(())
+    }
+
+    async fn open_folder(&self, name: &str, access: Access) -> Result<MemFolder, StoreError> {
+        if !lock(&self.folders).contains_key(name) {
+            return Err(StoreError::new(
+                Severity::Folder,
+                format!("no folder {name}"),
+            ));
+        }
+        Ok(MemFolder {
+            folders: self.folders.clone(),
+            name: name.to_string(),
+            access,
+            assigns_uids: self.assigns_uids,
+        })
+    }
+}
+
+/// An opened in-memory folder.
+#[derive(Debug)]
+pub struct MemFolder {
+    folders: Shared,
+    name: String,
+    access: Access,
+    assigns_uids: bool,
+}
+
+impl MemFolder {
+    fn data<T>(&self, f: impl FnOnce(&mut MemFolderData) -> T) -> Result<T, StoreError> {
+        let mut folders = lock(&self.folders);
+        let data = folders
+            .get_mut(&self.name)
+            .ok_or_else(|| StoreError::new(Severity::Folder, "folder vanished"))?;
+        Ok(f(data))
+    }
+
+    fn writable(&self) -> Result<(), StoreError> {
+        match self.access {
+            Access::ReadWrite => Ok(()),
+            Access::ReadOnly => Err(StoreError::new(
+                Severity::Fatal,
+                format!("write to read-only folder {}", self.name),
+            )),
+        }
+    }
+}
+
+impl Folder for MemFolder {
+    async fn meta(&mut self) -> Result<FolderMeta, StoreError> {
+        self.data(|d| FolderMeta {
+            uid_validity: d.uid_validity,
+            exists: Some(d.messages.len() as u32),
+        })
+    }
+
+    async fn list(&mut self) -> Result<Listing, StoreError> {
+        self.data(|d| Listing {
+            messages: d
+                .messages
+                .iter()
+                .map(|(uid, (body, flags))| {
+                    let meta = MessageMeta {
+                        flags: *flags,
+                        size: Some(body.len() as u64),
+                    };
+                    (*uid, meta)
+                })
+                .collect(),
+            unsynced: d
+                .unsynced
+                .iter()
+                .map(|(key, body, flags)| UnsyncedMessage {
+                    key: key.clone(),
+                    flags: *flags,
+                    size: Some(body.len() as u64),
+                })
+                .collect(),
+        })
+    }
+
+    async fn fetch(&mut self, which: &[MsgRef]) -> Result<Vec<Message>, StoreError> {
+        self.data(|d| {
+            which
+                .iter()
+                .filter_map(|r| {
+                    let (body, flags) = match r {
+                        MsgRef::Uid(uid) => d.messages.get(uid).cloned()?,
+                        MsgRef::Unsynced(key) => d
+                            .unsynced
+                            .iter()
+                            .find(|(k, _, _)| k == key)
+                            .map(|(_, b, f)| (b.clone(), *f))?,
+                    };
+                    Some(Message {
+                        source: r.clone(),
+                        body,
+                        flags,
+                        internal_date: None,
+                    })
+                })
+                .collect()
+        })
+    }
+
+    async fn append(
+        &mut self,
+        message: &Message,
+        flags: Flags,
+        uid: Option<Uid>,
+    ) -> Result<Option<Uid>, StoreError> {
+        self.writable()?;
+        let assigns = self.assigns_uids;
+        self.data(|d| {
+            let uid = if assigns {
+                let uid = Uid::new(d.next_uid.max(1));
+                d.next_uid = d.next_uid.max(1) + 1;
+                uid
+            } else {
+                uid
+            };
+            if let Some(uid) = uid {
+                d.messages.insert(uid, (message.body.clone(), flags));
+                if uid.get() >= d.next_uid {
+                    d.next_uid = uid.get() + 1;
+                }
+            }
+            uid
+        })
+    }
+
+    async fn set_flags(&mut self, updates: &[FlagUpdate]) -> Result<(), StoreError> {
+        self.writable()?;
+        self.data(|d| {
+            for u in updates {
+                if let Some((_, flags)) = d.messages.get_mut(&u.uid) {
+                    *flags = (*flags | u.add).minus(u.remove);
+                }
+            }
+        })
+    }
+
+    async fn delete(&mut self, uids: &[Uid]) -> Result<(), StoreError> {
+        self.writable()?;
+        self.data(|d| {
+            for uid in uids {
+                d.messages.remove(uid);
+            }
+        })
+    }
+
+    async fn assign_uid(&mut self, key: &str, uid: Uid) -> Result<(), StoreError> {
+        self.writable()?;
+        self.data(|d| {
+            if let Some(pos) = d.unsynced.iter().position(|(k, _, _)| k == key) {
+                let (_, body, flags) = d.unsynced.remove(pos);
+                d.messages.insert(uid, (body, flags));
+            }
+        })
+    }
+
+    async fn close(&mut self) -> Result<(), StoreError> {
+        Ok(())
+    }
+}
+
+/// The committed state of one folder's status.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct MemStatusData {
+    /// Records.
+    pub records: BTreeMap<Uid, Flags>,
+    /// Saved UIDVALIDITY of the remote and the local side.
+    pub validity: [Option<UidValidity>; 2],
+}
+
+/// Opens in-memory status stores, keyed by status name.
+#[derive(Debug, Clone, Default)]
+pub struct MemStatusFactory {
+    /// Committed state, shared with the test.
+    pub committed: Arc<Mutex<BTreeMap<String, MemStatusData>>>,
+}
+
+impl StatusFactory for MemStatusFactory {
+    type Status = MemStatus;
+
+    fn open(&self, status_name: &str, _: &str, _: &str) -> Result<MemStatus, StoreError> {
+        let committed = self
+            .committed
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(status_name)
+            .cloned()
+            .unwrap_or_default();
+        Ok(MemStatus {
+            factory: self.clone(),
+            name: status_name.to_string(),
+            working: committed,
+        })
+    }
+}
+
+/// An open in-memory status: writes become visible to the next open only on commit.
+#[derive(Debug)]
+pub struct MemStatus {
+    factory: MemStatusFactory,
+    name: String,
+    working: MemStatusData,
+}
+
+fn side_idx(side: Side) -> usize {
+    match side {
+        Side::Remote => 0,
+        Side::Local => 1,
+    }
+}
+
+impl StatusStore for MemStatus {
+    fn load(&mut self) -> Result<BTreeMap<Uid, Flags>, StoreError> {
+        Ok(self.working.records.clone())
+    }
+
+    fn set(&mut self, uid: Uid, flags: Flags) -> Result<(), StoreError> {
+        self.working.records.insert(uid, flags);
+        Ok(())
+    }
+
+    fn remove(&mut self, uid: Uid) -> Result<(), StoreError> {
+        self.working.records.remove(&uid);
+        Ok(())
+    }
+
+    fn commit(&mut self) -> Result<(), StoreError> {
+        self.factory
+            .committed
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(self.name.clone(), self.working.clone());
+        Ok(())
+    }
+
+    fn saved_validity(&self, side: Side) -> Result<Option<UidValidity>, StoreError> {
+        Ok(self.working.validity[side_idx(side)])
+    }
+
+    fn save_validity(&mut self, side: Side, value: UidValidity) -> Result<(), StoreError> {
+        self.working.validity[side_idx(side)] = Some(value);
+        self.commit()
+    }
+}
