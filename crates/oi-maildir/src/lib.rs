@@ -1,2 +1,586 @@
-//! oi-maildir (being written).
+//! Maildir repository for offlineimap, file-compatible with OfflineIMAP 8.
+//!
+//! Implements `oi_core::Repository` and `oi_core::Folder` over a tree of Maildir folders,
+//! using OfflineIMAP's file names (`<time>_<seq>.<pid>.<host>,U=<uid>,FMD5=<md5>:2,<flags>`,
+//! see [`name`]) so that a Maildir written by OfflineIMAP is continued without
+//! re-downloading, and the other way round. Messages are written to `tmp/` with `O_EXCL`,
+//! optionally fsynced, then renamed into `new/` (unseen) or `cur/` (seen).
+//!
+//! This crate depends on `oi-core` only: it must not know about IMAP, the LocalStatus
+//! database, the sync engine or the configuration file format. Nametrans is the binary's
+//! business: it hands us the visible name through
+//! [`MaildirRepository::open_folder_with_visible_name`].
 #![deny(missing_docs)]
+
+mod error;
+mod folder;
+pub mod name;
+mod unique;
+
+use std::fs::{self, DirBuilder, File};
+use std::io;
+use std::os::unix::fs::DirBuilderExt;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use oi_core::{Access, Repository, StoreError};
+
+pub use error::MaildirError;
+pub use folder::{MAILDIR_UID_VALIDITY, MaildirFolder};
+
+use error::folder_io;
+use unique::Namer;
+
+/// The three directories that make a directory a Maildir folder.
+const MAILDIR_SUBDIRS: [&str; 3] = ["cur", "new", "tmp"];
+
+/// Guard against symlink loops when walking a nested (`sep = /`) tree.
+const MAX_DEPTH: usize = 64;
+
+/// What a Maildir repository needs from the configuration.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MaildirConfig {
+    /// `localfolders`, already tilde/env expanded.
+    pub root: PathBuf,
+    /// `sep`: `.` (flat, `INBOX.Sent` directories) or `/` (nested directories).
+    pub sep: char,
+    /// `[general] fsync`: fsync message files and directories after writes and renames.
+    pub fsync: bool,
+}
+
+/// A tree of Maildir folders under one root.
+#[derive(Debug, Clone)]
+pub struct MaildirRepository {
+    config: MaildirConfig,
+    namer: Arc<Namer>,
+}
+
+impl MaildirRepository {
+    /// A repository over `config.root`. Nothing is touched until a method is called.
+    pub fn new(config: MaildirConfig) -> MaildirRepository {
+        MaildirRepository {
+            config,
+            namer: Arc::new(Namer::new()),
+        }
+    }
+
+    /// The root directory.
+    pub fn root(&self) -> &Path {
+        &self.config.root
+    }
+
+    /// The directory of a folder; checks that the name cannot escape the root.
+    pub fn folder_path(&self, name: &str) -> Result<PathBuf, MaildirError> {
+        let name = self.canonical(name);
+        check_name(name, self.config.sep)?;
+        Ok(if name.is_empty() {
+            self.config.root.clone()
+        } else {
+            self.config.root.join(name)
+        })
+    }
+
+    /// OfflineIMAP treats a folder named exactly like the separator as the root (`''`).
+    fn canonical<'a>(&self, name: &'a str) -> &'a str {
+        let mut buf = [0u8; 4];
+        if name == self.config.sep.encode_utf8(&mut buf) {
+            ""
+        } else {
+            name
+        }
+    }
+
+    /// Opens a folder whose visible (nametrans-translated) name differs from its name on
+    /// disk. OfflineIMAP's FMD5 is the MD5 of the *visible* name of the local folder
+    /// (`md5(self.getvisiblename())`), i.e. the result of the local repository's
+    /// `nametrans` applied to the on-disk name (with this repository's separator). Without
+    /// a local `nametrans` it is the on-disk name itself, which is what
+    /// [`Repository::open_folder`] uses.
+    pub fn open_folder_with_visible_name(
+        &self,
+        name: &str,
+        visible_name: &str,
+        access: Access,
+    ) -> Result<MaildirFolder, MaildirError> {
+        let path = self.folder_path(name)?;
+        if !is_maildir(&path) {
+            return Err(MaildirError::NoSuchFolder(name.to_owned()));
+        }
+        let visible = self.canonical(visible_name);
+        Ok(MaildirFolder::new(
+            path,
+            visible,
+            access,
+            self.config.fsync,
+            Arc::clone(&self.namer),
+        ))
+    }
+
+    fn do_list(&self) -> Result<Vec<String>, MaildirError> {
+        let root = &self.config.root;
+        if !root.is_dir() {
+            // OfflineIMAP creates the root when the repository is set up.
+            mkdirs(root).map_err(|source| MaildirError::RootIo {
+                path: root.clone(),
+                source,
+            })?;
+        }
+        let mut out = Vec::new();
+        self.scan_dir(None, 0, &mut out)?;
+        Ok(out)
+    }
+
+    /// OfflineIMAP's `_getfolders_scandir`: every directory that has `cur`, `new` and `tmp`
+    /// is a folder (the root itself included, as `""`); with `sep = /` every directory
+    /// other than `cur`/`new`/`tmp` is searched recursively, folder or not.
+    fn scan_dir(
+        &self,
+        ext: Option<&str>,
+        depth: usize,
+        out: &mut Vec<String>,
+    ) -> Result<(), MaildirError> {
+        let top = match ext {
+            Some(e) => self.config.root.join(e),
+            None => self.config.root.clone(),
+        };
+        let mut names = Vec::new();
+        for entry in fs::read_dir(&top).map_err(folder_io(&top))? {
+            let entry = entry.map_err(folder_io(&top))?;
+            if let Ok(n) = entry.file_name().into_string() {
+                names.push(n);
+            }
+        }
+        names.sort_unstable();
+        if ext.is_none() && is_maildir(&top) {
+            out.push(String::new());
+        }
+        for dir in names {
+            if MAILDIR_SUBDIRS.contains(&dir.as_str()) {
+                continue;
+            }
+            let full = top.join(&dir);
+            if !full.is_dir() {
+                continue;
+            }
+            let folder = match ext {
+                Some(e) => format!("{e}/{dir}"),
+                None => dir,
+            };
+            if is_maildir(&full) {
+                out.push(folder.clone());
+            }
+            if self.config.sep == '/' && depth < MAX_DEPTH {
+                self.scan_dir(Some(&folder), depth + 1, out)?;
+            }
+        }
+        Ok(())
+    }
+
+    fn do_create(&self, name: &str) -> Result<(), MaildirError> {
+        let path = self.folder_path(name)?;
+        mkdirs(&path).map_err(folder_io(&path))?;
+        for sub in MAILDIR_SUBDIRS {
+            let p = path.join(sub);
+            match DirBuilder::new().mode(0o700).create(&p) {
+                Ok(()) => {}
+                Err(e) if e.kind() == io::ErrorKind::AlreadyExists && p.is_dir() => {}
+                Err(e) => return Err(folder_io(p)(e)),
+            }
+        }
+        if self.config.fsync {
+            // Make the new directory entries themselves durable.
+            for dir in [path.as_path(), path.parent().unwrap_or(&self.config.root)] {
+                File::open(dir)
+                    .and_then(|d| d.sync_all())
+                    .map_err(folder_io(dir))?;
+            }
+        }
+        Ok(())
+    }
+}
+
+fn mkdirs(path: &Path) -> io::Result<()> {
+    DirBuilder::new().recursive(true).mode(0o700).create(path)
+}
+
+fn is_maildir(path: &Path) -> bool {
+    MAILDIR_SUBDIRS.iter().all(|s| path.join(s).is_dir())
+}
+
+/// OfflineIMAP's `makefolder` sanity checks, plus the ones that keep a name inside the
+/// root whatever the separator.
+fn check_name(name: &str, sep: char) -> Result<(), MaildirError> {
+    let bad = |reason| {
+        Err(MaildirError::BadFolderName {
+            name: name.to_owned(),
+            reason,
+        })
+    };
+    if name.starts_with('/') {
+        return bad("folder names may not begin with /");
+    }
+    if name.contains('\0') {
+        return bad("folder names may not contain NUL");
+    }
+    if name.is_empty() {
+        return Ok(());
+    }
+    if sep != '/' && name.contains('/') {
+        // OfflineIMAP would create nested directories that its own flat scan never finds.
+        return bad("folder names may not contain / unless sep is /");
+    }
+    for component in name.split('/') {
+        if component.is_empty() || component == "." || component == ".." {
+            return bad("folder names may not contain empty, . or .. components");
+        }
+        if sep == '/' && MAILDIR_SUBDIRS.contains(&component) {
+            return bad("with sep = / folder names may not contain cur, new or tmp");
+        }
+    }
+    if sep != '/' && MAILDIR_SUBDIRS.contains(&name) {
+        return bad("a folder may not be named cur, new or tmp");
+    }
+    Ok(())
+}
+
+impl Repository for MaildirRepository {
+    type Folder = MaildirFolder;
+
+    fn separator(&self) -> char {
+        self.config.sep
+    }
+
+    async fn list_folders(&self) -> Result<Vec<String>, StoreError> {
+        Ok(self.do_list()?)
+    }
+
+    async fn create_folder(&self, name: &str) -> Result<(), StoreError> {
+        Ok(self.do_create(name)?)
+    }
+
+    async fn open_folder(&self, name: &str, access: Access) -> Result<MaildirFolder, StoreError> {
+        Ok(self.open_folder_with_visible_name(name, name, access)?)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use oi_core::{FlagUpdate, Flags, Folder, Message, MsgRef, Severity, Uid};
+
+    fn repo(dir: &Path, sep: char) -> MaildirRepository {
+        MaildirRepository::new(MaildirConfig {
+            root: dir.join("mail"),
+            sep,
+            fsync: true,
+        })
+    }
+
+    fn uid(n: u32) -> Uid {
+        Uid::new(n).unwrap()
+    }
+
+    fn msg(body: &str) -> Message {
+        Message {
+            source: MsgRef::Uid(uid(1)),
+            body: body.as_bytes().to_vec(),
+            flags: Flags::EMPTY,
+            internal_date: None,
+        }
+    }
+
+    fn files(dir: &Path) -> Vec<String> {
+        let mut v: Vec<String> = fs::read_dir(dir)
+            .unwrap()
+            .map(|e| e.unwrap().file_name().into_string().unwrap())
+            .collect();
+        v.sort();
+        v
+    }
+
+    #[tokio::test]
+    async fn flat_folders_round_trip() {
+        let tmp = tempfile::tempdir().unwrap();
+        let r = repo(tmp.path(), '.');
+        assert!(r.list_folders().await.unwrap().is_empty());
+        r.create_folder("INBOX").await.unwrap();
+        r.create_folder("INBOX.Sent").await.unwrap();
+        // Creating again is fine, as in OfflineIMAP.
+        r.create_folder("INBOX").await.unwrap();
+        fs::create_dir(tmp.path().join("mail/not-a-folder")).unwrap();
+        assert_eq!(r.list_folders().await.unwrap(), ["INBOX", "INBOX.Sent"]);
+
+        let mut f = r
+            .open_folder("INBOX.Sent", Access::ReadWrite)
+            .await
+            .unwrap();
+        assert_eq!(f.meta().await.unwrap().uid_validity, MAILDIR_UID_VALIDITY);
+        assert_eq!(f.fmd5(), name::fmd5("INBOX.Sent"));
+        let got = f
+            .append(&msg("seen"), Flags::SEEN | Flags::FLAGGED, Some(uid(7)))
+            .await;
+        assert_eq!(got.unwrap(), Some(uid(7)));
+        f.append(&msg("unseen"), Flags::ANSWERED, Some(uid(8)))
+            .await
+            .unwrap();
+        f.append(&msg("none"), Flags::EMPTY, Some(uid(9)))
+            .await
+            .unwrap();
+
+        // Seen goes to cur/, everything else to new/, and the info part is always there.
+        let dir = tmp.path().join("mail/INBOX.Sent");
+        let cur = files(&dir.join("cur"));
+        let new = files(&dir.join("new"));
+        assert_eq!(cur.len(), 1);
+        assert!(
+            cur[0].ends_with(&format!(",U=7,FMD5={}:2,FS", f.fmd5())),
+            "{cur:?}"
+        );
+        assert_eq!(new.len(), 2);
+        assert!(new.iter().any(|n| n.ends_with(":2,R")), "{new:?}");
+        assert!(new.iter().any(|n| n.ends_with(":2,")), "{new:?}");
+        assert!(files(&dir.join("tmp")).is_empty());
+
+        // A fresh folder object sees the same thing on disk.
+        let mut g = r
+            .open_folder("INBOX.Sent", Access::ReadWrite)
+            .await
+            .unwrap();
+        let l = g.list().await.unwrap();
+        assert_eq!(l.messages.len(), 3);
+        assert_eq!(l.messages[&uid(7)].flags, Flags::SEEN | Flags::FLAGGED);
+        assert_eq!(l.messages[&uid(8)].flags, Flags::ANSWERED);
+        assert!(l.unsynced.is_empty());
+        let fetched = g
+            .fetch(&[MsgRef::Uid(uid(8)), MsgRef::Uid(uid(99))])
+            .await
+            .unwrap();
+        assert_eq!(fetched.len(), 1);
+        assert_eq!(fetched[0].body, b"unseen");
+        assert_eq!(fetched[0].flags, Flags::ANSWERED);
+        assert!(fetched[0].internal_date.is_some());
+
+        // Seeing 8 moves it to cur/; unseeing 7 moves it to new/.
+        g.set_flags(&[
+            FlagUpdate {
+                uid: uid(8),
+                add: Flags::SEEN,
+                remove: Flags::EMPTY,
+            },
+            FlagUpdate {
+                uid: uid(7),
+                add: Flags::EMPTY,
+                remove: Flags::SEEN,
+            },
+        ])
+        .await
+        .unwrap();
+        let cur = files(&dir.join("cur"));
+        assert_eq!(cur.len(), 1);
+        assert!(
+            cur[0].contains(",U=8,") && cur[0].ends_with(":2,RS"),
+            "{cur:?}"
+        );
+        assert!(
+            files(&dir.join("new"))
+                .iter()
+                .any(|n| n.contains(",U=7,") && n.ends_with(":2,F"))
+        );
+
+        g.delete(&[uid(9), uid(9), uid(1234)]).await.unwrap();
+        let l = g.list().await.unwrap();
+        assert_eq!(
+            l.messages.keys().copied().collect::<Vec<_>>(),
+            [uid(7), uid(8)]
+        );
+        assert_eq!(l.messages[&uid(8)].flags, Flags::ANSWERED | Flags::SEEN);
+
+        // Appending a UID that is already there only updates its flags.
+        g.append(&msg("again"), Flags::SEEN, Some(uid(8)))
+            .await
+            .unwrap();
+        let fetched = g.fetch(&[MsgRef::Uid(uid(8))]).await.unwrap();
+        assert_eq!(fetched[0].body, b"unseen");
+        assert_eq!(fetched[0].flags, Flags::SEEN);
+    }
+
+    #[tokio::test]
+    async fn unsynced_messages_and_assign_uid() {
+        let tmp = tempfile::tempdir().unwrap();
+        let r = repo(tmp.path(), '.');
+        r.create_folder("INBOX").await.unwrap();
+        r.create_folder("Other").await.unwrap();
+        let dir = tmp.path().join("mail/INBOX");
+        let other_md5 = name::fmd5("Other");
+        // Delivered by an MDA (no info), saved by a client with flags, and moved in from
+        // another folder (foreign FMD5), plus a dot file that is not a message.
+        fs::write(dir.join("new/1700000000.M1P2.host"), "mda").unwrap();
+        fs::write(dir.join("cur/1700000001.M3P4.host,S=6:2,SP"), "client").unwrap();
+        let moved = format!("1700000002_0.5.host,U=3,FMD5={other_md5}:2,S");
+        fs::write(dir.join("cur").join(&moved), "moved").unwrap();
+        fs::write(dir.join("cur/.hidden"), "x").unwrap();
+
+        let mut f = r.open_folder("INBOX", Access::ReadWrite).await.unwrap();
+        let l = f.list().await.unwrap();
+        assert!(l.messages.is_empty());
+        let keys: Vec<_> = l.unsynced.iter().map(|u| u.key.as_str()).collect();
+        let moved_base = moved.trim_end_matches(":2,S");
+        assert_eq!(
+            keys,
+            [
+                "1700000000.M1P2.host",
+                "1700000001.M3P4.host,S=6",
+                moved_base
+            ]
+        );
+        assert_eq!(l.unsynced[0].flags, Flags::EMPTY);
+        assert_eq!(l.unsynced[1].flags, Flags::SEEN);
+        assert_eq!(l.unsynced[1].size, Some(6));
+
+        let fetched = f
+            .fetch(&[MsgRef::Unsynced(keys[1].to_owned())])
+            .await
+            .unwrap();
+        assert_eq!(fetched[0].body, b"client");
+
+        f.assign_uid("1700000001.M3P4.host,S=6", uid(100))
+            .await
+            .unwrap();
+        f.assign_uid("1700000000.M1P2.host", uid(101))
+            .await
+            .unwrap();
+        assert_eq!(
+            f.assign_uid("nope", uid(102)).await.unwrap_err().severity(),
+            Severity::Message
+        );
+        assert!(
+            f.assign_uid(moved_base, uid(100)).await.is_err(),
+            "UID in use"
+        );
+
+        let cur = files(&dir.join("cur"));
+        // Unknown flag letters (P) survive the rename.
+        assert!(
+            cur.iter()
+                .any(|n| n.ends_with(&format!(",U=100,FMD5={}:2,PS", f.fmd5()))),
+            "{cur:?}"
+        );
+        // The MDA message stays in new/ and gains an (empty) info part.
+        let new = files(&dir.join("new"));
+        assert_eq!(new.len(), 1);
+        assert!(
+            new[0].ends_with(&format!(",U=101,FMD5={}:2,", f.fmd5())),
+            "{new:?}"
+        );
+
+        let mut g = r.open_folder("INBOX", Access::ReadWrite).await.unwrap();
+        let l = g.list().await.unwrap();
+        assert_eq!(
+            l.messages.keys().copied().collect::<Vec<_>>(),
+            [uid(100), uid(101)]
+        );
+        assert_eq!(l.unsynced.len(), 1);
+        // Flag changes keep letters we do not model.
+        g.set_flags(&[FlagUpdate {
+            uid: uid(100),
+            add: Flags::FLAGGED,
+            remove: Flags::SEEN,
+        }])
+        .await
+        .unwrap();
+        assert!(
+            files(&dir.join("new"))
+                .iter()
+                .any(|n| n.contains(",U=100,") && n.ends_with(":2,FP"))
+        );
+    }
+
+    #[tokio::test]
+    async fn duplicate_uid_prefers_cur_and_last_name() {
+        let tmp = tempfile::tempdir().unwrap();
+        let r = repo(tmp.path(), '.');
+        r.create_folder("INBOX").await.unwrap();
+        let dir = tmp.path().join("mail/INBOX");
+        let md5 = name::fmd5("INBOX");
+        fs::write(dir.join(format!("new/1_0.1.h,U=5,FMD5={md5}:2,")), "a").unwrap();
+        fs::write(dir.join(format!("cur/2_0.1.h,U=5,FMD5={md5}:2,S")), "b").unwrap();
+        fs::write(dir.join(format!("cur/3_0.1.h,U=5,FMD5={md5}:2,F")), "c").unwrap();
+        let mut f = r.open_folder("INBOX", Access::ReadWrite).await.unwrap();
+        let l = f.list().await.unwrap();
+        assert_eq!(l.messages.len(), 1);
+        assert!(l.unsynced.is_empty());
+        assert_eq!(l.messages[&uid(5)].flags, Flags::FLAGGED);
+        assert_eq!(f.fetch(&[MsgRef::Uid(uid(5))]).await.unwrap()[0].body, b"c");
+    }
+
+    #[tokio::test]
+    async fn nested_folders_with_slash() {
+        let tmp = tempfile::tempdir().unwrap();
+        let r = repo(tmp.path(), '/');
+        r.create_folder("INBOX/Sub/Deep").await.unwrap();
+        r.create_folder("INBOX").await.unwrap();
+        r.create_folder("Archive").await.unwrap();
+        assert_eq!(
+            r.list_folders().await.unwrap(),
+            ["Archive", "INBOX", "INBOX/Sub/Deep"]
+        );
+        assert!(tmp.path().join("mail/INBOX/Sub/Deep/cur").is_dir());
+        assert!(r.create_folder("INBOX/new").await.is_err());
+        assert!(r.create_folder("../escape").await.is_err());
+        assert!(r.create_folder("/abs").await.is_err());
+        assert!(r.open_folder("INBOX/Sub", Access::ReadWrite).await.is_err());
+
+        // FMD5 is computed over the name with the Maildir's own separator.
+        let mut f = r
+            .open_folder("INBOX/Sub/Deep", Access::ReadWrite)
+            .await
+            .unwrap();
+        assert_eq!(f.fmd5(), name::fmd5("INBOX/Sub/Deep"));
+        f.append(&msg("x"), Flags::SEEN, Some(uid(1)))
+            .await
+            .unwrap();
+        assert_eq!(f.list().await.unwrap().messages.len(), 1);
+
+        // With nametrans the visible name decides the FMD5.
+        let g = r
+            .open_folder_with_visible_name("INBOX/Sub/Deep", "Deep", Access::ReadOnly)
+            .unwrap();
+        assert_eq!(g.fmd5(), name::fmd5("Deep"));
+    }
+
+    #[tokio::test]
+    async fn flat_sep_rejects_slash_and_lists_root_maildir() {
+        let tmp = tempfile::tempdir().unwrap();
+        let r = repo(tmp.path(), '.');
+        assert!(r.create_folder("a/b").await.is_err());
+        r.create_folder(".").await.unwrap();
+        r.create_folder("INBOX").await.unwrap();
+        assert_eq!(r.list_folders().await.unwrap(), ["", "INBOX"]);
+    }
+
+    #[tokio::test]
+    async fn read_only_folder_refuses_writes() {
+        let tmp = tempfile::tempdir().unwrap();
+        let r = repo(tmp.path(), '.');
+        r.create_folder("INBOX").await.unwrap();
+        let mut f = r.open_folder("INBOX", Access::ReadOnly).await.unwrap();
+        let e = f
+            .append(&msg("x"), Flags::EMPTY, Some(uid(1)))
+            .await
+            .unwrap_err();
+        assert_eq!(e.severity(), Severity::Folder);
+        assert!(f.list().await.unwrap().messages.is_empty());
+    }
+
+    #[tokio::test]
+    async fn append_without_uid_is_refused() {
+        let tmp = tempfile::tempdir().unwrap();
+        let r = repo(tmp.path(), '.');
+        r.create_folder("INBOX").await.unwrap();
+        let mut f = r.open_folder("INBOX", Access::ReadWrite).await.unwrap();
+        let e = f.append(&msg("x"), Flags::EMPTY, None).await.unwrap_err();
+        assert_eq!(e.severity(), Severity::Message);
+        assert!(files(&tmp.path().join("mail/INBOX/tmp")).is_empty());
+        assert!(files(&tmp.path().join("mail/INBOX/new")).is_empty());
+    }
+}

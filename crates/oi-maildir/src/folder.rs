@@ -1,0 +1,523 @@
+//! One Maildir folder: scanning, reading, writing and renaming message files.
+
+use std::collections::HashMap;
+use std::fs::{self, File, OpenOptions};
+use std::io::{self, Write};
+use std::os::unix::fs::OpenOptionsExt;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::UNIX_EPOCH;
+
+use oi_core::{
+    Access, FlagUpdate, Flags, Folder, FolderMeta, Listing, Message, MessageMeta, MsgRef,
+    StoreError, Uid, UidValidity, UnsyncedMessage,
+};
+
+use crate::error::{MaildirError, folder_io, msg_io};
+use crate::name;
+use crate::unique::Namer;
+
+/// OfflineIMAP's UIDVALIDITY for every Maildir folder (`folder/Maildir.py`).
+pub const MAILDIR_UID_VALIDITY: UidValidity = UidValidity(42);
+
+/// How often a new name is tried when `tmp/<name>` already exists.
+const CREATE_TRIES: usize = 7;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Sub {
+    New,
+    Cur,
+}
+
+impl Sub {
+    fn dir(self) -> &'static str {
+        match self {
+            Sub::New => "new",
+            Sub::Cur => "cur",
+        }
+    }
+
+    /// OfflineIMAP's rule (`savemessageflags`): a seen message lives in `cur/`, any other
+    /// in `new/`, whatever its other flags.
+    fn for_flags(letters: &str) -> Sub {
+        if letters.contains('S') {
+            Sub::Cur
+        } else {
+            Sub::New
+        }
+    }
+}
+
+#[derive(Debug, Clone)]
+struct Entry {
+    sub: Sub,
+    name: String,
+    /// The raw flag letters of the name (including letters [`Flags`] cannot express, such
+    /// as `P`, which are kept on every rename).
+    letters: String,
+    size: Option<u64>,
+}
+
+#[derive(Debug, Default)]
+struct Index {
+    synced: HashMap<u32, Entry>,
+    unsynced: HashMap<String, Entry>,
+}
+
+/// A folder of a [`crate::MaildirRepository`].
+#[derive(Debug)]
+pub struct MaildirFolder {
+    path: PathBuf,
+    fmd5: String,
+    access: Access,
+    fsync: bool,
+    namer: Arc<Namer>,
+    index: Option<Index>,
+}
+
+impl MaildirFolder {
+    pub(crate) fn new(
+        path: PathBuf,
+        visible_name: &str,
+        access: Access,
+        fsync: bool,
+        namer: Arc<Namer>,
+    ) -> MaildirFolder {
+        MaildirFolder {
+            path,
+            fmd5: name::fmd5(visible_name),
+            access,
+            fsync,
+            namer,
+            index: None,
+        }
+    }
+
+    /// The directory of the folder (holding `cur`, `new`, `tmp`).
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// The FMD5 this folder writes into names and accepts as its own.
+    pub fn fmd5(&self) -> &str {
+        &self.fmd5
+    }
+
+    fn file(&self, e: &Entry) -> PathBuf {
+        self.path.join(e.sub.dir()).join(&e.name)
+    }
+
+    fn writable(&self) -> Result<(), MaildirError> {
+        match self.access {
+            Access::ReadWrite => Ok(()),
+            Access::ReadOnly => Err(MaildirError::ReadOnly),
+        }
+    }
+
+    /// Reads `new/` then `cur/` (one readdir each, no stat per file).
+    ///
+    /// Two files with the same UID and this folder's FMD5: OfflineIMAP keeps whichever it
+    /// meets last in a dict keyed by UID (`new/` is read before `cur/`, in readdir order)
+    /// and ignores the other, which stays on disk untouched. We do the same but make the
+    /// choice deterministic: `cur/` wins over `new/`, and within one directory the name
+    /// that sorts last wins.
+    fn scan(&self) -> Result<Index, MaildirError> {
+        let mut index = Index::default();
+        for sub in [Sub::New, Sub::Cur] {
+            let dir = self.path.join(sub.dir());
+            let mut names = Vec::new();
+            for entry in fs::read_dir(&dir).map_err(folder_io(&dir))? {
+                let entry = entry.map_err(folder_io(&dir))?;
+                if entry.file_type().map(|t| t.is_dir()).unwrap_or(false) {
+                    continue;
+                }
+                // Names that are not UTF-8 were written by neither OfflineIMAP nor us, and
+                // could not be renamed back through a `String`: leave them alone.
+                let Ok(file_name) = entry.file_name().into_string() else {
+                    continue;
+                };
+                // Dot files are not messages (OfflineIMAP skips them too).
+                if file_name.starts_with('.') {
+                    continue;
+                }
+                names.push(file_name);
+            }
+            names.sort_unstable();
+            for file_name in names {
+                let p = name::parse(&file_name);
+                let entry = Entry {
+                    sub,
+                    letters: p.flags.unwrap_or("").to_owned(),
+                    size: p.size,
+                    name: file_name.clone(),
+                };
+                match p.uid.filter(|&u| u != 0) {
+                    Some(uid) if p.fmd5 == Some(self.fmd5.as_str()) => {
+                        index.synced.insert(uid, entry);
+                    }
+                    _ => {
+                        let mut key = p.base.to_owned();
+                        if index.unsynced.contains_key(&key) {
+                            // The same base in new/ and cur/; '/' cannot occur in a name.
+                            key = format!("{}/{}", sub.dir(), p.base);
+                        }
+                        index.unsynced.insert(key, entry);
+                    }
+                }
+            }
+        }
+        Ok(index)
+    }
+
+    fn index(&mut self) -> Result<&mut Index, MaildirError> {
+        if self.index.is_none() {
+            self.index = Some(self.scan()?);
+        }
+        // Just filled above when it was empty.
+        self.index
+            .as_mut()
+            .ok_or(MaildirError::NoSuchFolder(self.path.display().to_string()))
+    }
+
+    fn sync_dir(&self, sub: &str) -> Result<(), MaildirError> {
+        if self.fsync {
+            let dir = self.path.join(sub);
+            File::open(&dir)
+                .and_then(|d| d.sync_all())
+                .map_err(folder_io(dir))?;
+        }
+        Ok(())
+    }
+
+    fn read_entry(&self, e: &Entry) -> io::Result<(Vec<u8>, Option<i64>)> {
+        let path = self.file(e);
+        let body = fs::read(&path)?;
+        // OfflineIMAP's getmessagetime is the file's mtime.
+        let mtime = fs::metadata(&path)
+            .and_then(|m| m.modified())
+            .ok()
+            .and_then(|t| t.duration_since(UNIX_EPOCH).ok())
+            .and_then(|d| i64::try_from(d.as_secs()).ok());
+        Ok((body, mtime))
+    }
+
+    fn lookup(&mut self, r: &MsgRef) -> Result<Option<Entry>, MaildirError> {
+        let index = self.index()?;
+        Ok(match r {
+            MsgRef::Uid(u) => index.synced.get(&u.get()).cloned(),
+            MsgRef::Unsynced(k) => index.unsynced.get(k).cloned(),
+        })
+    }
+
+    fn do_fetch(&mut self, which: &[MsgRef]) -> Result<Vec<Message>, MaildirError> {
+        let mut out = Vec::with_capacity(which.len());
+        let mut rescanned = false;
+        for r in which {
+            let Some(mut e) = self.lookup(r)? else {
+                continue;
+            };
+            let read = match self.read_entry(&e) {
+                Err(err) if err.kind() == io::ErrorKind::NotFound && !rescanned => {
+                    // A mail client renamed it since the scan (flag change): look again once.
+                    rescanned = true;
+                    self.index = Some(self.scan()?);
+                    match self.lookup(r)? {
+                        Some(again) => {
+                            e = again;
+                            self.read_entry(&e)
+                        }
+                        None => continue,
+                    }
+                }
+                other => other,
+            };
+            let (body, internal_date) = match read {
+                Ok(v) => v,
+                Err(err) if err.kind() == io::ErrorKind::NotFound => continue,
+                Err(err) => return Err(msg_io(self.file(&e))(err)),
+            };
+            out.push(Message {
+                source: r.clone(),
+                body,
+                flags: Flags::from_maildir(&e.letters),
+                internal_date,
+            });
+        }
+        Ok(out)
+    }
+
+    /// Writes `tmp/<name>` exclusively, then renames it into `new/` or `cur/`.
+    fn do_append(
+        &mut self,
+        message: &Message,
+        flags: Flags,
+        uid: Option<Uid>,
+    ) -> Result<Option<Uid>, MaildirError> {
+        self.writable()?;
+        let uid = uid.ok_or(MaildirError::NoUid)?;
+        if self.index()?.synced.contains_key(&uid.get()) {
+            // OfflineIMAP's savemessage: "We already have it, just update flags."
+            self.set_letters(uid.get(), flags)?;
+            return Ok(Some(uid));
+        }
+        let letters = flags.to_maildir();
+        let tmp_dir = self.path.join("tmp");
+        let mut attempt = 0;
+        let (file_name, mut file) = loop {
+            attempt += 1;
+            let file_name = self.namer.next(uid.get(), &self.fmd5, &letters);
+            let tmp = tmp_dir.join(&file_name);
+            match OpenOptions::new()
+                .write(true)
+                .create_new(true)
+                .mode(0o666)
+                .open(&tmp)
+            {
+                Ok(f) => break (file_name, f),
+                Err(e) if e.kind() == io::ErrorKind::AlreadyExists && attempt < CREATE_TRIES => {}
+                Err(e) => return Err(msg_io(tmp)(e)),
+            }
+        };
+        let tmp = tmp_dir.join(&file_name);
+        let written = file
+            .write_all(&message.body)
+            .and_then(|()| if self.fsync { file.sync_all() } else { Ok(()) });
+        drop(file);
+        if let Err(e) = written {
+            // A partial file in tmp/ would be cleaned by nobody; remove it now.
+            let _ = fs::remove_file(&tmp);
+            return Err(msg_io(tmp)(e));
+        }
+        let sub = Sub::for_flags(&letters);
+        let dest = self.path.join(sub.dir()).join(&file_name);
+        if let Err(e) = fs::rename(&tmp, &dest) {
+            let _ = fs::remove_file(&tmp);
+            return Err(folder_io(dest)(e));
+        }
+        self.sync_dir(sub.dir())?;
+        let size = u64::try_from(message.body.len()).ok();
+        self.index()?.synced.insert(
+            uid.get(),
+            Entry {
+                sub,
+                name: file_name,
+                letters,
+                size,
+            },
+        );
+        Ok(Some(uid))
+    }
+
+    /// Gives a synced message exactly these flags (keeping letters [`Flags`] cannot
+    /// express), renaming and moving it between `new/` and `cur/` as OfflineIMAP does.
+    /// Returns the directories touched.
+    fn set_letters(&mut self, uid: u32, flags: Flags) -> Result<[Option<Sub>; 2], MaildirError> {
+        let old = self
+            .index()?
+            .synced
+            .get(&uid)
+            .cloned()
+            .ok_or(MaildirError::UnknownUid(uid))?;
+        let foreign: String = old
+            .letters
+            .chars()
+            .filter(|&c| Flags::from_letter(c).is_none())
+            .collect();
+        let letters = name::sorted_letters(&format!("{foreign}{}", flags.to_maildir()));
+        let sub = Sub::for_flags(&letters);
+        let new_name = if letters == name::sorted_letters(&old.letters) {
+            old.name.clone()
+        } else {
+            name::with_flags(&old.name, &letters)
+        };
+        if sub == old.sub && new_name == old.name {
+            return Ok([None, None]);
+        }
+        let from = self.file(&old);
+        let to = self.path.join(sub.dir()).join(&new_name);
+        fs::rename(&from, &to).map_err(folder_io(from))?;
+        let entry = Entry {
+            sub,
+            name: new_name,
+            letters,
+            size: old.size,
+        };
+        self.index()?.synced.insert(uid, entry);
+        Ok([Some(old.sub), Some(sub)])
+    }
+
+    fn sync_touched(&self, touched: &[Sub]) -> Result<(), MaildirError> {
+        for sub in [Sub::New, Sub::Cur] {
+            if touched.contains(&sub) {
+                self.sync_dir(sub.dir())?;
+            }
+        }
+        Ok(())
+    }
+
+    fn do_set_flags(&mut self, updates: &[FlagUpdate]) -> Result<(), MaildirError> {
+        self.writable()?;
+        let mut touched = Vec::new();
+        let mut first_err = None;
+        for u in updates {
+            let current = match self.index()?.synced.get(&u.uid.get()) {
+                Some(e) => Flags::from_maildir(&e.letters),
+                None => {
+                    first_err.get_or_insert(MaildirError::UnknownUid(u.uid.get()));
+                    continue;
+                }
+            };
+            let wanted = (current | u.add).minus(u.remove);
+            match self.set_letters(u.uid.get(), wanted) {
+                Ok(subs) => touched.extend(subs.into_iter().flatten()),
+                Err(e) => {
+                    first_err.get_or_insert(e);
+                }
+            }
+        }
+        self.sync_touched(&touched)?;
+        first_err.map_or(Ok(()), Err)
+    }
+
+    fn do_delete(&mut self, uids: &[Uid]) -> Result<(), MaildirError> {
+        self.writable()?;
+        let mut touched = Vec::new();
+        for uid in uids {
+            let Some(e) = self.index()?.synced.get(&uid.get()).cloned() else {
+                // Already gone: deleting is idempotent, so a replayed plan step is harmless.
+                continue;
+            };
+            let path = self.file(&e);
+            match fs::remove_file(&path) {
+                Ok(()) => touched.push(e.sub),
+                Err(err) if err.kind() == io::ErrorKind::NotFound => {
+                    // Renamed by a mail client since the scan: OfflineIMAP rescans and
+                    // tries the new name.
+                    let fresh = self.scan()?;
+                    if let Some(e2) = fresh.synced.get(&uid.get()) {
+                        let p2 = self.file(e2);
+                        fs::remove_file(&p2).map_err(msg_io(p2))?;
+                        touched.push(e2.sub);
+                    }
+                    self.index = Some(fresh);
+                }
+                Err(err) => return Err(msg_io(path)(err)),
+            }
+            self.index()?.synced.remove(&uid.get());
+        }
+        self.sync_touched(&touched)
+    }
+
+    fn do_assign_uid(&mut self, key: &str, uid: Uid) -> Result<(), MaildirError> {
+        self.writable()?;
+        let index = self.index()?;
+        let old = index
+            .unsynced
+            .get(key)
+            .cloned()
+            .ok_or_else(|| MaildirError::UnknownKey(key.to_owned()))?;
+        if index.synced.contains_key(&uid.get()) {
+            // Two files with one UID would hide one of them from every later scan.
+            return Err(MaildirError::UidInUse(uid.get()));
+        }
+        // Like OfflineIMAP's change_message_uid: a whole new name in the same directory,
+        // keeping the flag letters.
+        let from = self.file(&old);
+        let mut attempt = 0;
+        let (new_name, to) = loop {
+            attempt += 1;
+            let n = self.namer.next(uid.get(), &self.fmd5, &old.letters);
+            let to = self.path.join(old.sub.dir()).join(&n);
+            // rename(2) would silently replace an existing file; never overwrite a message.
+            if !to.exists() || attempt >= CREATE_TRIES {
+                break (n, to);
+            }
+        };
+        fs::rename(&from, &to).map_err(folder_io(from))?;
+        self.sync_dir(old.sub.dir())?;
+        let index = self.index()?;
+        index.unsynced.remove(key);
+        index.synced.insert(
+            uid.get(),
+            Entry {
+                name: new_name,
+                letters: name::sorted_letters(&old.letters),
+                ..old
+            },
+        );
+        Ok(())
+    }
+
+    fn do_list(&mut self) -> Result<Listing, MaildirError> {
+        let index = self.scan()?;
+        let mut listing = Listing::default();
+        for (&uid, e) in &index.synced {
+            if let Some(u) = Uid::new(uid) {
+                listing.messages.insert(
+                    u,
+                    MessageMeta {
+                        flags: Flags::from_maildir(&e.letters),
+                        size: e.size,
+                    },
+                );
+            }
+        }
+        let mut unsynced: Vec<UnsyncedMessage> = index
+            .unsynced
+            .iter()
+            .map(|(k, e)| UnsyncedMessage {
+                key: k.clone(),
+                flags: Flags::from_maildir(&e.letters),
+                size: e.size,
+            })
+            .collect();
+        // Names start with the delivery time, so this uploads roughly oldest first.
+        unsynced.sort_by(|a, b| a.key.cmp(&b.key));
+        listing.unsynced = unsynced;
+        self.index = Some(index);
+        Ok(listing)
+    }
+}
+
+impl Folder for MaildirFolder {
+    async fn meta(&mut self) -> Result<FolderMeta, StoreError> {
+        Ok(FolderMeta {
+            uid_validity: MAILDIR_UID_VALIDITY,
+            exists: None,
+        })
+    }
+
+    async fn list(&mut self) -> Result<Listing, StoreError> {
+        Ok(self.do_list()?)
+    }
+
+    async fn fetch(&mut self, which: &[MsgRef]) -> Result<Vec<Message>, StoreError> {
+        Ok(self.do_fetch(which)?)
+    }
+
+    async fn append(
+        &mut self,
+        message: &Message,
+        flags: Flags,
+        uid: Option<Uid>,
+    ) -> Result<Option<Uid>, StoreError> {
+        Ok(self.do_append(message, flags, uid)?)
+    }
+
+    async fn set_flags(&mut self, updates: &[FlagUpdate]) -> Result<(), StoreError> {
+        Ok(self.do_set_flags(updates)?)
+    }
+
+    async fn delete(&mut self, uids: &[Uid]) -> Result<(), StoreError> {
+        Ok(self.do_delete(uids)?)
+    }
+
+    async fn assign_uid(&mut self, key: &str, uid: Uid) -> Result<(), StoreError> {
+        Ok(self.do_assign_uid(key, uid)?)
+    }
+
+    async fn close(&mut self) -> Result<(), StoreError> {
+        self.index = None;
+        Ok(())
+    }
+}
