@@ -1,2 +1,6 @@
-//! oi-imap (being written).
+//! oi-imap.
 #![deny(missing_docs)]
+mod error;
+pub mod response;
+pub mod session;
+pub use error::ImapError;
