@@ -1,0 +1,282 @@
+//! One folder's LocalStatus in OfflineIMAP's SQLite format, plus the two FolderValidity
+//! files of that folder.
+
+use std::collections::BTreeMap;
+use std::fs::{self, DirBuilder, File};
+use std::io::Write;
+use std::os::unix::fs::DirBuilderExt;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use oi_core::{Flags, Side, StatusStore, StoreError, Uid, UidValidity};
+use rusqlite::{Connection, ErrorCode, OptionalExtension, params};
+
+use crate::error::{StatusError, io_at};
+use crate::plain;
+
+/// The schema OfflineIMAP 8 writes (`LocalStatusSQLiteFolder.__create_db`), statement for
+/// statement, so that the files are indistinguishable.
+const CREATE_V2: &str = "
+CREATE TABLE metadata (key VARCHAR(50) PRIMARY KEY, value VARCHAR(128));
+INSERT INTO metadata VALUES('db_version', '2');
+CREATE TABLE status (id INTEGER PRIMARY KEY, flags VARCHAR(50), mtime INTEGER, labels VARCHAR(256));
+";
+
+/// OfflineIMAP's v1 → v2 upgrade (`__upgrade_db`).
+const UPGRADE_V1: &str = "
+ALTER TABLE status ADD mtime INTEGER DEFAULT 0;
+ALTER TABLE status ADD labels VARCHAR(256) DEFAULT '';
+UPDATE metadata SET value='2' WHERE key='db_version';
+";
+
+/// The LocalStatus of one folder.
+///
+/// With `fsync` every write is its own committed transaction, as in OfflineIMAP (which
+/// commits after each statement); without it, writes are gathered in one transaction that
+/// [`StatusStore::commit`] ends. Uncommitted writes are rolled back when the value is
+/// dropped.
+#[derive(Debug)]
+pub struct SqliteStatus {
+    conn: Connection,
+    path: PathBuf,
+    fsync: bool,
+    in_transaction: bool,
+    created: bool,
+    remote_validity: PathBuf,
+    local_validity: PathBuf,
+}
+
+impl SqliteStatus {
+    pub(crate) fn open(
+        path: PathBuf,
+        legacy: &Path,
+        remote_validity: PathBuf,
+        local_validity: PathBuf,
+        fsync: bool,
+    ) -> Result<SqliteStatus, StatusError> {
+        if let Some(dir) = path.parent() {
+            DirBuilder::new()
+                .recursive(true)
+                .mode(0o700)
+                .create(dir)
+                .map_err(io_at(dir))?;
+        }
+        let sql = |source| StatusError::Sqlite {
+            path: path.clone(),
+            source,
+        };
+        let conn = Connection::open(&path).map_err(sql)?;
+        // Python's sqlite3 waits 5 s for a locked database; so do we.
+        conn.busy_timeout(Duration::from_secs(5)).map_err(sql)?;
+        let mut status = SqliteStatus {
+            conn,
+            path: path.clone(),
+            fsync,
+            in_transaction: false,
+            created: false,
+            remote_validity,
+            local_validity,
+        };
+        status.prepare_schema(legacy)?;
+        Ok(status)
+    }
+
+    fn sql(&self) -> impl FnOnce(rusqlite::Error) -> StatusError {
+        let path = self.path.clone();
+        move |source| StatusError::Sqlite { path, source }
+    }
+
+    /// OfflineIMAP's `openfiles`: a missing `metadata` table means a new (or empty) file
+    /// and the schema is created; an old version is upgraded. A file that is not a
+    /// database at all is an error, as in OfflineIMAP (its "recreate" path fails on such
+    /// a file too), so the user's file is never overwritten behind their back.
+    fn prepare_schema(&mut self, legacy: &Path) -> Result<(), StatusError> {
+        let version: Result<Option<String>, rusqlite::Error> = self
+            .conn
+            .query_row(
+                "SELECT value from metadata WHERE key='db_version'",
+                [],
+                |r| r.get::<_, Option<String>>(0),
+            )
+            .optional()
+            .map(Option::flatten);
+        match version {
+            Ok(Some(v)) => {
+                let n: u32 = v.trim().parse().map_err(|_| StatusError::BadDatabase {
+                    path: self.path.clone(),
+                    reason: format!("db_version is {v:?}"),
+                })?;
+                if n < 2 {
+                    self.conn.execute_batch(UPGRADE_V1).map_err(self.sql())?;
+                }
+                Ok(())
+            }
+            Ok(None) => Err(StatusError::BadDatabase {
+                path: self.path.clone(),
+                reason: "no db_version in the metadata table".to_owned(),
+            }),
+            Err(rusqlite::Error::SqliteFailure(e, _)) if e.code == ErrorCode::NotADatabase => {
+                Err(self.sql()(rusqlite::Error::SqliteFailure(e, None)))
+            }
+            Err(_) => self.create(legacy),
+        }
+    }
+
+    /// Creates the schema and, in the same transaction, imports a legacy plain-text
+    /// LocalStatus if one is there. (OfflineIMAP 8 has code for that import, but it asks
+    /// "is the SQLite folder new?" before the database is opened, so it never runs; doing
+    /// it spares a user of a very old setup nothing worse than a flag-only resync.)
+    fn create(&mut self, legacy: &Path) -> Result<(), StatusError> {
+        let rows = plain::read(legacy).unwrap_or_default();
+        let path = self.path.clone();
+        let sql = |source| StatusError::Sqlite {
+            path: path.clone(),
+            source,
+        };
+        let tx = self.conn.transaction().map_err(sql)?;
+        tx.execute_batch(CREATE_V2).map_err(sql)?;
+        {
+            let mut ins = tx
+                .prepare("INSERT OR REPLACE INTO status (id,flags,mtime,labels) VALUES (?,?,?,?)")
+                .map_err(sql)?;
+            for r in &rows {
+                ins.execute(params![r.uid, r.flags, r.mtime, r.labels])
+                    .map_err(sql)?;
+            }
+        }
+        tx.commit().map_err(sql)?;
+        self.created = true;
+        Ok(())
+    }
+
+    /// True when this open created the database (first sync of the folder, or the file
+    /// was missing).
+    pub fn is_new(&self) -> bool {
+        self.created
+    }
+
+    /// The database file.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    fn write(&mut self, sql: &str, args: impl rusqlite::Params) -> Result<(), StatusError> {
+        if !self.fsync && !self.in_transaction {
+            self.conn.execute_batch("BEGIN").map_err(self.sql())?;
+            self.in_transaction = true;
+        }
+        self.conn.execute(sql, args).map_err(self.sql())?;
+        Ok(())
+    }
+
+    fn validity_file(&self, side: Side) -> &Path {
+        match side {
+            Side::Remote => &self.remote_validity,
+            Side::Local => &self.local_validity,
+        }
+    }
+
+    fn read_validity(&self, side: Side) -> Result<Option<UidValidity>, StatusError> {
+        let path = self.validity_file(side);
+        let text = match fs::read_to_string(path) {
+            Ok(t) => t,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+            Err(e) => return Err(io_at(path)(e)),
+        };
+        // OfflineIMAP: int(file.readline().strip())
+        let line = text.lines().next().unwrap_or("").trim();
+        line.parse::<u32>()
+            .map(|v| Some(UidValidity(v)))
+            .map_err(|_| StatusError::BadValidity {
+                path: path.to_owned(),
+                content: line.to_owned(),
+            })
+    }
+
+    /// Writes `<file>.tmp` then renames it over `<file>`, as OfflineIMAP does, with fsyncs
+    /// when configured so the rename never exposes an empty file after a crash.
+    fn write_validity(&self, side: Side, value: UidValidity) -> Result<(), StatusError> {
+        let path = self.validity_file(side);
+        let dir = path.parent().unwrap_or(Path::new("."));
+        DirBuilder::new()
+            .recursive(true)
+            .mode(0o700)
+            .create(dir)
+            .map_err(io_at(dir))?;
+        let mut tmp_name = path.as_os_str().to_owned();
+        tmp_name.push(".tmp");
+        let tmp = PathBuf::from(tmp_name);
+        let mut f = File::create(&tmp).map_err(io_at(&tmp))?;
+        f.write_all(format!("{}\n", value.0).as_bytes())
+            .map_err(io_at(&tmp))?;
+        if self.fsync {
+            f.sync_all().map_err(io_at(&tmp))?;
+        }
+        drop(f);
+        fs::rename(&tmp, path).map_err(io_at(path))?;
+        if self.fsync {
+            File::open(dir)
+                .and_then(|d| d.sync_all())
+                .map_err(io_at(dir))?;
+        }
+        Ok(())
+    }
+
+    fn do_load(&mut self) -> Result<BTreeMap<Uid, Flags>, StatusError> {
+        let mut stmt = self
+            .conn
+            .prepare("SELECT id,flags FROM status")
+            .map_err(self.sql())?;
+        let rows = stmt
+            .query_map([], |r| {
+                Ok((r.get::<_, i64>(0)?, r.get::<_, Option<String>>(1)?))
+            })
+            .map_err(self.sql())?;
+        let mut out = BTreeMap::new();
+        for row in rows {
+            let (id, flags) = row.map_err(self.sql())?;
+            // OfflineIMAP never stores the negative placeholders of unsynced messages; a
+            // row that is not a valid UID cannot name a message on either side.
+            if let Some(uid) = u32::try_from(id).ok().and_then(Uid::new) {
+                out.insert(uid, Flags::from_maildir(flags.as_deref().unwrap_or("")));
+            }
+        }
+        Ok(out)
+    }
+}
+
+impl StatusStore for SqliteStatus {
+    fn load(&mut self) -> Result<BTreeMap<Uid, Flags>, StoreError> {
+        Ok(self.do_load()?)
+    }
+
+    fn set(&mut self, uid: Uid, flags: Flags) -> Result<(), StoreError> {
+        // OfflineIMAP inserts new rows with mtime 0 and empty labels, and updates only the
+        // flags of existing ones (Gmail labels and their mtimes stay).
+        Ok(self.write(
+            "INSERT INTO status (id,flags,mtime,labels) VALUES (?1,?2,0,'') \
+             ON CONFLICT(id) DO UPDATE SET flags=excluded.flags",
+            params![uid.get(), flags.to_maildir()],
+        )?)
+    }
+
+    fn remove(&mut self, uid: Uid) -> Result<(), StoreError> {
+        Ok(self.write("DELETE FROM status WHERE id=?", params![uid.get()])?)
+    }
+
+    fn commit(&mut self) -> Result<(), StoreError> {
+        if self.in_transaction {
+            self.conn.execute_batch("COMMIT").map_err(self.sql())?;
+            self.in_transaction = false;
+        }
+        Ok(())
+    }
+
+    fn saved_validity(&self, side: Side) -> Result<Option<UidValidity>, StoreError> {
+        Ok(self.read_validity(side)?)
+    }
+
+    fn save_validity(&mut self, side: Side, value: UidValidity) -> Result<(), StoreError> {
+        Ok(self.write_validity(side, value)?)
+    }
+}
