@@ -1,0 +1,884 @@
+//! From raw INI to typed config: each section kind reads its own options, every problem is
+//! collected, and each OfflineIMAP option we do not implement yet is classified.
+
+use crate::error::{ConfigError, Origin};
+use crate::expand::Env;
+use crate::raw::RawConfig;
+use crate::types::*;
+use oi_core::Secret;
+use std::path::PathBuf;
+use std::time::Duration;
+
+/// How we treat an OfflineIMAP option.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Support {
+    /// Read by the builder into a typed field.
+    Read,
+    /// Not implemented, and ignoring it only costs speed, display or long-running behaviour:
+    /// a warning.
+    Warn,
+    /// A boolean whose `true` we do not implement; `false` is the behaviour we have.
+    WarnIfTrue,
+    /// Not implemented, and ignoring it could delete, duplicate or misplace mail, reach a
+    /// different server or account, or send mail somewhere unexpected: an error.
+    Reject,
+    /// A boolean feature switch: an error only when turned on.
+    RejectIfTrue,
+}
+
+use Support::*;
+
+/// `[general]`. `pythonfile` is read but only matters to the eval options, all rejected.
+const GENERAL: &[(&str, Support)] = &[
+    ("accounts", Read),
+    ("metadata", Read),
+    ("maxsyncaccounts", Read),
+    ("fsync", Read),
+    ("socktimeout", Read),
+    ("ui", Read),
+    ("pythonfile", Read),
+    ("ignore-readonly", WarnIfTrue),
+    ("utime_from_header", WarnIfTrue),
+    ("filename_use_mail_timestamp", WarnIfTrue),
+    ("dry-run", WarnIfTrue),
+    ("ignore-keyring", WarnIfTrue),
+    ("update-keyring", WarnIfTrue),
+];
+
+/// `[Account X]`. The proxies are rejected because ignoring them would connect directly,
+/// bypassing what the user set up on purpose.
+const ACCOUNT: &[(&str, Support)] = &[
+    ("localrepository", Read),
+    ("remoterepository", Read),
+    ("autorefresh", Read),
+    ("quick", Read),
+    ("status_backend", Read),
+    ("presynchook", Warn),
+    ("postsynchook", Warn),
+    ("skipsleep", Warn),
+    ("labelsheader", Warn),
+    ("ignorelabels", Warn),
+    ("maxsize", Reject),
+    ("maxage", Reject),
+    ("maildir-windows-compatible", RejectIfTrue),
+    ("synclabels", RejectIfTrue),
+    ("filterheaders", Reject),
+    ("proxy", Reject),
+    ("authproxy", Reject),
+    ("utf8foldernames", RejectIfTrue),
+];
+
+/// Every `[Repository X]`.
+const REPOSITORY: &[(&str, Support)] = &[
+    ("type", Read),
+    ("readonly", Read),
+    ("createfolders", Read),
+    ("sync_deletes", Read),
+    ("dynamic_folderfilter", WarnIfTrue),
+    ("nametrans", Reject),
+    ("folderfilter", Reject),
+    ("folderincludes", Reject),
+    ("foldersort", Reject),
+    ("startdate", Reject),
+];
+
+/// `type = Maildir`, on top of [`REPOSITORY`]; `customflag_[a-z]` is handled by pattern.
+const MAILDIR: &[(&str, Support)] = &[
+    ("localfolders", Read),
+    ("sep", Read),
+    ("restoreatime", WarnIfTrue),
+    ("utime_from_header", WarnIfTrue),
+    ("filename_use_mail_timestamp", WarnIfTrue),
+];
+
+/// `type = IMAP`, on top of [`REPOSITORY`]. The `*eval` options need pythonfile; the TLS
+/// client certificate and identity options would log in as someone else or fail oddly.
+const IMAP: &[(&str, Support)] = &[
+    ("remotehost", Read),
+    ("remoteport", Read),
+    ("remoteuser", Read),
+    ("remotepass", Read),
+    ("remotepassfile", Read),
+    ("ssl", Read),
+    ("starttls", Read),
+    ("sslcacertfile", Read),
+    ("cert_fingerprint", Read),
+    ("preauthtunnel", Read),
+    ("transporttunnel", Read),
+    ("expunge", Read),
+    ("auth_mechanisms", Read),
+    ("sep", Read),
+    ("remotehosteval", Reject),
+    ("remoteporteval", Reject),
+    ("remoteusereval", Reject),
+    ("remotepasseval", Reject),
+    ("remote_identity", Reject),
+    ("oauth2_client_id", Reject),
+    ("oauth2_client_id_eval", Reject),
+    ("oauth2_client_secret", Reject),
+    ("oauth2_client_secret_eval", Reject),
+    ("oauth2_refresh_token", Reject),
+    ("oauth2_refresh_token_eval", Reject),
+    ("oauth2_access_token", Reject),
+    ("oauth2_access_token_eval", Reject),
+    ("oauth2_request_url", Reject),
+    ("sslclientcert", Reject),
+    ("sslclientkey", Reject),
+    ("reference", Reject),
+    ("decodefoldernames", RejectIfTrue),
+    ("subscribedonly", RejectIfTrue),
+    ("copy_ignore_eval", Reject),
+    ("ssl_version", Warn),
+    ("tls_level", Warn),
+    ("ipv6", Warn),
+    ("idlefolders", Warn),
+    ("usecompression", WarnIfTrue),
+    ("maxconnections", Warn),
+    ("singlethreadperfolder", WarnIfTrue),
+    ("holdconnectionopen", WarnIfTrue),
+    ("keepalive", Warn),
+    ("newmail_hook", Warn),
+    ("retrycount", Warn),
+];
+
+/// Options only the Gmail types have; listed so that they are not called misspellings.
+const GMAIL_ONLY: &[&str] = &["trashfolder", "spamfolder"];
+
+fn lookup(tables: &[&[(&str, Support)]], key: &str) -> Option<Support> {
+    if key.len() == "customflag_a".len()
+        && key.starts_with("customflag_")
+        && key.ends_with(|c: char| c.is_ascii_lowercase())
+        && tables
+            .iter()
+            .any(|t| t.iter().any(|(name, _)| *name == "localfolders"))
+    {
+        return Some(Reject);
+    }
+    tables
+        .iter()
+        .flat_map(|t| t.iter())
+        .find(|(name, _)| *name == key)
+        .map(|&(_, s)| s)
+}
+
+fn known_anywhere(key: &str) -> bool {
+    GMAIL_ONLY.contains(&key)
+        || key.starts_with("customflag_")
+        || [GENERAL, ACCOUNT, REPOSITORY, MAILDIR, IMAP]
+            .iter()
+            .any(|t| t.iter().any(|(name, _)| *name == key))
+}
+
+/// Python's `int()` on a config string: surrounding whitespace, a sign, and single
+/// underscores between digits are allowed.
+fn parse_py_int(text: &str) -> Option<i64> {
+    let t = text.trim();
+    let digits = t.strip_prefix(['+', '-']).unwrap_or(t);
+    if digits.is_empty()
+        || digits.starts_with('_')
+        || digits.ends_with('_')
+        || digits.contains("__")
+        || !digits.chars().all(|c| c.is_ascii_digit() || c == '_')
+    {
+        return None;
+    }
+    t.replace('_', "").parse().ok()
+}
+
+/// Python's `float()` for the finite values a config needs.
+fn parse_py_float(text: &str) -> Option<f64> {
+    let t = text.trim();
+    if t.contains("__") || t.starts_with('_') || t.ends_with('_') {
+        return None;
+    }
+    let v: f64 = t.replace('_', "").parse().ok()?;
+    v.is_finite().then_some(v)
+}
+
+/// configparser's `BOOLEAN_STATES`.
+fn parse_py_bool(text: &str) -> Option<bool> {
+    match text.to_lowercase().as_str() {
+        "1" | "yes" | "true" | "on" => Some(true),
+        "0" | "no" | "false" | "off" => Some(false),
+        _ => None,
+    }
+}
+
+/// Collects typed values, errors, warnings and notes while walking the sections.
+pub(crate) struct Builder<'a> {
+    raw: &'a RawConfig,
+    env: &'a Env,
+    pub(crate) errors: Vec<ConfigError>,
+    pub(crate) warnings: Vec<String>,
+    pub(crate) unknown: Vec<String>,
+}
+
+impl<'a> Builder<'a> {
+    pub(crate) fn new(raw: &'a RawConfig, env: &'a Env) -> Self {
+        Builder {
+            raw,
+            env,
+            errors: Vec::new(),
+            warnings: raw.warnings.clone(),
+            unknown: Vec::new(),
+        }
+    }
+
+    fn option_error(&mut self, section: &str, key: &str, at: &Origin, message: impl Into<String>) {
+        self.errors.push(ConfigError::Option {
+            at: at.clone(),
+            section: section.to_string(),
+            option: key.to_string(),
+            message: message.into(),
+        });
+    }
+
+    fn header(&self, section: &str) -> Option<Origin> {
+        self.raw.section(section).and_then(|s| s.header.clone())
+    }
+
+    /// The interpolated value, or None when unset; interpolation errors are recorded.
+    fn string(&mut self, section: &str, key: &str) -> Option<(String, Origin)> {
+        match self.raw.get(section, key)? {
+            Ok((v, origin)) => Some((v, origin.clone())),
+            Err(e) => {
+                self.errors.push(e);
+                None
+            }
+        }
+    }
+
+    fn required(&mut self, section: &str, key: &str) -> Option<(String, Origin)> {
+        if self.raw.raw_entry(section, key).is_none() {
+            let at = self.header(section);
+            self.errors.push(match at {
+                Some(at) => ConfigError::Option {
+                    at,
+                    section: section.to_string(),
+                    option: key.to_string(),
+                    message: "required option is missing".into(),
+                },
+                None => ConfigError::Section {
+                    at: None,
+                    section: section.to_string(),
+                    message: format!("required option {key} is missing"),
+                },
+            });
+            return None;
+        }
+        self.string(section, key)
+    }
+
+    fn parsed<T>(
+        &mut self,
+        section: &str,
+        key: &str,
+        what: &str,
+        parse: impl Fn(&str) -> Option<T>,
+    ) -> Option<(T, Origin)> {
+        let (text, at) = self.string(section, key)?;
+        match parse(&text) {
+            Some(v) => Some((v, at)),
+            None => {
+                self.option_error(section, key, &at, format!("not {what}: {text:?}"));
+                None
+            }
+        }
+    }
+
+    fn boolean(&mut self, section: &str, key: &str, default: bool) -> bool {
+        self.parsed(
+            section,
+            key,
+            "a boolean (yes/no, true/false, on/off, 1/0)",
+            parse_py_bool,
+        )
+        .map_or(default, |(v, _)| v)
+    }
+
+    fn path(&mut self, section: &str, key: &str) -> Option<PathBuf> {
+        self.string(section, key)
+            .map(|(v, _)| self.env.expand_path(&v))
+    }
+
+    /// Warns about or rejects the options of one section that we do not implement, and
+    /// notes the ones OfflineIMAP would not read either.
+    fn classify(&mut self, section: &str, tables: &[&[(&str, Support)]], kind: &str) {
+        let own: Vec<String> = self
+            .raw
+            .section(section)
+            .map(|s| s.entries().iter().map(|e| e.key.clone()).collect())
+            .unwrap_or_default();
+        let keys: Vec<(String, Origin)> = self
+            .raw
+            .keys(section)
+            .into_iter()
+            .map(|e| (e.key.clone(), e.origin.clone()))
+            .collect();
+        for (key, at) in keys {
+            match lookup(tables, &key) {
+                Some(Read) => {}
+                Some(Warn) => self.warn_unsupported(&key, &at),
+                Some(Reject) => self.reject_unsupported(section, &key, &at),
+                Some(WarnIfTrue) if self.boolean(section, &key, false) => {
+                    self.warn_unsupported(&key, &at);
+                }
+                Some(RejectIfTrue) if self.boolean(section, &key, false) => {
+                    self.reject_unsupported(section, &key, &at);
+                }
+                Some(WarnIfTrue | RejectIfTrue) => {}
+                // [DEFAULT] holds interpolation variables as much as options: only the
+                // section's own keys can be misspellings.
+                None if own.contains(&key) => {
+                    let why = if known_anywhere(&key) {
+                        format!("not used by {kind} (ignored)")
+                    } else {
+                        "not an OfflineIMAP option (ignored)".to_string()
+                    };
+                    self.unknown.push(format!("{at}: [{section}] {key}: {why}"));
+                }
+                None => {}
+            }
+        }
+    }
+
+    fn warn_unsupported(&mut self, key: &str, at: &Origin) {
+        self.warnings
+            .push(format!("not supported yet: {key} ({at}); ignored"));
+    }
+
+    fn reject_unsupported(&mut self, section: &str, key: &str, at: &Origin) {
+        self.option_error(
+            section,
+            key,
+            at,
+            "not supported yet (ignoring it could change which mail is synced, or where)",
+        );
+    }
+
+    pub(crate) fn general(&mut self) -> Option<General> {
+        const S: &str = "general";
+        if !self.raw.has_section(S) {
+            self.errors.push(ConfigError::Section {
+                at: None,
+                section: S.into(),
+                message: "section is missing (it must at least say accounts = NAME, …)".into(),
+            });
+            return None;
+        }
+        self.classify(S, &[GENERAL], "[general]");
+        let accounts = self.required(S, "accounts").and_then(|(text, at)| {
+            let mut names: Vec<String> = Vec::new();
+            // OfflineIMAP removes spaces and splits on commas; empty names (a trailing
+            // comma) would name no account, so they are dropped.
+            for name in text.split(',').map(str::trim).filter(|n| !n.is_empty()) {
+                if names.iter().any(|n| n == name) {
+                    self.warnings.push(format!(
+                        "{at}: [general] accounts: account {name} is listed twice; syncing it once"
+                    ));
+                } else {
+                    names.push(name.to_string());
+                }
+            }
+            if names.is_empty() {
+                self.option_error(S, "accounts", &at, "names no account");
+                return None;
+            }
+            Some((names, at))
+        });
+        let metadata = self
+            .path(S, "metadata")
+            .unwrap_or_else(|| self.env.expand_path("~/.offlineimap"));
+        let maxsyncaccounts = match self.parsed(S, "maxsyncaccounts", "an integer", parse_py_int) {
+            Some((n, at)) if n < 1 => {
+                self.option_error(
+                    S,
+                    "maxsyncaccounts",
+                    &at,
+                    format!("must be at least 1, not {n}"),
+                );
+                1
+            }
+            Some((n, _)) => usize::try_from(n).unwrap_or(usize::MAX),
+            None => 1,
+        };
+        let fsync = self.boolean(S, "fsync", true);
+        let socktimeout = match self.parsed(S, "socktimeout", "a number of seconds", parse_py_float)
+        {
+            Some((s, at)) if s < 0.0 => {
+                self.option_error(S, "socktimeout", &at, format!("must not be negative: {s}"));
+                None
+            }
+            Some((s, _)) if s > 0.0 => Some(Duration::from_secs_f64(s)),
+            _ => None,
+        };
+        let ui = self.string(S, "ui").map(|(v, _)| v);
+        let pythonfile = self.string(S, "pythonfile").map(|(v, at)| {
+            self.warnings.push(format!(
+                "not supported yet: pythonfile ({at}); the file is not run"
+            ));
+            self.env.expand_path(&v)
+        });
+        if self.raw.has_section("mbnames") && self.boolean("mbnames", "enabled", false) {
+            let at = self
+                .raw
+                .raw_entry("mbnames", "enabled")
+                .map(|e| e.origin.clone());
+            if let Some(at) = at {
+                self.warnings.push(format!(
+                    "not supported yet: [mbnames] enabled ({at}); no mailbox list is written"
+                ));
+            }
+        }
+        let (accounts, _) = accounts?;
+        Some(General {
+            accounts,
+            metadata,
+            maxsyncaccounts,
+            fsync,
+            socktimeout,
+            ui,
+            pythonfile,
+        })
+    }
+
+    /// Resolves the account list; errors name the `accounts` option that listed a missing
+    /// account.
+    pub(crate) fn accounts(&mut self, names: &[String]) -> Vec<AccountConfig> {
+        let listed_at = self
+            .raw
+            .raw_entry("general", "accounts")
+            .map(|e| e.origin.clone());
+        let mut out = Vec::new();
+        for name in names {
+            let section = format!("Account {name}");
+            if !self.raw.has_section(&section) {
+                let message = format!("account {name} has no [{section}] section");
+                match &listed_at {
+                    Some(at) => self.option_error("general", "accounts", &at.clone(), message),
+                    None => self.errors.push(ConfigError::Section {
+                        at: None,
+                        section,
+                        message,
+                    }),
+                }
+                continue;
+            }
+            if let Some(acc) = self.account(name, &section) {
+                out.push(acc);
+            }
+        }
+        out
+    }
+
+    fn account(&mut self, name: &str, section: &str) -> Option<AccountConfig> {
+        self.classify(section, &[ACCOUNT], "an account");
+        let local = self
+            .repository_ref(section, "localrepository")
+            .and_then(|(repo, at)| self.repository(&repo, Side::Local, section, &at));
+        let remote = self
+            .repository_ref(section, "remoterepository")
+            .and_then(|(repo, at)| self.repository(&repo, Side::Remote, section, &at));
+        let autorefresh = match self.parsed(
+            section,
+            "autorefresh",
+            "a number of minutes",
+            parse_py_float,
+        ) {
+            Some((m, at)) if m < 0.0 => {
+                self.option_error(
+                    section,
+                    "autorefresh",
+                    &at,
+                    format!("must not be negative: {m}"),
+                );
+                None
+            }
+            Some((m, at)) if m > 0.0 => {
+                self.warn_unsupported("autorefresh", &at);
+                Some(m)
+            }
+            _ => None,
+        };
+        let quick = match self.parsed(section, "quick", "an integer", parse_py_int) {
+            Some((q, at)) => {
+                if q != 0 {
+                    self.warn_unsupported("quick", &at);
+                }
+                q
+            }
+            None => 0,
+        };
+        if let Some((backend, at)) = self.string(section, "status_backend") {
+            if backend.eq_ignore_ascii_case("sqlite") {
+                self.warnings.push(format!(
+                    "{at}: [{section}] status_backend is obsolete (sqlite is the only backend); ignored"
+                ));
+            } else {
+                self.option_error(
+                    section,
+                    "status_backend",
+                    &at,
+                    format!("{backend:?} is not supported: OfflineIMAP 8 only has the sqlite status backend"),
+                );
+            }
+        }
+        self.incompatible(section);
+        Some(AccountConfig {
+            name: name.to_string(),
+            local: local?,
+            remote: remote?,
+            autorefresh,
+            quick,
+        })
+    }
+
+    /// maxage with startdate, utf8foldernames with decodefoldernames: both pairs are
+    /// unsupported anyway, but the user deserves to hear the pair is wrong in OfflineIMAP too.
+    fn incompatible(&mut self, section: &str) {
+        let repos: Vec<String> = ["localrepository", "remoterepository"]
+            .iter()
+            .filter_map(|k| self.raw.get(section, k).and_then(Result::ok))
+            .map(|(r, _)| format!("Repository {r}"))
+            .collect();
+        let find = |raw: &RawConfig, key: &str| -> Option<Origin> {
+            std::iter::once(section)
+                .chain(repos.iter().map(String::as_str))
+                .find_map(|s| raw.raw_entry(s, key).map(|e| e.origin.clone()))
+        };
+        let is_true = |raw: &RawConfig, key: &str| -> Option<Origin> {
+            std::iter::once(section)
+                .chain(repos.iter().map(String::as_str))
+                .find_map(|s| match raw.get(s, key) {
+                    Some(Ok((v, at))) if parse_py_bool(&v) == Some(true) => Some(at.clone()),
+                    _ => None,
+                })
+        };
+        if let (Some(a), Some(b)) = (find(self.raw, "maxage"), find(self.raw, "startdate")) {
+            self.errors.push(ConfigError::Section {
+                at: Some(a.clone()),
+                section: section.to_string(),
+                message: format!(
+                    "maxage ({a}) and startdate ({b}) cannot be used together (OfflineIMAP refuses this too)"
+                ),
+            });
+        }
+        if let (Some(a), Some(b)) = (
+            is_true(self.raw, "utf8foldernames"),
+            is_true(self.raw, "decodefoldernames"),
+        ) {
+            self.errors.push(ConfigError::Section {
+                at: Some(a.clone()),
+                section: section.to_string(),
+                message: format!(
+                    "utf8foldernames ({a}) and decodefoldernames ({b}) cannot be used together (OfflineIMAP refuses this too)"
+                ),
+            });
+        }
+    }
+
+    fn repository_ref(&mut self, account: &str, key: &str) -> Option<(String, Origin)> {
+        let (repo, at) = self.required(account, key)?;
+        if self.raw.has_section(&format!("Repository {repo}")) {
+            Some((repo, at))
+        } else {
+            self.option_error(
+                account,
+                key,
+                &at,
+                format!("there is no [Repository {repo}] section"),
+            );
+            None
+        }
+    }
+
+    fn repository(
+        &mut self,
+        name: &str,
+        side: Side,
+        account: &str,
+        used_at: &Origin,
+    ) -> Option<RepositoryConfig> {
+        let section = format!("Repository {name}");
+        let s = section.as_str();
+        let (kind_text, at) = self.required(s, "type")?;
+        let kind_text = kind_text.trim().to_string();
+        let reject = |b: &mut Self, msg: String| {
+            b.option_error(s, "type", &at, msg);
+        };
+        match (kind_text.as_str(), side) {
+            ("Maildir", Side::Remote) => {
+                reject(
+                    self,
+                    format!(
+                        "a Maildir repository cannot be the remoterepository of [{account}] ({used_at}); OfflineIMAP only syncs IMAP or Gmail on the remote side"
+                    ),
+                );
+                return None;
+            }
+            ("GmailMaildir", Side::Remote) | ("Gmail", Side::Local) => {
+                reject(
+                    self,
+                    format!("{kind_text} cannot be used as a {} repository", side.name()),
+                );
+                return None;
+            }
+            ("Gmail" | "GmailMaildir", _) => {
+                reject(
+                    self,
+                    format!("repository type {kind_text} is not supported yet"),
+                );
+                return None;
+            }
+            ("IMAP", Side::Local) => {
+                reject(
+                    self,
+                    "IMAP as the localrepository is not supported yet".into(),
+                );
+                return None;
+            }
+            ("Maildir" | "IMAP", _) => {}
+            (other, _) => {
+                let valid = ["Maildir", "GmailMaildir", "IMAP", "Gmail"];
+                let hint = valid
+                    .iter()
+                    .find(|v| v.eq_ignore_ascii_case(other))
+                    .map(|v| format!(" (types are case-sensitive: did you mean {v}?)"))
+                    .unwrap_or_default();
+                reject(
+                    self,
+                    format!(
+                        "unknown repository type {other:?}; expected Maildir or IMAP (or GmailMaildir, Gmail){hint}"
+                    ),
+                );
+                return None;
+            }
+        }
+        let readonly = self.boolean(s, "readonly", false);
+        let createfolders = self.boolean(s, "createfolders", true);
+        let sync_deletes = self.boolean(s, "sync_deletes", true);
+        let kind = if kind_text == "Maildir" {
+            self.classify(s, &[REPOSITORY, MAILDIR], "a Maildir repository");
+            RepositoryKind::Maildir(self.maildir(s)?)
+        } else {
+            self.classify(s, &[REPOSITORY, IMAP], "an IMAP repository");
+            RepositoryKind::Imap(self.imap(s)?)
+        };
+        Some(RepositoryConfig {
+            name: name.to_string(),
+            readonly,
+            createfolders,
+            sync_deletes,
+            kind,
+        })
+    }
+
+    fn maildir(&mut self, s: &str) -> Option<MaildirConfig> {
+        let localfolders = self
+            .required(s, "localfolders")
+            .map(|(v, _)| self.env.expand_path(&v));
+        let sep = match self.string(s, "sep") {
+            None => '.',
+            Some((v, at)) => {
+                let mut chars = v.trim().chars();
+                match (chars.next(), chars.next()) {
+                    (Some(c), None) => c,
+                    _ => {
+                        self.option_error(
+                            s,
+                            "sep",
+                            &at,
+                            format!("must be a single character, not {v:?}"),
+                        );
+                        '.'
+                    }
+                }
+            }
+        };
+        Some(MaildirConfig {
+            localfolders: localfolders?,
+            sep,
+        })
+    }
+
+    fn imap(&mut self, s: &str) -> Option<ImapConfig> {
+        let preauthtunnel = self.string(s, "preauthtunnel").map(|(v, _)| v);
+        let transporttunnel = self.string(s, "transporttunnel").map(|(v, at)| {
+            if preauthtunnel.is_some() {
+                self.warnings.push(format!(
+                    "{at}: [{s}] transporttunnel is ignored because preauthtunnel is set"
+                ));
+            }
+            v
+        });
+        let host = if preauthtunnel.is_some() || transporttunnel.is_some() {
+            Some(
+                self.string(s, "remotehost")
+                    .map(|(v, _)| v)
+                    .unwrap_or_default(),
+            )
+        } else {
+            match self.required(s, "remotehost") {
+                Some((v, at)) if v.trim().is_empty() => {
+                    self.option_error(s, "remotehost", &at, "is empty");
+                    None
+                }
+                other => other.map(|(v, _)| v),
+            }
+        };
+        let port = self
+            .parsed(s, "remoteport", "a port number (1-65535)", |t| {
+                parse_py_int(t)
+                    .and_then(|n| u16::try_from(n).ok())
+                    .filter(|&p| p != 0)
+            })
+            .map(|(p, _)| p);
+        let user = self.string(s, "remoteuser").map(|(v, _)| v);
+        let pass = self.string(s, "remotepass");
+        let passfile = self.string(s, "remotepassfile");
+        let password = match (pass, passfile) {
+            (Some(_), Some((_, at))) => {
+                self.option_error(
+                    s,
+                    "remotepassfile",
+                    &at,
+                    "remotepass and remotepassfile are both set; keep only one",
+                );
+                PasswordSource::None
+            }
+            (Some((p, _)), None) => PasswordSource::Inline(Secret::new(p)),
+            (None, Some((f, _))) => PasswordSource::File(self.env.expand_path(&f)),
+            (None, None) => PasswordSource::None,
+        };
+        let ssl = self.boolean(s, "ssl", true);
+        let starttls = self.boolean(s, "starttls", true);
+        let expunge = self.boolean(s, "expunge", true);
+        let ca = match self.string(s, "sslcacertfile") {
+            None => CaCerts::SystemDefault,
+            Some((v, _)) if v == "OS-DEFAULT" => CaCerts::OsDefault,
+            Some((v, _)) => CaCerts::File(self.env.expand_path(&v)),
+        };
+        let mut cert_fingerprints = Vec::new();
+        if let Some((list, at)) = self.string(s, "cert_fingerprint") {
+            for fp in list.split(',') {
+                let fp: String = fp
+                    .chars()
+                    .filter(|c| !c.is_whitespace() && *c != ':')
+                    .flat_map(char::to_lowercase)
+                    .collect();
+                if fp.is_empty() {
+                    continue;
+                }
+                // OfflineIMAP compares against SHA-1/224/256/384/512 hex digests; anything
+                // else can never match and would only fail at connect time.
+                if !fp.chars().all(|c| c.is_ascii_hexdigit())
+                    || ![40, 56, 64, 96, 128].contains(&fp.len())
+                {
+                    self.option_error(
+                        s,
+                        "cert_fingerprint",
+                        &at,
+                        format!("{fp:?} is not a hex SHA-1/224/256/384/512 digest"),
+                    );
+                    continue;
+                }
+                cert_fingerprints.push(fp);
+            }
+        }
+        if let Some((list, at)) = self.string(s, "auth_mechanisms") {
+            let mechs: Vec<String> = list
+                .split(',')
+                .map(|m| m.trim().to_uppercase())
+                .filter(|m| !m.is_empty())
+                .collect();
+            let others: Vec<&str> = mechs
+                .iter()
+                .map(String::as_str)
+                .filter(|m| *m != "PLAIN" && *m != "LOGIN")
+                .collect();
+            if others.len() == mechs.len() {
+                self.option_error(
+                    s,
+                    "auth_mechanisms",
+                    &at,
+                    format!("not supported yet: {list:?} (only PLAIN and LOGIN are implemented)"),
+                );
+            } else if !others.is_empty() {
+                self.warnings.push(format!(
+                    "not supported yet: auth_mechanisms {} ({at}); only PLAIN and LOGIN will be tried",
+                    others.join(", ")
+                ));
+            }
+        }
+        if let Some((_, at)) = self.string(s, "sep") {
+            self.warnings.push(format!(
+                "{at}: [{s}] sep is ignored for IMAP repositories (the server's separator is used), as in OfflineIMAP"
+            ));
+        }
+        Some(ImapConfig {
+            host: host?,
+            port,
+            user,
+            password,
+            ssl,
+            starttls,
+            ca,
+            cert_fingerprints,
+            preauthtunnel,
+            transporttunnel,
+            expunge,
+        })
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Side {
+    Local,
+    Remote,
+}
+
+impl Side {
+    fn name(self) -> &'static str {
+        match self {
+            Side::Local => "local",
+            Side::Remote => "remote",
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn python_numbers_and_booleans() {
+        assert_eq!(parse_py_int(" 1_000 "), Some(1000));
+        assert_eq!(parse_py_int("-3"), Some(-3));
+        assert_eq!(parse_py_int("1__0"), None);
+        assert_eq!(parse_py_int("_1"), None);
+        assert_eq!(parse_py_int("1.5"), None);
+        assert_eq!(parse_py_int(""), None);
+        assert_eq!(parse_py_float("2.5"), Some(2.5));
+        assert_eq!(parse_py_float("1e1"), Some(10.0));
+        assert_eq!(parse_py_float("inf"), None);
+        assert_eq!(parse_py_float("x"), None);
+        for t in ["1", "YES", "True", "on"] {
+            assert_eq!(parse_py_bool(t), Some(true), "{t}");
+        }
+        for t in ["0", "no", "FALSE", "Off"] {
+            assert_eq!(parse_py_bool(t), Some(false), "{t}");
+        }
+        assert_eq!(parse_py_bool("maybe"), None);
+        assert_eq!(parse_py_bool(" yes"), None);
+    }
+
+    #[test]
+    fn option_tables_classify() {
+        assert_eq!(lookup(&[REPOSITORY, MAILDIR], "customflag_x"), Some(Reject));
+        assert_eq!(lookup(&[REPOSITORY, IMAP], "customflag_x"), None);
+        assert_eq!(lookup(&[REPOSITORY, IMAP], "nametrans"), Some(Reject));
+        assert_eq!(lookup(&[REPOSITORY, IMAP], "maxconnections"), Some(Warn));
+        assert!(known_anywhere("trashfolder"));
+        assert!(!known_anywhere("remotehots"));
+    }
+}

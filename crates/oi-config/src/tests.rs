@@ -1,0 +1,624 @@
+//! Tests of the typed layer through the public API.
+
+use super::*;
+use std::time::Duration;
+
+fn env() -> Env {
+    Env::from_vars([("HOME", "/home/me"), ("MAILROOT", "/srv/mail")])
+}
+
+const BASE: &str = "\
+[general]
+accounts = Main
+
+[Account Main]
+localrepository = Local
+remoterepository = Remote
+
+[Repository Local]
+type = Maildir
+localfolders = ~/Mail
+
+[Repository Remote]
+type = IMAP
+remotehost = imap.example.org
+remoteuser = me
+";
+
+fn ok(text: &str) -> Config {
+    ok_with(text, &[])
+}
+
+fn ok_with(text: &str, overrides: &[Override]) -> Config {
+    match load_str(text, Path::new("rc"), overrides, &env()) {
+        Ok(c) => c,
+        Err(e) => panic!("unexpected errors:\n{e}"),
+    }
+}
+
+fn errs(text: &str) -> Vec<String> {
+    errs_with(text, &[])
+}
+
+fn errs_with(text: &str, overrides: &[Override]) -> Vec<String> {
+    match load_str(text, Path::new("rc"), overrides, &env()) {
+        Ok(c) => panic!("expected errors, got {c:?}"),
+        Err(e) => e.errors().iter().map(|e| e.to_string()).collect(),
+    }
+}
+
+fn has(list: &[String], needle: &str) -> bool {
+    list.iter().any(|l| l.contains(needle))
+}
+
+fn imap(c: &Config) -> &ImapConfig {
+    match &c.accounts[0].remote.kind {
+        RepositoryKind::Imap(i) => i,
+        other => panic!("remote is not IMAP: {other:?}"),
+    }
+}
+
+fn maildir(c: &Config) -> &MaildirConfig {
+    match &c.accounts[0].local.kind {
+        RepositoryKind::Maildir(m) => m,
+        other => panic!("local is not Maildir: {other:?}"),
+    }
+}
+
+#[test]
+fn minimal_config_and_defaults() {
+    let c = ok(BASE);
+    let g = &c.general;
+    assert_eq!(g.accounts, ["Main"]);
+    assert_eq!(g.metadata, PathBuf::from("/home/me/.offlineimap"));
+    assert_eq!(g.maxsyncaccounts, 1);
+    assert!(g.fsync);
+    assert_eq!(g.socktimeout, None);
+    assert_eq!(g.ui, None);
+    assert_eq!(g.pythonfile, None);
+    let a = &c.accounts[0];
+    assert_eq!(a.name, "Main");
+    assert_eq!(a.autorefresh, None);
+    assert_eq!(a.quick, 0);
+    assert_eq!(a.local.name, "Local");
+    assert!(!a.local.readonly && a.local.createfolders && a.local.sync_deletes);
+    assert_eq!(maildir(&c).localfolders, PathBuf::from("/home/me/Mail"));
+    assert_eq!(maildir(&c).sep, '.');
+    let i = imap(&c);
+    assert_eq!(i.host, "imap.example.org");
+    assert_eq!(i.user.as_deref(), Some("me"));
+    assert_eq!(i.port, None);
+    assert!(i.ssl && i.starttls && i.expunge);
+    assert_eq!(i.ca, CaCerts::SystemDefault);
+    assert_eq!(i.password, PasswordSource::None);
+    assert!(i.cert_fingerprints.is_empty());
+    assert!(c.warnings.is_empty(), "{:?}", c.warnings);
+    assert!(c.unknown.is_empty(), "{:?}", c.unknown);
+}
+
+#[test]
+fn general_values() {
+    let c = ok(&BASE.replace(
+        "accounts = Main",
+        "accounts = Main\nmetadata = $MAILROOT/state\nmaxsyncaccounts = 3\nfsync = no\nsocktimeout = 1.5\nui = basic\npythonfile = ~/.offlineimap.py",
+    ));
+    let g = &c.general;
+    assert_eq!(g.metadata, PathBuf::from("/srv/mail/state"));
+    assert_eq!(g.maxsyncaccounts, 3);
+    assert!(!g.fsync);
+    assert_eq!(g.socktimeout, Some(Duration::from_millis(1500)));
+    assert_eq!(g.ui.as_deref(), Some("basic"));
+    assert_eq!(
+        g.pythonfile,
+        Some(PathBuf::from("/home/me/.offlineimap.py"))
+    );
+    assert!(has(&c.warnings, "pythonfile"));
+    let c = ok(&BASE.replace("accounts = Main", "accounts = Main\nsocktimeout = 0"));
+    assert_eq!(c.general.socktimeout, None);
+}
+
+#[test]
+fn every_error_is_reported_with_location() {
+    let text = BASE
+        .replace(
+            "remoteuser = me",
+            "remoteuser = me\nssl = maybe\nremoteport = 99999",
+        )
+        .replace(
+            "accounts = Main",
+            "accounts = Main\nmaxsyncaccounts = 0\nfsync = perhaps",
+        );
+    let e = errs(&text);
+    assert!(
+        has(
+            &e,
+            "rc:3: [general] maxsyncaccounts: must be at least 1, not 0"
+        ),
+        "{e:?}"
+    );
+    assert!(has(&e, "rc:4: [general] fsync: not a boolean"), "{e:?}");
+    assert!(
+        has(
+            &e,
+            "rc:18: [Repository Remote] ssl: not a boolean (yes/no, true/false, on/off, 1/0): \"maybe\""
+        ),
+        "{e:?}"
+    );
+    assert!(
+        has(
+            &e,
+            "rc:19: [Repository Remote] remoteport: not a port number"
+        ),
+        "{e:?}"
+    );
+    assert_eq!(e.len(), 4, "{e:?}");
+}
+
+#[test]
+fn accounts_list_order_and_trimming() {
+    let text = format!(
+        "{}\n[Account Two]\nlocalrepository = Local\nremoterepository = Remote\n",
+        BASE.replace("accounts = Main", "accounts =  Two , Main,")
+    );
+    let c = ok(&text);
+    let names: Vec<&str> = c.accounts.iter().map(|a| a.name.as_str()).collect();
+    assert_eq!(names, ["Two", "Main"]);
+}
+
+#[test]
+fn missing_account_section_is_an_error_and_unlisted_accounts_are_not_read() {
+    let text = format!(
+        "{}\n[Account Unused]\nlocalrepository = Nowhere\n",
+        BASE.replace("accounts = Main", "accounts = Main, Ghost")
+    );
+    let e = errs(&text);
+    assert_eq!(
+        e,
+        ["rc:2: [general] accounts: account Ghost has no [Account Ghost] section"]
+    );
+}
+
+#[test]
+fn accounts_override_from_dash_a() {
+    let text = format!(
+        "{}\n[Account Two]\nlocalrepository = Local\nremoterepository = Remote\n",
+        BASE
+    );
+    let c = ok_with(&text, &[Override::accounts("Two")]);
+    assert_eq!(c.general.accounts, ["Two"]);
+    assert_eq!(c.accounts[0].name, "Two");
+    let e = errs_with(&text, &[Override::accounts("Nope")]);
+    assert_eq!(
+        e,
+        ["-a Nope (command line): [general] accounts: account Nope has no [Account Nope] section"]
+    );
+}
+
+#[test]
+fn override_parsing() {
+    let o = Override::parse("Repository_Remote:ssl=no").unwrap();
+    assert_eq!(
+        (o.section.as_str(), o.option.as_str(), o.value.as_str()),
+        ("Repository Remote", "ssl", "no")
+    );
+    let o = Override::parse("metadata=/x=y:z").unwrap();
+    assert_eq!(
+        (o.section.as_str(), o.option.as_str(), o.value.as_str()),
+        ("general", "metadata", "/x=y:z")
+    );
+    assert!(Override::parse("noequals").is_err());
+    assert!(Override::parse("=v").is_err());
+    assert!(Override::parse(":k=v").is_err());
+}
+
+#[test]
+fn overrides_apply_and_errors_say_command_line() {
+    let c = ok_with(
+        BASE,
+        &[Override::parse("Repository_Remote:remoteport=1143").unwrap()],
+    );
+    assert_eq!(imap(&c).port, Some(1143));
+    let e = errs_with(
+        BASE,
+        &[Override::parse("Repository_Remote:ssl=maybe").unwrap()],
+    );
+    assert_eq!(
+        e,
+        [
+            "-k Repository_Remote:ssl=maybe (command line): [Repository Remote] ssl: not a boolean (yes/no, true/false, on/off, 1/0): \"maybe\""
+        ]
+    );
+    let e = errs_with(BASE, &[Override::parse("Account_Nope:quick=1").unwrap()]);
+    assert!(
+        has(
+            &e,
+            "-k Account_Nope:quick=1 (command line): [Account Nope]: no such section"
+        ),
+        "{e:?}"
+    );
+}
+
+#[test]
+fn default_section_and_interpolation() {
+    let text = format!(
+        "[DEFAULT]\nbase = /data\nssl = no\n{}",
+        BASE.replace("localfolders = ~/Mail", "localfolders = %(base)s/Mail")
+    );
+    let c = ok(&text);
+    assert_eq!(maildir(&c).localfolders, PathBuf::from("/data/Mail"));
+    assert!(!imap(&c).ssl, "ssl inherited from DEFAULT");
+    let e = errs(&BASE.replace("localfolders = ~/Mail", "localfolders = %(nothere)s/Mail"));
+    assert!(
+        has(
+            &e,
+            "rc:10: [Repository Local] localfolders: %(nothere)s refers to an option"
+        ),
+        "{e:?}"
+    );
+}
+
+#[test]
+fn repository_types() {
+    let e = errs(&BASE.replace("type = IMAP", "type = Maildir\nlocalfolders = /x"));
+    assert!(
+        has(
+            &e,
+            "[Repository Remote] type: a Maildir repository cannot be the remoterepository"
+        ),
+        "{e:?}"
+    );
+    let e = errs(&BASE.replace("type = IMAP", "type = Gmail"));
+    assert_eq!(
+        e,
+        ["rc:13: [Repository Remote] type: repository type Gmail is not supported yet"]
+    );
+    let e = errs(&BASE.replace("type = Maildir", "type = GmailMaildir"));
+    assert_eq!(
+        e,
+        ["rc:9: [Repository Local] type: repository type GmailMaildir is not supported yet"]
+    );
+    let e = errs(&BASE.replace("type = Maildir", "type = IMAP\nremotehost = h"));
+    assert!(
+        has(&e, "IMAP as the localrepository is not supported yet"),
+        "{e:?}"
+    );
+    let e = errs(&BASE.replace("type = Maildir", "type = maildir"));
+    assert!(has(&e, "did you mean Maildir?"), "{e:?}");
+    let e = errs(&BASE.replace("type = Maildir\n", ""));
+    assert_eq!(
+        e,
+        ["rc:8: [Repository Local] type: required option is missing"]
+    );
+}
+
+#[test]
+fn missing_repository_and_required_options() {
+    let e = errs(&BASE.replace("remoterepository = Remote", "remoterepository = Other"));
+    assert_eq!(
+        e,
+        ["rc:6: [Account Main] remoterepository: there is no [Repository Other] section"]
+    );
+    let e = errs(
+        &BASE
+            .replace("localfolders = ~/Mail\n", "")
+            .replace("remotehost = imap.example.org\n", ""),
+    );
+    assert!(
+        has(
+            &e,
+            "[Repository Local] localfolders: required option is missing"
+        ),
+        "{e:?}"
+    );
+    assert!(
+        has(
+            &e,
+            "[Repository Remote] remotehost: required option is missing"
+        ),
+        "{e:?}"
+    );
+    let e = errs("[general]\nui = quiet\n");
+    assert_eq!(e, ["rc:1: [general] accounts: required option is missing"]);
+    let e = errs("[other]\nx = 1\n");
+    assert!(has(&e, "[general]: section is missing"), "{e:?}");
+}
+
+#[test]
+fn imap_options() {
+    let c = ok(&BASE.replace(
+        "remoteuser = me",
+        "remoteuser = me\nremoteport = 1993\nremotepassfile = ~/.pw\nssl = off\nstarttls = 0\nexpunge = no\n\
+         sslcacertfile = OS-DEFAULT\ncert_fingerprint = AB:CD:ef0123456789abcdef0123456789abcdef01, \n",
+    ));
+    let i = imap(&c);
+    assert_eq!(i.port, Some(1993));
+    assert_eq!(
+        i.password,
+        PasswordSource::File(PathBuf::from("/home/me/.pw"))
+    );
+    assert!(!i.ssl && !i.starttls && !i.expunge);
+    assert_eq!(i.ca, CaCerts::OsDefault);
+    assert_eq!(
+        i.cert_fingerprints,
+        ["abcdef0123456789abcdef0123456789abcdef01"]
+    );
+    let c = ok(&BASE.replace(
+        "remoteuser = me",
+        "remotepass = s3cr%%t\nsslcacertfile = $MAILROOT/ca.pem",
+    ));
+    assert_eq!(
+        imap(&c).password,
+        PasswordSource::Inline(oi_core::Secret::new("s3cr%t"))
+    );
+    assert_eq!(
+        imap(&c).ca,
+        CaCerts::File(PathBuf::from("/srv/mail/ca.pem"))
+    );
+    let e = errs(&BASE.replace(
+        "remoteuser = me",
+        "remotepass = a\nremotepassfile = b\ncert_fingerprint = xyz",
+    ));
+    assert!(
+        has(&e, "remotepass and remotepassfile are both set"),
+        "{e:?}"
+    );
+    assert!(has(&e, "cert_fingerprint: \"xyz\" is not a hex"), "{e:?}");
+}
+
+#[test]
+fn tunnels_replace_remotehost() {
+    let c = ok(&BASE.replace(
+        "remotehost = imap.example.org",
+        "preauthtunnel = /usr/lib/dovecot/imap",
+    ));
+    assert_eq!(imap(&c).host, "");
+    assert_eq!(
+        imap(&c).preauthtunnel.as_deref(),
+        Some("/usr/lib/dovecot/imap")
+    );
+}
+
+#[test]
+fn maildir_sep() {
+    let c = ok(&BASE.replace("localfolders = ~/Mail", "localfolders = ~/Mail\nsep = /"));
+    assert_eq!(maildir(&c).sep, '/');
+    let e = errs(&BASE.replace("localfolders = ~/Mail", "localfolders = ~/Mail\nsep = ::"));
+    assert!(has(&e, "sep: must be a single character"), "{e:?}");
+}
+
+#[test]
+fn unsupported_options_warn_or_fail() {
+    let c = ok(&BASE.replace(
+        "remoteuser = me",
+        "remoteuser = me\nmaxconnections = 3\nusecompression = no\nholdconnectionopen = yes\nremotehots = typo",
+    ));
+    assert_eq!(
+        c.warnings,
+        [
+            "not supported yet: maxconnections (rc:16); ignored",
+            "not supported yet: holdconnectionopen (rc:18); ignored"
+        ]
+    );
+    assert_eq!(
+        c.unknown,
+        ["rc:19: [Repository Remote] remotehots: not an OfflineIMAP option (ignored)"]
+    );
+
+    let e = errs(&BASE.replace(
+        "remoteuser = me",
+        "remoteuser = me\nnametrans = lambda f: f\nremotepasseval = get()\nsubscribedonly = no",
+    ));
+    assert_eq!(e.len(), 2, "{e:?}");
+    assert!(
+        has(
+            &e,
+            "rc:16: [Repository Remote] nametrans: not supported yet"
+        ),
+        "{e:?}"
+    );
+    assert!(
+        has(
+            &e,
+            "rc:17: [Repository Remote] remotepasseval: not supported yet"
+        ),
+        "{e:?}"
+    );
+
+    let e = errs(&BASE.replace(
+        "localfolders = ~/Mail",
+        "localfolders = ~/Mail\ncustomflag_a = $Label1",
+    ));
+    assert!(
+        has(&e, "[Repository Local] customflag_a: not supported yet"),
+        "{e:?}"
+    );
+
+    let e = errs(&BASE.replace(
+        "remoterepository = Remote",
+        "remoterepository = Remote\nproxy = SOCKS5:localhost:9050",
+    ));
+    assert!(has(&e, "[Account Main] proxy: not supported yet"), "{e:?}");
+}
+
+#[test]
+fn options_of_another_type_are_only_noted() {
+    let c = ok(&BASE.replace(
+        "localfolders = ~/Mail",
+        "localfolders = ~/Mail\nremotehost = x",
+    ));
+    assert_eq!(
+        c.unknown,
+        ["rc:11: [Repository Local] remotehost: not used by a Maildir repository (ignored)"]
+    );
+}
+
+#[test]
+fn auth_mechanisms() {
+    let c = ok(&BASE.replace("remoteuser = me", "auth_mechanisms = GSSAPI, PLAIN"));
+    assert!(
+        has(&c.warnings, "auth_mechanisms GSSAPI"),
+        "{:?}",
+        c.warnings
+    );
+    let c = ok(&BASE.replace("remoteuser = me", "auth_mechanisms = login"));
+    assert!(c.warnings.is_empty());
+    let e = errs(&BASE.replace("remoteuser = me", "auth_mechanisms = XOAUTH2"));
+    assert!(has(&e, "auth_mechanisms: not supported yet"), "{e:?}");
+}
+
+#[test]
+fn account_autorefresh_quick_and_status_backend() {
+    let c = ok(&BASE.replace(
+        "remoterepository = Remote",
+        "remoterepository = Remote\nautorefresh = 0.5\nquick = 10\nstatus_backend = sqlite",
+    ));
+    assert_eq!(c.accounts[0].autorefresh, Some(0.5));
+    assert_eq!(c.accounts[0].quick, 10);
+    assert!(
+        has(&c.warnings, "not supported yet: autorefresh (rc:7)"),
+        "{:?}",
+        c.warnings
+    );
+    assert!(has(&c.warnings, "not supported yet: quick (rc:8)"));
+    assert!(has(&c.warnings, "status_backend is obsolete"));
+    let e = errs(&BASE.replace(
+        "remoterepository = Remote",
+        "remoterepository = Remote\nstatus_backend = plain\nautorefresh = soon",
+    ));
+    assert!(
+        has(&e, "status_backend: \"plain\" is not supported"),
+        "{e:?}"
+    );
+    assert!(
+        has(&e, "autorefresh: not a number of minutes: \"soon\""),
+        "{e:?}"
+    );
+}
+
+#[test]
+fn incompatible_pairs_are_named() {
+    let e = errs(
+        &BASE
+            .replace(
+                "remoterepository = Remote",
+                "remoterepository = Remote\nmaxage = 30\nutf8foldernames = yes",
+            )
+            .replace(
+                "localfolders = ~/Mail",
+                "localfolders = ~/Mail\nstartdate = 2020-01-01",
+            )
+            .replace(
+                "remoteuser = me",
+                "remoteuser = me\ndecodefoldernames = true",
+            ),
+    );
+    assert!(
+        has(
+            &e,
+            "rc:7: [Account Main]: maxage (rc:7) and startdate (rc:13) cannot be used together"
+        ),
+        "{e:?}"
+    );
+    assert!(
+        has(
+            &e,
+            "utf8foldernames (rc:8) and decodefoldernames (rc:19) cannot be used together"
+        ),
+        "{e:?}"
+    );
+}
+
+#[test]
+fn repeated_option_warns() {
+    let c = ok(&BASE.replace("remoteuser = me", "remoteuser = me\nremoteuser = you"));
+    assert_eq!(imap(&c).user.as_deref(), Some("you"));
+    assert!(has(
+        &c.warnings,
+        "rc:16: [Repository Remote] remoteuser is set again (first set at rc:15)"
+    ));
+}
+
+#[test]
+fn shared_repository_errors_once() {
+    let text = format!(
+        "{}\n[Account Two]\nlocalrepository = Local\nremoterepository = Remote\n",
+        BASE.replace("accounts = Main", "accounts = Main, Two")
+            .replace("ssl", "x")
+            .replace("remoteuser = me", "ssl = maybe")
+    );
+    let e = errs(&text);
+    assert_eq!(e.len(), 1, "{e:?}");
+}
+
+#[test]
+fn syntax_errors_stop_before_typing() {
+    let e = errs("[general]\naccounts\n");
+    assert_eq!(
+        e,
+        ["rc:2: expected \"option = value\" or \"option: value\", found \"accounts\""]
+    );
+}
+
+#[test]
+fn load_reads_files_and_reports_io() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("rc");
+    std::fs::write(&path, BASE).unwrap();
+    let c = load_with_env(&path, &[], &env()).unwrap();
+    assert_eq!(c.accounts.len(), 1);
+    std::fs::write(&path, b"[general]\naccounts = \xff\n").unwrap();
+    let e = load_with_env(&path, &[], &env()).unwrap_err();
+    assert!(e.to_string().ends_with(":2: not valid UTF-8"), "{e}");
+    let e = load_with_env(&dir.path().join("none"), &[], &env()).unwrap_err();
+    assert!(e.to_string().contains("none"), "{e}");
+}
+
+#[test]
+fn config_file_lookup_order() {
+    let dir = tempfile::tempdir().unwrap();
+    let home = dir.path().join("home");
+    std::fs::create_dir_all(home.join(".config/offlineimap")).unwrap();
+    let h = home.to_str().unwrap();
+    let env = Env::from_vars([("HOME", h)]);
+    let e = find_config_file_in(None, &env).unwrap_err();
+    assert!(e.to_string().contains(".offlineimaprc"), "{e}");
+    std::fs::write(home.join(".offlineimaprc"), "").unwrap();
+    assert_eq!(
+        find_config_file_in(None, &env).unwrap(),
+        home.join(".offlineimaprc")
+    );
+    std::fs::write(home.join(".config/offlineimap/config"), "").unwrap();
+    assert_eq!(
+        find_config_file_in(None, &env).unwrap(),
+        home.join(".config/offlineimap/config")
+    );
+    let xdg_env = Env::from_vars([("HOME", h), ("XDG_CONFIG_HOME", "/nonexistent")]);
+    assert_eq!(
+        find_config_file_in(None, &xdg_env).unwrap(),
+        home.join(".offlineimaprc")
+    );
+    assert_eq!(
+        find_config_file_in(Some(Path::new("~/.offlineimaprc")), &env).unwrap(),
+        home.join(".offlineimaprc")
+    );
+    assert!(find_config_file_in(Some(Path::new("~/missing")), &env).is_err());
+}
+
+#[test]
+fn mbnames_enabled_warns() {
+    let c = ok(&format!(
+        "{BASE}\n[mbnames]\nenabled = yes\nfilename = ~/x\n"
+    ));
+    assert!(
+        has(&c.warnings, "not supported yet: [mbnames] enabled"),
+        "{:?}",
+        c.warnings
+    );
+}
+
+#[test]
+fn store_error_conversion_is_fatal() {
+    let e = load_str("", Path::new("rc"), &[], &env()).unwrap_err();
+    let s: oi_core::StoreError = e.into();
+    assert_eq!(s.severity(), oi_core::Severity::Fatal);
+}

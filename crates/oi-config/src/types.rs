@@ -1,0 +1,136 @@
+//! The validated configuration the binary receives. Nothing here knows option names.
+
+use oi_core::Secret;
+use std::path::PathBuf;
+use std::time::Duration;
+
+/// A whole validated configuration.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// `[general]`.
+    pub general: General,
+    /// The accounts named in `[general] accounts` (or `-a`), in that order.
+    pub accounts: Vec<AccountConfig>,
+    /// Things the user should know (options we ignore for now, repeated options), one line
+    /// each, ready to print.
+    pub warnings: Vec<String>,
+    /// Options that OfflineIMAP does not know either (it ignores misspellings); worth a
+    /// debug-level line only.
+    pub unknown: Vec<String>,
+}
+
+/// `[general]`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct General {
+    /// Account names to sync, in order, each once.
+    pub accounts: Vec<String>,
+    /// State directory (status databases, locks), expanded. Default `~/.offlineimap`.
+    pub metadata: PathBuf,
+    /// How many accounts to sync at once. Default 1, never 0.
+    pub maxsyncaccounts: usize,
+    /// fsync Maildir writes and commit status per write. Default true.
+    pub fsync: bool,
+    /// Socket read/write timeout; `None` (unset or 0) means the OS default.
+    pub socktimeout: Option<Duration>,
+    /// Preferred UI name(s), as written; the `-u` flag wins over it.
+    pub ui: Option<String>,
+    /// `pythonfile`, expanded. Stored only: nothing evaluates it yet.
+    pub pythonfile: Option<PathBuf>,
+}
+
+/// One `[Account NAME]` with both of its repositories resolved.
+#[derive(Debug, Clone, PartialEq)]
+pub struct AccountConfig {
+    /// The account name (the part after `Account `).
+    pub name: String,
+    /// The `localrepository`.
+    pub local: RepositoryConfig,
+    /// The `remoterepository`.
+    pub remote: RepositoryConfig,
+    /// Re-sync period in minutes; `None` when unset or 0 (sync once).
+    pub autorefresh: Option<f64>,
+    /// Quick syncs between full syncs (0 never, -1 always).
+    pub quick: i64,
+}
+
+/// One `[Repository NAME]`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RepositoryConfig {
+    /// The repository name (the part after `Repository `).
+    pub name: String,
+    /// Never modify this side. Default false.
+    pub readonly: bool,
+    /// Folders may be created on this side. Default true.
+    pub createfolders: bool,
+    /// Deletions made on this side propagate to the other. Default true.
+    pub sync_deletes: bool,
+    /// What kind of store it is, with its own options.
+    pub kind: RepositoryKind,
+}
+
+/// The store behind a repository.
+#[derive(Debug, Clone, PartialEq)]
+pub enum RepositoryKind {
+    /// `type = Maildir` (local side only).
+    Maildir(MaildirConfig),
+    /// `type = IMAP`.
+    Imap(ImapConfig),
+}
+
+/// Options of a Maildir repository.
+#[derive(Debug, Clone, PartialEq)]
+pub struct MaildirConfig {
+    /// Root of the Maildir tree, expanded.
+    pub localfolders: PathBuf,
+    /// Hierarchy separator on disk. Default `.`.
+    pub sep: char,
+}
+
+/// Options of an IMAP repository.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ImapConfig {
+    /// `remotehost`; empty when a tunnel replaces the connection.
+    pub host: String,
+    /// `remoteport`; `None` means 993 with ssl, else 143.
+    pub port: Option<u16>,
+    /// `remoteuser`; `None` means ask netrc or the user.
+    pub user: Option<String>,
+    /// Where the password comes from.
+    pub password: PasswordSource,
+    /// Implicit TLS. Default true.
+    pub ssl: bool,
+    /// STARTTLS on plain connections. Default true.
+    pub starttls: bool,
+    /// Which CA certificates verify the server.
+    pub ca: CaCerts,
+    /// Allowed server certificate digests: lowercase hex, no colons or spaces.
+    pub cert_fingerprints: Vec<String>,
+    /// Command giving an already authenticated IMAP stream on stdin/stdout.
+    pub preauthtunnel: Option<String>,
+    /// Command giving a transport that still needs a login.
+    pub transporttunnel: Option<String>,
+    /// EXPUNGE after marking messages \Deleted. Default true.
+    pub expunge: bool,
+}
+
+/// Where an IMAP password comes from.
+#[derive(Debug, Clone, PartialEq)]
+pub enum PasswordSource {
+    /// Not configured: netrc, keyring or a prompt (decided by the binary).
+    None,
+    /// `remotepass`.
+    Inline(Secret),
+    /// `remotepassfile` (expanded): its first line is the password.
+    File(PathBuf),
+}
+
+/// Which CA certificates verify an IMAP server.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum CaCerts {
+    /// `sslcacertfile` unset.
+    SystemDefault,
+    /// `sslcacertfile = OS-DEFAULT`: the distribution's bundle.
+    OsDefault,
+    /// A CA bundle file, expanded.
+    File(PathBuf),
+}
