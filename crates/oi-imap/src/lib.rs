@@ -1,6 +1,27 @@
-//! oi-imap.
+//! The IMAP side of offlineimap: [`ImapRepository`] and [`ImapFolder`] implement the
+//! `oi_core` store traits over a pipelined IMAP client.
+//!
+//! Layers, from the bottom: [`session`] is the sans-I/O protocol (tags, pending commands,
+//! pipeline depth, literal and continuation gating, framing), parsing with imap-codec and a
+//! tolerant FETCH fallback in [`response`]; [`transport`] is the thin tokio + rustls byte
+//! pipe (TCP, implicit TLS, STARTTLS, tunnels) with no protocol logic; [`client`] drives a
+//! session over a transport and logs in; `store` maps the store traits onto commands.
+//!
+//! This crate depends on `oi-core` only among our crates: it must not know about the sync
+//! engine, Maildir, the LocalStatus or configuration files, and it never prints (protocol
+//! traces go to `tracing` target `imap`, secrets replaced by `<redacted>`).
 #![deny(missing_docs)]
+
+pub mod client;
 mod error;
 pub mod response;
 pub mod session;
+mod store;
+pub mod transport;
+
+pub use client::{AuthMechanism, Connection, Security, Tunnel};
 pub use error::ImapError;
+pub use store::{
+    ImapConfig, ImapFolder, ImapRepository, insert_header, uid_set, unique_header_value,
+};
+pub use transport::{CaSource, certificate_digests};

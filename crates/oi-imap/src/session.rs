@@ -18,6 +18,8 @@ use crate::response::{self, Outcome, RespCode, Response, Untagged};
 pub enum Part {
     /// Protocol text (command name, atoms, sequence sets, parentheses), sent as is.
     Raw(Vec<u8>),
+    /// Text sent as is but shown as `<redacted>` in the trace (a SASL initial response).
+    Sensitive(Vec<u8>),
     /// A string argument: sent quoted when it is plain 7-bit text, else as a literal.
     Str {
         /// The bytes.
@@ -40,6 +42,7 @@ impl std::fmt::Debug for Part {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
             Part::Raw(b) => write!(f, "Raw({})", b.escape_ascii()),
+            Part::Sensitive(_) => f.write_str("<redacted>"),
             Part::Str { secret: true, .. } | Part::Continuation { secret: true, .. } => {
                 f.write_str("<redacted>")
             }
@@ -315,6 +318,10 @@ impl Session {
                 }
                 Step::Part(Part::Raw(b)) => {
                     self.output_traced(&b, None);
+                    continue;
+                }
+                Step::Part(Part::Sensitive(b)) => {
+                    self.output_traced(&b, Some(b"<redacted>"));
                     continue;
                 }
                 Step::Part(Part::Str { bytes, secret }) if quotable(&bytes) => {

@@ -1,0 +1,391 @@
+//! A connection: the session driven over a transport, plus login and capabilities.
+
+use std::collections::HashMap;
+
+use base64::Engine;
+use oi_core::Secret;
+
+use crate::ImapError;
+use crate::response::{GreetingType, Outcome, RespCode, Response, Untagged};
+use crate::session::{Command, Event, Part, Session, SessionConfig};
+use crate::transport::{TlsSettings, Transport};
+
+/// How the connection is secured (OfflineIMAP's `ssl` and `starttls`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Security {
+    /// Implicit TLS (`ssl = yes`, port 993).
+    Tls,
+    /// STARTTLS when the server offers it, else plain (`ssl = no`, `starttls = yes`).
+    StartTls,
+    /// No TLS at all.
+    Plain,
+}
+
+/// A tunnel instead of a socket.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Tunnel {
+    /// `preauthtunnel`: the command speaks IMAP already authenticated (`* PREAUTH`).
+    Preauth(String),
+    /// `transporttunnel`: the command is a plain byte pipe to the server; login follows.
+    Transport(String),
+}
+
+/// SASL / login mechanisms we can use, in the order to try them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AuthMechanism {
+    /// AUTHENTICATE PLAIN (with SASL-IR when offered).
+    Plain,
+    /// The LOGIN command.
+    Login,
+}
+
+/// The completion of one command.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Completion {
+    /// Command name.
+    pub command: String,
+    /// OK, NO or BAD.
+    pub outcome: Outcome,
+    /// Response code.
+    pub code: Option<RespCode>,
+    /// Text.
+    pub text: String,
+}
+
+impl Completion {
+    /// `Err` unless OK.
+    pub fn ok(self) -> Result<Completion, ImapError> {
+        if self.outcome == Outcome::Ok {
+            Ok(self)
+        } else {
+            Err(ImapError::Command {
+                command: self.command,
+                outcome: self.outcome,
+                text: self.text,
+            })
+        }
+    }
+}
+
+/// Settings for opening a connection.
+#[derive(Debug, Clone)]
+pub struct ConnectSettings {
+    /// Server host name.
+    pub host: String,
+    /// Port.
+    pub port: u16,
+    /// Security.
+    pub security: Security,
+    /// TLS trust.
+    pub tls: TlsSettings,
+    /// Tunnel instead of TCP.
+    pub tunnel: Option<Tunnel>,
+    /// Socket timeout.
+    pub timeout: Option<std::time::Duration>,
+    /// User name.
+    pub user: String,
+    /// Password.
+    pub password: Option<Secret>,
+    /// Mechanisms to try, in order.
+    pub mechanisms: Vec<AuthMechanism>,
+    /// Commands in flight at once.
+    pub pipeline_depth: usize,
+}
+
+/// One authenticated IMAP connection.
+#[derive(Debug)]
+pub struct Connection {
+    transport: Transport,
+    session: Session,
+    capabilities: Vec<String>,
+    bye: Option<String>,
+}
+
+fn upper(caps: Vec<String>) -> Vec<String> {
+    caps.into_iter().map(|c| c.to_ascii_uppercase()).collect()
+}
+
+impl Connection {
+    /// Connects, secures, logs in and learns the capabilities.
+    pub async fn open(s: &ConnectSettings) -> Result<Connection, ImapError> {
+        let transport = match &s.tunnel {
+            Some(Tunnel::Preauth(cmd)) | Some(Tunnel::Transport(cmd)) => {
+                Transport::tunnel(cmd, s.timeout)?
+            }
+            None => {
+                let t = Transport::tcp(&s.host, s.port, s.timeout).await?;
+                if s.security == Security::Tls {
+                    t.start_tls(&s.host, &s.tls).await?
+                } else {
+                    t
+                }
+            }
+        };
+        let mut conn = Connection {
+            transport,
+            session: Session::new(SessionConfig {
+                pipeline_depth: s.pipeline_depth,
+                ..SessionConfig::default()
+            }),
+            capabilities: Vec::new(),
+            bye: None,
+        };
+        let (kind, code) = conn.greeting().await?;
+        if let Some(RespCode::Capability(c)) = code {
+            conn.set_capabilities(upper(c));
+        }
+        let preauth = match kind {
+            GreetingType::Bye => return Err(ImapError::Bye("in greeting".into())),
+            GreetingType::PreAuth => true,
+            GreetingType::Ok => false,
+        };
+        if matches!(s.tunnel, Some(Tunnel::Preauth(_))) && !preauth {
+            return Err(ImapError::Auth(
+                "preauthtunnel did not greet with PREAUTH".into(),
+            ));
+        }
+        if conn.capabilities.is_empty() {
+            conn.refresh_capabilities().await?;
+        }
+        if s.security == Security::StartTls
+            && s.tunnel.is_none()
+            && !preauth
+            && conn.has("STARTTLS")
+        {
+            conn.run(Command::raw("STARTTLS")).await?;
+            // Bytes after the OK but before the handshake would be injected plaintext.
+            if conn.session.buffered_input() > 0 {
+                return Err(ImapError::Protocol(
+                    "server sent data after STARTTLS OK (possible injection)".into(),
+                ));
+            }
+            let Connection {
+                transport,
+                session,
+                bye,
+                ..
+            } = conn;
+            conn = Connection {
+                transport: transport.start_tls(&s.host, &s.tls).await?,
+                session,
+                capabilities: Vec::new(),
+                bye,
+            };
+            conn.refresh_capabilities().await?;
+        }
+        if !preauth {
+            conn.login(s).await?;
+        }
+        Ok(conn)
+    }
+
+    fn set_capabilities(&mut self, caps: Vec<String>) {
+        self.session.set_literal_capabilities(
+            caps.iter().any(|c| c == "LITERAL+"),
+            caps.iter().any(|c| c == "LITERAL-"),
+        );
+        self.capabilities = caps;
+    }
+
+    /// True when the server announced this capability (upper case, e.g. `UIDPLUS`).
+    pub fn has(&self, cap: &str) -> bool {
+        self.capabilities.iter().any(|c| c == cap)
+    }
+
+    /// The capabilities, upper case.
+    pub fn capabilities(&self) -> &[String] {
+        &self.capabilities
+    }
+
+    async fn refresh_capabilities(&mut self) -> Result<(), ImapError> {
+        let (untagged, _) = self.run(Command::raw("CAPABILITY")).await?;
+        for u in untagged {
+            if let Untagged::Capability(c) = u {
+                self.set_capabilities(upper(c));
+            }
+        }
+        Ok(())
+    }
+
+    async fn login(&mut self, s: &ConnectSettings) -> Result<(), ImapError> {
+        let Some(password) = &s.password else {
+            return Err(ImapError::Config(format!(
+                "no password for {}@{}",
+                s.user, s.host
+            )));
+        };
+        let mut last = None;
+        for mech in &s.mechanisms {
+            let cmd = match mech {
+                AuthMechanism::Plain if self.has("AUTH=PLAIN") => {
+                    let mut raw = Vec::new();
+                    raw.push(0);
+                    raw.extend_from_slice(s.user.as_bytes());
+                    raw.push(0);
+                    raw.extend_from_slice(password.expose().as_bytes());
+                    let b64 = base64::engine::general_purpose::STANDARD.encode(raw);
+                    if self.has("SASL-IR") {
+                        // SASL-IR (RFC 4959): the initial response is on the command line.
+                        Command {
+                            name: "AUTHENTICATE".into(),
+                            parts: vec![
+                                Part::Raw(b"AUTHENTICATE PLAIN ".to_vec()),
+                                Part::Sensitive(b64.into_bytes()),
+                            ],
+                        }
+                    } else {
+                        Command {
+                            name: "AUTHENTICATE".into(),
+                            parts: vec![
+                                Part::Raw(b"AUTHENTICATE PLAIN".to_vec()),
+                                Part::Continuation {
+                                    bytes: b64.into_bytes(),
+                                    secret: true,
+                                },
+                            ],
+                        }
+                    }
+                }
+                AuthMechanism::Login if !self.has("LOGINDISABLED") => Command {
+                    name: "LOGIN".into(),
+                    parts: vec![
+                        Part::Raw(b"LOGIN ".to_vec()),
+                        Part::Str {
+                            bytes: s.user.as_bytes().to_vec(),
+                            secret: false,
+                        },
+                        Part::Raw(b" ".to_vec()),
+                        Part::Str {
+                            bytes: password.expose().as_bytes().to_vec(),
+                            secret: true,
+                        },
+                    ],
+                },
+                _ => continue,
+            };
+            let (_, done) = self.run_unchecked(cmd).await?;
+            if done.outcome == Outcome::Ok {
+                match done.code {
+                    Some(RespCode::Capability(c)) => self.set_capabilities(upper(c)),
+                    // Servers may change capabilities after login (RFC 3501 §6.2.3).
+                    _ => self.refresh_capabilities().await?,
+                }
+                return Ok(());
+            }
+            last = Some(format!("{} {}: {}", done.command, done.outcome, done.text));
+        }
+        Err(ImapError::Auth(last.unwrap_or_else(|| {
+            "no usable authentication mechanism offered by the server".into()
+        })))
+    }
+
+    async fn greeting(&mut self) -> Result<(GreetingType, Option<RespCode>), ImapError> {
+        loop {
+            if let Some(ev) = self.session.next_event()? {
+                return match ev {
+                    Event::Greeting(Response::Greeting { kind, code, .. }) => Ok((kind, code)),
+                    _ => Err(ImapError::Protocol("expected a greeting".into())),
+                };
+            }
+            self.read_more().await?;
+        }
+    }
+
+    async fn read_more(&mut self) -> Result<(), ImapError> {
+        let mut buf = vec![0u8; 64 * 1024];
+        let n = self.transport.read(&mut buf).await?;
+        if n == 0 {
+            return Err(match self.bye.take() {
+                Some(t) => ImapError::Bye(t),
+                None => ImapError::Closed,
+            });
+        }
+        self.session.feed(&buf[..n]);
+        Ok(())
+    }
+
+    /// Runs commands pipelined; returns all untagged data seen and each completion, in the
+    /// order of `commands`.
+    pub async fn run_batch(
+        &mut self,
+        commands: Vec<Command>,
+    ) -> Result<(Vec<Untagged>, Vec<Completion>), ImapError> {
+        let tags: Vec<String> = commands
+            .into_iter()
+            .map(|c| self.session.enqueue(c))
+            .collect();
+        let mut done: HashMap<String, Completion> = HashMap::new();
+        let mut untagged = Vec::new();
+        loop {
+            let out = self.session.take_output();
+            if !out.is_empty() {
+                self.transport.write_all(&out).await?;
+            }
+            while let Some(ev) = self.session.next_event()? {
+                match ev {
+                    Event::Untagged(Untagged::Bye(t)) => self.bye = Some(t),
+                    Event::Untagged(u) => untagged.push(u),
+                    Event::Done {
+                        tag,
+                        command,
+                        outcome,
+                        code,
+                        text,
+                    } => {
+                        done.insert(
+                            tag,
+                            Completion {
+                                command,
+                                outcome,
+                                code,
+                                text,
+                            },
+                        );
+                    }
+                    Event::Greeting(_) => {
+                        return Err(ImapError::Protocol("unexpected greeting".into()));
+                    }
+                }
+            }
+            let out = self.session.take_output();
+            if !out.is_empty() {
+                self.transport.write_all(&out).await?;
+            }
+            if tags.iter().all(|t| done.contains_key(t)) {
+                let completions = tags
+                    .iter()
+                    .filter_map(|t| done.remove(t))
+                    .collect::<Vec<_>>();
+                return Ok((untagged, completions));
+            }
+            self.read_more().await?;
+        }
+    }
+
+    /// Runs one command; NO and BAD are returned as a completion.
+    pub async fn run_unchecked(
+        &mut self,
+        command: Command,
+    ) -> Result<(Vec<Untagged>, Completion), ImapError> {
+        let (u, mut c) = self.run_batch(vec![command]).await?;
+        let done = c
+            .pop()
+            .ok_or_else(|| ImapError::Protocol("command lost its completion".into()))?;
+        Ok((u, done))
+    }
+
+    /// Runs one command; NO and BAD are errors.
+    pub async fn run(
+        &mut self,
+        command: Command,
+    ) -> Result<(Vec<Untagged>, Completion), ImapError> {
+        let (u, done) = self.run_unchecked(command).await?;
+        Ok((u, done.ok()?))
+    }
+
+    /// LOGOUT and close (errors are ignored: the server may hang up first).
+    pub async fn logout(mut self) {
+        let _ = self.run(Command::raw("LOGOUT")).await;
+        self.transport.shutdown().await;
+    }
+}

@@ -1,0 +1,614 @@
+//! The IMAP side of the store seam: [`ImapRepository`] and [`ImapFolder`].
+
+use std::collections::BTreeMap;
+use std::hash::{BuildHasher, Hasher};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::time::Duration;
+
+use oi_core::{
+    Access, EventSink, FlagUpdate, Flags, Folder, FolderMeta, Listing, Message, MessageMeta,
+    MsgRef, Repository, Secret, Severity, StoreError, Uid, UidValidity,
+};
+
+use crate::ImapError;
+use crate::client::{AuthMechanism, ConnectSettings, Connection, Security, Tunnel};
+use crate::response::{RespCode, Untagged};
+use crate::session::{Command, Part};
+use crate::transport::{CaSource, TlsSettings};
+
+/// A validated IMAP repository configuration.
+#[derive(Debug, Clone)]
+pub struct ImapConfig {
+    /// Server host.
+    pub host: String,
+    /// Port; `None` means 993 for [`Security::Tls`], else 143.
+    pub port: Option<u16>,
+    /// User name.
+    pub user: String,
+    /// Password (not needed with a preauth tunnel).
+    pub password: Option<Secret>,
+    /// How the connection is secured.
+    pub security: Security,
+    /// Where TLS trust comes from.
+    pub ca: CaSource,
+    /// Accepted certificate digests (`cert_fingerprint`).
+    pub fingerprints: Vec<String>,
+    /// A tunnel command instead of TCP.
+    pub tunnel: Option<Tunnel>,
+    /// Socket timeout (`socktimeout`).
+    pub timeout: Option<Duration>,
+    /// Expunge `\Deleted` messages when a folder is closed.
+    pub expunge: bool,
+    /// Commands in flight at once per connection.
+    pub pipeline_depth: usize,
+    /// Authentication mechanisms to try, in order (OfflineIMAP's `auth_mechanisms`).
+    pub auth_mechanisms: Vec<AuthMechanism>,
+}
+
+impl ImapConfig {
+    /// A configuration with OfflineIMAP's defaults for everything but host and user.
+    pub fn new(host: impl Into<String>, user: impl Into<String>) -> ImapConfig {
+        ImapConfig {
+            host: host.into(),
+            port: None,
+            user: user.into(),
+            password: None,
+            security: Security::Tls,
+            ca: CaSource::System,
+            fingerprints: Vec::new(),
+            tunnel: None,
+            timeout: None,
+            expunge: true,
+            pipeline_depth: 8,
+            auth_mechanisms: vec![AuthMechanism::Plain, AuthMechanism::Login],
+        }
+    }
+
+    fn connect_settings(&self) -> ConnectSettings {
+        ConnectSettings {
+            host: self.host.clone(),
+            port: self.port.unwrap_or(match self.security {
+                Security::Tls => 993,
+                _ => 143,
+            }),
+            security: self.security,
+            tls: TlsSettings {
+                ca: self.ca.clone(),
+                fingerprints: self.fingerprints.clone(),
+            },
+            tunnel: self.tunnel.clone(),
+            timeout: self.timeout,
+            user: self.user.clone(),
+            password: self.password.clone(),
+            mechanisms: self.auth_mechanisms.clone(),
+            pipeline_depth: self.pipeline_depth,
+        }
+    }
+}
+
+/// An IMAP repository.
+pub struct ImapRepository {
+    config: ImapConfig,
+    events: Arc<dyn EventSink>,
+    separator: AtomicU32,
+}
+
+impl std::fmt::Debug for ImapRepository {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ImapRepository")
+            .field("config", &self.config)
+            .finish_non_exhaustive()
+    }
+}
+
+impl ImapRepository {
+    /// A repository; nothing connects until a method needs the server.
+    pub fn new(config: ImapConfig, events: Arc<dyn EventSink>) -> ImapRepository {
+        ImapRepository {
+            config,
+            events,
+            separator: AtomicU32::new('.' as u32),
+        }
+    }
+
+    /// Opens an authenticated connection.
+    pub async fn connect(&self) -> Result<Connection, StoreError> {
+        Connection::open(&self.config.connect_settings())
+            .await
+            .map_err(|e| {
+                e.into_store(
+                    Severity::Repository,
+                    format!("connecting to {} as {}", self.config.host, self.config.user),
+                )
+            })
+    }
+}
+
+fn mailbox(name: &str) -> Part {
+    Part::Str {
+        bytes: name.as_bytes().to_vec(),
+        secret: false,
+    }
+}
+
+impl Repository for ImapRepository {
+    type Folder = ImapFolder;
+
+    /// The server's delimiter, learned by [`Repository::list_folders`] (`.` before).
+    fn separator(&self) -> char {
+        char::from_u32(self.separator.load(Ordering::Relaxed)).unwrap_or('.')
+    }
+
+    async fn list_folders(&self) -> Result<Vec<String>, StoreError> {
+        let mut conn = self.connect().await?;
+        let ctx = "LIST";
+        let (untagged, _) = conn
+            .run(Command::raw("LIST \"\" \"*\""))
+            .await
+            .map_err(|e| e.into_store(Severity::Repository, ctx))?;
+        conn.logout().await;
+        let mut names = Vec::new();
+        for u in untagged {
+            if let Untagged::List {
+                attributes,
+                delimiter,
+                name,
+            } = u
+            {
+                if let Some(d) = delimiter {
+                    self.separator.store(d as u32, Ordering::Relaxed);
+                }
+                if attributes.iter().any(|a| {
+                    a.eq_ignore_ascii_case("\\Noselect") || a.eq_ignore_ascii_case("\\NonExistent")
+                }) {
+                    continue;
+                }
+                names.push(name);
+            }
+        }
+        Ok(names)
+    }
+
+    async fn create_folder(&self, name: &str) -> Result<(), StoreError> {
+        let mut conn = self.connect().await?;
+        let r = conn
+            .run(Command {
+                name: "CREATE".into(),
+                parts: vec![Part::Raw(b"CREATE ".to_vec()), mailbox(name)],
+            })
+            .await;
+        conn.logout().await;
+        r.map(|_| ())
+            .map_err(|e| e.into_store(Severity::Folder, format!("creating folder {name}")))?;
+        self.events.emit(oi_core::Event::Info {
+            message: format!("created IMAP folder {name}"),
+        });
+        Ok(())
+    }
+
+    async fn open_folder(&self, name: &str, access: Access) -> Result<ImapFolder, StoreError> {
+        let mut conn = self.connect().await?;
+        let verb = match access {
+            Access::ReadOnly => "EXAMINE",
+            Access::ReadWrite => "SELECT",
+        };
+        let (untagged, done) = conn
+            .run(Command {
+                name: verb.into(),
+                parts: vec![Part::Raw(format!("{verb} ").into_bytes()), mailbox(name)],
+            })
+            .await
+            .map_err(|e| e.into_store(Severity::Folder, format!("{verb} {name}")))?;
+        let _ = done;
+        let mut validity = None;
+        let mut exists = None;
+        for u in untagged {
+            match u {
+                Untagged::Exists(n) => exists = Some(n),
+                Untagged::Status {
+                    code: Some(RespCode::UidValidity(v)),
+                    ..
+                } => validity = Some(v),
+                _ => {}
+            }
+        }
+        let validity = validity.ok_or_else(|| {
+            StoreError::new(Severity::Folder, format!("{verb} {name}: no UIDVALIDITY"))
+        })?;
+        Ok(ImapFolder {
+            conn: Some(conn),
+            name: name.to_string(),
+            meta: FolderMeta {
+                uid_validity: UidValidity(validity),
+                exists,
+            },
+            expunge: self.config.expunge && access == Access::ReadWrite,
+            deleted: Vec::new(),
+        })
+    }
+}
+
+/// One selected IMAP folder on its own connection.
+#[derive(Debug)]
+pub struct ImapFolder {
+    conn: Option<Connection>,
+    name: String,
+    meta: FolderMeta,
+    expunge: bool,
+    deleted: Vec<Uid>,
+}
+
+/// A compact UID set (`1:3,7,9:10`), RFC 3501 §9 `sequence-set`.
+pub fn uid_set(uids: &[Uid]) -> String {
+    let mut v: Vec<u32> = uids.iter().map(|u| u.get()).collect();
+    v.sort_unstable();
+    v.dedup();
+    let mut out = String::new();
+    let mut i = 0;
+    while i < v.len() {
+        let start = v[i];
+        let mut end = start;
+        while i + 1 < v.len() && v[i + 1] == end + 1 {
+            i += 1;
+            end = v[i];
+        }
+        if !out.is_empty() {
+            out.push(',');
+        }
+        if start == end {
+            out.push_str(&start.to_string());
+        } else {
+            out.push_str(&format!("{start}:{end}"));
+        }
+        i += 1;
+    }
+    out
+}
+
+fn flags_from_names(names: &[String]) -> Flags {
+    names
+        .iter()
+        .filter_map(|n| Flags::from_imap_system(n))
+        .fold(Flags::EMPTY, |a, f| a | f)
+}
+
+fn flag_list(flags: Flags) -> String {
+    flags.imap_system_names().collect::<Vec<_>>().join(" ")
+}
+
+/// The CRC-32 (IEEE) of OfflineIMAP's `binascii.crc32`.
+fn crc32(data: &[u8]) -> u32 {
+    let mut crc = !0u32;
+    for &b in data {
+        crc ^= u32::from(b);
+        for _ in 0..8 {
+            crc = if crc & 1 != 0 {
+                (crc >> 1) ^ 0xEDB8_8320
+            } else {
+                crc >> 1
+            };
+        }
+    }
+    !crc
+}
+
+/// OfflineIMAP's `X-OfflineIMAP` value: `<crc32 of the message>-<random 0..=9999999999>`.
+pub fn unique_header_value(body: &[u8]) -> String {
+    let mut h = std::collections::hash_map::RandomState::new().build_hasher();
+    h.write(body);
+    h.write_u128(
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_nanos())
+            .unwrap_or(0),
+    );
+    format!("{}-{}", crc32(body), h.finish() % 10_000_000_000)
+}
+
+/// Adds `X-OfflineIMAP: value` as the last header line, as Python's `add_header` does,
+/// keeping the message's own line ends.
+pub fn insert_header(body: &[u8], value: &str) -> Vec<u8> {
+    let crlf = memchr::memmem::find(body, b"\r\n").is_some();
+    let eol: &[u8] = if crlf { b"\r\n" } else { b"\n" };
+    let header_end = memchr::memmem::find(body, b"\r\n\r\n")
+        .map(|i| i + 2)
+        .into_iter()
+        .chain(memchr::memmem::find(body, b"\n\n").map(|i| i + 1))
+        .min();
+    let mut line = b"X-OfflineIMAP: ".to_vec();
+    line.extend_from_slice(value.as_bytes());
+    line.extend_from_slice(eol);
+    match header_end {
+        Some(at) => {
+            let mut out = body[..at].to_vec();
+            out.extend_from_slice(&line);
+            out.extend_from_slice(&body[at..]);
+            out
+        }
+        // No blank line: all header, or no header at all.
+        None => {
+            let mut out = body.to_vec();
+            if !out.is_empty() && !out.ends_with(b"\n") {
+                out.extend_from_slice(eol);
+            }
+            out.extend_from_slice(&line);
+            out
+        }
+    }
+}
+
+/// IMAP `date-time` (RFC 3501 §9) in UTC.
+fn imap_date(secs: i64) -> Option<String> {
+    chrono::DateTime::from_timestamp(secs, 0)
+        .map(|d| d.format("%d-%b-%Y %H:%M:%S +0000").to_string())
+}
+
+impl ImapFolder {
+    fn conn(&mut self) -> Result<&mut Connection, StoreError> {
+        self.conn.as_mut().ok_or_else(|| {
+            StoreError::new(Severity::Folder, format!("folder {} is closed", self.name))
+        })
+    }
+
+    fn err(&self, e: ImapError, severity: Severity, what: &str) -> StoreError {
+        e.into_store(severity, format!("folder {}: {what}", self.name))
+    }
+}
+
+impl Folder for ImapFolder {
+    async fn meta(&mut self) -> Result<FolderMeta, StoreError> {
+        Ok(self.meta.clone())
+    }
+
+    async fn list(&mut self) -> Result<Listing, StoreError> {
+        let mut listing = Listing::default();
+        if self.meta.exists == Some(0) {
+            return Ok(listing);
+        }
+        let r = self
+            .conn()?
+            .run(Command::raw("UID FETCH 1:* (UID FLAGS RFC822.SIZE)"))
+            .await;
+        let (untagged, _) = r.map_err(|e| self.err(e, Severity::Folder, "listing"))?;
+        for u in untagged {
+            if let Untagged::Fetch(f) = u
+                && let Some(uid) = f.uid.and_then(Uid::new)
+            {
+                listing.messages.insert(
+                    uid,
+                    MessageMeta {
+                        flags: flags_from_names(f.flags.as_deref().unwrap_or_default()),
+                        size: f.size.map(u64::from),
+                    },
+                );
+            }
+        }
+        Ok(listing)
+    }
+
+    async fn fetch(&mut self, which: &[MsgRef]) -> Result<Vec<Message>, StoreError> {
+        let uids: Vec<Uid> = which
+            .iter()
+            .filter_map(|m| match m {
+                MsgRef::Uid(u) => Some(*u),
+                MsgRef::Unsynced(_) => None,
+            })
+            .collect();
+        if uids.is_empty() {
+            return Ok(Vec::new());
+        }
+        let cmd = Command::raw(format!(
+            "UID FETCH {} (UID FLAGS INTERNALDATE BODY.PEEK[])",
+            uid_set(&uids)
+        ));
+        let r = self.conn()?.run(cmd).await;
+        let (untagged, _) = r.map_err(|e| self.err(e, Severity::Folder, "fetching"))?;
+        let mut by_uid = BTreeMap::new();
+        for u in untagged {
+            if let Untagged::Fetch(f) = u
+                && let (Some(uid), Some(body)) = (f.uid.and_then(Uid::new), f.body)
+                && uids.contains(&uid)
+            {
+                by_uid.insert(
+                    uid,
+                    Message {
+                        source: MsgRef::Uid(uid),
+                        body,
+                        flags: flags_from_names(f.flags.as_deref().unwrap_or_default()),
+                        internal_date: f.internal_date,
+                    },
+                );
+            }
+        }
+        Ok(by_uid.into_values().collect())
+    }
+
+    async fn append(
+        &mut self,
+        message: &Message,
+        flags: Flags,
+        _uid: Option<Uid>,
+    ) -> Result<Option<Uid>, StoreError> {
+        let uidplus = self.conn()?.has("UIDPLUS");
+        let (body, header) = if uidplus {
+            (message.body.clone(), None)
+        } else {
+            let value = unique_header_value(&message.body);
+            (insert_header(&message.body, &value), Some(value))
+        };
+        let mut parts = vec![Part::Raw(b"APPEND ".to_vec()), mailbox(&self.name)];
+        parts.push(Part::Raw(format!(" ({})", flag_list(flags)).into_bytes()));
+        if let Some(date) = message.internal_date.and_then(imap_date) {
+            parts.push(Part::Raw(format!(" \"{date}\"").into_bytes()));
+        }
+        parts.push(Part::Raw(b" ".to_vec()));
+        parts.push(Part::Literal(body));
+        let r = self
+            .conn()?
+            .run(Command {
+                name: "APPEND".into(),
+                parts,
+            })
+            .await;
+        let (_, done) = r.map_err(|e| self.err(e, Severity::Message, "appending"))?;
+        if let Some(RespCode::AppendUid { uid, .. }) = done.code {
+            return Ok(Uid::new(uid));
+        }
+        let Some(value) = header else {
+            return Ok(None);
+        };
+        // Without UIDPLUS the new message is found by its unique header; NOOP first so
+        // the server has announced it (OfflineIMAP does the same).
+        let cmd = Command {
+            name: "UID SEARCH".into(),
+            parts: vec![
+                Part::Raw(b"UID SEARCH HEADER X-OfflineIMAP ".to_vec()),
+                Part::Str {
+                    bytes: value.into_bytes(),
+                    secret: false,
+                },
+            ],
+        };
+        let r = self
+            .conn()?
+            .run_batch(vec![Command::raw("NOOP"), cmd])
+            .await;
+        let (untagged, done) =
+            r.map_err(|e| self.err(e, Severity::Message, "searching the new message"))?;
+        for d in done {
+            d.ok()
+                .map_err(|e| self.err(e, Severity::Message, "searching the new message"))?;
+        }
+        let found: Vec<u32> = untagged
+            .into_iter()
+            .filter_map(|u| match u {
+                Untagged::Search(v) => Some(v),
+                _ => None,
+            })
+            .flatten()
+            .collect();
+        // Several matches would mean the value is not unique: better no UID than a wrong one.
+        Ok(match found.as_slice() {
+            [one] => Uid::new(*one),
+            _ => None,
+        })
+    }
+
+    async fn set_flags(&mut self, updates: &[FlagUpdate]) -> Result<(), StoreError> {
+        // Group messages that get the same change into one UID STORE each way.
+        let mut add: BTreeMap<Flags, Vec<Uid>> = BTreeMap::new();
+        let mut remove: BTreeMap<Flags, Vec<Uid>> = BTreeMap::new();
+        for u in updates {
+            if !u.add.is_empty() && !flag_list(u.add).is_empty() {
+                add.entry(u.add).or_default().push(u.uid);
+            }
+            if !u.remove.is_empty() && !flag_list(u.remove).is_empty() {
+                remove.entry(u.remove).or_default().push(u.uid);
+            }
+        }
+        let mut cmds = Vec::new();
+        for (sign, groups) in [('+', add), ('-', remove)] {
+            for (flags, uids) in groups {
+                cmds.push(Command::raw(format!(
+                    "UID STORE {} {sign}FLAGS.SILENT ({})",
+                    uid_set(&uids),
+                    flag_list(flags)
+                )));
+            }
+        }
+        if cmds.is_empty() {
+            return Ok(());
+        }
+        let r = self.conn()?.run_batch(cmds).await;
+        let (_, done) = r.map_err(|e| self.err(e, Severity::Folder, "storing flags"))?;
+        for d in done {
+            d.ok()
+                .map_err(|e| self.err(e, Severity::Message, "storing flags"))?;
+        }
+        Ok(())
+    }
+
+    async fn delete(&mut self, uids: &[Uid]) -> Result<(), StoreError> {
+        if uids.is_empty() {
+            return Ok(());
+        }
+        let cmd = Command::raw(format!(
+            "UID STORE {} +FLAGS.SILENT (\\Deleted)",
+            uid_set(uids)
+        ));
+        let r = self.conn()?.run(cmd).await;
+        r.map_err(|e| self.err(e, Severity::Message, "marking deleted"))?;
+        self.deleted.extend_from_slice(uids);
+        Ok(())
+    }
+
+    async fn assign_uid(&mut self, _key: &str, _uid: Uid) -> Result<(), StoreError> {
+        // IMAP messages always have their UID; there are no unsynced messages here.
+        Ok(())
+    }
+
+    async fn close(&mut self) -> Result<(), StoreError> {
+        let Some(mut conn) = self.conn.take() else {
+            return Ok(());
+        };
+        let mut result = Ok(());
+        if self.expunge && !self.deleted.is_empty() {
+            // UID EXPUNGE (RFC 4315) leaves alone messages other clients marked \Deleted.
+            let cmd = if conn.has("UIDPLUS") {
+                Command::raw(format!("UID EXPUNGE {}", uid_set(&self.deleted)))
+            } else {
+                Command::raw("EXPUNGE")
+            };
+            result = conn
+                .run(cmd)
+                .await
+                .map(|_| ())
+                .map_err(|e| self.err(e, Severity::Folder, "expunging"));
+            self.deleted.clear();
+        }
+        conn.logout().await;
+        result
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn uid_sets_are_compact() {
+        let u = |v: &[u32]| v.iter().filter_map(|&n| Uid::new(n)).collect::<Vec<_>>();
+        assert_eq!(uid_set(&u(&[5, 1, 2, 3, 9, 10, 7, 3])), "1:3,5,7,9:10");
+        assert_eq!(uid_set(&u(&[42])), "42");
+        assert_eq!(uid_set(&[]), "");
+    }
+
+    #[test]
+    fn header_goes_after_the_last_header_line() {
+        assert_eq!(
+            insert_header(b"A: 1\r\nB: 2\r\n\r\nbody\r\n\r\nmore", "9-1"),
+            b"A: 1\r\nB: 2\r\nX-OfflineIMAP: 9-1\r\n\r\nbody\r\n\r\nmore"
+        );
+        assert_eq!(
+            insert_header(b"A: 1\n\nb", "v"),
+            b"A: 1\nX-OfflineIMAP: v\n\nb"
+        );
+        assert_eq!(insert_header(b"A: 1", "v"), b"A: 1\nX-OfflineIMAP: v\n");
+    }
+
+    #[test]
+    fn unique_value_has_offlineimap_shape() {
+        assert_eq!(crc32(b"123456789"), 0xCBF4_3926);
+        let v = unique_header_value(b"x");
+        let (crc, rnd) = v.split_once('-').unwrap();
+        assert_eq!(crc, crc32(b"x").to_string());
+        assert!(rnd.parse::<u64>().unwrap() < 10_000_000_000);
+        assert_ne!(unique_header_value(b"x"), unique_header_value(b"x"));
+    }
+
+    #[test]
+    fn date_format() {
+        assert_eq!(imap_date(837596665).unwrap(), "17-Jul-1996 09:44:25 +0000");
+    }
+}
