@@ -12,6 +12,11 @@
 //! OfflineIMAP unlinks the file after unlocking. We leave it in place: unlinking a lock
 //! file races with a process that has just opened it (two holders of two different
 //! inodes), and an empty leftover file is harmless to both programs.
+//!
+//! Beware (observed with OfflineIMAP 8.0.1): when OfflineIMAP *fails* to take the lock,
+//! its cleanup still closes and unlinks the lock file, so the path no longer names the
+//! inode we hold locked and a third process could lock a fresh file. Call
+//! [`AccountLock::refresh`] at safe points (between folders) to put a locked file back.
 
 use std::fs::{self, File, OpenOptions};
 use std::io;
@@ -23,8 +28,10 @@ use crate::error::{StatusError, io_at};
 /// An exclusive lock on one account's metadata, released when dropped.
 #[derive(Debug)]
 pub struct AccountLock {
-    // Held only for its lock: closing the descriptor releases it.
-    _file: File,
+    // Held only for their locks: closing a descriptor releases its lock. More than one
+    // when `refresh` had to lock a re-created file.
+    files: Vec<File>,
+    account: String,
     path: PathBuf,
 }
 
@@ -34,28 +41,57 @@ impl AccountLock {
     pub fn acquire(metadata: &Path, account: &str) -> Result<AccountLock, StatusError> {
         fs::create_dir_all(metadata).map_err(io_at(metadata))?;
         let path = metadata.join(format!("{account}.lock"));
-        let file = OpenOptions::new()
-            .read(true)
-            .write(true)
-            .create(true)
-            .truncate(false)
-            .open(&path)
-            .map_err(io_at(&path))?;
-        match try_write_lock(&file) {
-            Ok(()) => Ok(AccountLock { _file: file, path }),
-            Err(e) if matches!(e.raw_os_error(), Some(libc::EAGAIN) | Some(libc::EACCES)) => {
-                Err(StatusError::Locked {
-                    account: account.to_owned(),
-                    path,
-                })
+        let file = lock_path(&path, account)?;
+        Ok(AccountLock {
+            files: vec![file],
+            account: account.to_owned(),
+            path,
+        })
+    }
+
+    /// Makes sure the lock file on disk is still one we hold locked; if someone unlinked
+    /// or replaced it, locks the file now at the path as well. [`StatusError::Locked`]
+    /// means another process got hold of the new file first: stop syncing the account.
+    pub fn refresh(&mut self) -> Result<(), StatusError> {
+        use std::os::unix::fs::MetadataExt;
+        if let Ok(on_disk) = fs::metadata(&self.path) {
+            let held = self.files.iter().any(|f| {
+                f.metadata()
+                    .map(|m| m.dev() == on_disk.dev() && m.ino() == on_disk.ino())
+                    .unwrap_or(false)
+            });
+            if held {
+                return Ok(());
             }
-            Err(e) => Err(io_at(path)(e)),
         }
+        let file = lock_path(&self.path, &self.account)?;
+        self.files.push(file);
+        Ok(())
     }
 
     /// The lock file.
     pub fn path(&self) -> &Path {
         &self.path
+    }
+}
+
+fn lock_path(path: &Path, account: &str) -> Result<File, StatusError> {
+    let file = OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create(true)
+        .truncate(false)
+        .open(path)
+        .map_err(io_at(path))?;
+    match try_write_lock(&file) {
+        Ok(()) => Ok(file),
+        Err(e) if matches!(e.raw_os_error(), Some(libc::EAGAIN) | Some(libc::EACCES)) => {
+            Err(StatusError::Locked {
+                account: account.to_owned(),
+                path: path.to_owned(),
+            })
+        }
+        Err(e) => Err(io_at(path)(e)),
     }
 }
 
@@ -102,6 +138,29 @@ mod tests {
         let _b = AccountLock::acquire(tmp.path(), "other").unwrap();
         drop(a);
         AccountLock::acquire(tmp.path(), "acc").unwrap();
+    }
+
+    #[test]
+    fn refresh_relocks_an_unlinked_lock_file() {
+        let tmp = tempfile::tempdir().unwrap();
+        let mut a = AccountLock::acquire(tmp.path(), "acc").unwrap();
+        a.refresh().unwrap();
+        assert_eq!(a.files.len(), 1, "nothing to do while the file is ours");
+        // What a failed OfflineIMAP does on its way out.
+        fs::remove_file(a.path()).unwrap();
+        AccountLock::acquire(tmp.path(), "acc").unwrap(); // the gap refresh closes
+        a.refresh().unwrap();
+        assert!(a.path().exists());
+        assert!(matches!(
+            AccountLock::acquire(tmp.path(), "acc"),
+            Err(StatusError::Locked { .. })
+        ));
+        // Someone else holding the re-created file wins.
+        let tmp2 = tempfile::tempdir().unwrap();
+        let mut b = AccountLock::acquire(tmp2.path(), "acc").unwrap();
+        fs::remove_file(b.path()).unwrap();
+        let _c = AccountLock::acquire(tmp2.path(), "acc").unwrap();
+        assert!(matches!(b.refresh(), Err(StatusError::Locked { .. })));
     }
 
     const PY_HOLD: &str = "import fcntl,sys\nf=open(sys.argv[1],'w')\nfcntl.lockf(f, fcntl.LOCK_EX|fcntl.LOCK_NB)\nprint('locked', flush=True)\nsys.stdin.read()\n";
