@@ -164,6 +164,8 @@ impl Dovecot {
         let crt = root.join("tls/server.crt");
         let key = root.join("tls/server.key");
         // The name 127.0.0.1 is also a DNS entry because some clients skip IP SANs.
+        // CA:FALSE because webpki (rustls) refuses a CA certificate as the server's own;
+        // trusting this very certificate as the anchor still works.
         run(
             Command::new("openssl")
                 .args([
@@ -174,6 +176,8 @@ impl Dovecot {
                     "-addext",
                     "subjectAltName=IP:127.0.0.1,DNS:127.0.0.1,DNS:localhost",
                 ])
+                .args(["-addext", "basicConstraints=critical,CA:FALSE"])
+                .args(["-addext", "extendedKeyUsage=serverAuth"])
                 .arg("-keyout")
                 .arg(&key)
                 .arg("-out")
