@@ -150,6 +150,7 @@ pub struct Session {
     in_flight: Vec<(String, String)>,
     waiting: Option<InProgress>,
     greeted: bool,
+    trace_line: Vec<u8>,
     literal_plus: bool,
     literal_minus: bool,
 }
@@ -187,6 +188,7 @@ impl Session {
             in_flight: Vec::new(),
             waiting: None,
             greeted: false,
+            trace_line: Vec::new(),
             literal_plus: false,
             literal_minus: false,
         }
@@ -377,10 +379,13 @@ impl Session {
         non_sync
     }
 
+    /// Appends to the output; the trace gets whole lines, with `redacted` shown in place
+    /// of secret bytes.
     fn output_traced(&mut self, bytes: &[u8], redacted: Option<&[u8]>) {
-        let shown = redacted.unwrap_or(bytes);
-        if !shown.is_empty() {
-            tracing::trace!(target: "imap", "C: {}", shown.escape_ascii());
+        self.trace_line.extend_from_slice(redacted.unwrap_or(bytes));
+        if bytes.ends_with(b"\n") {
+            tracing::trace!(target: "imap", "C: {}", self.trace_line.escape_ascii());
+            self.trace_line.clear();
         }
         self.output.extend_from_slice(bytes);
     }

@@ -1,0 +1,243 @@
+//! Integration tests of the IMAP store against a real Dovecot from oi-testkit, plus a
+//! scripted fake server (named as such) for what Dovecot cannot show.
+
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use oi_core::{
+    Access, FlagUpdate, Flags, Folder, Message, MsgRef, NullSink, Repository, Secret, Uid,
+};
+use oi_imap::{AuthMechanism, CaSource, ImapConfig, ImapRepository, Security, Tunnel};
+use oi_testkit::Dovecot;
+
+fn config(d: &Dovecot, security: Security) -> ImapConfig {
+    let mut c = ImapConfig::new("127.0.0.1", "alice");
+    c.password = Some(Secret::new("alicepass"));
+    c.security = security;
+    c.port = Some(match security {
+        Security::Tls => d.imaps_port(),
+        _ => d.imap_port(),
+    });
+    c.ca = CaSource::File(d.ca_cert_path());
+    c.timeout = Some(Duration::from_secs(30));
+    c
+}
+
+fn repo(c: ImapConfig) -> ImapRepository {
+    ImapRepository::new(c, Arc::new(NullSink))
+}
+
+async fn can_list(c: ImapConfig) -> Result<Vec<String>, oi_core::StoreError> {
+    repo(c).list_folders().await
+}
+
+#[tokio::test]
+async fn login_mechanisms_and_transports() {
+    let Some(d) = Dovecot::start_or_skip("login_mechanisms_and_transports") else {
+        return;
+    };
+    for mech in [AuthMechanism::Login, AuthMechanism::Plain] {
+        let mut c = config(&d, Security::Plain);
+        c.auth_mechanisms = vec![mech];
+        assert!(
+            can_list(c).await.unwrap().contains(&"INBOX".to_string()),
+            "{mech:?}"
+        );
+    }
+    // Implicit TLS with the CA file.
+    can_list(config(&d, Security::Tls)).await.unwrap();
+    // STARTTLS.
+    can_list(config(&d, Security::StartTls)).await.unwrap();
+    // Fingerprint only, any digest OfflineIMAP accepts, colons and case ignored.
+    for digest in ["sha256", "sha1", "sha512"] {
+        let mut c = config(&d, Security::Tls);
+        c.ca = CaSource::System;
+        let fp = d.cert_fingerprint(digest).unwrap().to_ascii_uppercase();
+        c.fingerprints = vec!["00ff".into(), fp];
+        assert!(can_list(c).await.is_ok(), "{digest}");
+    }
+    // A wrong fingerprint is refused, at repository severity.
+    let mut c = config(&d, Security::Tls);
+    c.ca = CaSource::System;
+    c.fingerprints = vec!["ab".repeat(32)];
+    let e = can_list(c).await.unwrap_err();
+    assert_eq!(e.severity(), oi_core::Severity::Repository);
+    assert!(e.to_string().contains("fingerprint"), "{e}");
+    // A self-signed cert without the CA is refused.
+    let mut c = config(&d, Security::Tls);
+    c.ca = CaSource::OsDefault;
+    assert!(can_list(c).await.is_err());
+    // Wrong password.
+    let mut c = config(&d, Security::Plain);
+    c.password = Some(Secret::new("nope"));
+    let e = can_list(c).await.unwrap_err();
+    assert_eq!(e.severity(), oi_core::Severity::Repository);
+    // Preauth tunnel (no password needed).
+    let mut c = config(&d, Security::Plain);
+    c.password = None;
+    c.user = "bob".into();
+    c.tunnel = Some(Tunnel::Preauth(d.preauth_command("bob")));
+    assert!(can_list(c).await.unwrap().contains(&"INBOX".to_string()));
+}
+
+#[tokio::test]
+async fn folders_messages_flags_and_expunge() {
+    let Some(d) = Dovecot::start_or_skip("folders_messages_flags_and_expunge") else {
+        return;
+    };
+    let r = repo(config(&d, Security::Plain));
+    r.create_folder("Work").await.unwrap();
+    r.create_folder("Work.Sub").await.unwrap();
+    let names = r.list_folders().await.unwrap();
+    assert!(names.contains(&"Work.Sub".to_string()), "{names:?}");
+    assert_eq!(r.separator(), '.');
+    assert!(
+        d.mailboxes("alice")
+            .unwrap()
+            .contains(&"Work.Sub".to_string())
+    );
+    // A folder that does not exist is a folder-level error.
+    let e = r.open_folder("Nope", Access::ReadWrite).await.unwrap_err();
+    assert_eq!(e.severity(), oi_core::Severity::Folder);
+
+    let mut f = r.open_folder("Work", Access::ReadWrite).await.unwrap();
+    let meta = f.meta().await.unwrap();
+    assert_eq!(meta.exists, Some(0));
+    assert!(f.list().await.unwrap().messages.is_empty());
+    let msg = Message {
+        source: MsgRef::Unsynced("k".into()),
+        body: b"Subject: one\r\nFrom: a@b\r\n\r\nhello \xe4 world\r\n".to_vec(),
+        flags: Flags::EMPTY,
+        internal_date: Some(1_000_000_000),
+    };
+    let uid1 = f
+        .append(&msg, Flags::SEEN | Flags::FLAGGED, None)
+        .await
+        .unwrap()
+        .unwrap();
+    let uid2 = f.append(&msg, Flags::EMPTY, None).await.unwrap().unwrap();
+    assert!(uid2 > uid1);
+    // Server side, read without our client.
+    let server = d.messages("alice", "Work").unwrap();
+    assert_eq!(server.len(), 2);
+    assert_eq!(server[0].uid, uid1.get());
+    assert!(server[0].has_flag("\\Seen") && server[0].has_flag("\\Flagged"));
+    assert_eq!(server[0].internal_date, Some(1_000_000_000));
+    assert!(server[1].flags.is_empty());
+    // A message put there independently of our client is fetched back.
+    let uid3 = Uid::new(
+        d.put_message("alice", "Work", b"Subject: three\n\nx\n")
+            .unwrap(),
+    )
+    .unwrap();
+
+    let mut f = r.open_folder("Work", Access::ReadWrite).await.unwrap();
+    let listing = f.list().await.unwrap();
+    assert_eq!(listing.messages.len(), 3);
+    assert_eq!(listing.messages[&uid1].flags, Flags::SEEN | Flags::FLAGGED);
+    assert_eq!(listing.messages[&uid1].size, Some(msg.body.len() as u64));
+    let got = f
+        .fetch(&[
+            MsgRef::Uid(uid1),
+            MsgRef::Uid(uid3),
+            MsgRef::Uid(Uid::new(999).unwrap()),
+        ])
+        .await
+        .unwrap();
+    assert_eq!(got.len(), 2);
+    assert_eq!(got[0].body, msg.body);
+    assert_eq!(got[0].internal_date, Some(1_000_000_000));
+    assert_eq!(got[0].flags, Flags::SEEN | Flags::FLAGGED);
+    assert_eq!(got[1].body, b"Subject: three\r\n\r\nx\r\n");
+
+    f.set_flags(&[
+        FlagUpdate {
+            uid: uid1,
+            add: Flags::ANSWERED,
+            remove: Flags::SEEN,
+        },
+        FlagUpdate {
+            uid: uid2,
+            add: Flags::ANSWERED,
+            remove: Flags::EMPTY,
+        },
+        FlagUpdate {
+            uid: uid3,
+            add: Flags::DRAFT,
+            remove: Flags::EMPTY,
+        },
+    ])
+    .await
+    .unwrap();
+    let server = d.messages("alice", "Work").unwrap();
+    assert!(server[0].has_flag("\\Answered") && !server[0].has_flag("\\Seen"));
+    assert!(server[0].has_flag("\\Flagged"));
+    assert!(server[1].has_flag("\\Answered"));
+    assert!(server[2].has_flag("\\Draft"));
+
+    f.delete(&[uid2]).await.unwrap();
+    assert!(d.messages("alice", "Work").unwrap()[1].has_flag("\\Deleted"));
+    f.close().await.unwrap();
+    let uids: Vec<u32> = d
+        .messages("alice", "Work")
+        .unwrap()
+        .iter()
+        .map(|m| m.uid)
+        .collect();
+    assert_eq!(uids, vec![uid1.get(), uid3.get()]);
+
+    // Read-only: EXAMINE, and close does not expunge.
+    let mut f = r.open_folder("Work", Access::ReadOnly).await.unwrap();
+    assert_eq!(f.list().await.unwrap().messages.len(), 2);
+    f.close().await.unwrap();
+}
+
+/// A tracing writer that keeps everything written.
+#[derive(Clone, Default)]
+struct Capture(Arc<Mutex<Vec<u8>>>);
+
+impl std::io::Write for Capture {
+    fn write(&mut self, b: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().unwrap().extend_from_slice(b);
+        Ok(b.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+#[test]
+fn trace_never_shows_the_password() {
+    let Some(d) = Dovecot::start_or_skip("trace_never_shows_the_password") else {
+        return;
+    };
+    let cap = Capture::default();
+    let w = cap.clone();
+    let subscriber = tracing_subscriber::fmt()
+        .with_env_filter("imap=trace")
+        .with_writer(move || w.clone())
+        .finish();
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    tracing::subscriber::with_default(subscriber, || {
+        rt.block_on(async {
+            for (mech, sasl_ir) in [(AuthMechanism::Login, false), (AuthMechanism::Plain, true)] {
+                let mut c = config(&d, Security::Plain);
+                c.auth_mechanisms = vec![mech];
+                let _ = sasl_ir;
+                can_list(c).await.unwrap();
+            }
+        })
+    });
+    let text = String::from_utf8_lossy(&cap.0.lock().unwrap()).into_owned();
+    assert!(
+        text.contains("LOGIN \\\"alice\\\" \\\"<redacted>\\\""),
+        "{text}"
+    );
+    assert!(text.contains("AUTHENTICATE PLAIN"), "{text}");
+    assert!(!text.contains("alicepass"), "{text}");
+    // base64 of "\0alice\0alicepass"
+    assert!(!text.contains("AGFsaWNlAGFsaWNlcGFzcw"), "{text}");
+}
