@@ -1,0 +1,108 @@
+//! The command line, spelled as OfflineIMAP spells it.
+
+use std::path::PathBuf;
+
+use clap::Parser;
+
+/// Sync IMAP mailboxes with local Maildirs (a drop-in OfflineIMAP).
+#[derive(Debug, Parser)]
+#[command(name = "offlineimap", version, disable_version_flag = true)]
+pub struct Args {
+    /// Print the version and exit.
+    #[arg(long = "version")]
+    pub version: bool,
+
+    /// Print the version with library details and exit.
+    #[arg(short = 'V')]
+    pub version_long: bool,
+
+    /// Configuration file (default: $XDG_CONFIG_HOME/offlineimap/config, then ~/.offlineimaprc).
+    #[arg(short = 'c', value_name = "FILE")]
+    pub config: Option<PathBuf>,
+
+    /// Sync only these accounts (comma separated), overriding [general] accounts.
+    #[arg(short = 'a', value_name = "ACCOUNTS")]
+    pub accounts: Option<String>,
+
+    /// Run only once, ignoring autorefresh.
+    #[arg(short = 'o')]
+    pub once: bool,
+
+    /// Sync only these folders (comma separated remote names).
+    #[arg(short = 'f', value_name = "FOLDERS")]
+    pub folders: Option<String>,
+
+    /// Override a configuration option: [section:]option=value (repeatable).
+    #[arg(short = 'k', value_name = "[SECTION:]OPTION=VALUE")]
+    pub overrides: Vec<String>,
+
+    /// User interface: quiet, basic, ttyui (others are accepted and fall back to basic).
+    #[arg(short = 'u', value_name = "UI")]
+    pub ui: Option<String>,
+
+    /// Also write the log to this file.
+    #[arg(short = 'l', value_name = "FILE")]
+    pub logfile: Option<PathBuf>,
+
+    /// Debug output for these types: imap, maildir, thread, ALL (comma separated).
+    #[arg(short = 'd', value_name = "TYPES")]
+    pub debug: Option<String>,
+
+    /// Single-threaded: one account and one connection at a time.
+    #[arg(short = '1')]
+    pub single: bool,
+
+    /// Quick sync (not implemented yet: a full sync is done, with a warning).
+    #[arg(short = 'q')]
+    pub quick: bool,
+
+    /// Plan and print what would be done; change nothing anywhere.
+    #[arg(long = "dry-run")]
+    pub dry_run: bool,
+}
+
+/// Splits a comma-separated flag value, trimming blanks and dropping empty items.
+pub fn comma_list(value: &str) -> Vec<String> {
+    value
+        .split(',')
+        .map(str::trim)
+        .filter(|s| !s.is_empty())
+        .map(str::to_string)
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn offlineimap_spelling_parses() {
+        let a = Args::try_parse_from([
+            "offlineimap",
+            "-c",
+            "rc",
+            "-a",
+            "A,B",
+            "-o",
+            "-f",
+            "INBOX",
+            "-k",
+            "Repository_R:remotepass=x",
+            "-u",
+            "quiet",
+            "--dry-run",
+            "-l",
+            "log",
+        ])
+        .unwrap();
+        assert_eq!(a.config, Some(PathBuf::from("rc")));
+        assert_eq!(comma_list(a.accounts.as_deref().unwrap()), ["A", "B"]);
+        assert!(a.once && a.dry_run);
+        assert_eq!(a.overrides, ["Repository_R:remotepass=x"]);
+    }
+
+    #[test]
+    fn comma_list_trims() {
+        assert_eq!(comma_list(" a, ,b "), ["a", "b"]);
+    }
+}

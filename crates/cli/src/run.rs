@@ -1,0 +1,310 @@
+//! Wiring: configuration → stores → engine, per account.
+
+use std::fs::OpenOptions;
+use std::path::Path;
+use std::process::ExitCode;
+use std::sync::Arc;
+
+use anyhow::{Context, Result, bail};
+use oi_config::{
+    AccountConfig, CaCerts, Config, ImapConfig, Override, PasswordSource, RepositoryKind,
+};
+use oi_core::{Event, EventSink, Secret, Severity, StoreError, SyncStats};
+use oi_sync::{AccountPolicy, Cancel, ExecOptions, Policy, SidePolicy, StatusFactory};
+
+use crate::args::{Args, comma_list};
+use crate::ui::{LineUi, UiKind};
+
+/// How the run ended, for the exit status.
+pub struct Outcome {
+    failed: bool,
+}
+
+impl Outcome {
+    /// 0 when everything synced, 1 when any folder or account failed.
+    pub fn exit_code(&self) -> ExitCode {
+        if self.failed {
+            ExitCode::from(1)
+        } else {
+            ExitCode::SUCCESS
+        }
+    }
+}
+
+/// Runs what the command line asks for.
+pub fn main(args: Args) -> Result<Outcome> {
+    let path = oi_config::find_config_file(args.config.as_deref())?;
+    let mut overrides = Vec::new();
+    for k in &args.overrides {
+        overrides.push(Override::parse(k).with_context(|| format!("-k {k}"))?);
+    }
+    if let Some(accounts) = &args.accounts {
+        overrides.push(Override::accounts(accounts));
+    }
+    let config = oi_config::load(&path, &overrides).map_err(|e| anyhow::anyhow!("{e}"))?;
+
+    let mut warnings = config.warnings.clone();
+    let ui_name = args
+        .ui
+        .clone()
+        .or_else(|| config.general.ui.clone())
+        .unwrap_or_else(|| "ttyui".to_string());
+    let kind = UiKind::choose(&ui_name, &mut warnings);
+    let log = match &args.logfile {
+        Some(p) => Some(
+            OpenOptions::new()
+                .create(true)
+                .append(true)
+                .open(p)
+                .with_context(|| format!("opening log file {}", p.display()))?,
+        ),
+        None => None,
+    };
+    init_tracing(args.debug.as_deref());
+    let ui = Arc::new(LineUi::new(kind, log));
+    if args.quick {
+        warnings.push("not supported yet: -q (quick sync); doing a full sync".to_string());
+    }
+    for w in warnings {
+        ui.emit(Event::Warning {
+            account: None,
+            message: w,
+        });
+    }
+    if !args.once && config.accounts.iter().any(|a| a.autorefresh.is_some()) {
+        ui.emit(Event::Warning {
+            account: None,
+            message: "not supported yet: autorefresh; syncing once".to_string(),
+        });
+    }
+
+    let only_folders = args.folders.as_deref().map(comma_list);
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .context("starting the async runtime")?;
+    let cancel = Cancel::new();
+    let failed = runtime.block_on(run_accounts(
+        &config,
+        &args,
+        only_folders,
+        ui.clone(),
+        cancel,
+    ));
+    Ok(Outcome {
+        failed: failed || ui.error_count() > 0,
+    })
+}
+
+fn init_tracing(debug: Option<&str>) {
+    let Some(types) = debug else { return };
+    let mut filter = String::new();
+    for t in comma_list(types) {
+        let directive = match t.to_ascii_lowercase().as_str() {
+            "all" => "trace".to_string(),
+            "imap" => "imap=trace,oi_imap=debug".to_string(),
+            "maildir" => "oi_maildir=debug".to_string(),
+            "thread" => "oi_sync=debug".to_string(),
+            other => format!("{other}=debug"),
+        };
+        if !filter.is_empty() {
+            filter.push(',');
+        }
+        filter.push_str(&directive);
+    }
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(tracing_subscriber::EnvFilter::new(filter))
+        .with_writer(std::io::stderr)
+        .try_init();
+}
+
+async fn run_accounts(
+    config: &Config,
+    args: &Args,
+    only_folders: Option<Vec<String>>,
+    ui: Arc<LineUi>,
+    cancel: Cancel,
+) -> bool {
+    let parallel = if args.single {
+        1
+    } else {
+        config.general.maxsyncaccounts.max(1)
+    };
+    let semaphore = Arc::new(tokio::sync::Semaphore::new(parallel));
+    let mut tasks = tokio::task::JoinSet::new();
+    for account in config.accounts.clone() {
+        let general = config.general.clone();
+        let ui = ui.clone();
+        let semaphore = semaphore.clone();
+        let opts = ExecOptions {
+            dry_run: args.dry_run,
+            crash_after: None,
+            cancel: cancel.clone(),
+        };
+        let only = only_folders.clone();
+        tasks.spawn(async move {
+            // The semaphore is never closed, so acquiring only waits.
+            let _permit = semaphore.acquire_owned().await;
+            let name = account.name.clone();
+            match sync_one(&account, &general, opts, only, ui.clone()).await {
+                Ok(failed) => failed,
+                Err(e) => {
+                    ui.emit(Event::Error {
+                        account: Some(name),
+                        folder: None,
+                        severity: Severity::Repository,
+                        message: format!("{e:#}"),
+                    });
+                    true
+                }
+            }
+        });
+    }
+    let mut failed = false;
+    while let Some(done) = tasks.join_next().await {
+        failed |= done.unwrap_or(true);
+    }
+    failed
+}
+
+async fn sync_one(
+    account: &AccountConfig,
+    general: &oi_config::General,
+    opts: ExecOptions,
+    only_folders: Option<Vec<String>>,
+    ui: Arc<LineUi>,
+) -> Result<bool> {
+    ui.emit(Event::AccountStart {
+        account: account.name.clone(),
+    });
+    std::fs::create_dir_all(&general.metadata)
+        .with_context(|| format!("creating metadata folder {}", general.metadata.display()))?;
+    let _lock = oi_status::AccountLock::acquire(&general.metadata, &account.name)?;
+
+    let RepositoryKind::Maildir(maildir) = &account.local.kind else {
+        bail!(
+            "local repository {}: only Maildir is supported yet",
+            account.local.name
+        );
+    };
+    let RepositoryKind::Imap(imap) = &account.remote.kind else {
+        bail!(
+            "remote repository {} must be of type IMAP",
+            account.remote.name
+        );
+    };
+    let events: Arc<dyn EventSink> = ui.clone();
+    let remote = oi_imap::ImapRepository::new(imap_config(imap, general)?, events);
+    let local = oi_maildir::MaildirRepository::new(oi_maildir::MaildirConfig {
+        root: maildir.localfolders.clone(),
+        sep: maildir.sep,
+        fsync: general.fsync,
+    });
+    let status = Status(oi_status::StatusDir::new(
+        general.metadata.clone(),
+        &account.name,
+        &account.remote.name,
+        &account.local.name,
+        general.fsync,
+    ));
+    let side = |r: &oi_config::RepositoryConfig| SidePolicy {
+        readonly: r.readonly,
+        sync_deletes: r.sync_deletes,
+    };
+    let policy = AccountPolicy {
+        folders: Policy {
+            remote: side(&account.remote),
+            local: side(&account.local),
+        },
+        create_remote: account.remote.createfolders,
+        create_local: account.local.createfolders,
+        only_folders,
+    };
+    let report = oi_sync::sync_account(
+        &account.name,
+        &remote,
+        &local,
+        &status,
+        &policy,
+        &opts,
+        ui.as_ref(),
+    )
+    .await?;
+    let stats: SyncStats = report.stats;
+    ui.emit(Event::AccountDone {
+        account: account.name.clone(),
+        stats,
+        failed_folders: report.failed.len(),
+    });
+    Ok(!report.failed.is_empty())
+}
+
+/// The IMAP store's settings from the repository's options.
+fn imap_config(c: &ImapConfig, general: &oi_config::General) -> Result<oi_imap::ImapConfig> {
+    let password = match &c.password {
+        PasswordSource::None => None,
+        PasswordSource::Inline(s) => Some(s.clone()),
+        PasswordSource::File(p) => Some(read_password_file(p)?),
+    };
+    let tunnel = match (&c.preauthtunnel, &c.transporttunnel) {
+        (Some(cmd), _) => Some(oi_imap::Tunnel::Preauth(cmd.clone())),
+        (None, Some(cmd)) => Some(oi_imap::Tunnel::Transport(cmd.clone())),
+        (None, None) => None,
+    };
+    if tunnel.is_none() && password.is_none() {
+        bail!(
+            "no password configured (remotepass or remotepassfile); prompting is not supported yet"
+        );
+    }
+    let security = if c.ssl {
+        oi_imap::Security::Tls
+    } else if c.starttls {
+        oi_imap::Security::StartTls
+    } else {
+        oi_imap::Security::Plain
+    };
+    let ca = match &c.ca {
+        CaCerts::SystemDefault => oi_imap::CaSource::System,
+        CaCerts::OsDefault => oi_imap::CaSource::OsDefault,
+        CaCerts::File(p) => oi_imap::CaSource::File(p.clone()),
+    };
+    Ok(oi_imap::ImapConfig {
+        host: c.host.clone(),
+        port: c.port,
+        user: c.user.clone().unwrap_or_default(),
+        password,
+        security,
+        ca,
+        fingerprints: c.cert_fingerprints.clone(),
+        tunnel,
+        timeout: general.socktimeout,
+        expunge: c.expunge,
+        pipeline_depth: 32,
+        auth_mechanisms: vec![oi_imap::AuthMechanism::Plain, oi_imap::AuthMechanism::Login],
+    })
+}
+
+fn read_password_file(path: &Path) -> Result<Secret> {
+    let text = std::fs::read_to_string(path)
+        .with_context(|| format!("reading remotepassfile {}", path.display()))?;
+    Ok(Secret::new(text.lines().next().unwrap_or_default()))
+}
+
+/// Adapts the LocalStatus directory to the engine's factory trait.
+struct Status(oi_status::StatusDir);
+
+impl StatusFactory for Status {
+    type Status = oi_status::SqliteStatus;
+
+    fn open(
+        &self,
+        status_name: &str,
+        remote: &str,
+        local: &str,
+    ) -> Result<Self::Status, StoreError> {
+        self.0
+            .open_folder(status_name, remote, local)
+            .map_err(|e| StoreError::with_source(Severity::Folder, "opening LocalStatus", e))
+    }
+}

@@ -1,0 +1,198 @@
+//! Shared set-up: a Dovecot, a scratch home, a config, and readers of both sides.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+pub use oi_testkit::Dovecot;
+
+/// A test world: one server, one scratch directory with the Maildir and metadata.
+pub struct World {
+    pub server: Dovecot,
+    pub dir: tempfile::TempDir,
+}
+
+pub const USER: &str = "alice";
+pub const PASS: &str = "alicepass";
+
+impl World {
+    /// Starts a server; `None` (after a loud SKIPPED line) when Dovecot is missing outside CI.
+    pub fn new(test: &str) -> Option<World> {
+        let server = Dovecot::start_or_skip(test)?;
+        let dir = tempfile::tempdir().unwrap();
+        Some(World { server, dir })
+    }
+
+    pub fn maildir(&self) -> PathBuf {
+        self.dir.path().join("Mail")
+    }
+
+    pub fn metadata(&self) -> PathBuf {
+        self.dir.path().join("meta")
+    }
+
+    pub fn rc(&self) -> PathBuf {
+        self.dir.path().join("offlineimaprc")
+    }
+
+    /// Writes a config for a plain-text connection; `extra_remote` / `extra_local` are added
+    /// to the repository sections.
+    pub fn write_config(&self, extra_remote: &str, extra_local: &str) {
+        let text = format!(
+            "[general]\naccounts = Test\nmetadata = {meta}\n\n\
+             [Account Test]\nlocalrepository = Local\nremoterepository = Remote\n\n\
+             [Repository Local]\ntype = Maildir\nlocalfolders = {mail}\n{extra_local}\n\n\
+             [Repository Remote]\ntype = IMAP\nremotehost = 127.0.0.1\nremoteport = {port}\n\
+             remoteuser = {USER}\nremotepass = {PASS}\nssl = no\nstarttls = no\n{extra_remote}\n",
+            meta = self.metadata().display(),
+            mail = self.maildir().display(),
+            port = self.server.imap_port(),
+        );
+        std::fs::write(self.rc(), text).unwrap();
+    }
+
+    /// Runs the binary with `-c rc -o -u basic` and the given extra flags, in a cleared
+    /// environment (no user config is read).
+    pub fn run(&self, extra: &[&str]) -> Output {
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_offlineimap"));
+        cmd.env_clear()
+            .env("PATH", std::env::var("PATH").unwrap_or_default())
+            .env("HOME", self.dir.path())
+            .arg("-c")
+            .arg(self.rc())
+            .args(["-o", "-u", "basic"])
+            .args(extra);
+        cmd.output().unwrap()
+    }
+
+    /// Runs and asserts success, returning stderr.
+    pub fn sync_ok(&self) -> String {
+        let out = self.run(&[]);
+        let err = String::from_utf8_lossy(&out.stderr).to_string();
+        assert!(
+            out.status.success(),
+            "sync failed ({}):\n{err}\n{}",
+            out.status,
+            self.server.logs()
+        );
+        err
+    }
+
+    /// `doveadm` against the test server.
+    pub fn doveadm(&self, args: &[&str]) -> String {
+        let out = Command::new("doveadm")
+            .arg("-c")
+            .arg(self.server.config_path())
+            .args(args)
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "doveadm {args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout).to_string()
+    }
+
+    pub fn put(&self, mailbox: &str, subject: &str) -> u32 {
+        self.server
+            .put_message(USER, mailbox, message(subject).as_bytes())
+            .unwrap()
+    }
+
+    /// The server's messages of a mailbox: UID → (Subject, flags).
+    pub fn server_messages(&self, mailbox: &str) -> BTreeMap<u32, (String, Vec<String>)> {
+        self.server
+            .messages(USER, mailbox)
+            .unwrap()
+            .into_iter()
+            .map(|m| {
+                let mut flags = m.flags.clone();
+                flags.retain(|f| f != "\\Recent");
+                flags.sort();
+                (m.uid, (subject_of(&m.body), flags))
+            })
+            .collect()
+    }
+}
+
+pub fn message(subject: &str) -> String {
+    format!(
+        "From: a@example.org\r\nTo: b@example.org\r\nSubject: {subject}\r\n\
+         Message-ID: <{}@example.org>\r\nDate: Mon, 2 Nov 2026 10:00:00 +0000\r\n\r\nBody of {subject}.\r\n",
+        subject.replace(' ', "-")
+    )
+}
+
+pub fn subject_of(body: &[u8]) -> String {
+    String::from_utf8_lossy(body)
+        .lines()
+        .find_map(|l| l.strip_prefix("Subject: ").map(|s| s.trim().to_string()))
+        .unwrap_or_default()
+}
+
+/// One local message file.
+#[derive(Debug, Clone)]
+pub struct LocalMessage {
+    pub path: PathBuf,
+    pub uid: Option<u32>,
+    pub fmd5: Option<String>,
+    pub flags: String,
+    pub subject: String,
+}
+
+/// Every message of a local Maildir folder (cur and new).
+pub fn local_messages(folder: &Path) -> Vec<LocalMessage> {
+    let mut v = Vec::new();
+    for sub in ["cur", "new"] {
+        let Ok(rd) = std::fs::read_dir(folder.join(sub)) else {
+            continue;
+        };
+        for e in rd {
+            let path = e.unwrap().path();
+            let name = path.file_name().unwrap().to_string_lossy().to_string();
+            let (base, flags) = match name.split_once(":2,") {
+                Some((b, f)) => (b.to_string(), f.to_string()),
+                None => (name.clone(), String::new()),
+            };
+            let field = |key: &str| {
+                base.split(',')
+                    .find_map(|p| p.strip_prefix(key).map(str::to_string))
+            };
+            let subject = subject_of(&std::fs::read(&path).unwrap());
+            v.push(LocalMessage {
+                uid: field("U=").and_then(|u| u.parse().ok()),
+                fmd5: field("FMD5="),
+                path,
+                flags,
+                subject,
+            });
+        }
+    }
+    v.sort_by(|a, b| a.subject.cmp(&b.subject));
+    v
+}
+
+pub fn md5_hex(s: &str) -> String {
+    let out = Command::new("python3")
+        .args([
+            "-c",
+            "import hashlib,sys; print(hashlib.md5(sys.argv[1].encode()).hexdigest())",
+            s,
+        ])
+        .output()
+        .unwrap();
+    String::from_utf8_lossy(&out.stdout).trim().to_string()
+}
+
+/// Renames a local message file to carry other flags (as a mail client would).
+pub fn set_local_flags(m: &LocalMessage, flags: &str) {
+    let name = m.path.file_name().unwrap().to_string_lossy().to_string();
+    let base = name.split(":2,").next().unwrap().to_string();
+    let folder = m.path.parent().unwrap().parent().unwrap();
+    std::fs::rename(
+        &m.path,
+        folder.join("cur").join(format!("{base}:2,{flags}")),
+    )
+    .unwrap();
+}

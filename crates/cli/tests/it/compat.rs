@@ -1,0 +1,111 @@
+//! Continuing OfflineIMAP 8's state, and OfflineIMAP 8 continuing ours.
+
+use std::path::PathBuf;
+use std::process::Command;
+
+use crate::common::*;
+
+fn offlineimap8() -> Option<PathBuf> {
+    let path = PathBuf::from(
+        std::env::var("OFFLINEIMAP8")
+            .unwrap_or_else(|_| "/opt/offlineimap8-venv/bin/offlineimap".into()),
+    );
+    if path.exists() {
+        return Some(path);
+    }
+    if std::env::var("CI").is_ok_and(|v| v == "true") {
+        panic!(
+            "OfflineIMAP 8 not found at {} under CI (scripts/install-deps installs it)",
+            path.display()
+        );
+    }
+    eprintln!(
+        "SKIPPED: OfflineIMAP 8 not installed at {} (run scripts/install-deps)",
+        path.display()
+    );
+    None
+}
+
+fn run_offlineimap8(bin: &PathBuf, w: &World) {
+    let out = Command::new(bin)
+        .env("HOME", w.dir.path())
+        .arg("-c")
+        .arg(w.rc())
+        .args(["-o", "-u", "basic"])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "offlineimap 8 failed: {}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+fn snapshot(w: &World) -> Vec<(String, Vec<u8>)> {
+    let mut v = Vec::new();
+    let mut stack = vec![w.maildir()];
+    while let Some(d) = stack.pop() {
+        for e in std::fs::read_dir(&d).unwrap() {
+            let p = e.unwrap().path();
+            if p.is_dir() {
+                stack.push(p);
+            } else {
+                v.push((
+                    p.strip_prefix(w.maildir()).unwrap().display().to_string(),
+                    std::fs::read(&p).unwrap(),
+                ));
+            }
+        }
+    }
+    v.sort();
+    v
+}
+
+#[test]
+fn continues_offlineimap8_state_without_transfers_and_back() {
+    let Some(bin) = offlineimap8() else { return };
+    let Some(w) = World::new("compat_offlineimap8") else {
+        return;
+    };
+    w.server.create_mailbox(USER, "Archive").unwrap();
+    for i in 0..5 {
+        let uid = w.put("INBOX", &format!("m{i}"));
+        if i % 2 == 0 {
+            w.server.add_flags(USER, "INBOX", uid, &["\\Seen"]).unwrap();
+        }
+    }
+    w.put("Archive", "old");
+    w.write_config("", "");
+    run_offlineimap8(&bin, &w);
+    let local_before = snapshot(&w);
+    let server_before = w.server_messages("INBOX");
+    assert_eq!(
+        local_before.len(),
+        6,
+        "offlineimap 8 did not sync: {local_before:?}"
+    );
+
+    let out = w.sync_ok();
+    assert!(
+        !out.contains("copied") && !out.contains("deleted") && !out.contains("flag"),
+        "{out}"
+    );
+    assert_eq!(snapshot(&w), local_before, "our run changed the local tree");
+    assert_eq!(w.server_messages("INBOX"), server_before);
+
+    // Now changes made under our management, then OfflineIMAP 8 again: nothing to do for it.
+    let uid = w.put("INBOX", "new on server");
+    std::fs::write(
+        w.maildir().join("INBOX/new/1700000003.z.host"),
+        message("new local"),
+    )
+    .unwrap();
+    w.sync_ok();
+    let ours = snapshot(&w);
+    let server_ours = w.server_messages("INBOX");
+    assert!(server_ours.contains_key(&uid));
+    run_offlineimap8(&bin, &w);
+    assert_eq!(snapshot(&w), ours, "offlineimap 8 changed our local tree");
+    assert_eq!(w.server_messages("INBOX"), server_ours);
+}

@@ -1,0 +1,13 @@
+//! End-to-end tests of the `offlineimap` binary against a real Dovecot on 127.0.0.1 that
+//! each test starts for itself (oi-testkit). One binary, grouped by topic:
+//! - `sync`: the two-way IMAP ↔ Maildir sync (new, deleted, flagged both ways; policies).
+//! - `transport`: TLS, STARTTLS, fingerprints, tunnels.
+//! - `cli`: flags, config discovery and errors, exit status, dry run, locking.
+//! - `compat`: continuing an OfflineIMAP 8 state without transferring anything.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+mod cli;
+mod common;
+mod compat;
+mod sync;
+mod transport;

@@ -1,0 +1,294 @@
+//! The two-way sync against Dovecot.
+
+use crate::common::*;
+
+#[test]
+fn initial_sync_downloads_everything_in_offlineimap_layout() {
+    let Some(w) = World::new("initial_sync") else {
+        return;
+    };
+    w.server.create_mailbox(USER, "Archive").unwrap();
+    w.put("INBOX", "one");
+    let uid2 = w.put("INBOX", "two");
+    w.server
+        .add_flags(USER, "INBOX", uid2, &["\\Seen", "\\Flagged"])
+        .unwrap();
+    w.put("Archive", "three");
+    w.write_config("", "");
+    w.sync_ok();
+
+    let inbox = local_messages(&w.maildir().join("INBOX"));
+    assert_eq!(inbox.len(), 2, "{inbox:?}");
+    let md5 = md5_hex("INBOX");
+    for m in &inbox {
+        assert_eq!(m.fmd5.as_deref(), Some(md5.as_str()), "{m:?}");
+        assert!(m.uid.is_some());
+    }
+    let two = inbox.iter().find(|m| m.subject == "two").unwrap();
+    assert_eq!(two.uid, Some(uid2));
+    assert_eq!(two.flags, "FS");
+    assert_eq!(local_messages(&w.maildir().join("Archive")).len(), 1);
+
+    // OfflineIMAP's state layout.
+    let status = w.metadata().join("Account-Test/LocalStatus-sqlite/INBOX");
+    let db = rusqlite::Connection::open(&status).unwrap();
+    let rows: Vec<(i64, String)> = db
+        .prepare("SELECT id, flags FROM status ORDER BY id")
+        .unwrap()
+        .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))
+        .unwrap()
+        .map(Result::unwrap)
+        .collect();
+    assert_eq!(rows.len(), 2);
+    assert!(rows.contains(&(i64::from(uid2), "FS".to_string())));
+    let version: String = db
+        .query_row(
+            "SELECT value FROM metadata WHERE key='db_version'",
+            [],
+            |r| r.get(0),
+        )
+        .unwrap();
+    assert_eq!(version, "2");
+    let validity =
+        std::fs::read_to_string(w.metadata().join("Repository-Remote/FolderValidity/INBOX"))
+            .unwrap();
+    assert!(validity.trim().parse::<u32>().unwrap() > 0);
+
+    // A second run changes nothing.
+    let before: Vec<_> = inbox.iter().map(|m| m.path.clone()).collect();
+    let out = w.sync_ok();
+    assert!(!out.contains("copied"), "{out}");
+    let after: Vec<_> = local_messages(&w.maildir().join("INBOX"))
+        .into_iter()
+        .map(|m| m.path)
+        .collect();
+    assert_eq!(before, after);
+}
+
+#[test]
+fn changes_go_both_ways() {
+    let Some(w) = World::new("changes_go_both_ways") else {
+        return;
+    };
+    let a = w.put("INBOX", "a");
+    let b = w.put("INBOX", "b");
+    let c = w.put("INBOX", "c");
+    let d = w.put("INBOX", "d");
+    w.write_config("", "");
+    w.sync_ok();
+    let inbox = w.maildir().join("INBOX");
+    let local = local_messages(&inbox);
+
+    // Local: flag a, delete b, add a new message. Server: flag c, delete d, add e.
+    set_local_flags(&local[0], "RS");
+    std::fs::remove_file(&local[1].path).unwrap();
+    std::fs::write(
+        inbox.join("new/1700000000.local-new.host"),
+        message("from local"),
+    )
+    .unwrap();
+    w.server
+        .add_flags(USER, "INBOX", c, &["\\Flagged"])
+        .unwrap();
+    w.doveadm(&[
+        "expunge",
+        "-u",
+        USER,
+        "mailbox",
+        "INBOX",
+        "uid",
+        &d.to_string(),
+    ]);
+    let e = w.put("INBOX", "e");
+    w.sync_ok();
+
+    let server = w.server_messages("INBOX");
+    assert_eq!(server[&a].1, ["\\Answered", "\\Seen"]);
+    assert!(
+        !server.contains_key(&b),
+        "local deletion reached the server"
+    );
+    assert_eq!(server[&c].1, ["\\Flagged"]);
+    let uploaded = server
+        .iter()
+        .find(|(_, (s, _))| s == "from local")
+        .map(|(u, _)| *u);
+    let uploaded = uploaded.expect("local message uploaded");
+
+    let local = local_messages(&inbox);
+    let subjects: Vec<_> = local.iter().map(|m| m.subject.as_str()).collect();
+    assert_eq!(subjects, ["a", "c", "e", "from local"]);
+    assert_eq!(local[1].flags, "F");
+    assert_eq!(local[2].uid, Some(e));
+    assert_eq!(
+        local[3].uid,
+        Some(uploaded),
+        "uploaded file renamed with its UID"
+    );
+    assert_eq!(local[3].fmd5.as_deref(), Some(md5_hex("INBOX").as_str()));
+
+    // And the next run has nothing to do.
+    let out = w.sync_ok();
+    assert!(
+        !out.contains("copied") && !out.contains("deleted") && !out.contains("flag"),
+        "{out}"
+    );
+}
+
+#[test]
+fn readonly_remote_is_never_changed() {
+    let Some(w) = World::new("readonly_remote") else {
+        return;
+    };
+    let a = w.put("INBOX", "a");
+    w.put("INBOX", "b");
+    w.write_config("readonly = yes", "");
+    w.sync_ok();
+    let inbox = w.maildir().join("INBOX");
+    let local = local_messages(&inbox);
+    set_local_flags(&local[0], "S");
+    std::fs::remove_file(&local[1].path).unwrap();
+    std::fs::write(inbox.join("new/1700000001.x.host"), message("local only")).unwrap();
+    let before = w.server_messages("INBOX");
+    w.sync_ok();
+    assert_eq!(w.server_messages("INBOX"), before);
+    assert_eq!(before[&a].1, Vec::<String>::new());
+    // The local side keeps its changes, and nothing is downloaded again.
+    let subjects: Vec<_> = local_messages(&inbox)
+        .into_iter()
+        .map(|m| m.subject)
+        .collect();
+    assert_eq!(subjects, ["a", "local only"]);
+}
+
+#[test]
+fn sync_deletes_no_keeps_the_other_side() {
+    let Some(w) = World::new("sync_deletes_no") else {
+        return;
+    };
+    let a = w.put("INBOX", "a");
+    w.put("INBOX", "b");
+    w.write_config("", "sync_deletes = no");
+    w.sync_ok();
+    let inbox = w.maildir().join("INBOX");
+    let local = local_messages(&inbox);
+    std::fs::remove_file(&local[0].path).unwrap();
+    w.sync_ok();
+    assert!(
+        w.server_messages("INBOX").contains_key(&a),
+        "deletion was propagated"
+    );
+    assert_eq!(local_messages(&inbox).len(), 1, "deleted message came back");
+}
+
+#[test]
+fn folders_are_created_on_both_sides() {
+    let Some(w) = World::new("folders_created") else {
+        return;
+    };
+    w.server.create_mailbox(USER, "Remote Only").unwrap();
+    w.put("Remote Only", "r");
+    w.write_config("", "");
+    std::fs::create_dir_all(w.maildir()).unwrap();
+    for sub in ["cur", "new", "tmp"] {
+        std::fs::create_dir_all(w.maildir().join("LocalOnly").join(sub)).unwrap();
+    }
+    std::fs::write(
+        w.maildir().join("LocalOnly/new/1700000002.y.host"),
+        message("l"),
+    )
+    .unwrap();
+    w.sync_ok();
+    assert!(
+        w.server
+            .mailboxes(USER)
+            .unwrap()
+            .contains(&"LocalOnly".to_string())
+    );
+    assert_eq!(w.server_messages("LocalOnly").len(), 1);
+    assert_eq!(local_messages(&w.maildir().join("Remote Only")).len(), 1);
+}
+
+#[test]
+fn createfolders_false_creates_nothing() {
+    let Some(w) = World::new("createfolders_false") else {
+        return;
+    };
+    w.server.create_mailbox(USER, "Elsewhere").unwrap();
+    w.write_config("createfolders = false", "createfolders = false");
+    std::fs::create_dir_all(w.maildir().join("LocalOnly/cur")).unwrap();
+    std::fs::create_dir_all(w.maildir().join("LocalOnly/new")).unwrap();
+    std::fs::create_dir_all(w.maildir().join("LocalOnly/tmp")).unwrap();
+    w.sync_ok();
+    assert!(
+        !w.server
+            .mailboxes(USER)
+            .unwrap()
+            .contains(&"LocalOnly".to_string())
+    );
+    assert!(!w.maildir().join("Elsewhere").exists());
+}
+
+#[test]
+fn uidvalidity_change_skips_only_that_folder() {
+    let Some(w) = World::new("uidvalidity_change") else {
+        return;
+    };
+    w.server.create_mailbox(USER, "Other").unwrap();
+    w.put("INBOX", "a");
+    w.put("Other", "o");
+    w.write_config("", "");
+    w.sync_ok();
+    // Recreating the mailbox gives it a new UIDVALIDITY.
+    w.doveadm(&["mailbox", "delete", "-u", USER, "Other"]);
+    w.server.create_mailbox(USER, "Other").unwrap();
+    w.put("Other", "o2");
+    w.put("INBOX", "b");
+    let out = w.run(&[]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
+    assert!(err.contains("UID validity problem"), "{err}");
+    // INBOX still synced, Other untouched.
+    assert_eq!(local_messages(&w.maildir().join("INBOX")).len(), 2);
+    let other: Vec<_> = local_messages(&w.maildir().join("Other"))
+        .into_iter()
+        .map(|m| m.subject)
+        .collect();
+    assert_eq!(other, ["o"]);
+}
+
+#[test]
+fn two_accounts_sync_in_one_run() {
+    let Some(w) = World::new("two_accounts") else {
+        return;
+    };
+    w.put("INBOX", "for alice");
+    w.server
+        .put_message("bob", "INBOX", message("for bob").as_bytes())
+        .unwrap();
+    let text = format!(
+        "[general]\naccounts = A, B\nmetadata = {meta}\nmaxsyncaccounts = 2\n\n\
+         [Account A]\nlocalrepository = LA\nremoterepository = RA\n\
+         [Account B]\nlocalrepository = LB\nremoterepository = RB\n\
+         [Repository LA]\ntype = Maildir\nlocalfolders = {mail}/a\n\
+         [Repository LB]\ntype = Maildir\nlocalfolders = {mail}/b\n\
+         [DEFAULT]\nremotehost = 127.0.0.1\nremoteport = {port}\nssl = no\nstarttls = no\n\
+         [Repository RA]\ntype = IMAP\nremoteuser = alice\nremotepass = alicepass\n\
+         [Repository RB]\ntype = IMAP\nremoteuser = bob\nremotepass = bobpass\n",
+        meta = w.metadata().display(),
+        mail = w.maildir().display(),
+        port = w.server.imap_port(),
+    );
+    std::fs::write(w.rc(), text).unwrap();
+    w.sync_ok();
+    let a: Vec<_> = local_messages(&w.maildir().join("a/INBOX"))
+        .into_iter()
+        .map(|m| m.subject)
+        .collect();
+    let b: Vec<_> = local_messages(&w.maildir().join("b/INBOX"))
+        .into_iter()
+        .map(|m| m.subject)
+        .collect();
+    assert_eq!(a, ["for alice"]);
+    assert_eq!(b, ["for bob"]);
+}
