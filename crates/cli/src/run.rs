@@ -307,4 +307,26 @@ impl StatusFactory for Status {
             .open_folder(status_name, remote, local)
             .map_err(|e| StoreError::with_source(Severity::Folder, "opening LocalStatus", e))
     }
+
+    fn forget(&self, status_name: &str, remote: &str, local: &str) -> Result<(), StoreError> {
+        let fail = |e| StoreError::with_source(Severity::Folder, "purging LocalStatus", e);
+        self.0.purge_folder(status_name).map_err(fail)?;
+        for (side, name) in [
+            (oi_core::Side::Remote, remote),
+            (oi_core::Side::Local, local),
+        ] {
+            match std::fs::remove_file(self.0.validity_path(side, name)) {
+                Ok(()) => {}
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                Err(e) => {
+                    return Err(StoreError::with_source(
+                        Severity::Folder,
+                        "removing FolderValidity",
+                        e,
+                    ));
+                }
+            }
+        }
+        Ok(())
+    }
 }

@@ -149,11 +149,13 @@ pub trait Folder: Send {
     /// repository's `expunge` allows).
     fn delete(&mut self, uids: &[Uid]) -> impl Future<Output = Result<(), StoreError>> + Send;
 
-    /// Gives an unsynced message its sync UID after it was uploaded (Maildir: renames the
-    /// file to carry `,U=<uid>`). Stores without unsynced messages never see this call.
+    /// Gives a message its (new) sync UID after it was uploaded (Maildir: renames the file
+    /// to carry `,U=<uid>`): an unsynced message, or one whose old UID neither the server
+    /// nor the status knew. Must refuse, not merge, when another message already carries
+    /// `uid`. Stores that assign UIDs themselves (IMAP) never see this call.
     fn assign_uid(
         &mut self,
-        key: &str,
+        which: &MsgRef,
         uid: Uid,
     ) -> impl Future<Output = Result<(), StoreError>> + Send;
 

@@ -543,7 +543,7 @@ impl Folder for ImapFolder {
         Ok(())
     }
 
-    async fn assign_uid(&mut self, _key: &str, _uid: Uid) -> Result<(), StoreError> {
+    async fn assign_uid(&mut self, _which: &MsgRef, _uid: Uid) -> Result<(), StoreError> {
         // IMAP messages always have their UID; there are no unsynced messages here.
         Ok(())
     }

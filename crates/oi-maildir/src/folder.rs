@@ -408,14 +408,15 @@ impl MaildirFolder {
         self.sync_touched(&touched)
     }
 
-    fn do_assign_uid(&mut self, key: &str, uid: Uid) -> Result<(), MaildirError> {
+    fn do_assign_uid(&mut self, which: &MsgRef, uid: Uid) -> Result<(), MaildirError> {
         self.writable()?;
         let index = self.index()?;
-        let old = index
-            .unsynced
-            .get(key)
-            .cloned()
-            .ok_or_else(|| MaildirError::UnknownKey(key.to_owned()))?;
+        let old = match which {
+            MsgRef::Unsynced(key) => index.unsynced.get(key).cloned(),
+            MsgRef::Uid(old) if *old == uid => return Ok(()),
+            MsgRef::Uid(old) => index.synced.get(&old.get()).cloned(),
+        };
+        let old = old.ok_or_else(|| MaildirError::UnknownKey(format!("{which:?}")))?;
         if index.synced.contains_key(&uid.get()) {
             // Two files with one UID would hide one of them from every later scan.
             return Err(MaildirError::UidInUse(uid.get()));
@@ -436,7 +437,10 @@ impl MaildirFolder {
         fs::rename(&from, &to).map_err(folder_io(from))?;
         self.sync_dir(old.sub.dir())?;
         let index = self.index()?;
-        index.unsynced.remove(key);
+        match which {
+            MsgRef::Unsynced(key) => index.unsynced.remove(key).map(|_| ()),
+            MsgRef::Uid(old) => index.synced.remove(&old.get()).map(|_| ()),
+        };
         index.synced.insert(
             uid.get(),
             Entry {
@@ -512,8 +516,8 @@ impl Folder for MaildirFolder {
         Ok(self.do_delete(uids)?)
     }
 
-    async fn assign_uid(&mut self, key: &str, uid: Uid) -> Result<(), StoreError> {
-        Ok(self.do_assign_uid(key, uid)?)
+    async fn assign_uid(&mut self, which: &MsgRef, uid: Uid) -> Result<(), StoreError> {
+        Ok(self.do_assign_uid(which, uid)?)
     }
 
     async fn close(&mut self) -> Result<(), StoreError> {

@@ -443,18 +443,26 @@ mod tests {
             .unwrap();
         assert_eq!(fetched[0].body, b"client");
 
-        f.assign_uid("1700000001.M3P4.host,S=6", uid(100))
-            .await
-            .unwrap();
-        f.assign_uid("1700000000.M1P2.host", uid(101))
+        f.assign_uid(
+            &MsgRef::Unsynced("1700000001.M3P4.host,S=6".into()),
+            uid(100),
+        )
+        .await
+        .unwrap();
+        f.assign_uid(&MsgRef::Unsynced("1700000000.M1P2.host".into()), uid(101))
             .await
             .unwrap();
         assert_eq!(
-            f.assign_uid("nope", uid(102)).await.unwrap_err().severity(),
+            f.assign_uid(&MsgRef::Unsynced("nope".into()), uid(102))
+                .await
+                .unwrap_err()
+                .severity(),
             Severity::Message
         );
         assert!(
-            f.assign_uid(moved_base, uid(100)).await.is_err(),
+            f.assign_uid(&MsgRef::Unsynced(moved_base.into()), uid(100))
+                .await
+                .is_err(),
             "UID in use"
         );
 

@@ -21,6 +21,17 @@ pub trait StatusFactory: Send + Sync {
         remote_folder: &str,
         local_folder: &str,
     ) -> Result<Self::Status, StoreError>;
+
+    /// Drops everything remembered about a pair (its records and the saved UIDVALIDITY of
+    /// both sides). Called when one side's folder had to be created: whatever the status
+    /// says about it describes a folder that is gone, and reading it would turn every
+    /// message of the other side into a deletion (OfflineIMAP purges it too).
+    fn forget(
+        &self,
+        status_name: &str,
+        remote_folder: &str,
+        local_folder: &str,
+    ) -> Result<(), StoreError>;
 }
 
 /// What an account sync is allowed to do besides syncing messages.
@@ -103,6 +114,10 @@ where
             if !create(local, Side::Local, &lname, allowed, account, opts, events).await {
                 continue;
             }
+            if let Err(e) = status.forget(&status_name(rname, rsep), rname, &lname) {
+                report.fail(rname.clone(), e.into());
+                continue;
+            }
         }
         pairs.push((rname.clone(), lname));
     }
@@ -112,7 +127,15 @@ where
             continue;
         }
         let allowed = policy.create_remote && !policy.folders.remote.readonly;
-        match create_checked(remote, Side::Remote, &rname, allowed, account, opts, events).await {
+        let created =
+            create_checked(remote, Side::Remote, &rname, allowed, account, opts, events).await;
+        let created = created.and_then(|done| {
+            if done {
+                status.forget(&status_name(&rname, rsep), &rname, lname)?;
+            }
+            Ok(done)
+        });
+        match created {
             Ok(true) => pairs.push((rname, lname.clone())),
             Ok(false) => {}
             Err(e) => report.fail(rname, e.into()),

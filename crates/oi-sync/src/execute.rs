@@ -331,7 +331,7 @@ impl<R: Folder, L: Folder, S: StatusStore> Run<'_, R, L, S> {
                     continue;
                 };
                 self.effect()?;
-                self.local.assign_uid(key, uid).await?;
+                self.local.assign_uid(&message.source, uid).await?;
                 self.status.set(uid, *flags)?;
                 self.stats.copied_to_remote += 1;
             }
@@ -340,9 +340,14 @@ impl<R: Folder, L: Folder, S: StatusStore> Run<'_, R, L, S> {
         Ok(())
     }
 
-    /// Local messages whose UID nobody else knows: upload, store a copy under the new UID,
-    /// then drop the old file.
+    /// Local messages whose UID neither the server nor the status knows (a mailbox created
+    /// again on the server, a lost status): upload them all, then give each local copy its
+    /// new UID. The old UIDs may be among the new ones (a recreated mailbox numbers from 1
+    /// again), so the renames are ordered: none may land on a UID that a pending message
+    /// still carries. Uploads in ascending old-UID order get ascending new UIDs, so the map
+    /// is increasing and has no cycle; an order always exists.
     async fn reupload(&mut self, reuploads: &[(Uid, Flags)]) -> Result<(), SyncError> {
+        let mut renames = Vec::new();
         for &(old, flags) in reuploads {
             let messages = self.local.fetch(&[MsgRef::Uid(old)]).await?;
             let Some(message) = messages.first() else {
@@ -355,15 +360,29 @@ impl<R: Folder, L: Folder, S: StatusStore> Run<'_, R, L, S> {
                 ));
                 continue;
             };
-            self.effect()?;
-            self.local.append(message, flags, Some(uid)).await?;
-            self.status.set(uid, flags)?;
-            self.effect()?;
-            self.local.delete(&[old]).await?;
             self.stats.copied_to_remote += 1;
-            self.checkpoint()?;
+            renames.push((old, uid, flags));
         }
-        Ok(())
+        while !renames.is_empty() {
+            let free = |i: usize, new: Uid| {
+                renames
+                    .iter()
+                    .enumerate()
+                    .all(|(j, (old, _, _))| j == i || *old != new)
+            };
+            let Some(pos) = (0..renames.len()).find(|&i| free(i, renames[i].1)) else {
+                return Err(StoreError::new(
+                    Severity::Folder,
+                    "re-uploaded messages' new UIDs form a cycle with their old ones",
+                )
+                .into());
+            };
+            let (old, uid, flags) = renames.remove(pos);
+            self.effect()?;
+            self.local.assign_uid(&MsgRef::Uid(old), uid).await?;
+            self.status.set(uid, flags)?;
+        }
+        self.checkpoint()
     }
 
     /// New remote messages, fetched in bounded batches.

@@ -243,14 +243,31 @@ impl Folder for MemFolder {
         })
     }
 
-    async fn assign_uid(&mut self, key: &str, uid: Uid) -> Result<(), StoreError> {
+    async fn assign_uid(&mut self, which: &MsgRef, uid: Uid) -> Result<(), StoreError> {
         self.writable()?;
         self.data(|d| {
-            if let Some(pos) = d.unsynced.iter().position(|(k, _, _)| k == key) {
-                let (_, body, flags) = d.unsynced.remove(pos);
-                d.messages.insert(uid, (body, flags));
+            let taken = d.messages.contains_key(&uid);
+            match which {
+                MsgRef::Uid(old) if *old == uid => Ok(()),
+                _ if taken => Err(StoreError::new(
+                    Severity::Folder,
+                    format!("UID {uid} in use"),
+                )),
+                MsgRef::Uid(old) => {
+                    if let Some(m) = d.messages.remove(old) {
+                        d.messages.insert(uid, m);
+                    }
+                    Ok(())
+                }
+                MsgRef::Unsynced(key) => {
+                    if let Some(pos) = d.unsynced.iter().position(|(k, _, _)| k == key) {
+                        let (_, body, flags) = d.unsynced.remove(pos);
+                        d.messages.insert(uid, (body, flags));
+                    }
+                    Ok(())
+                }
             }
-        })
+        })?
     }
 
     async fn close(&mut self) -> Result<(), StoreError> {
@@ -290,6 +307,14 @@ impl StatusFactory for MemStatusFactory {
             name: status_name.to_string(),
             working: committed,
         })
+    }
+
+    fn forget(&self, status_name: &str, _: &str, _: &str) -> Result<(), StoreError> {
+        self.committed
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(status_name);
+        Ok(())
     }
 }
 

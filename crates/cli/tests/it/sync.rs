@@ -292,3 +292,76 @@ fn two_accounts_sync_in_one_run() {
     assert_eq!(a, ["for alice"]);
     assert_eq!(b, ["for bob"]);
 }
+
+/// A local folder removed by hand is created again and downloaded again; the stale status
+/// must not turn into deletions on the server (OfflineIMAP purges it too).
+#[test]
+fn removed_local_folder_is_downloaded_again_not_deleted_remotely() {
+    let Some(w) = World::new("removed_local_folder") else {
+        return;
+    };
+    w.put("INBOX", "a");
+    w.put("INBOX", "b");
+    w.write_config("", "");
+    w.sync_ok();
+    std::fs::remove_dir_all(w.maildir().join("INBOX")).unwrap();
+    w.sync_ok();
+    assert_eq!(w.server_messages("INBOX").len(), 2, "the server lost mail");
+    assert_eq!(local_messages(&w.maildir().join("INBOX")).len(), 2);
+}
+
+/// The same the other way: a mailbox deleted on the server is created again and the local
+/// messages are uploaded, not deleted.
+#[test]
+fn removed_remote_folder_is_uploaded_again_not_deleted_locally() {
+    let Some(w) = World::new("removed_remote_folder") else {
+        return;
+    };
+    w.server.create_mailbox(USER, "Keep").unwrap();
+    w.put("Keep", "a");
+    w.put("Keep", "b");
+    w.write_config("", "");
+    w.sync_ok();
+    w.doveadm(&["mailbox", "delete", "-u", USER, "Keep"]);
+    w.sync_ok();
+    let subjects: Vec<_> = local_messages(&w.maildir().join("Keep"))
+        .into_iter()
+        .map(|m| m.subject)
+        .collect();
+    assert_eq!(subjects, ["a", "b"], "local mail lost");
+    let server: Vec<_> = w
+        .server_messages("Keep")
+        .into_values()
+        .map(|(s, _)| s)
+        .collect();
+    assert_eq!(server.len(), 2, "{server:?}");
+    // The renamed local files carry the new UIDs, and a further run is quiet.
+    let out = w.sync_ok();
+    assert!(!out.contains("copied"), "{out}");
+}
+
+/// A message moved by a mail client from one folder to another (it keeps INBOX's FMD5) is
+/// uploaded to its new folder and deleted from the old one.
+#[test]
+fn message_moved_between_local_folders_follows_on_the_server() {
+    let Some(w) = World::new("moved_between_folders") else {
+        return;
+    };
+    w.server.create_mailbox(USER, "Archive").unwrap();
+    let uid = w.put("INBOX", "moved");
+    w.write_config("", "");
+    w.sync_ok();
+    let m = &local_messages(&w.maildir().join("INBOX"))[0];
+    let name = m.path.file_name().unwrap();
+    std::fs::rename(&m.path, w.maildir().join("Archive/cur").join(name)).unwrap();
+    w.sync_ok();
+    assert!(!w.server_messages("INBOX").contains_key(&uid));
+    let archive: Vec<_> = w
+        .server_messages("Archive")
+        .into_values()
+        .map(|(s, _)| s)
+        .collect();
+    assert_eq!(archive, ["moved"]);
+    let local = local_messages(&w.maildir().join("Archive"));
+    assert_eq!(local[0].fmd5.as_deref(), Some(md5_hex("Archive").as_str()));
+}

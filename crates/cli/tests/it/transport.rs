@@ -122,3 +122,36 @@ fn preauth_tunnel() {
     w.sync_ok();
     assert_eq!(local_messages(&w.maildir().join("INBOX")).len(), 1);
 }
+
+#[test]
+fn transport_tunnel_still_logs_in() {
+    let Some(w) = World::new("transport_tunnel") else {
+        return;
+    };
+    w.put("INBOX", "through a pipe");
+    // A plain byte pipe to the server, made with bash's /dev/tcp (no extra tools needed).
+    let cmd = format!(
+        "bash -c 'exec 3<>/dev/tcp/127.0.0.1/{}; cat <&3 & cat >&3; kill %%1'",
+        w.server.imap_port()
+    );
+    tls_config(
+        &w,
+        &format!("transporttunnel = {cmd}\nssl = no\nstarttls = no"),
+    );
+    w.sync_ok();
+    assert_eq!(local_messages(&w.maildir().join("INBOX")).len(), 1);
+}
+
+#[test]
+fn log_file_gets_the_log() {
+    let Some(w) = World::new("log_file") else {
+        return;
+    };
+    w.put("INBOX", "logged");
+    w.write_config("", "");
+    let log = w.dir.path().join("sync.log");
+    let out = w.run(&["-l", log.to_str().unwrap()]);
+    assert!(out.status.success());
+    let text = std::fs::read_to_string(&log).unwrap();
+    assert!(text.contains("1 copied to local"), "{text}");
+}

@@ -513,3 +513,36 @@ fn first_sync_saves_validity_and_dry_run_changes_nothing() {
     assert_eq!(st.validity, [Some(UidValidity(7)), Some(UidValidity(42))]);
     assert_eq!(st.records.len(), 1);
 }
+
+/// A mailbox recreated on the server numbers from 1 again: local messages whose UIDs
+/// nobody knows are uploaded and renamed, and a new UID equal to a pending old one must
+/// neither merge nor lose a message.
+#[test]
+fn reupload_with_colliding_uids_loses_nothing() {
+    for (olds, next_uid) in [
+        (vec![1, 2], 1),
+        (vec![5, 9], 4),
+        (vec![1, 2], 2),
+        (vec![3, 4, 7], 4),
+    ] {
+        let w = World {
+            rows: Vec::new(),
+            unsynced: Vec::new(),
+            policy: Policy::default(),
+        };
+        let s = setup(&w);
+        s.remote.with("INBOX", |d| d.next_uid = next_uid);
+        s.local.with("INBOX", |d| {
+            for o in &olds {
+                d.messages
+                    .insert(uid(*o), (format!("m{o}").into_bytes(), Flags::SEEN));
+            }
+        });
+        s.status.committed.lock().unwrap().clear();
+        block_on(run(&s, &w.policy, &ExecOptions::default())).unwrap();
+        let (remote, local) = final_state(&s);
+        assert_eq!(remote.len(), olds.len(), "{olds:?}/{next_uid}: {remote:?}");
+        assert_eq!(remote, local, "{olds:?}/{next_uid}");
+        assert!(block_on(replan(&s, &w.policy)).is_empty());
+    }
+}
