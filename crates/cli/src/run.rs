@@ -230,7 +230,9 @@ async fn sync_one(
         &opts,
         ui.as_ref(),
     )
-    .await?;
+    .await;
+    remote.shutdown().await;
+    let report = report?;
     let stats: SyncStats = report.stats;
     ui.emit(Event::AccountDone {
         account: account.name.clone(),

@@ -392,6 +392,7 @@ c.commit()
         assert_eq!(rows.len(), 2);
         assert_eq!(rows[&uid(8)], Flags::FLAGGED | Flags::ANSWERED);
         s.remove(uid(7)).unwrap();
+        s.commit().unwrap();
         drop(s);
         let mut s = d
             .open_folder("INBOX/Sent", "INBOX/Sent", "INBOX.Sent")

@@ -31,9 +31,13 @@ UPDATE metadata SET value='2' WHERE key='db_version';
 
 /// The LocalStatus of one folder.
 ///
-/// With `fsync` every write is its own committed transaction, as in OfflineIMAP (which
-/// commits after each statement); without it, writes are gathered in one transaction that
-/// [`StatusStore::commit`] ends. Uncommitted writes are rolled back when the value is
+/// Writes are gathered in one transaction that [`StatusStore::commit`] ends; the engine
+/// commits at every checkpoint (after each batch of messages). OfflineIMAP commits after
+/// each statement when `fsync` is on, but nothing depends on that here: the engine's plan
+/// never needs a record to be durable (a message on both sides without a record is only
+/// recorded again, a deletion whose record survives is only repeated), so per-statement
+/// commits would buy a thousand fsyncs and no safety. `fsync` still makes the commits and
+/// the FolderValidity files durable. Uncommitted writes are rolled back when the value is
 /// dropped.
 #[derive(Debug)]
 pub struct SqliteStatus {
@@ -161,7 +165,7 @@ impl SqliteStatus {
     }
 
     fn write(&mut self, sql: &str, args: impl rusqlite::Params) -> Result<(), StatusError> {
-        if !self.fsync && !self.in_transaction {
+        if !self.in_transaction {
             self.conn.execute_batch("BEGIN").map_err(self.sql())?;
             self.in_transaction = true;
         }
