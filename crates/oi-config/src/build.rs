@@ -53,8 +53,8 @@ const ACCOUNT: &[(&str, Support)] = &[
     ("autorefresh", Read),
     ("quick", Read),
     ("status_backend", Read),
-    ("presynchook", Warn),
-    ("postsynchook", Warn),
+    ("presynchook", Read),
+    ("postsynchook", Read),
     ("skipsleep", Warn),
     ("labelsheader", Warn),
     ("ignorelabels", Warn),
@@ -494,10 +494,7 @@ impl<'a> Builder<'a> {
                 );
                 None
             }
-            Some((m, at)) if m > 0.0 => {
-                self.warn_unsupported("autorefresh", &at);
-                Some(m)
-            }
+            Some((m, _)) if m > 0.0 => Some(m),
             _ => None,
         };
         let quick = match self.parsed(section, "quick", "an integer", parse_py_int) {
@@ -524,12 +521,16 @@ impl<'a> Builder<'a> {
             }
         }
         self.incompatible(section);
+        let presynchook = self.string(section, "presynchook").map(|(v, _)| v);
+        let postsynchook = self.string(section, "postsynchook").map(|(v, _)| v);
         Some(AccountConfig {
             name: name.to_string(),
             local: local?,
             remote: remote?,
             autorefresh,
             quick,
+            presynchook,
+            postsynchook,
         })
     }
 

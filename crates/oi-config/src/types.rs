@@ -51,6 +51,10 @@ pub struct AccountConfig {
     pub autorefresh: Option<f64>,
     /// Quick syncs between full syncs (0 never, -1 always).
     pub quick: i64,
+    /// `presynchook`: a shell command run (and waited for) before each sync.
+    pub presynchook: Option<String>,
+    /// `postsynchook`: a shell command run after each sync.
+    pub postsynchook: Option<String>,
 }
 
 /// One `[Repository NAME]`.
