@@ -3,6 +3,7 @@
 //! that knows about processes, signals and exit codes, and the only one using anyhow.
 
 mod args;
+mod control;
 mod run;
 mod ui;
 

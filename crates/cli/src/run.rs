@@ -4,15 +4,17 @@ use std::fs::OpenOptions;
 use std::path::Path;
 use std::process::ExitCode;
 use std::sync::Arc;
+use std::time::Duration;
 
 use anyhow::{Context, Result, bail};
 use oi_config::{
     AccountConfig, CaCerts, Config, ImapConfig, Override, PasswordSource, RepositoryKind,
 };
 use oi_core::{Event, EventSink, Secret, Severity, StoreError, SyncStats};
-use oi_sync::{AccountPolicy, Cancel, ExecOptions, Policy, SidePolicy, StatusFactory};
+use oi_sync::{AccountPolicy, ExecOptions, Policy, SidePolicy, StatusFactory};
 
 use crate::args::{Args, comma_list};
+use crate::control::Control;
 use crate::ui::{LineUi, UiKind};
 
 /// How the run ended, for the exit status.
@@ -71,11 +73,12 @@ pub fn main(args: Args) -> Result<Outcome> {
             message: w,
         });
     }
-    if !args.once && config.accounts.iter().any(|a| a.autorefresh.is_some()) {
-        ui.emit(Event::Warning {
-            account: None,
-            message: "not supported yet: autorefresh; syncing once".to_string(),
-        });
+    if args.debug.is_some() {
+        for u in &config.unknown {
+            ui.emit(Event::Info {
+                message: format!("ignored (not an OfflineIMAP option here): {u}"),
+            });
+        }
     }
 
     let only_folders = args.folders.as_deref().map(comma_list);
@@ -84,14 +87,10 @@ pub fn main(args: Args) -> Result<Outcome> {
         .enable_all()
         .build()
         .context("starting the async runtime")?;
-    let cancel = Cancel::new();
-    let failed = runtime.block_on(run_accounts(
-        &config,
-        &args,
-        only_folders,
-        ui.clone(),
-        cancel,
-    ));
+    let failed = runtime.block_on(async {
+        let control = Control::install().context("installing signal handlers")?;
+        anyhow::Ok(run_accounts(&config, &args, only_folders, ui.clone(), control).await)
+    })?;
     Ok(Outcome {
         failed: failed || ui.error_count() > 0,
     })
@@ -124,7 +123,7 @@ async fn run_accounts(
     args: &Args,
     only_folders: Option<Vec<String>>,
     ui: Arc<LineUi>,
-    cancel: Cancel,
+    control: Control,
 ) -> bool {
     let parallel = if args.single {
         1
@@ -140,25 +139,34 @@ async fn run_accounts(
         let opts = ExecOptions {
             dry_run: args.dry_run,
             crash_after: None,
-            cancel: cancel.clone(),
+            cancel: control.cancel.clone(),
         };
         let only = only_folders.clone();
+        let mut control = control.clone();
+        // -o and --dry-run sync once, as does an account without autorefresh.
+        let period = account
+            .autorefresh
+            .filter(|_| !args.once && !args.dry_run)
+            .map(|minutes| Duration::from_secs_f64(minutes * 60.0));
         tasks.spawn(async move {
-            // The semaphore is never closed, so acquiring only waits.
-            let _permit = semaphore.acquire_owned().await;
-            let name = account.name.clone();
-            match sync_one(&account, &general, opts, only, ui.clone()).await {
-                Ok(failed) => failed,
-                Err(e) => {
-                    ui.emit(Event::Error {
-                        account: Some(name),
-                        folder: None,
-                        severity: Severity::Repository,
-                        message: format!("{e:#}"),
-                    });
-                    true
+            let mut failed = false;
+            loop {
+                control.seen();
+                {
+                    // The semaphore is never closed, so acquiring only waits.
+                    let _permit = semaphore.acquire().await;
+                    failed |= sync_with_hooks(&account, &general, &opts, &only, &ui).await;
+                }
+                let Some(period) = period else { break };
+                if control.finishing() {
+                    break;
+                }
+                control.sleep(period).await;
+                if control.finishing() {
+                    break;
                 }
             }
+            failed
         });
     }
     let mut failed = false;
@@ -166,6 +174,70 @@ async fn run_accounts(
         failed |= done.unwrap_or(true);
     }
     failed
+}
+
+/// One sync of one account between its pre- and post-sync hooks. True when it failed.
+async fn sync_with_hooks(
+    account: &AccountConfig,
+    general: &oi_config::General,
+    opts: &ExecOptions,
+    only: &Option<Vec<String>>,
+    ui: &Arc<LineUi>,
+) -> bool {
+    if let Some(cmd) = &account.presynchook {
+        run_hook(&account.name, "presynchook", cmd, ui).await;
+    }
+    let failed = match sync_one(account, general, opts.clone(), only.clone(), ui.clone()).await {
+        Ok(failed) => failed,
+        Err(e) => {
+            ui.emit(Event::Error {
+                account: Some(account.name.clone()),
+                folder: None,
+                severity: Severity::Repository,
+                message: format!("{e:#}"),
+            });
+            true
+        }
+    };
+    if let Some(cmd) = &account.postsynchook {
+        run_hook(&account.name, "postsynchook", cmd, ui).await;
+    }
+    failed
+}
+
+/// Runs a hook with `sh -c` and waits for it. Its output goes to the log; a failure is
+/// reported and does not stop the sync (OfflineIMAP's behaviour).
+async fn run_hook(account: &str, which: &str, cmd: &str, ui: &Arc<LineUi>) {
+    let out = tokio::process::Command::new("sh")
+        .arg("-c")
+        .arg(cmd)
+        // Only full syncs exist so far; quick and idle come with those modes.
+        .env("OFFLINEIMAPSYNCMODE", "full")
+        .stdin(std::process::Stdio::null())
+        .output()
+        .await;
+    match out {
+        Ok(out) => {
+            for line in String::from_utf8_lossy(&out.stdout)
+                .lines()
+                .chain(String::from_utf8_lossy(&out.stderr).lines())
+            {
+                ui.emit(Event::Info {
+                    message: format!("[{account}] {which}: {line}"),
+                });
+            }
+            if !out.status.success() {
+                ui.emit(Event::Warning {
+                    account: Some(account.to_string()),
+                    message: format!("{which} `{cmd}` failed ({})", out.status),
+                });
+            }
+        }
+        Err(e) => ui.emit(Event::Warning {
+            account: Some(account.to_string()),
+            message: format!("{which} `{cmd}` could not run: {e}"),
+        }),
+    }
 }
 
 async fn sync_one(
@@ -232,7 +304,17 @@ async fn sync_one(
     )
     .await;
     remote.shutdown().await;
-    let report = report?;
+    let report = match report {
+        Err(oi_sync::SyncError::Cancelled) => {
+            ui.emit(Event::Warning {
+                account: Some(account.name.clone()),
+                message: "stopped by a signal at a safe point; the next run goes on from there"
+                    .to_string(),
+            });
+            return Ok(false);
+        }
+        other => other?,
+    };
     let stats: SyncStats = report.stats;
     ui.emit(Event::AccountDone {
         account: account.name.clone(),

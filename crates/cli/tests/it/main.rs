@@ -4,10 +4,12 @@
 //! - `transport`: TLS, STARTTLS, fingerprints, tunnels.
 //! - `cli`: flags, config discovery and errors, exit status, dry run, locking.
 //! - `compat`: continuing an OfflineIMAP 8 state without transferring anything.
+//! - `long_running`: hooks, autorefresh and signals.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 mod cli;
 mod common;
 mod compat;
+mod long_running;
 mod sync;
 mod transport;

@@ -1,0 +1,164 @@
+//! Unattended operation: hooks, autorefresh, and signals.
+
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use crate::common::*;
+
+fn add_to_account(w: &World, lines: &str) {
+    let text = std::fs::read_to_string(w.rc()).unwrap().replace(
+        "remoterepository = Remote\n",
+        &format!("remoterepository = Remote\n{lines}\n"),
+    );
+    std::fs::write(w.rc(), text).unwrap();
+}
+
+/// Polls a condition for up to a minute (a bound against hangs, not a speed assertion).
+fn eventually(what: &str, mut f: impl FnMut() -> bool) {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while !f() {
+        assert!(Instant::now() < deadline, "never happened: {what}");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+fn spawn_daemon(w: &World) -> Child {
+    Command::new(env!("CARGO_BIN_EXE_offlineimap"))
+        .env_clear()
+        .env("PATH", std::env::var("PATH").unwrap_or_default())
+        .env("HOME", w.dir.path())
+        .arg("-c")
+        .arg(w.rc())
+        .args(["-u", "basic"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap()
+}
+
+fn signal(child: &Child, sig: &str) {
+    let ok = Command::new("kill")
+        .args([&format!("-{sig}"), &child.id().to_string()])
+        .status()
+        .unwrap()
+        .success();
+    assert!(ok, "kill -{sig}");
+}
+
+fn wait_exit(child: &mut Child) -> std::process::ExitStatus {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            return status;
+        }
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            panic!("the process did not exit after the signal");
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+#[test]
+fn hooks_run_around_the_sync_and_a_failing_hook_does_not_stop_it() {
+    let Some(w) = World::new("hooks") else { return };
+    w.put("INBOX", "a");
+    w.write_config("", "");
+    let pre = w.dir.path().join("pre");
+    let post = w.dir.path().join("post");
+    add_to_account(
+        &w,
+        &format!(
+            "presynchook = echo ran > {} ; exit 3\npostsynchook = echo $OFFLINEIMAPSYNCMODE > {}",
+            pre.display(),
+            post.display()
+        ),
+    );
+    let out = w.run(&[]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{err}");
+    assert!(
+        err.contains("presynchook") && err.contains("failed"),
+        "{err}"
+    );
+    assert_eq!(std::fs::read_to_string(&pre).unwrap().trim(), "ran");
+    assert_eq!(std::fs::read_to_string(&post).unwrap().trim(), "full");
+    assert_eq!(local_messages(&w.maildir().join("INBOX")).len(), 1);
+}
+
+#[test]
+fn autorefresh_syncs_again_on_sigusr1_and_stops_on_sigterm() {
+    let Some(w) = World::new("autorefresh_signals") else {
+        return;
+    };
+    w.put("INBOX", "first");
+    w.write_config("", "");
+    // Ten minutes: only SIGUSR1 can make the second sync happen within the test.
+    add_to_account(&w, "autorefresh = 10");
+    let mut child = spawn_daemon(&w);
+    let inbox = w.maildir().join("INBOX");
+    eventually("first sync", || local_messages(&inbox).len() == 1);
+    w.put("INBOX", "second");
+    // The first sync may still be finishing: repeat SIGUSR1 until the second sync shows.
+    eventually("sync after SIGUSR1", || {
+        signal(&child, "USR1");
+        std::thread::sleep(Duration::from_millis(300));
+        local_messages(&inbox).len() == 2
+    });
+    signal(&child, "TERM");
+    let status = wait_exit(&mut child);
+    assert!(status.success(), "{status}");
+}
+
+#[test]
+fn sigusr2_leaves_autorefresh_after_the_current_sync() {
+    let Some(w) = World::new("sigusr2") else {
+        return;
+    };
+    w.put("INBOX", "x");
+    w.write_config("", "");
+    add_to_account(&w, "autorefresh = 10");
+    let mut child = spawn_daemon(&w);
+    let inbox = w.maildir().join("INBOX");
+    eventually("first sync", || local_messages(&inbox).len() == 1);
+    signal(&child, "USR2");
+    let status = wait_exit(&mut child);
+    assert!(status.success(), "{status}");
+}
+
+/// SIGTERM in the middle of a sync stops it at a safe point; whenever it lands, the next
+/// run completes the sync with nothing lost or duplicated.
+#[test]
+fn sigterm_mid_sync_then_resume_converges() {
+    let Some(w) = World::new("sigterm_mid_sync") else {
+        return;
+    };
+    for i in 0..150 {
+        w.put("INBOX", &format!("m{i:03}"));
+    }
+    w.write_config("", "");
+    let mut child = Command::new(env!("CARGO_BIN_EXE_offlineimap"))
+        .env_clear()
+        .env("PATH", std::env::var("PATH").unwrap_or_default())
+        .env("HOME", w.dir.path())
+        .arg("-c")
+        .arg(w.rc())
+        .args(["-o", "-u", "quiet"])
+        .spawn()
+        .unwrap();
+    let inbox = w.maildir().join("INBOX");
+    eventually("sync started", || {
+        !local_messages(&inbox).is_empty() || child.try_wait().unwrap().is_some()
+    });
+    signal(&child, "TERM");
+    let status = wait_exit(&mut child);
+    assert!(status.success(), "{status}");
+    w.sync_ok();
+    let subjects: Vec<_> = local_messages(&inbox)
+        .into_iter()
+        .map(|m| m.subject)
+        .collect();
+    let expected: Vec<_> = (0..150).map(|i| format!("m{i:03}")).collect();
+    assert_eq!(subjects, expected);
+    assert_eq!(w.server_messages("INBOX").len(), 150);
+}
