@@ -341,8 +341,6 @@ pub(crate) mod tolerant {
         Atom(Vec<u8>),
         /// A quoted string or a literal.
         Str(Vec<u8>),
-        /// NIL.
-        Nil,
         /// A parenthesised list.
         List(Vec<Value>),
     }
@@ -468,12 +466,9 @@ pub(crate) mod tolerant {
                     if self.i == start {
                         return Err(self.err("unexpected character"));
                     }
-                    let a = &self.b[start..self.i];
-                    if a.eq_ignore_ascii_case(b"NIL") {
-                        Ok(Value::Nil)
-                    } else {
-                        Ok(Value::Atom(a.to_vec()))
-                    }
+                    // NIL stays an atom: only the item it stands in for knows whether it
+                    // means "no value" (`BODY[] NIL`) or is a keyword (`FLAGS (NIL)`).
+                    Ok(Value::Atom(self.b[start..self.i].to_vec()))
                 }
             }
         }
@@ -523,6 +518,74 @@ pub(crate) mod tolerant {
         })
     }
 
+    /// `LIST (attrs) delim name [extended data]` that imap-codec rejected (a NUL or 8-bit
+    /// byte in the name, odd attributes): the name is kept as lossy UTF-8, so the folder
+    /// is seen, and fails visibly if it cannot be selected.
+    fn list(r: &mut Reader<'_>) -> Result<Response, ImapError> {
+        let Value::List(attrs) = r.value(0)? else {
+            return Err(r.err("LIST without attributes"));
+        };
+        let mut attributes = Vec::new();
+        for a in attrs {
+            let Value::Atom(a) = a else {
+                return Err(r.err("bad LIST attribute"));
+            };
+            attributes.push(String::from_utf8_lossy(&a).into_owned());
+        }
+        let delimiter = match r.value(0)? {
+            Value::Atom(a) if a.eq_ignore_ascii_case(b"NIL") => None,
+            Value::Str(d) => {
+                let d = std::str::from_utf8(&d).ok();
+                let mut chars = d.into_iter().flat_map(str::chars);
+                match (chars.next(), chars.next()) {
+                    (Some(c), None) => Some(c),
+                    _ => return Err(r.err("bad LIST delimiter")),
+                }
+            }
+            _ => return Err(r.err("bad LIST delimiter")),
+        };
+        let (Value::Atom(name) | Value::Str(name)) = r.value(0)? else {
+            return Err(r.err("bad LIST mailbox name"));
+        };
+        // LIST-EXTENDED data may follow; it only has to be well formed.
+        r.skip_sp();
+        while !r.at_end() {
+            r.value(0)?;
+            r.skip_sp();
+        }
+        let name = String::from_utf8_lossy(&name).into_owned();
+        Ok(Response::Untagged(Untagged::List {
+            attributes,
+            delimiter,
+            name: if name.eq_ignore_ascii_case("INBOX") {
+                "INBOX".to_string()
+            } else {
+                name
+            },
+        }))
+    }
+
+    /// `SEARCH n…` that imap-codec rejected (trailing space, a CONDSTORE `(MODSEQ n)`).
+    fn search(r: &mut Reader<'_>) -> Result<Response, ImapError> {
+        let mut found = Vec::new();
+        r.skip_sp();
+        while !r.at_end() {
+            match r.value(0)? {
+                Value::Atom(a) => {
+                    found.push(
+                        number(&a)
+                            .filter(|&n| n > 0)
+                            .ok_or_else(|| r.err("bad number in SEARCH"))?,
+                    );
+                }
+                Value::List(_) => {}
+                Value::Str(_) => return Err(r.err("string in SEARCH")),
+            }
+            r.skip_sp();
+        }
+        Ok(Response::Untagged(Untagged::Search(found)))
+    }
+
     /// Parses a response that imap-codec rejected. Only FETCH and unknown untagged data
     /// are accepted here; a tagged or continuation response that imap-codec rejected is a
     /// real protocol error.
@@ -533,6 +596,14 @@ pub(crate) mod tolerant {
         }
         r.i = 2;
         let first = r.atom()?;
+        // Responses we act on must not be dropped as "other": a lost LIST line hides a
+        // folder, a lost SEARCH loses the UID of an appended message.
+        if first.eq_ignore_ascii_case(b"LIST") || first.eq_ignore_ascii_case(b"LSUB") {
+            return list(&mut r);
+        }
+        if first.eq_ignore_ascii_case(b"SEARCH") {
+            return search(&mut r);
+        }
         let Some(seq) = number(&first) else {
             // An untagged response keyword outside imap-codec's grammar (ESEARCH, X-…):
             // nothing we act on, and dropping it loses nothing.
@@ -599,7 +670,9 @@ pub(crate) mod tolerant {
                 }
                 (b"INTERNALDATE", _) => return Err(r.err("bad INTERNALDATE")),
                 (b"BODY[]" | b"RFC822", Value::Str(s)) => f.body = Some(s),
-                (b"BODY[]" | b"RFC822", Value::Nil) => f.body = None,
+                (b"BODY[]" | b"RFC822", Value::Atom(a)) if a.eq_ignore_ascii_case(b"NIL") => {
+                    f.body = None
+                }
                 (n, Value::Str(s)) if n.starts_with(b"BODY[]<") => f.body = Some(s),
                 // Everything else (X-GM-LABELS, SAVEDATE, MODSEQ, EMAILID…) is skipped.
                 _ => {}
@@ -706,6 +779,58 @@ mod tests {
     }
 
     #[test]
+    fn keyword_named_nil_survives_the_tolerant_parser() {
+        // Found by the FETCH round-trip property test: NIL is a valid flag keyword (an
+        // atom), but the fallback parser read it as "no value" and dropped the whole FETCH.
+        let r = parse_response(b"* 1 FETCH (UID 3 X-GM-MSGID 1 FLAGS (nil \\Seen) BODY[] NIL)\r\n")
+            .unwrap();
+        assert_eq!(
+            r,
+            Response::Untagged(Untagged::Fetch(FetchData {
+                seq: 1,
+                uid: Some(3),
+                flags: Some(vec!["nil".into(), "\\Seen".into()]),
+                ..FetchData::default()
+            }))
+        );
+    }
+
+    #[test]
+    fn list_and_search_that_the_codec_rejects_are_not_dropped() {
+        // Found by the LIST round-trip property test: a name imap-codec refuses made the
+        // whole LIST line "other", silently hiding the folder.
+        assert_eq!(
+            parse_response(b"* LIST (\\HasNoChildren) \".\" {5}\r\na\0\xffb.\r\n").unwrap(),
+            Response::Untagged(Untagged::List {
+                attributes: vec!["\\HasNoChildren".into()],
+                delimiter: Some('.'),
+                name: "a\0\u{fffd}b.".into(),
+            })
+        );
+        assert_eq!(
+            parse_response(b"* LSUB () NIL inbox (\"CHILDINFO\" (\"SUBSCRIBED\"))\r\n").unwrap(),
+            Response::Untagged(Untagged::List {
+                attributes: vec![],
+                delimiter: None,
+                name: "INBOX".into(),
+            })
+        );
+        assert_eq!(
+            parse_response(b"* SEARCH 2 84 (MODSEQ 917162500) \r\n").unwrap(),
+            Response::Untagged(Untagged::Search(vec![2, 84]))
+        );
+        for bad in [
+            &b"* SEARCH 1 x\r\n"[..],
+            b"* SEARCH 0\r\n",
+            b"* LIST () \"ab\" x\r\n",
+            b"* LIST () \".\"\r\n",
+            b"* LIST \".\" x\r\n",
+        ] {
+            assert!(parse_response(bad).is_err(), "{}", printable(bad));
+        }
+    }
+
+    #[test]
     fn greeting() {
         let r = parse_greeting(b"* PREAUTH [CAPABILITY IMAP4rev1 UIDPLUS] hi\r\n").unwrap();
         assert_eq!(
@@ -719,5 +844,194 @@ mod tests {
                 text: "hi".into()
             }
         );
+    }
+}
+
+/// Encode → decode round trips (architecture convention 6): a test-only encoder writes
+/// what a server would send for a known value, in any item order and with items we do
+/// not use mixed in, and the parser must give back exactly that value.
+#[cfg(test)]
+mod round_trip {
+    use super::*;
+    use proptest::prelude::*;
+
+    /// Appends `s` as a quoted string when it can be one, else as a literal.
+    fn push_string(out: &mut Vec<u8>, s: &[u8], force_literal: bool) {
+        if !force_literal
+            && s.iter()
+                .all(|&c| c.is_ascii() && c != 0 && c != b'\r' && c != b'\n')
+        {
+            out.push(b'"');
+            for &c in s {
+                if c == b'"' || c == b'\\' {
+                    out.push(b'\\');
+                }
+                out.push(c);
+            }
+            out.push(b'"');
+        } else {
+            out.extend_from_slice(format!("{{{}}}\r\n", s.len()).as_bytes());
+            out.extend_from_slice(s);
+        }
+    }
+
+    fn internal_date(t: i64, offset_minutes: i32) -> Vec<u8> {
+        let tz = chrono::FixedOffset::east_opt(offset_minutes * 60)
+            .unwrap_or(chrono::FixedOffset::east_opt(0).unwrap());
+        let d = chrono::DateTime::from_timestamp(t, 0)
+            .unwrap()
+            .with_timezone(&tz);
+        format!("\"{}\"", d.format("%d-%b-%Y %H:%M:%S %z")).into_bytes()
+    }
+
+    fn flag() -> impl Strategy<Value = String> {
+        prop_oneof![
+            prop::sample::select(vec![
+                "\\Seen",
+                "\\Answered",
+                "\\Flagged",
+                "\\Deleted",
+                "\\Draft",
+                "$Forwarded",
+                "$Label1",
+                "Junk",
+                "NIL",
+                "nil",
+            ])
+            .prop_map(String::from),
+            "[A-Za-z$][A-Za-z0-9$_.-]{0,10}",
+        ]
+    }
+
+    #[derive(Debug, Clone)]
+    struct Fetch {
+        data: FetchData,
+        offset_minutes: i32,
+        literal_body_always: bool,
+        gmail: bool,
+        rotate: usize,
+    }
+
+    fn fetch() -> impl Strategy<Value = Fetch> {
+        (
+            (
+                1u32..,
+                prop::option::of(1u32..),
+                prop::option::of(prop::collection::vec(flag(), 0..5)),
+                prop::option::of(0i64..4_000_000_000),
+                prop::option::of(any::<u32>()),
+                prop::option::of(prop::collection::vec(any::<u8>(), 0..200)),
+            ),
+            (-720i32..=840, any::<bool>(), any::<bool>(), 0usize..8),
+        )
+            .prop_map(
+                |(
+                    (seq, uid, flags, internal_date, size, body),
+                    (offset_minutes, literal_body_always, gmail, rotate),
+                )| Fetch {
+                    data: FetchData {
+                        seq,
+                        uid,
+                        flags,
+                        internal_date,
+                        size,
+                        body,
+                    },
+                    offset_minutes,
+                    literal_body_always,
+                    gmail,
+                    rotate,
+                },
+            )
+    }
+
+    fn encode(f: &Fetch) -> Vec<u8> {
+        let d = &f.data;
+        let mut items: Vec<Vec<u8>> = Vec::new();
+        if let Some(uid) = d.uid {
+            items.push(format!("UID {uid}").into_bytes());
+        }
+        if let Some(flags) = &d.flags {
+            items.push(format!("FLAGS ({})", flags.join(" ")).into_bytes());
+        }
+        if let Some(t) = d.internal_date {
+            let mut i = b"INTERNALDATE ".to_vec();
+            i.extend(internal_date(t, f.offset_minutes));
+            items.push(i);
+        }
+        if let Some(size) = d.size {
+            items.push(format!("RFC822.SIZE {size}").into_bytes());
+        }
+        if let Some(body) = &d.body {
+            let mut i = b"BODY[] ".to_vec();
+            push_string(&mut i, body, f.literal_body_always);
+            items.push(i);
+        }
+        if f.gmail {
+            items.push(b"X-GM-LABELS (\\Inbox \"\\\\Important\" {4}\r\nMy L)".to_vec());
+            items.push(b"X-GM-MSGID 1278455344230334865".to_vec());
+        }
+        let n = items.len().max(1);
+        items.rotate_left(f.rotate % n);
+        let mut out = format!("* {} FETCH (", d.seq).into_bytes();
+        out.extend(items.join(&b' '));
+        out.extend_from_slice(b")\r\n");
+        out
+    }
+
+    proptest! {
+        #[test]
+        fn fetch_round_trips_through_parser_and_session(f in fetch()) {
+            let bytes = encode(&f);
+            let shown = bytes.escape_ascii().to_string();
+            // A fetch that names nothing (`FETCH ()`) is not something servers send.
+            prop_assume!(bytes != format!("* {} FETCH ()\r\n", f.data.seq).into_bytes());
+            let r = parse_response(&bytes);
+            prop_assert_eq!(
+                r.as_ref().ok(),
+                Some(&Response::Untagged(Untagged::Fetch(f.data.clone()))),
+                "{}: {:?}", shown, r
+            );
+
+            let mut s = crate::session::Session::new(crate::session::SessionConfig::default());
+            s.feed(b"* OK hi\r\n");
+            s.feed(&bytes);
+            prop_assert!(matches!(s.next_event(), Ok(Some(crate::session::Event::Greeting(_)))));
+            let e = s.next_event();
+            prop_assert_eq!(
+                e.as_ref().ok(),
+                Some(&Some(crate::session::Event::Untagged(Untagged::Fetch(f.data.clone())))),
+                "{}", shown
+            );
+            prop_assert_eq!(s.buffered_input(), 0);
+        }
+
+        #[test]
+        fn list_names_round_trip(
+            name in prop::collection::vec(any::<char>(), 1..30)
+                .prop_map(|c| c.into_iter().collect::<String>()),
+            literal in any::<bool>(),
+            delim in prop::sample::select(vec![Some('.'), Some('/'), None]),
+        ) {
+            // Mailbox names travel as (modified UTF-7) text; we keep what the server sent.
+            let name = name.into_bytes();
+            let mut bytes = b"* LIST (\\HasNoChildren) ".to_vec();
+            match delim {
+                Some(d) => bytes.extend(format!("\"{d}\" ").into_bytes()),
+                None => bytes.extend_from_slice(b"NIL "),
+            }
+            push_string(&mut bytes, &name, literal);
+            bytes.extend_from_slice(b"\r\n");
+            let text = String::from_utf8_lossy(&name).into_owned();
+            let expected = if text.eq_ignore_ascii_case("INBOX") { "INBOX".to_string() } else { text };
+            match parse_response(&bytes) {
+                Ok(Response::Untagged(Untagged::List { name, delimiter, .. })) => {
+                    prop_assert_eq!(name, expected);
+                    prop_assert_eq!(delimiter, delim);
+                }
+                // imap-codec refuses some names (NUL); the fallback must still see them.
+                other => prop_assert!(false, "{:?}", other),
+            }
+        }
     }
 }
