@@ -21,6 +21,11 @@ use std::sync::Arc;
 /// Python's `configparser.MAX_INTERPOLATION_DEPTH`.
 const MAX_INTERPOLATION_DEPTH: usize = 10;
 
+/// The longest value interpolation may build. Python has no such limit, but ten levels of
+/// ten references each would build 10^10 bytes: a config file must not be able to hang
+/// or exhaust memory, and no real option value comes near this.
+const MAX_INTERPOLATED_LEN: usize = 1 << 20;
+
 /// The name of the section whose options every other section inherits.
 pub const DEFAULT_SECTION: &str = "DEFAULT";
 
@@ -357,6 +362,11 @@ impl RawConfig {
                 } else {
                     out.push_str(&target.value);
                 }
+                if out.len() > MAX_INTERPOLATED_LEN {
+                    return Err(err(format!(
+                        "%(…)s interpolation makes a value longer than {MAX_INTERPOLATED_LEN} bytes"
+                    )));
+                }
             } else {
                 return Err(err(format!(
                     "'%' must be followed by '%' or '(', found {rest:?} (write %% for a literal %)"
@@ -552,6 +562,21 @@ mod tests {
         assert!(get_err(&cfg, "a", "bad").contains("'%' must be followed by"));
         assert!(get_err(&cfg, "a", "ref").contains("bad interpolation reference"));
         assert!(get_err(&cfg, "a", "self").contains("nested more than 10 levels"));
+    }
+
+    #[test]
+    fn exponential_interpolation_is_an_error_not_a_hang() {
+        let mut text = String::from("[DEFAULT]\na0 = xxxxxxxxxx\n");
+        for i in 1..=9 {
+            text.push_str(&format!(
+                "a{i} = {}\n",
+                format!("%(a{})s", i - 1).repeat(10)
+            ));
+        }
+        text.push_str("[s]\nsmall = %(a2)s\n");
+        let cfg = parse(&text);
+        assert_eq!(get(&cfg, "s", "small").len(), 1000);
+        assert!(get_err(&cfg, "s", "a9").contains("longer than 1048576 bytes"));
     }
 
     #[test]
