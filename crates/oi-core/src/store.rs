@@ -159,6 +159,14 @@ pub trait Folder: Send {
         uid: Uid,
     ) -> impl Future<Output = Result<(), StoreError>> + Send;
 
+    /// Makes the changes so far durable (Maildir: fsyncs the directories that new files
+    /// were renamed into). The engine calls it before committing the status, so that a
+    /// record never outlives the message it describes. Stores that are durable at each
+    /// call need not override it.
+    fn flush(&mut self) -> impl Future<Output = Result<(), StoreError>> + Send {
+        async { Ok(()) }
+    }
+
     /// Ends the folder's sync (IMAP: expunge if configured, then release the connection).
     fn close(&mut self) -> impl Future<Output = Result<(), StoreError>> + Send;
 }

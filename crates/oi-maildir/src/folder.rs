@@ -73,6 +73,11 @@ pub struct MaildirFolder {
     fsync: bool,
     namer: Arc<Namer>,
     index: Option<Index>,
+    /// Directories that received new files since the last [`Folder::flush`]: appends
+    /// fsync each file but leave the directory fsync to the flush, so that a batch of
+    /// messages costs one directory fsync instead of one each. The engine flushes before
+    /// it commits the status, which is the only thing that must not get ahead of them.
+    unflushed: Vec<Sub>,
 }
 
 impl MaildirFolder {
@@ -90,6 +95,7 @@ impl MaildirFolder {
             fsync,
             namer,
             index: None,
+            unflushed: Vec::new(),
         }
     }
 
@@ -294,7 +300,9 @@ impl MaildirFolder {
             let _ = fs::remove_file(&tmp);
             return Err(folder_io(dest)(e));
         }
-        self.sync_dir(sub.dir())?;
+        if !self.unflushed.contains(&sub) {
+            self.unflushed.push(sub);
+        }
         let size = u64::try_from(message.body.len()).ok();
         self.index()?.synced.insert(
             uid.get(),
@@ -520,7 +528,15 @@ impl Folder for MaildirFolder {
         Ok(self.do_assign_uid(which, uid)?)
     }
 
+    async fn flush(&mut self) -> Result<(), StoreError> {
+        for sub in std::mem::take(&mut self.unflushed) {
+            self.sync_dir(sub.dir())?;
+        }
+        Ok(())
+    }
+
     async fn close(&mut self) -> Result<(), StoreError> {
+        self.flush().await?;
         self.index = None;
         Ok(())
     }

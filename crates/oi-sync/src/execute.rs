@@ -11,8 +11,8 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
 use oi_core::{
-    Access, Event, EventSink, FlagUpdate, Flags, Folder, MsgRef, Severity, Side, StatusStore,
-    StoreError, SyncStats, Uid, UidValidity,
+    Access, Event, EventSink, FlagUpdate, Flags, Folder, Message, MsgRef, Severity, Side,
+    StatusStore, StoreError, SyncStats, Uid, UidValidity,
 };
 
 use crate::planner::{Plan, Policy, Step, plan};
@@ -197,8 +197,10 @@ impl<R: Folder, L: Folder, S: StatusStore> Run<'_, R, L, S> {
         Ok(())
     }
 
-    /// A safe point: commit and stop when asked to.
-    fn checkpoint(&mut self) -> Result<(), SyncError> {
+    /// A safe point: make both sides durable, then the status, and stop when asked to.
+    async fn checkpoint(&mut self) -> Result<(), SyncError> {
+        self.remote.flush().await?;
+        self.local.flush().await?;
         self.status.commit()?;
         if self.opts.cancel.is_cancelled() {
             return Err(SyncError::Cancelled);
@@ -276,7 +278,7 @@ impl<R: Folder, L: Folder, S: StatusStore> Run<'_, R, L, S> {
         for uid in forgets {
             self.status.remove(uid)?;
         }
-        self.checkpoint()?;
+        self.checkpoint().await?;
 
         for side in Side::BOTH {
             let uids = &deletes[idx(side)];
@@ -302,6 +304,7 @@ impl<R: Folder, L: Folder, S: StatusStore> Run<'_, R, L, S> {
         for uid in deletes.iter().flatten() {
             self.status.remove(*uid)?;
         }
+        // close() made both sides durable.
         self.status.commit()?;
         Ok(())
     }
@@ -335,7 +338,7 @@ impl<R: Folder, L: Folder, S: StatusStore> Run<'_, R, L, S> {
                 self.status.set(uid, *flags)?;
                 self.stats.copied_to_remote += 1;
             }
-            self.checkpoint()?;
+            self.checkpoint().await?;
         }
         Ok(())
     }
@@ -382,53 +385,148 @@ impl<R: Folder, L: Folder, S: StatusStore> Run<'_, R, L, S> {
             self.local.assign_uid(&MsgRef::Uid(old), uid).await?;
             self.status.set(uid, flags)?;
         }
-        self.checkpoint()
+        self.checkpoint().await
     }
 
-    /// New remote messages, fetched in bounded batches.
+    /// New remote messages, fetched in bounded batches. The next batch is requested
+    /// before the current one is written, so the server streams while the disk works.
     async fn download(
         &mut self,
         downloads: &[(Uid, Flags)],
         sizes: &BTreeMap<Uid, u64>,
     ) -> Result<(), SyncError> {
-        let mut rest = downloads;
-        while !rest.is_empty() {
-            let mut take = 0;
-            let mut bytes = 0u64;
-            while take < rest.len() && take < BATCH_MESSAGES {
-                bytes += sizes.get(&rest[take].0).copied().unwrap_or(0);
-                take += 1;
-                if bytes >= BATCH_BYTES {
-                    break;
+        let batches = batches(downloads, sizes);
+        let refs = |chunk: &[(Uid, Flags)]| -> Vec<MsgRef> {
+            chunk.iter().map(|(u, _)| MsgRef::Uid(*u)).collect()
+        };
+        let mut fetched = match batches.first() {
+            Some(first) => self.remote.fetch(&refs(first)).await?,
+            None => return Ok(()),
+        };
+        for (i, chunk) in batches.iter().enumerate() {
+            let next = batches.get(i + 1).map(|c| refs(c));
+            let mut writer = Writer {
+                local: &mut *self.local,
+                status: &mut *self.status,
+                effects: &mut self.effects,
+                crash_after: self.opts.crash_after,
+                stats: &mut self.stats,
+            };
+            let remote = &mut *self.remote;
+            let prefetch = async {
+                match &next {
+                    Some(which) => remote.fetch(which).await.map(Some),
+                    None => Ok(None),
                 }
-            }
-            let (chunk, tail) = rest.split_at(take);
-            rest = tail;
-            let which: Vec<MsgRef> = chunk.iter().map(|(u, _)| MsgRef::Uid(*u)).collect();
-            let messages = self.remote.fetch(&which).await?;
-            let flags_of: BTreeMap<Uid, Flags> = chunk.iter().copied().collect();
-            for message in &messages {
-                let MsgRef::Uid(uid) = message.source else {
-                    continue;
-                };
-                let Some(flags) = flags_of.get(&uid) else {
-                    continue;
-                };
-                self.effect()?;
-                self.local.append(message, *flags, Some(uid)).await?;
-                self.status.set(uid, *flags)?;
-                self.stats.copied_to_local += 1;
-            }
-            if messages.len() < chunk.len() {
+            };
+            let (prefetched, written) = join(prefetch, writer.write(chunk, &fetched)).await;
+            let written = written?;
+            if written < chunk.len() {
                 self.warn(format!(
                     "{} message(s) vanished from the server while being fetched",
-                    chunk.len() - messages.len()
+                    chunk.len() - written
                 ));
             }
-            self.checkpoint()?;
+            self.checkpoint().await?;
+            fetched = prefetched?.unwrap_or_default();
         }
         Ok(())
     }
+}
+
+/// Splits downloads into batches bounded in count and (listed) bytes.
+fn batches<'a>(
+    downloads: &'a [(Uid, Flags)],
+    sizes: &BTreeMap<Uid, u64>,
+) -> Vec<&'a [(Uid, Flags)]> {
+    let mut out = Vec::new();
+    let mut rest = downloads;
+    while !rest.is_empty() {
+        let mut take = 0;
+        let mut bytes = 0u64;
+        while take < rest.len() && take < BATCH_MESSAGES {
+            bytes += sizes.get(&rest[take].0).copied().unwrap_or(0);
+            take += 1;
+            if bytes >= BATCH_BYTES {
+                break;
+            }
+        }
+        let (chunk, tail) = rest.split_at(take);
+        out.push(chunk);
+        rest = tail;
+    }
+    out
+}
+
+/// The local half of a download batch, split from [`Run`] so that it can borrow the local
+/// store and the status while the remote store fetches the next batch.
+struct Writer<'a, L, S> {
+    local: &'a mut L,
+    status: &'a mut S,
+    effects: &'a mut usize,
+    crash_after: Option<usize>,
+    stats: &'a mut SyncStats,
+}
+
+impl<L: Folder, S: StatusStore> Writer<'_, L, S> {
+    /// Stores fetched messages under their UIDs and records them; returns how many.
+    async fn write(
+        &mut self,
+        chunk: &[(Uid, Flags)],
+        messages: &[Message],
+    ) -> Result<usize, SyncError> {
+        let flags_of: BTreeMap<Uid, Flags> = chunk.iter().copied().collect();
+        let mut written = 0;
+        for message in messages {
+            let MsgRef::Uid(uid) = message.source else {
+                continue;
+            };
+            let Some(flags) = flags_of.get(&uid) else {
+                continue;
+            };
+            if self.crash_after.is_some_and(|n| *self.effects >= n) {
+                return Err(SyncError::CrashHook);
+            }
+            *self.effects += 1;
+            self.local.append(message, *flags, Some(uid)).await?;
+            self.status.set(uid, *flags)?;
+            self.stats.copied_to_local += 1;
+            written += 1;
+        }
+        Ok(written)
+    }
+}
+
+/// Polls two futures to completion together (both borrow different stores). The engine
+/// stays free of an async runtime dependency, so this is the small join it needs.
+async fn join<A: std::future::Future, B: std::future::Future>(
+    a: A,
+    b: B,
+) -> (A::Output, B::Output) {
+    use std::pin::pin;
+    use std::task::Poll;
+    let (mut a, mut b) = (pin!(a), pin!(b));
+    let (mut ra, mut rb) = (None, None);
+    std::future::poll_fn(|cx| {
+        if ra.is_none()
+            && let Poll::Ready(v) = a.as_mut().poll(cx)
+        {
+            ra = Some(v);
+        }
+        if rb.is_none()
+            && let Poll::Ready(v) = b.as_mut().poll(cx)
+        {
+            rb = Some(v);
+        }
+        if ra.is_some()
+            && rb.is_some()
+            && let (Some(x), Some(y)) = (ra.take(), rb.take())
+        {
+            return Poll::Ready((x, y));
+        }
+        Poll::Pending
+    })
+    .await
 }
 
 fn idx(side: Side) -> usize {
