@@ -32,7 +32,10 @@ pub struct ParsedName<'a> {
     pub base: &'a str,
     /// The unique part: up to the first `,` or `:`.
     pub unique: &'a str,
-    /// The `U=` value, if present and a decimal number that fits in `u32`.
+    /// The `U=` value: as OfflineIMAP's `,U=(\d+)` search, the digits after the first
+    /// `,U=` that is followed by one (so `,U=12a` is 12); `None` if there is none or it
+    /// does not fit in `u32`. Only the base is searched, so that a flag change can never
+    /// change a message's UID.
     pub uid: Option<u32>,
     /// The `FMD5=` value, if present.
     pub fmd5: Option<&'a str>,
@@ -72,16 +75,29 @@ pub fn parse(name: &str) -> ParsedName<'_> {
         size: None,
         flags,
     };
+    parsed.uid = offlineimap_uid(base).and_then(|n| u32::try_from(n).ok());
     for field in base[unique_end..].split(',').skip(1) {
-        if let Some(v) = field.strip_prefix("U=") {
-            parsed.uid = parse_decimal(v).and_then(|n| u32::try_from(n).ok());
-        } else if let Some(v) = field.strip_prefix("FMD5=") {
+        if let Some(v) = field.strip_prefix("FMD5=") {
             parsed.fmd5 = Some(v);
         } else if let Some(v) = field.strip_prefix("S=") {
             parsed.size = parse_decimal(v);
         }
     }
     parsed
+}
+
+/// OfflineIMAP's `re_uidmatch.search`: a name another tool rewrote (`,U=12a`, two `U=`)
+/// must give the UID OfflineIMAP would read, or the same message is seen twice.
+fn offlineimap_uid(base: &str) -> Option<u64> {
+    let mut rest = base;
+    while let Some(i) = rest.find(",U=") {
+        rest = &rest[i + 3..];
+        let digits = rest.bytes().take_while(u8::is_ascii_digit).count();
+        if digits > 0 {
+            return parse_decimal(&rest[..digits]);
+        }
+    }
+    None
 }
 
 fn parse_decimal(s: &str) -> Option<u64> {
@@ -205,9 +221,18 @@ mod tests {
         // Empty info is still info: OfflineIMAP always writes ":2," even with no flags.
         assert_eq!(parse("x,U=1:2,").flags, Some(""));
         // A bad U= is no UID rather than an error.
-        assert_eq!(parse("x,U=12a,FMD5=f:2,").uid, None);
         assert_eq!(parse("x,U=99999999999,FMD5=f:2,").uid, None);
         assert_eq!(parse("x,U=,FMD5=f").uid, None);
+        assert_eq!(parse("x,U=a1:2,,U=3").uid, None);
+    }
+
+    #[test]
+    fn uid_is_read_like_offlineimap_re_uidmatch() {
+        // `,U=(\d+)` searched: the first ",U=" followed by digits, and only the digits.
+        assert_eq!(parse("x,U=12a,FMD5=f:2,").uid, Some(12));
+        assert_eq!(parse("x,U=1,U=2,FMD5=f:2,S").uid, Some(1));
+        assert_eq!(parse("x,U=,U=7:2,S").uid, Some(7));
+        assert_eq!(parse("x,S=5,U=9").uid, Some(9));
     }
 
     #[test]
