@@ -11,7 +11,7 @@ use oi_config::{
     AccountConfig, CaCerts, Config, ImapConfig, Override, PasswordSource, RepositoryKind,
 };
 use oi_core::{Event, EventSink, Secret, Severity, StoreError, SyncStats};
-use oi_sync::{AccountPolicy, ExecOptions, Policy, SidePolicy, StatusFactory};
+use oi_sync::{AccountPolicy, DeletionGuard, ExecOptions, Policy, SidePolicy, StatusFactory};
 
 use crate::args::{Args, comma_list};
 use crate::control::Control;
@@ -288,6 +288,9 @@ async fn sync_one(
         folders: Policy {
             remote: side(&account.remote),
             local: side(&account.local),
+            guard: DeletionGuard {
+                max_percent: account.max_delete_percent,
+            },
         },
         create_remote: account.remote.createfolders,
         create_local: account.local.createfolders,

@@ -52,6 +52,8 @@ const ACCOUNT: &[(&str, Support)] = &[
     ("remoterepository", Read),
     ("autorefresh", Read),
     ("quick", Read),
+    // Ours, not OfflineIMAP's: the mass-deletion guard (see AccountConfig).
+    ("max_delete_percent", Read),
     ("status_backend", Read),
     ("presynchook", Read),
     ("postsynchook", Read),
@@ -506,6 +508,24 @@ impl<'a> Builder<'a> {
             }
             None => 0,
         };
+        let max_delete_percent = match self.parsed(
+            section,
+            "max_delete_percent",
+            "a percentage from 0 to 100",
+            parse_py_int,
+        ) {
+            Some((p, _)) if (0..=100).contains(&p) => p as u8,
+            Some((p, at)) => {
+                self.option_error(
+                    section,
+                    "max_delete_percent",
+                    &at,
+                    format!("must be a percentage from 0 to 100: {p}"),
+                );
+                DEFAULT_MAX_DELETE_PERCENT
+            }
+            None => DEFAULT_MAX_DELETE_PERCENT,
+        };
         if let Some((backend, at)) = self.string(section, "status_backend") {
             if backend.eq_ignore_ascii_case("sqlite") {
                 self.warnings.push(format!(
@@ -531,6 +551,7 @@ impl<'a> Builder<'a> {
             quick,
             presynchook,
             postsynchook,
+            max_delete_percent,
         })
     }
 

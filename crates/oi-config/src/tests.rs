@@ -630,3 +630,22 @@ fn sync_hooks_are_read() {
     assert_eq!(c.accounts[0].postsynchook.as_deref(), Some("notmuch new"));
     assert!(c.warnings.is_empty(), "{:?}", c.warnings);
 }
+
+#[test]
+fn mass_deletion_guard_option() {
+    let c = ok(BASE);
+    assert_eq!(
+        c.accounts[0].max_delete_percent,
+        crate::DEFAULT_MAX_DELETE_PERCENT
+    );
+    let c = ok(&BASE.replace(
+        "remoterepository = Remote",
+        "remoterepository = Remote\nmax_delete_percent = 100",
+    ));
+    assert_eq!(c.accounts[0].max_delete_percent, 100);
+    let e = errs(&BASE.replace(
+        "remoterepository = Remote",
+        "remoterepository = Remote\nmax_delete_percent = 150",
+    ));
+    assert!(has(&e, "max_delete_percent: must be a percentage"), "{e:?}");
+}

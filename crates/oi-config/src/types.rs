@@ -55,7 +55,15 @@ pub struct AccountConfig {
     pub presynchook: Option<String>,
     /// `postsynchook`: a shell command run after each sync.
     pub postsynchook: Option<String>,
+    /// `max_delete_percent` (ours, not OfflineIMAP's): a folder sync that would delete
+    /// more than this share of a side's messages (and more than a handful) stops with an
+    /// explanation instead. 100 turns the guard off.
+    pub max_delete_percent: u8,
 }
+
+/// The guard's default: deleting more than half of a folder at once is far more often a
+/// vanished directory or a changed nametrans than a user's wish.
+pub const DEFAULT_MAX_DELETE_PERCENT: u8 = 50;
 
 /// One `[Repository NAME]`.
 #[derive(Debug, Clone, PartialEq)]

@@ -77,6 +77,26 @@ pub enum SyncError {
         /// The current value.
         got: UidValidity,
     },
+    /// The plan would delete more of a side than the mass-deletion guard allows.
+    #[error(
+        "refusing to delete {deletes} of the {total} messages of folder {folder} on the {side} \
+         side (more than max_delete_percent = {percent}%); nothing was changed in this folder. \
+         If this is what you want, run once with -k \"Account_{account}:max_delete_percent=100\""
+    )]
+    MassDeletion {
+        /// The account.
+        account: String,
+        /// The folder.
+        folder: String,
+        /// Where the deletions would happen.
+        side: Side,
+        /// How many.
+        deletes: usize,
+        /// How many messages that side holds.
+        total: usize,
+        /// The configured limit.
+        percent: u8,
+    },
     /// The crash hook fired ([`ExecOptions::crash_after`]).
     #[error("stopped by the crash test hook")]
     CrashHook,
@@ -90,7 +110,7 @@ impl SyncError {
     pub fn severity(&self) -> Severity {
         match self {
             SyncError::Store(e) => e.severity(),
-            SyncError::UidValidity { .. } => Severity::Folder,
+            SyncError::UidValidity { .. } | SyncError::MassDeletion { .. } => Severity::Folder,
             SyncError::CrashHook | SyncError::Cancelled => Severity::Fatal,
         }
     }
@@ -143,6 +163,24 @@ pub async fn sync_folder<R: Folder, L: Folder, S: StatusStore>(
     }
 
     let plan = plan(&remote_list, &local_list, &records, policy);
+    for (side, listing) in [(Side::Remote, &remote_list), (Side::Local, &local_list)] {
+        let deletes = plan
+            .steps
+            .iter()
+            .filter(|s| matches!(s, Step::Delete { side: d, .. } if *d == side))
+            .count();
+        let total = listing.messages.len();
+        if policy.guard.trips(deletes, total) {
+            return Err(SyncError::MassDeletion {
+                account: label.account.clone(),
+                folder: label.folder.clone(),
+                side,
+                deletes,
+                total,
+                percent: policy.guard.max_percent,
+            });
+        }
+    }
     if opts.dry_run {
         for step in &plan.steps {
             events.emit(Event::Planned {

@@ -14,4 +14,4 @@ pub mod planner;
 
 pub use account::{AccountPolicy, AccountReport, StatusFactory, sync_account};
 pub use execute::{Cancel, ExecOptions, FolderLabel, SyncError, sync_folder};
-pub use planner::{Plan, Policy, SidePolicy, Step, plan};
+pub use planner::{DeletionGuard, Plan, Policy, SidePolicy, Step, plan};

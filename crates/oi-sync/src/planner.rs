@@ -39,6 +39,36 @@ pub struct Policy {
     pub remote: SidePolicy,
     /// The local repository's policy.
     pub local: SidePolicy,
+    /// The mass-deletion guard.
+    pub guard: DeletionGuard,
+}
+
+/// Stops a folder whose plan deletes too much of one side at once: a vanished local
+/// directory, an unmounted disk or a changed nametrans looks to a three-way sync exactly
+/// like a user who deleted everything, and carrying that over loses the other copy.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct DeletionGuard {
+    /// Largest share (percent) of a side's messages one run may delete; 100 turns the
+    /// guard off.
+    pub max_percent: u8,
+}
+
+impl DeletionGuard {
+    /// Deleting this many or fewer is always allowed: emptying a small folder is normal.
+    pub const ALWAYS_ALLOWED: usize = 5;
+
+    /// True when deleting `deletes` of `total` messages needs the user's consent.
+    pub fn trips(&self, deletes: usize, total: usize) -> bool {
+        self.max_percent < 100
+            && deletes > Self::ALWAYS_ALLOWED
+            && deletes * 100 > total * usize::from(self.max_percent)
+    }
+}
+
+impl Default for DeletionGuard {
+    fn default() -> Self {
+        DeletionGuard { max_percent: 50 }
+    }
 }
 
 impl Policy {

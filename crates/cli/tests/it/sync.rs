@@ -365,3 +365,35 @@ fn message_moved_between_local_folders_follows_on_the_server() {
     let local = local_messages(&w.maildir().join("Archive"));
     assert_eq!(local[0].fmd5.as_deref(), Some(md5_hex("Archive").as_str()));
 }
+
+/// Most of a folder deleted locally at once stops that folder with an explanation; the
+/// user's explicit override lets it through.
+#[test]
+fn mass_deletion_is_refused_until_allowed() {
+    let Some(w) = World::new("mass_deletion_guard") else {
+        return;
+    };
+    for i in 0..10 {
+        w.put("INBOX", &format!("m{i}"));
+    }
+    w.write_config("", "");
+    w.sync_ok();
+    for m in local_messages(&w.maildir().join("INBOX")).iter().take(8) {
+        std::fs::remove_file(&m.path).unwrap();
+    }
+    let out = w.run(&[]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
+    assert!(
+        err.contains("refusing to delete 8 of the 10 messages"),
+        "{err}"
+    );
+    assert_eq!(w.server_messages("INBOX").len(), 10);
+    let out = w.run(&["-k", "Account_Test:max_delete_percent=100"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(w.server_messages("INBOX").len(), 2);
+}

@@ -203,7 +203,12 @@ fn world() -> impl Strategy<Value = World> {
                 .map(|(i, (r, l, s))| (i as u32 + 1, r, l, s))
                 .collect(),
             unsynced,
-            policy: Policy { remote, local },
+            // The guard is tested on its own; random worlds would trip it.
+            policy: Policy {
+                remote,
+                local,
+                guard: DeletionGuard { max_percent: 100 },
+            },
         })
 }
 
@@ -391,7 +396,7 @@ proptest! {
     fn swapping_sides_mirrors_the_plan(mut w in world()) {
         w.unsynced.clear();
         let (r, l, s) = listings(&w);
-        let swapped = Policy { remote: w.policy.local, local: w.policy.remote };
+        let swapped = Policy { remote: w.policy.local, local: w.policy.remote, guard: w.policy.guard };
         let mut a: Vec<Step> = plan(&r, &l, &s, &w.policy).steps.iter().map(mirror).collect();
         let mut b = plan(&l, &r, &s, &swapped).steps;
         a.sort();
@@ -545,4 +550,52 @@ fn reupload_with_colliding_uids_loses_nothing() {
         assert_eq!(remote, local, "{olds:?}/{next_uid}");
         assert!(block_on(replan(&s, &w.policy)).is_empty());
     }
+}
+
+#[test]
+fn mass_deletion_guard_stops_the_folder_unless_allowed() {
+    // Everything was synced, then the local folder lost 8 of its 10 messages.
+    let mut w = World {
+        rows: (1..=10)
+            .map(|u| (u, Some(Flags::SEEN), Some(Flags::SEEN), Some(Flags::SEEN)))
+            .collect(),
+        unsynced: Vec::new(),
+        policy: Policy::default(),
+    };
+    for row in w.rows.iter_mut().take(8) {
+        row.2 = None;
+    }
+    let s = setup(&w);
+    let err = block_on(run(&s, &w.policy, &ExecOptions::default())).unwrap_err();
+    assert!(
+        matches!(
+            err,
+            SyncError::MassDeletion {
+                deletes: 8,
+                total: 10,
+                side: Side::Remote,
+                ..
+            }
+        ),
+        "{err}"
+    );
+    assert!(err.to_string().contains("max_delete_percent=100"), "{err}");
+    assert_eq!(
+        s.remote.with("INBOX", |d| d.messages.len()),
+        10,
+        "the guard let deletions through"
+    );
+    let mut allowed = w.policy;
+    allowed.guard.max_percent = 100;
+    block_on(run(&s, &allowed, &ExecOptions::default())).unwrap();
+    assert_eq!(s.remote.with("INBOX", |d| d.messages.len()), 2);
+}
+
+#[test]
+fn guard_allows_small_and_partial_deletions() {
+    let g = DeletionGuard::default();
+    assert!(!g.trips(5, 5), "emptying a small folder is normal");
+    assert!(!g.trips(40, 100));
+    assert!(g.trips(60, 100));
+    assert!(!DeletionGuard { max_percent: 100 }.trips(100, 100));
 }
