@@ -11,6 +11,14 @@
 //! tempfile.
 #![deny(missing_docs)]
 
+mod courier;
+mod cyrus;
+pub mod packages;
+pub mod script;
+
+pub use courier::Courier;
+pub use cyrus::Cyrus;
+
 use std::fmt;
 use std::io::{self, Write};
 use std::net::{TcpListener, TcpStream};
