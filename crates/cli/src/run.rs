@@ -138,7 +138,7 @@ async fn run_accounts(
         let semaphore = semaphore.clone();
         let opts = ExecOptions {
             dry_run: args.dry_run,
-            crash_after: None,
+            crash_after: crash_hook(),
             cancel: control.cancel.clone(),
         };
         let only = only_folders.clone();
@@ -174,6 +174,15 @@ async fn run_accounts(
         failed |= done.unwrap_or(true);
     }
     failed
+}
+
+/// The crash test hook: `OFFLINEIMAP_TEST_CRASH_AFTER=N` makes the process die (exit 99,
+/// nothing committed, nothing cleaned up) just before its N+1th effect on a store, so that
+/// tests can interrupt a real sync at every step and check that the next run converges.
+fn crash_hook() -> Option<usize> {
+    std::env::var("OFFLINEIMAP_TEST_CRASH_AFTER")
+        .ok()
+        .and_then(|v| v.parse().ok())
 }
 
 /// One sync of one account between its pre- and post-sync hooks. True when it failed.
@@ -306,6 +315,10 @@ async fn sync_one(
         ui.as_ref(),
     )
     .await;
+    if let Err(oi_sync::SyncError::CrashHook) = report {
+        // Die as a killed process would: no LOGOUT, no commit, no cleanup.
+        std::process::exit(99);
+    }
     remote.shutdown().await;
     let report = match report {
         Err(oi_sync::SyncError::Cancelled) => {

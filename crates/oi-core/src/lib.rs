@@ -11,6 +11,7 @@ mod error;
 mod event;
 mod flags;
 mod ids;
+pub mod marker;
 mod secret;
 mod store;
 
@@ -20,6 +21,6 @@ pub use flags::Flags;
 pub use ids::{Side, Uid, UidValidity};
 pub use secret::Secret;
 pub use store::{
-    Access, FlagUpdate, Folder, FolderMeta, Listing, Message, MessageMeta, MsgRef, Repository,
-    StatusStore, UnsyncedMessage,
+    Access, FlagUpdate, Folder, FolderMeta, Listing, Message, MessageMeta, MsgRef, PendingUpload,
+    Repository, StatusStore, UnsyncedMessage,
 };

@@ -79,6 +79,35 @@ pub struct Message {
     pub internal_date: Option<i64>,
 }
 
+/// An upload that was about to happen: recorded in the status before the APPEND, cleared
+/// once the new UID is recorded (see [`crate::marker`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PendingUpload {
+    /// The `X-OfflineIMAP` value the uploaded copy carries.
+    pub marker: String,
+    /// The local message that was being uploaded.
+    pub source: MsgRef,
+}
+
+impl MsgRef {
+    /// A text form for storage: `uid:<n>` or `key:<key>`.
+    pub fn to_text(&self) -> String {
+        match self {
+            MsgRef::Uid(uid) => format!("uid:{uid}"),
+            MsgRef::Unsynced(key) => format!("key:{key}"),
+        }
+    }
+
+    /// Parses [`MsgRef::to_text`]; `None` for anything else.
+    pub fn from_text(text: &str) -> Option<MsgRef> {
+        if let Some(n) = text.strip_prefix("uid:") {
+            return n.parse().ok().and_then(Uid::new).map(MsgRef::Uid);
+        }
+        text.strip_prefix("key:")
+            .map(|k| MsgRef::Unsynced(k.to_string()))
+    }
+}
+
 /// A flag change for one message.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct FlagUpdate {
@@ -159,6 +188,16 @@ pub trait Folder: Send {
         uid: Uid,
     ) -> impl Future<Output = Result<(), StoreError>> + Send;
 
+    /// Finds the message that carries the upload marker `marker` (IMAP: `UID SEARCH
+    /// HEADER X-OfflineIMAP`). Stores that are never uploaded to answer `None`.
+    fn find_marker(
+        &mut self,
+        marker: &str,
+    ) -> impl Future<Output = Result<Option<Uid>, StoreError>> + Send {
+        let _ = marker;
+        async { Ok(None) }
+    }
+
     /// Makes the changes so far durable (Maildir: fsyncs the directories that new files
     /// were renamed into). The engine calls it before committing the status, so that a
     /// record never outlives the message it describes. Stores that are durable at each
@@ -189,6 +228,15 @@ pub trait StatusStore: Send {
 
     /// Makes the writes so far durable.
     fn commit(&mut self) -> Result<(), StoreError>;
+
+    /// Uploads recorded as about to happen and not yet finished.
+    fn pending_uploads(&mut self) -> Result<Vec<PendingUpload>, StoreError>;
+
+    /// Records an upload about to happen; durable when this returns (the APPEND follows).
+    fn add_pending_upload(&mut self, pending: &PendingUpload) -> Result<(), StoreError>;
+
+    /// Forgets a pending upload (with the next commit).
+    fn clear_pending_upload(&mut self, marker: &str) -> Result<(), StoreError>;
 
     /// The UIDVALIDITY saved for a side (`Repository-<name>/FolderValidity/<folder>`).
     fn saved_validity(&self, side: crate::Side) -> Result<Option<UidValidity>, StoreError>;

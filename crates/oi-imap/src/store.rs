@@ -398,6 +398,45 @@ impl ImapFolder {
         })
     }
 
+    /// Finds the one message carrying `X-OfflineIMAP: value`; NOOP first so that the
+    /// server has announced a message appended just before (OfflineIMAP does the same).
+    async fn search_marker(&mut self, value: &str) -> Result<Option<Uid>, StoreError> {
+        let value = value.to_string();
+        let cmd = Command {
+            name: "UID SEARCH".into(),
+            parts: vec![
+                Part::Raw(b"UID SEARCH HEADER X-OfflineIMAP ".to_vec()),
+                Part::Str {
+                    bytes: value.into_bytes(),
+                    secret: false,
+                },
+            ],
+        };
+        let r = self
+            .conn()?
+            .run_batch(vec![Command::raw("NOOP"), cmd])
+            .await;
+        let (untagged, done) =
+            r.map_err(|e| self.err(e, Severity::Message, "searching the new message"))?;
+        for d in done {
+            d.ok()
+                .map_err(|e| self.err(e, Severity::Message, "searching the new message"))?;
+        }
+        let found: Vec<u32> = untagged
+            .into_iter()
+            .filter_map(|u| match u {
+                Untagged::Search(v) => Some(v),
+                _ => None,
+            })
+            .flatten()
+            .collect();
+        // Several matches would mean the value is not unique: better no UID than a wrong one.
+        Ok(match found.as_slice() {
+            [one] => Uid::new(*one),
+            _ => None,
+        })
+    }
+
     fn err(&self, e: ImapError, severity: Severity, what: &str) -> StoreError {
         self.failed.store(true, Ordering::Relaxed);
         e.into_store(severity, format!("folder {}: {what}", self.name))
@@ -479,11 +518,15 @@ impl Folder for ImapFolder {
         _uid: Option<Uid>,
     ) -> Result<Option<Uid>, StoreError> {
         let uidplus = self.conn()?.has("UIDPLUS");
-        let (body, header) = if uidplus {
-            (message.body.clone(), None)
-        } else {
-            let value = unique_header_value(&message.body);
-            (insert_header(&message.body, &value), Some(value))
+        // The engine marks every upload (oi_core::marker); reuse its marker for the
+        // no-UIDPLUS search rather than adding a second header.
+        let (body, header) = match oi_core::marker::marker_of(&message.body) {
+            _ if uidplus => (message.body.clone(), None),
+            Some(value) => (message.body.clone(), Some(value)),
+            None => {
+                let value = unique_header_value(&message.body);
+                (insert_header(&message.body, &value), Some(value))
+            }
         };
         let mut parts = vec![Part::Raw(b"APPEND ".to_vec()), mailbox(&self.name)];
         parts.push(Part::Raw(format!(" ({})", flag_list(flags)).into_bytes()));
@@ -506,41 +549,11 @@ impl Folder for ImapFolder {
         let Some(value) = header else {
             return Ok(None);
         };
-        // Without UIDPLUS the new message is found by its unique header; NOOP first so
-        // the server has announced it (OfflineIMAP does the same).
-        let cmd = Command {
-            name: "UID SEARCH".into(),
-            parts: vec![
-                Part::Raw(b"UID SEARCH HEADER X-OfflineIMAP ".to_vec()),
-                Part::Str {
-                    bytes: value.into_bytes(),
-                    secret: false,
-                },
-            ],
-        };
-        let r = self
-            .conn()?
-            .run_batch(vec![Command::raw("NOOP"), cmd])
-            .await;
-        let (untagged, done) =
-            r.map_err(|e| self.err(e, Severity::Message, "searching the new message"))?;
-        for d in done {
-            d.ok()
-                .map_err(|e| self.err(e, Severity::Message, "searching the new message"))?;
-        }
-        let found: Vec<u32> = untagged
-            .into_iter()
-            .filter_map(|u| match u {
-                Untagged::Search(v) => Some(v),
-                _ => None,
-            })
-            .flatten()
-            .collect();
-        // Several matches would mean the value is not unique: better no UID than a wrong one.
-        Ok(match found.as_slice() {
-            [one] => Uid::new(*one),
-            _ => None,
-        })
+        self.search_marker(&value).await
+    }
+
+    async fn find_marker(&mut self, marker: &str) -> Result<Option<Uid>, StoreError> {
+        self.search_marker(marker).await
     }
 
     async fn set_flags(&mut self, updates: &[FlagUpdate]) -> Result<(), StoreError> {

@@ -401,6 +401,38 @@ c.commit()
     }
 
     #[test]
+    fn pending_uploads_survive_a_crash_and_clear_with_a_commit() {
+        use oi_core::{MsgRef, PendingUpload};
+        let tmp = tempfile::tempdir().unwrap();
+        let d = dir(tmp.path(), true);
+        let mut s = d.open_folder("INBOX", "INBOX", "INBOX").unwrap();
+        assert!(s.pending_uploads().unwrap().is_empty());
+        let p = PendingUpload {
+            marker: "1-2".into(),
+            source: MsgRef::Unsynced("123.host".into()),
+        };
+        s.add_pending_upload(&p).unwrap();
+        s.set(uid(4), Flags::SEEN).unwrap();
+        drop(s); // a crash: only the pending record was committed
+        let mut s = d.open_folder("INBOX", "INBOX", "INBOX").unwrap();
+        assert_eq!(s.pending_uploads().unwrap(), vec![p]);
+        assert!(s.load().unwrap().is_empty());
+        s.clear_pending_upload("1-2").unwrap();
+        s.commit().unwrap();
+        drop(s);
+        let mut s = d.open_folder("INBOX", "INBOX", "INBOX").unwrap();
+        assert!(s.pending_uploads().unwrap().is_empty());
+        // OfflineIMAP's own reading of the file is unaffected by the extra table.
+        let out = std::process::Command::new("python3")
+            .arg("-c")
+            .arg("import sqlite3,sys; c=sqlite3.connect(sys.argv[1]); print(c.execute('SELECT value FROM metadata WHERE key=\"db_version\"').fetchone()[0], len(c.execute('SELECT id,flags,mtime,labels FROM status').fetchall()))")
+            .arg(s.path())
+            .output()
+            .unwrap();
+        assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "2 0");
+    }
+
+    #[test]
     fn purge_removes_the_database() {
         let tmp = tempfile::tempdir().unwrap();
         let d = dir(tmp.path(), true);

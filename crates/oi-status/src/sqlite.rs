@@ -8,7 +8,7 @@ use std::os::unix::fs::DirBuilderExt;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use oi_core::{Flags, Side, StatusStore, StoreError, Uid, UidValidity};
+use oi_core::{Flags, MsgRef, PendingUpload, Side, StatusStore, StoreError, Uid, UidValidity};
 use rusqlite::{Connection, ErrorCode, OptionalExtension, params};
 
 use crate::error::{StatusError, io_at};
@@ -83,6 +83,17 @@ impl SqliteStatus {
         };
         status.prepare_schema(legacy)?;
         Ok(status)
+    }
+
+    /// Our own table of uploads in flight. OfflineIMAP reads only `metadata` and `status`
+    /// and ignores other tables, so the file stays its LocalStatus; created on first use.
+    fn pending_table(&mut self) -> Result<(), StatusError> {
+        self.conn
+            .execute_batch(
+                "CREATE TABLE IF NOT EXISTS offlineimap_rs_pending_upload \
+                 (marker TEXT PRIMARY KEY, source TEXT NOT NULL)",
+            )
+            .map_err(self.sql())
     }
 
     fn sql(&self) -> impl FnOnce(rusqlite::Error) -> StatusError {
@@ -266,6 +277,56 @@ impl StatusStore for SqliteStatus {
 
     fn remove(&mut self, uid: Uid) -> Result<(), StoreError> {
         Ok(self.write("DELETE FROM status WHERE id=?", params![uid.get()])?)
+    }
+
+    fn pending_uploads(&mut self) -> Result<Vec<PendingUpload>, StoreError> {
+        let exists: Option<String> = self
+            .conn
+            .query_row(
+                "SELECT name FROM sqlite_master WHERE type='table' \
+                 AND name='offlineimap_rs_pending_upload'",
+                [],
+                |r| r.get(0),
+            )
+            .optional()
+            .map_err(self.sql())?;
+        if exists.is_none() {
+            return Ok(Vec::new());
+        }
+        let mut stmt = self
+            .conn
+            .prepare("SELECT marker, source FROM offlineimap_rs_pending_upload")
+            .map_err(self.sql())?;
+        let rows = stmt
+            .query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?)))
+            .map_err(self.sql())?;
+        let mut out = Vec::new();
+        for row in rows {
+            let (marker, source) = row.map_err(self.sql())?;
+            // A row we cannot read names no message we could match: skip it.
+            if let Some(source) = MsgRef::from_text(&source) {
+                out.push(PendingUpload { marker, source });
+            }
+        }
+        Ok(out)
+    }
+
+    fn add_pending_upload(&mut self, pending: &PendingUpload) -> Result<(), StoreError> {
+        self.pending_table()?;
+        self.write(
+            "INSERT OR REPLACE INTO offlineimap_rs_pending_upload (marker, source) VALUES (?, ?)",
+            params![pending.marker, pending.source.to_text()],
+        )?;
+        // The APPEND follows: the record must be on disk first.
+        self.commit()
+    }
+
+    fn clear_pending_upload(&mut self, marker: &str) -> Result<(), StoreError> {
+        self.pending_table()?;
+        Ok(self.write(
+            "DELETE FROM offlineimap_rs_pending_upload WHERE marker=?",
+            params![marker],
+        )?)
     }
 
     fn commit(&mut self) -> Result<(), StoreError> {

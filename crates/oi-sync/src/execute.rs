@@ -137,6 +137,9 @@ pub async fn sync_folder<R: Folder, L: Folder, S: StatusStore>(
 ) -> Result<SyncStats, SyncError> {
     let remote_meta = remote.meta().await?;
     let local_meta = local.meta().await?;
+    if !opts.dry_run {
+        recover_uploads(remote, local, status).await?;
+    }
     let remote_list = remote.list().await?;
     let local_list = local.list().await?;
     let records = status.load()?;
@@ -211,6 +214,59 @@ pub async fn sync_folder<R: Folder, L: Folder, S: StatusStore>(
     };
     run.execute(&plan, &sizes).await?;
     Ok(run.stats)
+}
+
+/// Finishes uploads that a previous run started and did not record: a marked copy that
+/// reached the server is adopted (the local message gets its UID) instead of being
+/// uploaded a second time; a marker the server does not know means the APPEND never
+/// happened, and the message is simply uploaded again by this run's plan.
+async fn recover_uploads<R: Folder, L: Folder, S: StatusStore>(
+    remote: &mut R,
+    local: &mut L,
+    status: &mut S,
+) -> Result<(), SyncError> {
+    let pending = status.pending_uploads()?;
+    if pending.is_empty() {
+        return Ok(());
+    }
+    let listing = local.list().await?;
+    for p in pending {
+        if let Some(uid) = remote.find_marker(&p.marker).await? {
+            let source_exists = match &p.source {
+                MsgRef::Unsynced(key) => listing.unsynced.iter().any(|m| &m.key == key),
+                MsgRef::Uid(old) => listing.messages.contains_key(old),
+            };
+            if source_exists && !listing.messages.contains_key(&uid) {
+                local.assign_uid(&p.source, uid).await?;
+            }
+            // Otherwise the UID was assigned before the interruption (or the message was
+            // deleted locally meanwhile); the plan sees both copies and only records them.
+        }
+        status.clear_pending_upload(&p.marker)?;
+    }
+    local.flush().await?;
+    status.commit()?;
+    Ok(())
+}
+
+/// A value for the upload marker, unique in practice: hashes of the message, the clock,
+/// the process and a counter (the planner stays free of randomness; this is execution).
+fn new_marker(body: &[u8]) -> String {
+    use std::hash::{BuildHasher, Hasher};
+    use std::sync::atomic::AtomicU64;
+    static COUNTER: AtomicU64 = AtomicU64::new(0);
+    let mut h = std::collections::hash_map::RandomState::new().build_hasher();
+    h.write(body);
+    h.write_u64(COUNTER.fetch_add(1, Ordering::Relaxed));
+    h.write_u32(std::process::id());
+    h.write_u128(
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_nanos())
+            .unwrap_or(0),
+    );
+    let v = h.finish();
+    format!("{}-{}", v >> 32, v & 0xffff_ffff)
 }
 
 struct Run<'a, R, L, S> {
@@ -347,6 +403,29 @@ impl<R: Folder, L: Folder, S: StatusStore> Run<'_, R, L, S> {
         Ok(())
     }
 
+    /// Uploads a local message with an upload marker recorded first (see
+    /// [`recover_uploads`]); the marker is cleared with the next commit, after the caller
+    /// recorded the new UID.
+    async fn marked_append(
+        &mut self,
+        message: &Message,
+        flags: Flags,
+    ) -> Result<Option<Uid>, SyncError> {
+        let marker = new_marker(&message.body);
+        self.status.add_pending_upload(&oi_core::PendingUpload {
+            marker: marker.clone(),
+            source: message.source.clone(),
+        })?;
+        let marked = Message {
+            body: oi_core::marker::insert_marker(&message.body, &marker),
+            ..message.clone()
+        };
+        self.effect()?;
+        let uid = self.remote.append(&marked, flags, None).await?;
+        self.status.clear_pending_upload(&marker)?;
+        Ok(uid)
+    }
+
     /// New local messages: fetch, append to the server, give the local copy the new UID,
     /// record.
     async fn upload_unsynced(&mut self, uploads: &[(String, Flags)]) -> Result<(), SyncError> {
@@ -363,8 +442,7 @@ impl<R: Folder, L: Folder, S: StatusStore> Run<'_, R, L, S> {
                 let Some((_, flags)) = chunk.iter().find(|(k, _)| k == key) else {
                     continue;
                 };
-                self.effect()?;
-                let Some(uid) = self.remote.append(message, *flags, None).await? else {
+                let Some(uid) = self.marked_append(message, *flags).await? else {
                     self.warn(format!(
                         "uploaded local message {key} but the server did not tell its UID; \
                          it stays unsynced locally"
@@ -394,8 +472,7 @@ impl<R: Folder, L: Folder, S: StatusStore> Run<'_, R, L, S> {
             let Some(message) = messages.first() else {
                 continue;
             };
-            self.effect()?;
-            let Some(uid) = self.remote.append(message, flags, None).await? else {
+            let Some(uid) = self.marked_append(message, flags).await? else {
                 self.warn(format!(
                     "uploaded local message {old} but the server did not tell its UID"
                 ));

@@ -7,7 +7,8 @@ use std::sync::{Arc, Mutex, MutexGuard};
 
 use oi_core::{
     Access, FlagUpdate, Flags, Folder, FolderMeta, Listing, Message, MessageMeta, MsgRef,
-    Repository, Severity, Side, StatusStore, StoreError, Uid, UidValidity, UnsyncedMessage,
+    PendingUpload, Repository, Severity, Side, StatusStore, StoreError, Uid, UidValidity,
+    UnsyncedMessage,
 };
 
 use crate::account::StatusFactory;
@@ -270,6 +271,14 @@ impl Folder for MemFolder {
         })?
     }
 
+    async fn find_marker(&mut self, marker: &str) -> Result<Option<Uid>, StoreError> {
+        self.data(|d| {
+            d.messages.iter().find_map(|(uid, (body, _))| {
+                (oi_core::marker::marker_of(body).as_deref() == Some(marker)).then_some(*uid)
+            })
+        })
+    }
+
     async fn close(&mut self) -> Result<(), StoreError> {
         Ok(())
     }
@@ -282,6 +291,8 @@ pub struct MemStatusData {
     pub records: BTreeMap<Uid, Flags>,
     /// Saved UIDVALIDITY of the remote and the local side.
     pub validity: [Option<UidValidity>; 2],
+    /// Uploads in flight.
+    pub pending: Vec<PendingUpload>,
 }
 
 /// Opens in-memory status stores, keyed by status name.
@@ -354,6 +365,21 @@ impl StatusStore for MemStatus {
             .lock()
             .unwrap_or_else(|p| p.into_inner())
             .insert(self.name.clone(), self.working.clone());
+        Ok(())
+    }
+
+    fn pending_uploads(&mut self) -> Result<Vec<PendingUpload>, StoreError> {
+        Ok(self.working.pending.clone())
+    }
+
+    fn add_pending_upload(&mut self, pending: &PendingUpload) -> Result<(), StoreError> {
+        self.working.pending.retain(|p| p.marker != pending.marker);
+        self.working.pending.push(pending.clone());
+        self.commit()
+    }
+
+    fn clear_pending_upload(&mut self, marker: &str) -> Result<(), StoreError> {
+        self.working.pending.retain(|p| p.marker != marker);
         Ok(())
     }
 

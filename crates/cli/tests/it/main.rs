@@ -5,11 +5,13 @@
 //! - `cli`: flags, config discovery and errors, exit status, dry run, locking.
 //! - `compat`: continuing an OfflineIMAP 8 state without transferring anything.
 //! - `long_running`: hooks, autorefresh and signals.
+//! - `crash`: the binary killed after every step, then resumed.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 mod cli;
 mod common;
 mod compat;
+mod crash;
 mod long_running;
 mod sync;
 mod transport;

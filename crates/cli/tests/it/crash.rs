@@ -1,0 +1,107 @@
+//! isync-style interruption against a real server: the binary dies (crash hook, nothing
+//! committed) after every number of effects N, then a normal run must end in exactly the
+//! state an uninterrupted run reaches: nothing lost, nothing duplicated, on either side.
+
+use std::collections::BTreeMap;
+use std::process::Command;
+
+use crate::common::*;
+
+/// Builds the scenario: a synced folder, then changes on both sides.
+fn scenario(test: &str) -> Option<World> {
+    let w = World::new(test)?;
+    let uids: Vec<u32> = (0..6).map(|i| w.put("INBOX", &format!("old{i}"))).collect();
+    w.write_config("", "");
+    w.sync_ok();
+    let inbox = w.maildir().join("INBOX");
+    let local = local_messages(&inbox);
+    // Local: a flag change, a deletion, two new messages.
+    set_local_flags(&local[0], "FS");
+    std::fs::remove_file(&local[1].path).unwrap();
+    for i in 0..2 {
+        std::fs::write(
+            inbox.join(format!("new/17000000{i}.local.host")),
+            message(&format!("local{i}")),
+        )
+        .unwrap();
+    }
+    // Server: a flag change, a deletion, two new messages.
+    w.server
+        .add_flags(USER, "INBOX", uids[2], &["\\Answered"])
+        .unwrap();
+    w.doveadm(&[
+        "expunge",
+        "-u",
+        USER,
+        "mailbox",
+        "INBOX",
+        "uid",
+        &uids[3].to_string(),
+    ]);
+    for i in 0..2 {
+        w.put("INBOX", &format!("remote{i}"));
+    }
+    Some(w)
+}
+
+/// Subjects with flags on both sides, as a comparable value.
+fn state(w: &World) -> (BTreeMap<String, Vec<String>>, BTreeMap<String, String>) {
+    let mut server = BTreeMap::new();
+    for (_, (subject, flags)) in w.server_messages("INBOX") {
+        assert!(
+            server.insert(subject.clone(), flags).is_none(),
+            "duplicate on the server: {subject}"
+        );
+    }
+    let mut local = BTreeMap::new();
+    for m in local_messages(&w.maildir().join("INBOX")) {
+        assert!(
+            local.insert(m.subject.clone(), m.flags).is_none(),
+            "duplicate locally: {}",
+            m.subject
+        );
+    }
+    (server, local)
+}
+
+#[test]
+fn killed_at_every_step_then_resumed_converges() {
+    let expected = {
+        let Some(w) = scenario("crash_reference") else {
+            return;
+        };
+        w.sync_ok();
+        state(&w)
+    };
+    assert_eq!(expected.0.len(), 8, "{expected:?}");
+    let mut crashes = 0;
+    for n in 0..40 {
+        let w = scenario("crash_at_n").unwrap();
+        let out = Command::new(env!("CARGO_BIN_EXE_offlineimap"))
+            .env_clear()
+            .env("PATH", std::env::var("PATH").unwrap_or_default())
+            .env("HOME", w.dir.path())
+            .env("OFFLINEIMAP_TEST_CRASH_AFTER", n.to_string())
+            .arg("-c")
+            .arg(w.rc())
+            .args(["-o", "-u", "quiet"])
+            .output()
+            .unwrap();
+        match out.status.code() {
+            Some(99) => crashes += 1,
+            Some(0) => {
+                assert_eq!(state(&w), expected, "uninterrupted with the hook at {n}");
+                break;
+            }
+            other => panic!("n={n}: {other:?}: {}", String::from_utf8_lossy(&out.stderr)),
+        }
+        w.sync_ok();
+        assert_eq!(state(&w), expected, "after dying before effect {n}");
+        let quiet = w.sync_ok();
+        assert!(
+            !quiet.contains("copied") && !quiet.contains("deleted"),
+            "n={n}: {quiet}"
+        );
+    }
+    assert!(crashes >= 6, "the hook fired only {crashes} times");
+}
