@@ -218,12 +218,7 @@ impl MappedImapFolder {
     /// Maps unmapped local messages that the journal says this tool stored (see the module
     /// doc). True when the mapping changed.
     async fn repair(&mut self, local: &Listing) -> Result<bool, StoreError> {
-        let mut wanted: Vec<PendingAppend> = self
-            .journal
-            .iter()
-            .filter(|p| self.map.local_of(p.sync_uid).is_none())
-            .copied()
-            .collect();
+        let mut wanted = self.journal.clone();
         let Some(floor) = wanted.iter().map(|p| p.floor).min() else {
             return Ok(false);
         };
@@ -285,6 +280,10 @@ impl Folder for MappedImapFolder {
     async fn list(&mut self) -> Result<Listing, StoreError> {
         let local = self.inner.list().await?;
         self.floor = local.messages.keys().next_back().map_or(0, |u| u.get());
+        // Entries that were mapped when the mapping was read are settled, even if their
+        // message is gone now: only the others may be repaired.
+        let map = &self.map;
+        self.journal.retain(|p| map.local_of(p.sync_uid).is_none());
         // As OfflineIMAP: entries of messages gone from the local server are forgotten.
         let mut changed = self.map.retain_locals(|l| local.messages.contains_key(&l));
         if !self.journal.is_empty() {
@@ -294,7 +293,7 @@ impl Folder for MappedImapFolder {
         if changed {
             self.save()?;
         }
-        if !self.journal.is_empty() {
+        if self.journal_on_disk {
             self.journal.clear();
             self.write_journal()?;
         }
