@@ -2,6 +2,8 @@
 //! over TCP (LOGIN and AUTHENTICATE PLAIN, `/` delimiter, UIDPLUS) and a private Courier
 //! IMAP through a preauth tunnel (`INBOX.` prefix with `.`, with and without UIDPLUS).
 //! Server-side checks go through oi-testkit's own scripted client, never through ours.
+// Shared scenario helpers are not #[test] fns, so clippy's test allowances miss them.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -276,4 +278,320 @@ async fn courier_preauth_tunnel_needs_no_password() {
     );
     // Courier refuses folders outside INBOX.
     assert!(r.create_folder("Outside").await.is_err());
+}
+
+// ---- Recorded transcripts of servers we cannot run here (Gmail, Exchange/Office 365). ----
+
+mod transcripts {
+    use oi_imap::response::{FetchData, GreetingType, Outcome, RespCode, Response, Untagged};
+    use oi_imap::session::{Command, Event, Part, Session, SessionConfig};
+
+    /// Replays `tests/data/transcripts/<name>` through a session: every command is queued,
+    /// every server byte fed, and every event returned. Framing or parse errors fail.
+    fn replay(name: &str) -> Vec<Event> {
+        let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("tests/data/transcripts")
+            .join(name);
+        let text = std::fs::read_to_string(&path).unwrap();
+        let mut commands: Vec<(String, Vec<u8>)> = Vec::new();
+        let mut literal: Option<Vec<u8>> = None;
+        let mut server = Vec::new();
+        let flush = |commands: &mut Vec<(String, Vec<u8>)>, literal: &mut Option<Vec<u8>>| {
+            if let (Some(l), Some(last)) = (literal.take(), commands.last_mut()) {
+                last.1 = l;
+            }
+        };
+        for line in text.lines() {
+            let body = |p: &str| {
+                line.strip_prefix(p)
+                    .map(|r| r.strip_prefix(' ').unwrap_or(r))
+            };
+            if line.starts_with('#') || line.is_empty() {
+                continue;
+            } else if let Some(c) = body("C:") {
+                flush(&mut commands, &mut literal);
+                commands.push((c.to_string(), Vec::new()));
+            } else if let Some(l) = body("L:") {
+                let lit = literal.get_or_insert_with(Vec::new);
+                lit.extend_from_slice(l.as_bytes());
+                lit.extend_from_slice(b"\r\n");
+            } else if let Some(s) = body("S:") {
+                server.extend_from_slice(s.as_bytes());
+                server.extend_from_slice(b"\r\n");
+            } else {
+                panic!("{name}: bad transcript line {line:?}");
+            }
+        }
+        flush(&mut commands, &mut literal);
+
+        let mut session = Session::new(SessionConfig::default());
+        for (i, (text, lit)) in commands.iter().enumerate() {
+            let cmd = if lit.is_empty() {
+                Command::raw(text.clone())
+            } else {
+                Command {
+                    name: text.split(' ').next().unwrap_or("").to_string(),
+                    parts: vec![
+                        Part::Raw(text.clone().into_bytes()),
+                        Part::Literal(lit.clone()),
+                    ],
+                }
+            };
+            assert_eq!(session.enqueue(cmd), format!("A{}", i + 1));
+        }
+        session.feed(&server);
+        let mut events = Vec::new();
+        loop {
+            match session.next_event() {
+                Ok(Some(e)) => events.push(e),
+                Ok(None) => break,
+                Err(e) => panic!("{name}: after {} events: {e}", events.len()),
+            }
+            let _ = session.take_output();
+        }
+        assert_eq!(session.buffered_input(), 0, "{name}: bytes left unparsed");
+        assert_eq!(session.pending(), 0, "{name}: commands never completed");
+        events
+    }
+
+    fn untagged(events: &[Event]) -> impl Iterator<Item = &Untagged> {
+        events.iter().filter_map(|e| match e {
+            Event::Untagged(u) => Some(u),
+            _ => None,
+        })
+    }
+
+    fn lists(events: &[Event]) -> Vec<(Vec<String>, Option<char>, String)> {
+        untagged(events)
+            .filter_map(|u| match u {
+                Untagged::List {
+                    attributes,
+                    delimiter,
+                    name,
+                } => Some((attributes.clone(), *delimiter, name.clone())),
+                _ => None,
+            })
+            .collect()
+    }
+
+    fn fetches(events: &[Event]) -> Vec<FetchData> {
+        untagged(events)
+            .filter_map(|u| match u {
+                Untagged::Fetch(f) => Some(f.clone()),
+                _ => None,
+            })
+            .collect()
+    }
+
+    /// (tag, outcome, code, text) of every completion.
+    fn dones(events: &[Event]) -> Vec<(String, Outcome, Option<RespCode>, String)> {
+        events
+            .iter()
+            .filter_map(|e| match e {
+                Event::Done {
+                    tag,
+                    outcome,
+                    code,
+                    text,
+                    ..
+                } => Some((tag.clone(), *outcome, code.clone(), text.clone())),
+                _ => None,
+            })
+            .collect()
+    }
+
+    fn has_attr(l: &(Vec<String>, Option<char>, String), a: &str) -> bool {
+        l.0.iter().any(|x| x.eq_ignore_ascii_case(a))
+    }
+
+    fn strings(v: &[&str]) -> Vec<String> {
+        v.iter().map(|s| s.to_string()).collect()
+    }
+
+    #[test]
+    fn gmail() {
+        let ev = replay("gmail.txt");
+        let Event::Greeting(Response::Greeting { kind, code, text }) = &ev[0] else {
+            panic!("{:?}", ev[0]);
+        };
+        assert_eq!(*kind, GreetingType::Ok);
+        assert_eq!(*code, None);
+        assert!(text.starts_with("Gimap ready"), "{text}");
+        let caps = untagged(&ev)
+            .find_map(|u| match u {
+                Untagged::Capability(c) => Some(c.clone()),
+                _ => None,
+            })
+            .unwrap();
+        assert!(caps.iter().any(|c| c == "X-GM-EXT-1"), "{caps:?}");
+        let d = dones(&ev);
+        assert_eq!(d.len(), 9, "{d:?}");
+        assert!(d.iter().all(|x| x.1 == Outcome::Ok), "{d:?}");
+        let Some(RespCode::Capability(login_caps)) = &d[1].2 else {
+            panic!("{:?}", d[1]);
+        };
+        assert!(login_caps.iter().any(|c| c == "UIDPLUS"));
+        assert!(login_caps.iter().any(|c| c == "LITERAL-"));
+        assert_eq!(
+            d[6].2,
+            Some(RespCode::AppendUid {
+                uid_validity: 11,
+                uid: 420
+            })
+        );
+
+        let l = lists(&ev);
+        assert_eq!(l.len(), 12, "{l:?}");
+        assert!(l.iter().all(|x| x.1 == Some('/')));
+        let names: Vec<&str> = l.iter().map(|x| x.2.as_str()).collect();
+        assert_eq!(
+            names,
+            [
+                "INBOX",
+                "[Gmail]",
+                "[Gmail]/All Mail",
+                "[Gmail]/Drafts",
+                "[Gmail]/Important",
+                "[Gmail]/Sent Mail",
+                "[Gmail]/Spam",
+                "[Gmail]/Starred",
+                "[Gmail]/Trash",
+                "Receipts",
+                "Receipts/2024",
+                "&ANw-bersicht",
+            ]
+        );
+        assert!(has_attr(&l[1], "\\Noselect"));
+        assert!(has_attr(&l[2], "\\All"));
+        assert!(has_attr(&l[5], "\\Sent"));
+        assert!(has_attr(&l[8], "\\Trash"));
+
+        let f = fetches(&ev);
+        assert_eq!(f.len(), 5, "{f:?}");
+        // X-GM-LABELS (with quoted, backslashed and empty label lists) does not hide
+        // the items we use.
+        assert_eq!(f[0].uid, Some(417));
+        assert_eq!(f[0].flags, Some(strings(&["\\Seen"])));
+        assert_eq!(f[0].size, Some(22));
+        assert_eq!(f[1].uid, Some(418));
+        assert_eq!(f[1].flags, Some(vec![]));
+        assert_eq!(f[2].uid, Some(419));
+        assert_eq!(
+            f[2].flags,
+            Some(strings(&["\\Seen", "\\Flagged", "$NotPhishing"]))
+        );
+        assert_eq!(f[3].uid, Some(417));
+        assert_eq!(
+            f[3].body.as_deref(),
+            Some(&b"Subject: hello\r\n\r\nhi\r\n"[..])
+        );
+        assert_eq!(f[3].internal_date, Some(1_709_373_600));
+        // A label change echoes a FETCH with UID but no FLAGS.
+        assert_eq!(f[4].uid, Some(418));
+        assert_eq!(f[4].flags, None);
+        assert!(
+            untagged(&ev).any(|u| matches!(u, Untagged::Exists(4))),
+            "APPEND's EXISTS"
+        );
+        assert!(untagged(&ev).any(|u| matches!(
+            u,
+            Untagged::Status {
+                code: Some(RespCode::UidValidity(11)),
+                ..
+            }
+        )));
+        assert!(matches!(ev.last(), Some(Event::Done { .. })));
+    }
+
+    #[test]
+    fn gmail_login_refusals() {
+        let ev = replay("gmail-auth.txt");
+        let d = dones(&ev);
+        assert_eq!(d.len(), 3, "{d:?}");
+        assert!(d.iter().all(|x| x.1 == Outcome::No), "{d:?}");
+        assert!(
+            d[0].3.contains("Application-specific password required"),
+            "{d:?}"
+        );
+        // ALERT, AUTHENTICATIONFAILED and UNAVAILABLE are codes we do not act on.
+        assert_eq!(d[0].2, Some(RespCode::Other));
+        assert_eq!(d[1].2, Some(RespCode::Other));
+        assert_eq!(d[1].3, "Invalid credentials (Failure)");
+        assert!(untagged(&ev).any(|u| matches!(u, Untagged::Bye(t) if t.contains("Temporary"))));
+    }
+
+    #[test]
+    fn exchange() {
+        let ev = replay("exchange.txt");
+        let Event::Greeting(Response::Greeting { kind, code, text }) = &ev[0] else {
+            panic!("{:?}", ev[0]);
+        };
+        assert_eq!(*kind, GreetingType::Ok);
+        // The bracketed blob at the end is text, not a response code.
+        assert_eq!(*code, None);
+        assert!(text.contains("Microsoft Exchange"), "{text}");
+
+        let l = lists(&ev);
+        let names: Vec<&str> = l.iter().map(|x| x.2.as_str()).collect();
+        assert_eq!(
+            names,
+            [
+                "Archive",
+                "Calendar",
+                "Calendar/Birthdays",
+                "Deleted Items",
+                "Drafts",
+                "INBOX",
+                "INBOX/Project X",
+                "Junk Email",
+                "Sent Items",
+            ]
+        );
+        assert!(l.iter().all(|x| x.1 == Some('/')));
+        assert!(has_attr(&l[3], "\\Trash") && has_attr(&l[8], "\\Sent"));
+
+        let f = fetches(&ev);
+        assert_eq!(f.len(), 5, "{f:?}");
+        assert_eq!((f[0].uid, f[0].size), (Some(1233), Some(3104)));
+        assert_eq!(f[1].flags, Some(vec![]));
+        // BODY[] before UID and FLAGS; the reported size is not the body's.
+        assert_eq!(f[2].uid, Some(1233));
+        assert_eq!(f[2].flags, Some(strings(&["\\Seen"])));
+        assert_eq!(
+            f[2].body.as_deref(),
+            Some(&b"Subject: one\r\n\r\nbody one\r\n"[..])
+        );
+        assert_eq!(f[2].internal_date, Some(1_709_367_302));
+        assert_eq!(f[3].uid, Some(1234));
+        assert_eq!(
+            f[3].body.as_deref(),
+            Some(&b"Subject: two\r\n\r\nbody two\r\n"[..])
+        );
+        assert_eq!(f[3].internal_date, Some(1_710_266_400));
+        // An unsolicited flag change: no UID, so a client must not take it for a message.
+        assert_eq!(f[4].seq, 2);
+        assert_eq!(f[4].uid, None);
+        assert_eq!(f[4].flags, Some(strings(&["\\Seen"])));
+        // The empty SEARCH with a trailing space is an empty result, not an error.
+        assert!(untagged(&ev).any(|u| matches!(u, Untagged::Search(v) if v.is_empty())));
+
+        let d = dones(&ev);
+        assert_eq!(d.len(), 10, "{d:?}");
+        assert!(d[..8].iter().all(|x| x.1 == Outcome::Ok), "{d:?}");
+        assert_eq!(
+            d[7].2,
+            Some(RespCode::AppendUid {
+                uid_validity: 14,
+                uid: 7
+            })
+        );
+        assert_eq!(d[8].1, Outcome::No);
+        assert_eq!(d[8].2, Some(RespCode::Other));
+        assert_eq!(d[9].1, Outcome::Bad);
+        assert_eq!(d[9].3, "User is authenticated but not connected.");
+        assert!(matches!(
+            ev.last(),
+            Some(Event::Untagged(Untagged::Bye(t))) if t == "Connection closed. 14"
+        ));
+    }
 }
