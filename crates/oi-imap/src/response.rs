@@ -76,6 +76,9 @@ pub struct FetchData {
     pub size: Option<u32>,
     /// BODY[] (or RFC822) contents.
     pub body: Option<Vec<u8>>,
+    /// A header section (`BODY[HEADER.FIELDS (...)]`), as asked for by the identity
+    /// fetch of UIDVALIDITY recovery.
+    pub header: Option<Vec<u8>>,
 }
 
 /// An untagged response.
@@ -309,6 +312,11 @@ fn map_response(r: CResponse<'_>) -> Response {
                             ..
                         }
                         | MessageDataItem::Rfc822(data) => f.body = nstring(data),
+                        MessageDataItem::BodyExt {
+                            section: Some(_),
+                            data,
+                            ..
+                        } => f.header = nstring(data),
                         _ => {}
                     }
                 }
@@ -674,6 +682,7 @@ pub(crate) mod tolerant {
                     f.body = None
                 }
                 (n, Value::Str(s)) if n.starts_with(b"BODY[]<") => f.body = Some(s),
+                (n, Value::Str(s)) if n.starts_with(b"BODY[HEADER") => f.header = Some(s),
                 // Everything else (X-GM-LABELS, SAVEDATE, MODSEQ, EMAILID…) is skipped.
                 _ => {}
             }
@@ -685,6 +694,35 @@ pub(crate) mod tolerant {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn header_fields_section_is_kept() {
+        let hdr = b"Message-ID: <a@b>\r\n\r\n";
+        let mut line = format!(
+            "* 3 FETCH (UID 9 RFC822.SIZE 120 BODY[HEADER.FIELDS (MESSAGE-ID)] {{{}}}\r\n",
+            hdr.len()
+        )
+        .into_bytes();
+        line.extend_from_slice(hdr);
+        line.extend_from_slice(b")\r\n");
+        let Response::Untagged(Untagged::Fetch(f)) = parse_response(&line).unwrap() else {
+            panic!("not a FETCH");
+        };
+        assert_eq!(f.header.as_deref(), Some(&hdr[..]));
+        assert_eq!((f.uid, f.size), (Some(9), Some(120)));
+        // The same through the tolerant parser (an unknown item forces it).
+        let mut line2 = format!(
+            "* 3 FETCH (UID 9 X-GM-MSGID 1 BODY[HEADER.FIELDS (MESSAGE-ID)] {{{}}}\r\n",
+            hdr.len()
+        )
+        .into_bytes();
+        line2.extend_from_slice(hdr);
+        line2.extend_from_slice(b")\r\n");
+        let Response::Untagged(Untagged::Fetch(f)) = parse_response(&line2).unwrap() else {
+            panic!("not a FETCH");
+        };
+        assert_eq!(f.header.as_deref(), Some(&hdr[..]));
+    }
 
     #[test]
     fn codec_parses_common_responses() {
@@ -727,6 +765,7 @@ mod tests {
                 internal_date: Some(837596665),
                 size: None,
                 body: Some(b"hello".to_vec()),
+                header: None,
             }))
         );
     }
@@ -936,6 +975,7 @@ mod round_trip {
                         internal_date,
                         size,
                         body,
+                        header: None,
                     },
                     offset_minutes,
                     literal_body_always,
