@@ -19,7 +19,7 @@ use oi_imapmap::mapfile::{MapFile, PendingAppend, fingerprint};
 use oi_imapmap::{MappedImapRepository, UidMap};
 use oi_status::StatusDir;
 use oi_sync::memory::MemStatusFactory;
-use oi_sync::{AccountPolicy, ExecOptions, StatusFactory, sync_account};
+use oi_sync::{AccountPolicy, AccountReport, ExecOptions, StatusFactory, SyncError, sync_account};
 use oi_testkit::{Dovecot, ServerMessage};
 
 const LOCAL_REPO: &str = "Local";
@@ -111,6 +111,20 @@ impl World {
 
     /// One run of the engine over fresh repositories (so the mapping is read from disk).
     async fn sync_with<SF: StatusFactory>(&self, status: &SF, events: &Arc<Events>) -> SyncStats {
+        let report = self
+            .sync_opts(status, events, &ExecOptions::default())
+            .await
+            .unwrap();
+        assert!(report.failed.is_empty(), "{:?}", report.failed);
+        report.stats
+    }
+
+    async fn sync_opts<SF: StatusFactory>(
+        &self,
+        status: &SF,
+        events: &Arc<Events>,
+        opts: &ExecOptions,
+    ) -> Result<AccountReport, SyncError> {
         let remote = ImapRepository::new(config(&self.d, "alice", "alicepass"), events.clone());
         let local = MappedImapRepository::new(
             ImapRepository::new(config(&self.d, "bob", "bobpass"), events.clone()),
@@ -130,15 +144,13 @@ impl World {
             &local,
             status,
             &policy,
-            &ExecOptions::default(),
+            opts,
             events.as_ref(),
         )
-        .await
-        .unwrap();
+        .await;
         remote.shutdown().await;
         local.shutdown().await;
-        assert!(report.failed.is_empty(), "{:?}", report.failed);
-        report.stats
+        report
     }
 
     fn put(&self, user: &str, mailbox: &str, subject: &str) -> u32 {
@@ -378,6 +390,58 @@ async fn recreated_remote_folder_remaps_local_messages() {
     assert_ne!(after, before, "the remote UIDs did not change");
     let stats = w.sync_with(&status, &events).await;
     assert!(stats.is_empty(), "{stats:?}");
+}
+
+/// The engine stopped after every possible number of effects, then run again: each time
+/// both servers end in step with no duplicate, and a third run has nothing to do.
+#[tokio::test]
+async fn interrupted_at_every_step_converges() {
+    let Some(w) = World::new("interrupted_at_every_step_converges") else {
+        return;
+    };
+    let mut n = 0;
+    loop {
+        let status = MemStatusFactory::default();
+        let events = Arc::new(Events::default());
+        let mailbox = format!("Crash{n}");
+        w.d.create_mailbox("alice", &mailbox).unwrap();
+        w.d.create_mailbox("bob", &mailbox).unwrap();
+        // Something of every kind to do: downloads, uploads, flags, deletions.
+        let keep = w.put("alice", &mailbox, "r keep");
+        let drop = w.put("alice", &mailbox, "r drop");
+        let local = w.put("bob", &mailbox, "l keep");
+        w.sync_with(&status, &events).await;
+        w.d.add_flags("alice", &mailbox, keep, &["\\Seen"]).unwrap();
+        w.d.add_flags("bob", &mailbox, local, &["\\Flagged"])
+            .unwrap();
+        w.client("alice", "alicepass", &mailbox, ClientOp::Delete(uid(drop)))
+            .await;
+        w.put("alice", &mailbox, "r new");
+        w.put("bob", &mailbox, "l new");
+
+        let opts = ExecOptions {
+            crash_after: Some(n),
+            ..ExecOptions::default()
+        };
+        let first = w.sync_opts(&status, &events, &opts).await;
+        w.sync_with(&status, &events).await;
+        w.assert_in_step(&mailbox, &mailbox);
+        let left: Vec<String> = w.by_subject("bob", &mailbox).into_keys().collect();
+        assert_eq!(
+            left,
+            ["l keep", "l new", "r keep", "r new"],
+            "crash after {n}"
+        );
+        let stats = w.sync_with(&status, &events).await;
+        assert!(stats.is_empty(), "crash after {n}: {stats:?}");
+        match first {
+            Err(SyncError::CrashHook) => n += 1,
+            Ok(_) => break,
+            Err(e) => panic!("crash after {n}: {e}"),
+        }
+    }
+    // Every effect of the run was interrupted once.
+    assert!(n >= 5, "{n}");
 }
 
 /// The crash window: the local server stored a downloaded message but the mapping does not
