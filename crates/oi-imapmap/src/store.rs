@@ -20,9 +20,10 @@
 //! above the UID floor of the time for one with that fingerprint, and maps it instead.
 //! The same repair adopts a message whose UID the server would not tell.
 //!
-//! The remaining window is the engine's: a crash after a local message was APPENDed to the
-//! *remote* and before [`Folder::assign_uid`] maps it; the next run uploads it again (the
-//! same holds for Maildir and for OfflineIMAP).
+//! The other direction is the engine's: a crash after a local message was APPENDed to the
+//! *remote* and before [`Folder::assign_uid`] maps it is repaired by the engine's upload
+//! marker (`oi_core::marker`), which finds the remote copy and calls `assign_uid` with the
+//! unsynced key, which here is the local UID and so stays valid across runs.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
