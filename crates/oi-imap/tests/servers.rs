@@ -1,6 +1,7 @@
 //! The core IMAP store operations against servers other than Dovecot: a private Cyrus IMAP
 //! over TCP (LOGIN and AUTHENTICATE PLAIN, `/` delimiter, UIDPLUS) and a private Courier
-//! IMAP through a preauth tunnel (`INBOX.` prefix with `.`, with and without UIDPLUS).
+//! IMAP over TCP with LOGIN and through a preauth tunnel (`INBOX.` prefix with `.`, with
+//! and without UIDPLUS).
 //! Server-side checks go through oi-testkit's own scripted client, never through ours.
 // Shared scenario helpers are not #[test] fns, so clippy's test allowances miss them.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
@@ -50,6 +51,15 @@ fn repo(c: ImapConfig) -> ImapRepository {
 }
 
 fn cyrus_config(c: &Cyrus) -> ImapConfig {
+    let mut cfg = ImapConfig::new("127.0.0.1", "alice");
+    cfg.password = Some(Secret::new("alicepass"));
+    cfg.security = Security::Plain;
+    cfg.port = Some(c.imap_port());
+    cfg.timeout = Some(Duration::from_secs(30));
+    cfg
+}
+
+fn courier_tcp_config(c: &Courier) -> ImapConfig {
     let mut cfg = ImapConfig::new("127.0.0.1", "alice");
     cfg.password = Some(Secret::new("alicepass"));
     cfg.security = Security::Plain;
@@ -240,7 +250,9 @@ async fn courier_core_operations_with_uidplus() {
     let Some(c) = Courier::start_or_skip_with("courier_core_operations_with_uidplus", true) else {
         return;
     };
-    let r = repo(courier_config(&c));
+    // Over TCP: imaplogin + a private authdaemond; Debian advertises no AUTH= without
+    // TLS, so the default mechanism list must fall back to LOGIN.
+    let r = repo(courier_tcp_config(&c));
     core_scenario(&r, &c, "INBOX.Work", "INBOX.Work.Sub", '.', true).await;
     assert!(c.maildir_of("alice").join(".Work.Sub").exists());
 }
@@ -253,6 +265,23 @@ async fn courier_core_operations_without_uidplus() {
     };
     let r = repo(courier_config(&c));
     core_scenario(&r, &c, "INBOX.Work", "INBOX.Work.Sub", '.', false).await;
+}
+
+#[tokio::test]
+async fn courier_login() {
+    let Some(c) = Courier::start_or_skip("courier_login") else {
+        return;
+    };
+    let mut cfg = courier_tcp_config(&c);
+    cfg.auth_mechanisms = vec![AuthMechanism::Login];
+    assert_eq!(
+        repo(cfg).list_folders().await.unwrap(),
+        vec!["INBOX".to_string()]
+    );
+    let mut cfg = courier_tcp_config(&c);
+    cfg.password = Some(Secret::new("wrong"));
+    let e = repo(cfg).list_folders().await.unwrap_err();
+    assert_eq!(e.severity(), Severity::Repository, "{e}");
 }
 
 #[tokio::test]

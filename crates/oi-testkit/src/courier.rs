@@ -1,27 +1,50 @@
-//! A private Courier IMAP, reached through a preauth tunnel.
+//! A private Courier IMAP, over TCP with LOGIN and through a preauth tunnel.
 //!
 //! Courier's `imapd` is the post-login half of the server: started with `AUTHENTICATED`
 //! set, in the user's home, with the Maildir as its argument, it greets `* PREAUTH` and
 //! speaks IMAP on stdin/stdout. That is exactly OfflineIMAP's `preauthtunnel` (and how
-//! people tunnel Courier over ssh). A TCP login would need `authdaemond`, whose socket and
-//! configuration paths are compiled in and shared with any system instance, so the tests
-//! do not use it. The environment mirrors the `/etc/courier/imapd` that the package ships.
+//! people tunnel Courier over ssh); [`Courier::preauth_command`] gives it.
+//!
+//! Over TCP, `couriertcpd` runs `imaplogin`, which asks `authdaemond` and then execs
+//! `imapd`. authdaemond's configuration (`/etc/courier`) and socket directory
+//! (`/run/courier/authdaemon`) are compiled in, so the whole TCP server runs in a private
+//! mount namespace (`unshare --mount`) where both are bind mounts of directories of this
+//! instance, with a private `authuserdb`: the system's files and any system authdaemond
+//! are never touched. The process group is killed when the server is dropped.
+//! The environment mirrors the `/etc/courier/imapd` that the package ships.
 
+use std::net::TcpStream;
+use std::os::unix::process::CommandExt;
 use std::path::PathBuf;
-use std::process::{Command, Stdio};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
 
 use crate::packages::{package_file, under_ci};
 use crate::script::{Script, quote};
-use crate::{ServerMessage, StartError, USERS};
+use crate::{ServerMessage, StartError, USERS, free_port};
 
 /// The capabilities Debian's `/etc/courier/imapd` advertises.
 const CAPABILITY: &str =
     "IMAP4rev1 UIDPLUS CHILDREN NAMESPACE THREAD=ORDEREDSUBJECT THREAD=REFERENCES SORT QUOTA IDLE";
 
-/// A private Courier IMAP: one Maildir per test user, served by tunnels.
+/// A private Courier IMAP: one Maildir per test user, served over TCP and by tunnels.
 #[derive(Debug)]
 pub struct Courier {
     dir: tempfile::TempDir,
+    port: u16,
+    /// `unshare` running authdaemond and couriertcpd, leader of its own process group.
+    tcp: Option<Child>,
+}
+
+/// The `IMAP_*` settings of Debian's `/etc/courier/imapd`, as `env` arguments.
+fn imap_env(root: &str, capability: &str) -> String {
+    format!(
+        "IMAP_CAPABILITY='{capability}' IMAP_KEYWORDS=1 IMAP_ACL=1 IMAP_USELOCKS=1 \\
+  IMAP_IDLE_TIMEOUT=60 IMAP_MAILBOX_SANITY_CHECK=1 IMAP_DISABLETHREADSORT=0 \\
+  IMAP_CHECK_ALL_FOLDERS=0 IMAP_OBSOLETE_CLIENT=0 IMAP_UMASK=022 IMAP_ENHANCEDIDLE=0 \\
+  IMAP_SHAREDINDEXFILE='{root}/shared/index' IMAP_TRASHFOLDERNAME=Trash \\
+  IMAP_EMPTYTRASH=Trash:7 IMAP_MOVE_EXPUNGE_TO_TRASH=0"
+    )
 }
 
 impl Courier {
@@ -78,23 +101,69 @@ impl Courier {
         } else {
             CAPABILITY.replace(" UIDPLUS", "")
         };
-        let r = root.display();
+        let r = root.display().to_string();
+        let env = imap_env(&r, &capability);
         let script = format!(
             "#!/bin/sh
 # Preauth tunnel to a private Courier IMAP, written by oi-testkit. Usage: imapd.sh USER
 cd '{r}/home/'\"$1\" || exit 1
 exec env -i PATH=/usr/bin:/bin HOME='{r}/home/'\"$1\" AUTHENTICATED=\"$1\" \\
-  IMAP_CAPABILITY='{capability}' IMAP_KEYWORDS=1 IMAP_ACL=1 IMAP_USELOCKS=1 \\
-  IMAP_IDLE_TIMEOUT=60 IMAP_MAILBOX_SANITY_CHECK=1 IMAP_DISABLETHREADSORT=0 \\
-  IMAP_CHECK_ALL_FOLDERS=0 IMAP_OBSOLETE_CLIENT=0 IMAP_UMASK=022 IMAP_ENHANCEDIDLE=0 \\
-  IMAP_SHAREDINDEXFILE='{r}/shared/index' IMAP_TRASHFOLDERNAME=Trash \\
-  IMAP_EMPTYTRASH=Trash:7 IMAP_MOVE_EXPUNGE_TO_TRASH=0 \\
+  {env} \\
   '{imapd}' Maildir 2>>'{r}/log/imapd.log'
 ",
             imapd = imapd.display()
         );
         std::fs::write(root.join("imapd.sh"), script)?;
-        let server = Courier { dir };
+
+        let imaplogin = package_file("courier-imap", "usr/lib/courier/courier/imaplogin")?;
+        std::fs::create_dir(root.join("etc"))?;
+        std::fs::create_dir(root.join("authrun"))?;
+        std::fs::write(
+            root.join("etc/authdaemonrc"),
+            "authmodulelist=\"authuserdb\"\ndaemons=1\nauthdaemonvar=/run/courier/authdaemon\nDEBUG_LOGIN=0\nDEFAULTOPTIONS=\"\"\nLOGGEROPTS=\"\"\n",
+        )?;
+        let mut users = String::new();
+        for (user, pass) in USERS {
+            users.push_str(&format!(
+                "userdb {user} set home='{r}/home/{user}' mail='{r}/home/{user}/Maildir' uid=0 gid=0 systempw=\"$(echo '{pass}' | userdbpw -md5)\"\n"
+            ));
+        }
+        let port = free_port()?;
+        let tcp_script = format!(
+            "#!/bin/sh
+# Private Courier IMAP over TCP, written by oi-testkit; runs inside `unshare --mount`.
+set -e
+PATH=/usr/sbin:/usr/bin:/sbin:/bin
+mkdir -p /etc/courier /run/courier/authdaemon
+mount --bind '{r}/etc' /etc/courier
+mount --bind '{r}/authrun' /run/courier/authdaemon
+{users}makeuserdb
+/usr/lib/courier/courier-authlib/authdaemond 2>>'{r}/log/authdaemond.log' &
+exec env -i PATH=/usr/bin:/bin:/usr/sbin \\
+  {env} \\
+  /usr/sbin/couriertcpd -address=127.0.0.1 -nodnslookup -noidentlookup \\
+  -stderr='{r}/log/imapd.log' {port} '{imaplogin}' '{imapd}' Maildir
+",
+            imaplogin = imaplogin.display(),
+            imapd = imapd.display()
+        );
+        std::fs::write(root.join("tcp.sh"), tcp_script)?;
+        let log = std::fs::File::create(root.join("log/tcp.log"))?;
+        let tcp = Command::new("unshare")
+            .args(["--mount", "--propagation", "private", "sh"])
+            .arg(root.join("tcp.sh"))
+            .stdin(Stdio::null())
+            .stdout(log.try_clone()?)
+            .stderr(log)
+            // Its own group, so Drop can stop authdaemond and every session with it.
+            .process_group(0)
+            .spawn()?;
+        let mut server = Courier {
+            dir,
+            port,
+            tcp: Some(tcp),
+        };
+        server.wait_ready()?;
         // Fail here, with the log, rather than in the middle of a test.
         let s = server.session(USERS[0].0)?;
         if !s.greeting.starts_with("* PREAUTH") {
@@ -108,6 +177,53 @@ exec env -i PATH=/usr/bin:/bin HOME='{r}/home/'\"$1\" AUTHENTICATED=\"$1\" \\
         Ok(server)
     }
 
+    /// Waits until a LOGIN over TCP works (authdaemond comes up after the port).
+    fn wait_ready(&mut self) -> Result<(), StartError> {
+        let deadline = Instant::now() + Duration::from_secs(20);
+        loop {
+            if let Some(child) = self.tcp.as_mut()
+                && let Some(status) = child.try_wait()?
+            {
+                self.tcp = None;
+                return Err(StartError::Failed(format!(
+                    "Courier TCP server exited ({status}): {}",
+                    self.logs()
+                )));
+            }
+            let login = TcpStream::connect(("127.0.0.1", self.port))
+                .is_ok()
+                .then(|| self.tcp_session(USERS[0].0))
+                .and_then(Result::ok);
+            if let Some(s) = login {
+                return s.logout();
+            }
+            if Instant::now() > deadline {
+                return Err(StartError::Failed(format!(
+                    "Courier did not accept a LOGIN within 20 s: {}",
+                    self.logs()
+                )));
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+
+    /// The plain IMAP port (LOGIN with the [`USERS`] passwords; no TLS).
+    pub fn imap_port(&self) -> u16 {
+        self.port
+    }
+
+    /// A scripted session over TCP, logged in as `user` with LOGIN.
+    pub fn tcp_session(&self, user: &str) -> Result<Script, StartError> {
+        let pass = USERS
+            .iter()
+            .find(|(u, _)| *u == user)
+            .map(|(_, p)| *p)
+            .ok_or_else(|| StartError::Failed(format!("unknown test user {user}")))?;
+        let mut s = Script::tcp(self.port)?;
+        s.login(user, pass)?;
+        Ok(s)
+    }
+
     /// The shell command for OfflineIMAP's `preauthtunnel` giving `user` a session.
     pub fn preauth_command(&self, user: &str) -> String {
         format!(
@@ -116,9 +232,15 @@ exec env -i PATH=/usr/bin:/bin HOME='{r}/home/'\"$1\" AUTHENTICATED=\"$1\" \\
         )
     }
 
-    /// The server's log (its stderr).
+    /// The server's logs (imapd, couriertcpd, authdaemond, the namespace script).
     pub fn logs(&self) -> String {
-        std::fs::read_to_string(self.dir.path().join("log/imapd.log")).unwrap_or_default()
+        let mut s = String::new();
+        for f in ["log/tcp.log", "log/authdaemond.log", "log/imapd.log"] {
+            if let Ok(t) = std::fs::read_to_string(self.dir.path().join(f)) {
+                s.push_str(&t);
+            }
+        }
+        s
     }
 
     /// The hierarchy delimiter; folders live under `INBOX.`.
@@ -184,6 +306,38 @@ exec env -i PATH=/usr/bin:/bin HOME='{r}/home/'\"$1\" AUTHENTICATED=\"$1\" \\
     }
 }
 
+impl Drop for Courier {
+    fn drop(&mut self) {
+        let Some(mut child) = self.tcp.take() else {
+            return;
+        };
+        // The negative pid addresses the group: couriertcpd, authdaemond, imapd sessions.
+        let _ = Command::new("kill")
+            .arg("-TERM")
+            .arg("--")
+            .arg(format!("-{}", child.id()))
+            .status();
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            match child.try_wait() {
+                Ok(Some(_)) => return,
+                Ok(None) if Instant::now() < deadline => {
+                    std::thread::sleep(Duration::from_millis(20))
+                }
+                _ => {
+                    let _ = Command::new("kill")
+                        .arg("-KILL")
+                        .arg("--")
+                        .arg(format!("-{}", child.id()))
+                        .status();
+                    let _ = child.wait();
+                    return;
+                }
+            }
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -216,5 +370,11 @@ mod tests {
                 .contains(&"INBOX.Work".to_string())
         );
         assert!(c.session("mallory").is_err());
+        // The same Maildirs over TCP with LOGIN; a wrong password is refused.
+        let mut t = c.tcp_session("alice").unwrap();
+        assert!(t.list().unwrap().contains(&"INBOX.Work".to_string()));
+        t.logout().unwrap();
+        let mut t = Script::tcp(c.imap_port()).unwrap();
+        assert!(t.login("alice", "wrong").is_err());
     }
 }
