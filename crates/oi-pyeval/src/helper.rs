@@ -41,7 +41,9 @@ impl Helper {
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit())
             .spawn()
-            .map_err(|e| HelperError::Process(format!("cannot run {}: {e}", interpreter.display())))?;
+            .map_err(|e| {
+                HelperError::Process(format!("cannot run {}: {e}", interpreter.display()))
+            })?;
         let (Some(stdin), Some(stdout)) = (child.stdin.take(), child.stdout.take()) else {
             return Err(HelperError::Process("helper pipes missing".into()));
         };
@@ -72,8 +74,9 @@ impl Helper {
                 None => "the python3 helper closed its output".into(),
             }));
         }
-        let resp: Json = serde_json::from_str(&answer)
-            .map_err(|e| HelperError::Process(format!("bad answer from the python3 helper: {e}")))?;
+        let resp: Json = serde_json::from_str(&answer).map_err(|e| {
+            HelperError::Process(format!("bad answer from the python3 helper: {e}"))
+        })?;
         if let Some(err) = resp.get("error") {
             let s = |k: &str| err.get(k).and_then(Json::as_str).unwrap_or("").to_string();
             return Err(HelperError::Python {
@@ -89,7 +92,8 @@ impl Helper {
         let path = path
             .to_str()
             .ok_or_else(|| HelperError::Process("pythonfile path is not UTF-8".into()))?;
-        self.request(json!({"op": "load", "path": path})).map(|_| ())
+        self.request(json!({"op": "load", "path": path}))
+            .map(|_| ())
     }
 }
 
@@ -134,7 +138,11 @@ pub fn decode(j: &Json) -> Result<Value, HelperError> {
                         .collect::<Result<_, _>>()?,
                 ),
                 Some("other") => Value::Other {
-                    type_name: o.get("type").and_then(Json::as_str).ok_or_else(bad)?.to_string(),
+                    type_name: o
+                        .get("type")
+                        .and_then(Json::as_str)
+                        .ok_or_else(bad)?
+                        .to_string(),
                     truthy: o.get("truthy").and_then(Json::as_bool).ok_or_else(bad)?,
                 },
                 _ => return Err(bad()),

@@ -174,7 +174,11 @@ impl From<PyError> for StoreError {
     /// A failing configuration expression stops everything, as OfflineIMAP's uncaught
     /// exception at repository set-up does.
     fn from(e: PyError) -> StoreError {
-        StoreError::with_source(Severity::Fatal, "evaluating Python from the configuration", e)
+        StoreError::with_source(
+            Severity::Fatal,
+            "evaluating Python from the configuration",
+            e,
+        )
     }
 }
 
@@ -248,7 +252,12 @@ fn strip_eval_prefix(source: &str) -> &str {
 /// be checked against Rust strings.
 fn risky_literal(source: &str) -> bool {
     let lower = source.to_ascii_lowercase();
-    lower.contains("\\n{") || ["\\ud8", "\\ud9", "\\uda", "\\udb", "\\udc", "\\udd", "\\ude", "\\udf", "\\u0000d"].iter().any(|p| lower.contains(p))
+    lower.contains("\\n{")
+        || [
+            "\\ud8", "\\ud9", "\\uda", "\\udb", "\\udc", "\\udd", "\\ude", "\\udf", "\\u0000d",
+        ]
+        .iter()
+        .any(|p| lower.contains(p))
 }
 
 impl PyEnv {
@@ -345,7 +354,12 @@ impl PyEnv {
         })
     }
 
-    fn helper_request(&mut self, origin: &Origin, reason: &str, req: serde_json::Value) -> Result<serde_json::Value, PyError> {
+    fn helper_request(
+        &mut self,
+        origin: &Origin,
+        reason: &str,
+        req: serde_json::Value,
+    ) -> Result<serde_json::Value, PyError> {
         let h = self.helper(origin, reason)?;
         let r = h.request(req);
         match r {
@@ -377,7 +391,8 @@ impl PyEnv {
         if risky_literal(source) {
             return Err("string escape left to CPython".into());
         }
-        ruff_python_parser::parse_expression(strip_eval_prefix(source)).map_err(|e| format!("syntax: {e}"))
+        ruff_python_parser::parse_expression(strip_eval_prefix(source))
+            .map_err(|e| format!("syntax: {e}"))
     }
 
     /// A plain expression (`folderincludes`, `remotepasseval`, `idlefolders`...).
@@ -385,7 +400,10 @@ impl PyEnv {
         let reason = match self.parse(source) {
             Ok(parsed) => {
                 let ctx = Ctx::new(self.globals(origin));
-                match ctx.eval(&parsed.syntax().body).and_then(|o| native::to_value(&o)) {
+                match ctx
+                    .eval(&parsed.syntax().body)
+                    .and_then(|o| native::to_value(&o))
+                {
                     Ok(v) => {
                         self.last_path = Some(EvalPath::Native);
                         return Ok(v);
@@ -435,7 +453,8 @@ impl PyEnv {
         if self.helper.is_some() && self.defined.contains_key(&f.id) {
             return Ok(());
         }
-        let req = json!({"op": "define", "id": f.id, "source": f.source, "re": f.origin.injects_re()});
+        let req =
+            json!({"op": "define", "id": f.id, "source": f.source, "re": f.origin.injects_re()});
         self.helper_request(&f.origin, reason, req)?;
         self.defined.insert(f.id, ());
         Ok(())
@@ -452,7 +471,10 @@ impl PyEnv {
         let missing: Vec<usize> = (0..names.len()).filter(|i| results[*i].is_err()).collect();
         if missing.is_empty() {
             self.last_path = Some(EvalPath::Native);
-            return results.into_iter().map(|r| r.map_err(|_| bad_answer(&f.origin, ""))).collect();
+            return results
+                .into_iter()
+                .map(|r| r.map_err(|_| bad_answer(&f.origin, "")))
+                .collect();
         }
         let reason = match &results[missing[0]] {
             Err(r) => r.clone(),
@@ -470,12 +492,18 @@ impl PyEnv {
         for (i, v) in missing.iter().zip(values) {
             results[*i] = Ok(decode(&f.origin, &reason, Some(v))?);
         }
-        results.into_iter().map(|r| r.map_err(|_| bad_answer(&f.origin, &reason))).collect()
+        results
+            .into_iter()
+            .map(|r| r.map_err(|_| bad_answer(&f.origin, &reason)))
+            .collect()
     }
 
     /// A native per-name evaluator, or why there is none.
     #[allow(clippy::type_complexity)]
-    fn apply_native<'f>(&self, f: &'f FolderFn) -> Result<Box<dyn Fn(&[String]) -> Vec<Result<Value, String>> + 'f>, String> {
+    fn apply_native<'f>(
+        &self,
+        f: &'f FolderFn,
+    ) -> Result<Box<dyn Fn(&[String]) -> Vec<Result<Value, String>> + 'f>, String> {
         let Some(parsed) = &f.parsed else {
             return Err(f.declined.clone().unwrap_or_default());
         };
@@ -500,13 +528,26 @@ impl PyEnv {
     /// OfflineIMAP 8 does (`sort(key=cmp2key(foldersort))`, so only `cmp(a, b) < 0` is
     /// used). Python 2's `cmp` does not exist in Python 3: `lambda x, y: cmp(x, y)` raises
     /// NameError as soon as two folders are compared, unless the pythonfile defines `cmp`.
-    pub fn sort_folders(&mut self, source: &str, origin: &Origin, names: &[String]) -> Result<Vec<String>, PyError> {
+    pub fn sort_folders(
+        &mut self,
+        source: &str,
+        origin: &Origin,
+        names: &[String],
+    ) -> Result<Vec<String>, PyError> {
         let order = self.sort_order(source, origin, names)?;
-        Ok(order.into_iter().filter_map(|i| names.get(i).cloned()).collect())
+        Ok(order
+            .into_iter()
+            .filter_map(|i| names.get(i).cloned())
+            .collect())
     }
 
     /// Like [`PyEnv::sort_folders`] but returns the permutation: `names[order[0]]` first.
-    pub fn sort_order(&mut self, source: &str, origin: &Origin, names: &[String]) -> Result<Vec<usize>, PyError> {
+    pub fn sort_order(
+        &mut self,
+        source: &str,
+        origin: &Origin,
+        names: &[String],
+    ) -> Result<Vec<usize>, PyError> {
         let f = self.folder_function(source, origin)?;
         let reason = match self.sort_native(&f, names) {
             Ok(v) => {
@@ -554,7 +595,13 @@ impl PyEnv {
                 if i == j {
                     continue;
                 }
-                let r = ctx.call(&func, vec![Obj::Str(names[i].as_str().into()), Obj::Str(names[j].as_str().into())])?;
+                let r = ctx.call(
+                    &func,
+                    vec![
+                        Obj::Str(names[i].as_str().into()),
+                        Obj::Str(names[j].as_str().into()),
+                    ],
+                )?;
                 lt[i * n + j] = match r {
                     Obj::Int(v) => v < 0,
                     Obj::Bool(_) => false,

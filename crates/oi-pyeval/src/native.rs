@@ -25,6 +25,8 @@ pub enum Obj<'a> {
     None,
     Bool(bool),
     Int(i64),
+    /// A `re.RegexFlag`: an int whose `str()` is `re.IGNORECASE`, so it is kept apart.
+    Flag(i64),
     Str(Rc<str>),
     List(Rc<Vec<Obj<'a>>>),
     Tuple(Rc<Vec<Obj<'a>>>),
@@ -94,15 +96,10 @@ impl Ctx {
         if name == "re" && self.globals.re {
             return Ok(Obj::ReModule);
         }
-        if self.globals.builtins {
-            if let Some(b) = BUILTINS.iter().find(|b| **b == name) {
-                return Ok(Obj::Builtin(b));
-            }
-            match name {
-                "True" => return Ok(Obj::Bool(true)),
-                "False" => return Ok(Obj::Bool(false)),
-                _ => {}
-            }
+        if let Some(b) = BUILTINS.iter().find(|b| **b == name)
+            && self.globals.builtins
+        {
+            return Ok(Obj::Builtin(b));
         }
         no(format!("name {name} is not known natively"))
     }
@@ -122,7 +119,9 @@ impl Ctx {
             Expr::Dict(d) => {
                 let mut items: Vec<(Obj<'a>, Obj<'a>)> = Vec::new();
                 for it in &d.items {
-                    let Some(k) = &it.key else { return no("** in dict") };
+                    let Some(k) = &it.key else {
+                        return no("** in dict");
+                    };
                     let k = self.ev(k, scope)?;
                     hashable(&k)?;
                     let v = self.ev(&it.value, scope)?;
@@ -143,7 +142,11 @@ impl Ctx {
             Expr::Lambda(l) => {
                 let mut params = Vec::new();
                 if let Some(p) = &l.parameters {
-                    if !p.posonlyargs.is_empty() || p.vararg.is_some() || !p.kwonlyargs.is_empty() || p.kwarg.is_some() {
+                    if !p.posonlyargs.is_empty()
+                        || p.vararg.is_some()
+                        || !p.kwonlyargs.is_empty()
+                        || p.kwarg.is_some()
+                    {
                         return no("complex lambda parameters");
                     }
                     for a in &p.args {
@@ -185,7 +188,9 @@ impl Ctx {
                 let v = self.ev(&u.operand, scope)?;
                 match (u.op, &v) {
                     (UnaryOp::Not, _) => Ok(Obj::Bool(!truthy(&v)?)),
-                    (UnaryOp::USub, _) => Ok(Obj::Int(as_int(&v)?.checked_neg().ok_or("overflow")?)),
+                    (UnaryOp::USub, _) => {
+                        Ok(Obj::Int(as_int(&v)?.checked_neg().ok_or("overflow")?))
+                    }
                     _ => no("unary operator"),
                 }
             }
@@ -251,7 +256,9 @@ impl Ctx {
         let args = self.ev_all(&c.arguments.args, scope)?;
         let mut kwargs = Vec::new();
         for k in c.arguments.keywords.iter() {
-            let Some(name) = &k.arg else { return no("**kwargs") };
+            let Some(name) = &k.arg else {
+                return no("**kwargs");
+            };
             kwargs.push((name.as_str(), self.ev(&k.value, scope)?));
         }
         if let Expr::Attribute(a) = &*c.func {
@@ -281,7 +288,13 @@ impl Ctx {
         }
     }
 
-    fn method<'a>(&self, recv: &Obj<'a>, name: &str, args: Vec<Obj<'a>>, kw: Vec<(&str, Obj<'a>)>) -> R<Obj<'a>> {
+    fn method<'a>(
+        &self,
+        recv: &Obj<'a>,
+        name: &str,
+        args: Vec<Obj<'a>>,
+        kw: Vec<(&str, Obj<'a>)>,
+    ) -> R<Obj<'a>> {
         match recv {
             Obj::Str(s) => {
                 if !kw.is_empty() && name != "split" && name != "rsplit" {
@@ -318,7 +331,12 @@ impl Ctx {
         }
     }
 
-    fn re_function<'a>(&self, name: &str, mut args: Vec<Obj<'a>>, kw: Vec<(&str, Obj<'a>)>) -> R<Obj<'a>> {
+    fn re_function<'a>(
+        &self,
+        name: &str,
+        mut args: Vec<Obj<'a>>,
+        kw: Vec<(&str, Obj<'a>)>,
+    ) -> R<Obj<'a>> {
         // Signatures of Python 3.11's re module.
         let params: &[&str] = match name {
             "sub" | "subn" => &["pattern", "repl", "string", "count", "flags"],
@@ -353,7 +371,13 @@ impl Ctx {
         self.pattern_method(pat, name, args, kw_none)
     }
 
-    fn pattern_method<'a>(&self, p: Rc<PyRegex>, name: &str, mut args: Vec<Obj<'a>>, kw: Vec<(&str, Obj<'a>)>) -> R<Obj<'a>> {
+    fn pattern_method<'a>(
+        &self,
+        p: Rc<PyRegex>,
+        name: &str,
+        mut args: Vec<Obj<'a>>,
+        kw: Vec<(&str, Obj<'a>)>,
+    ) -> R<Obj<'a>> {
         let params: &[&str] = match name {
             "sub" | "subn" => &["repl", "string", "count"],
             "match" | "search" | "fullmatch" | "findall" => &["string"],
@@ -361,12 +385,17 @@ impl Ctx {
             _ => return no(format!("Pattern.{name}")),
         };
         bind(params, &mut args, kw)?;
-        let si = if name == "sub" || name == "subn" { 1 } else { 0 };
+        let si = if name == "sub" || name == "subn" {
+            1
+        } else {
+            0
+        };
         let Obj::Str(s) = &args[si] else {
             return no("regex subject is not a str");
         };
         let s = s.clone();
-        let wrap = |m: Option<MatchData>| Ok(m.map(|m| Obj::Match(Rc::new(m))).unwrap_or(Obj::None));
+        let wrap =
+            |m: Option<MatchData>| Ok(m.map(|m| Obj::Match(Rc::new(m))).unwrap_or(Obj::None));
         match name {
             "search" => wrap(p.search(&s)?),
             "match" => wrap(p.match_start(&s)?),
@@ -399,7 +428,11 @@ impl Ctx {
                     let (a, b) = m.spans[0].ok_or("no span")?;
                     out.push(Obj::Str(Rc::from(s.get(last..a).ok_or("span")?)));
                     for g in 1..=p.groups {
-                        out.push(m.group(g).map(|x| Obj::Str(Rc::from(x))).unwrap_or(Obj::None));
+                        out.push(
+                            m.group(g)
+                                .map(|x| Obj::Str(Rc::from(x)))
+                                .unwrap_or(Obj::None),
+                        );
                     }
                     last = b;
                 }
@@ -411,7 +444,11 @@ impl Ctx {
                     Obj::None => 0,
                     o => as_int(o)?,
                 };
-                let ms = if count < 0 { Vec::new() } else { p.iter(&s, count as usize)? };
+                let ms = if count < 0 {
+                    Vec::new()
+                } else {
+                    p.iter(&s, count as usize)?
+                };
                 let template = match &args[0] {
                     Obj::Str(t) => Some(pyre::parse_template(t, &p)?),
                     Obj::Lambda(_) => None,
@@ -471,7 +508,7 @@ fn bind<'a>(params: &[&str], args: &mut Vec<Obj<'a>>, kw: Vec<(&str, Obj<'a>)>) 
 }
 
 fn re_attr(name: &str) -> R<Obj<'static>> {
-    Ok(Obj::Int(match name {
+    Ok(Obj::Flag(match name {
         "I" | "IGNORECASE" => pyre::I,
         "M" | "MULTILINE" => pyre::M,
         "S" | "DOTALL" => pyre::S,
@@ -489,15 +526,23 @@ fn match_method<'a>(m: &MatchData, name: &str, args: &[Obj<'a>]) -> R<Obj<'a>> {
             _ => no("bad group index"),
         }
     };
-    let grp = |i: usize| m.group(i).map(|s| Obj::Str(Rc::from(s))).unwrap_or(Obj::None);
+    let grp = |i: usize| {
+        m.group(i)
+            .map(|s| Obj::Str(Rc::from(s)))
+            .unwrap_or(Obj::None)
+    };
     match (name, args) {
         ("group", []) => Ok(grp(0)),
         ("group", [a]) => Ok(grp(idx(a)?)),
-        ("group", many) => Ok(Obj::Tuple(Rc::new(many.iter().map(|a| idx(a).map(grp)).collect::<R<_>>()?))),
+        ("group", many) => Ok(Obj::Tuple(Rc::new(
+            many.iter().map(|a| idx(a).map(grp)).collect::<R<_>>()?,
+        ))),
         ("groups", []) => Ok(Obj::Tuple(Rc::new((1..m.spans.len()).map(grp).collect()))),
         ("start", []) | ("end", []) => {
             let (a, b) = m.spans[0].ok_or("no span")?;
-            Ok(Obj::Int(m.char_pos(if name == "start" { a } else { b }) as i64))
+            Ok(Obj::Int(
+                m.char_pos(if name == "start" { a } else { b }) as i64
+            ))
         }
         _ => no(format!("Match.{name}")),
     }
@@ -505,7 +550,7 @@ fn match_method<'a>(m: &MatchData, name: &str, args: &[Obj<'a>]) -> R<Obj<'a>> {
 
 fn hashable(o: &Obj) -> R<()> {
     match o {
-        Obj::None | Obj::Bool(_) | Obj::Int(_) | Obj::Str(_) => Ok(()),
+        Obj::None | Obj::Bool(_) | Obj::Int(_) | Obj::Flag(_) | Obj::Str(_) => Ok(()),
         Obj::Tuple(t) => t.iter().try_for_each(hashable),
         _ => no("unhashable or identity-hashed key"),
     }
@@ -513,7 +558,7 @@ fn hashable(o: &Obj) -> R<()> {
 
 fn as_int(o: &Obj) -> R<i64> {
     match o {
-        Obj::Int(i) => Ok(*i),
+        Obj::Int(i) | Obj::Flag(i) => Ok(*i),
         Obj::Bool(b) => Ok(*b as i64),
         _ => no("not an int"),
     }
@@ -524,7 +569,7 @@ pub fn truthy(o: &Obj) -> R<bool> {
     Ok(match o {
         Obj::None => false,
         Obj::Bool(b) => *b,
-        Obj::Int(i) => *i != 0,
+        Obj::Int(i) | Obj::Flag(i) => *i != 0,
         Obj::Str(s) => !s.is_empty(),
         Obj::List(l) | Obj::Tuple(l) => !l.is_empty(),
         Obj::Dict(d) => !d.is_empty(),
@@ -536,7 +581,9 @@ fn py_eq(a: &Obj, b: &Obj) -> R<bool> {
     Ok(match (a, b) {
         (Obj::None, Obj::None) => true,
         (Obj::Str(x), Obj::Str(y)) => x == y,
-        (Obj::Int(_) | Obj::Bool(_), Obj::Int(_) | Obj::Bool(_)) => as_int(a)? == as_int(b)?,
+        (Obj::Int(_) | Obj::Bool(_) | Obj::Flag(_), Obj::Int(_) | Obj::Bool(_) | Obj::Flag(_)) => {
+            as_int(a)? == as_int(b)?
+        }
         (Obj::List(x), Obj::List(y)) | (Obj::Tuple(x), Obj::Tuple(y)) => {
             if x.len() != y.len() {
                 return Ok(false);
@@ -548,8 +595,24 @@ fn py_eq(a: &Obj, b: &Obj) -> R<bool> {
             }
             true
         }
-        (Obj::Lambda(_) | Obj::Match(_) | Obj::Pattern(_) | Obj::ReModule | Obj::Builtin(_) | Obj::Dict(_), _)
-        | (_, Obj::Lambda(_) | Obj::Match(_) | Obj::Pattern(_) | Obj::ReModule | Obj::Builtin(_) | Obj::Dict(_)) => {
+        (
+            Obj::Lambda(_)
+            | Obj::Match(_)
+            | Obj::Pattern(_)
+            | Obj::ReModule
+            | Obj::Builtin(_)
+            | Obj::Dict(_),
+            _,
+        )
+        | (
+            _,
+            Obj::Lambda(_)
+            | Obj::Match(_)
+            | Obj::Pattern(_)
+            | Obj::ReModule
+            | Obj::Builtin(_)
+            | Obj::Dict(_),
+        ) => {
             return no("equality of objects");
         }
         _ => false,
@@ -560,7 +623,10 @@ fn compare(op: CmpOp, a: &Obj, b: &Obj) -> R<bool> {
     let ord = |a: &Obj, b: &Obj| -> R<std::cmp::Ordering> {
         match (a, b) {
             (Obj::Str(x), Obj::Str(y)) => Ok(x.cmp(y)),
-            (Obj::Int(_) | Obj::Bool(_), Obj::Int(_) | Obj::Bool(_)) => Ok(as_int(a)?.cmp(&as_int(b)?)),
+            (
+                Obj::Int(_) | Obj::Bool(_) | Obj::Flag(_),
+                Obj::Int(_) | Obj::Bool(_) | Obj::Flag(_),
+            ) => Ok(as_int(a)?.cmp(&as_int(b)?)),
             _ => no("ordering of these types"),
         }
     };
@@ -612,12 +678,16 @@ fn contains(container: &Obj, item: &Obj) -> R<bool> {
 
 fn binop<'a>(op: Operator, l: &Obj<'a>, r: &Obj<'a>) -> R<Obj<'a>> {
     let ints = || -> R<(i64, i64)> { Ok((as_int(l)?, as_int(r)?)) };
-    let isnum = |o: &Obj| matches!(o, Obj::Int(_) | Obj::Bool(_));
+    let isnum = |o: &Obj| matches!(o, Obj::Int(_) | Obj::Bool(_) | Obj::Flag(_));
     match op {
         Operator::Add => match (l, r) {
             (Obj::Str(a), Obj::Str(b)) => Ok(Obj::Str(Rc::from(format!("{a}{b}")))),
-            (Obj::List(a), Obj::List(b)) => Ok(Obj::List(Rc::new(a.iter().chain(b.iter()).cloned().collect()))),
-            (Obj::Tuple(a), Obj::Tuple(b)) => Ok(Obj::Tuple(Rc::new(a.iter().chain(b.iter()).cloned().collect()))),
+            (Obj::List(a), Obj::List(b)) => Ok(Obj::List(Rc::new(
+                a.iter().chain(b.iter()).cloned().collect(),
+            ))),
+            (Obj::Tuple(a), Obj::Tuple(b)) => Ok(Obj::Tuple(Rc::new(
+                a.iter().chain(b.iter()).cloned().collect(),
+            ))),
             _ if isnum(l) && isnum(r) => {
                 let (a, b) = ints()?;
                 Ok(Obj::Int(a.checked_add(b).ok_or("overflow")?))
@@ -635,6 +705,15 @@ fn binop<'a>(op: Operator, l: &Obj<'a>, r: &Obj<'a>) -> R<Obj<'a>> {
                     return no("huge string");
                 }
                 Ok(Obj::Str(Rc::from(s.repeat(n))))
+            }
+            (Obj::List(v), n) | (n, Obj::List(v)) if isnum(n) => {
+                let n = as_int(n)?.max(0) as usize;
+                if v.len().saturating_mul(n) > 1 << 16 {
+                    return no("huge list");
+                }
+                Ok(Obj::List(Rc::new(
+                    v.iter().cloned().cycle().take(v.len() * n).collect(),
+                )))
             }
             _ if isnum(l) && isnum(r) => {
                 let (a, b) = ints()?;
@@ -657,9 +736,15 @@ fn binop<'a>(op: Operator, l: &Obj<'a>, r: &Obj<'a>) -> R<Obj<'a>> {
             }
             _ => no("% on these types"),
         },
-        Operator::BitOr if isnum(l) && isnum(r) && !matches!((l, r), (Obj::Bool(_), Obj::Bool(_))) => {
+        Operator::BitOr
+            if isnum(l) && isnum(r) && !matches!((l, r), (Obj::Bool(_), Obj::Bool(_))) =>
+        {
             let (a, b) = ints()?;
-            Ok(Obj::Int(a | b))
+            if matches!(l, Obj::Flag(_)) || matches!(r, Obj::Flag(_)) {
+                Ok(Obj::Flag(a | b))
+            } else {
+                Ok(Obj::Int(a | b))
+            }
         }
         _ => no("binary operator"),
     }
@@ -695,7 +780,9 @@ fn percent_format<'a>(f: &str, r: &Obj<'a>) -> R<Obj<'a>> {
             Some('%') => out.push('%'),
             Some('s') => out.push_str(&to_str(it.next().ok_or("not enough arguments")?)?),
             Some('d') | Some('i') => match it.next() {
-                Some(o @ (Obj::Int(_) | Obj::Bool(_))) => out.push_str(&as_int(o)?.to_string()),
+                Some(o @ (Obj::Int(_) | Obj::Bool(_) | Obj::Flag(_))) => {
+                    out.push_str(&as_int(o)?.to_string())
+                }
                 _ => return no("%d argument"),
             },
             _ => return no("% conversion"),
@@ -752,7 +839,11 @@ fn slice_indices(len: usize, lo: Option<i64>, hi: Option<i64>, step: Option<i64>
             Some(v) => {
                 if v < 0 {
                     let v = v + len;
-                    if v < 0 { if step < 0 { -1 } else { 0 } } else { v }
+                    if v < 0 {
+                        if step < 0 { -1 } else { 0 }
+                    } else {
+                        v
+                    }
                 } else if v >= len {
                     if step < 0 { len - 1 } else { len }
                 } else {
@@ -780,12 +871,18 @@ fn slice<'a>(v: &Obj<'a>, lo: Option<i64>, hi: Option<i64>, st: Option<i64>) -> 
         Obj::Str(s) => {
             let chars: Vec<char> = s.chars().collect();
             let idx = slice_indices(chars.len(), lo, hi, st)?;
-            Ok(Obj::Str(Rc::from(idx.iter().map(|i| chars[*i]).collect::<String>())))
+            Ok(Obj::Str(Rc::from(
+                idx.iter().map(|i| chars[*i]).collect::<String>(),
+            )))
         }
         Obj::List(l) | Obj::Tuple(l) => {
             let idx = slice_indices(l.len(), lo, hi, st)?;
             let items = Rc::new(idx.iter().map(|i| l[*i].clone()).collect());
-            Ok(if matches!(v, Obj::List(_)) { Obj::List(items) } else { Obj::Tuple(items) })
+            Ok(if matches!(v, Obj::List(_)) {
+                Obj::List(items)
+            } else {
+                Obj::Tuple(items)
+            })
         }
         _ => no("slice of this type"),
     }
@@ -806,7 +903,9 @@ fn builtin<'a>(name: &str, args: &[Obj<'a>]) -> R<Obj<'a>> {
             if t.is_empty() || t.len() > 18 || !t.bytes().all(|b| b.is_ascii_digit()) {
                 return no("int() of this string");
             }
-            s.parse::<i64>().map(Obj::Int).map_err(|_| "int parse".into())
+            s.parse::<i64>()
+                .map(Obj::Int)
+                .map_err(|_| "int parse".into())
         }
         _ => no(format!("builtin {name} with these arguments")),
     }
@@ -918,7 +1017,13 @@ fn str_method<'a>(s: &Rc<str>, name: &str, args: &[Obj<'a>], kw: &[(&str, Obj<'a
                     .collect::<R<_>>()?,
                 _ => return no("startswith argument"),
             };
-            let hit = pats.iter().any(|p| if name == "startswith" { s.starts_with(&**p) } else { s.ends_with(&**p) });
+            let hit = pats.iter().any(|p| {
+                if name == "startswith" {
+                    s.starts_with(&**p)
+                } else {
+                    s.ends_with(&**p)
+                }
+            });
             Ok(Obj::Bool(hit))
         }
         ("replace", 2 | 3) => {
@@ -1002,21 +1107,28 @@ fn str_method<'a>(s: &Rc<str>, name: &str, args: &[Obj<'a>], kw: &[(&str, Obj<'a
                     } else if name == "split" {
                         s.splitn(max as usize + 1, &*p).map(String::from).collect()
                     } else {
-                        let mut v: Vec<String> = s.rsplitn(max as usize + 1, &*p).map(String::from).collect();
+                        let mut v: Vec<String> =
+                            s.rsplitn(max as usize + 1, &*p).map(String::from).collect();
                         v.reverse();
                         v
                     }
                 }
                 _ => return no("split separator"),
             };
-            Ok(Obj::List(Rc::new(parts.into_iter().map(|p| Obj::Str(Rc::from(p))).collect())))
+            Ok(Obj::List(Rc::new(
+                parts.into_iter().map(|p| Obj::Str(Rc::from(p))).collect(),
+            )))
         }
         ("partition" | "rpartition", 1) => {
             let sep = arg_str(0)?;
             if sep.is_empty() {
                 return no("empty separator");
             }
-            let found = if name == "partition" { s.find(&*sep) } else { s.rfind(&*sep) };
+            let found = if name == "partition" {
+                s.find(&*sep)
+            } else {
+                s.rfind(&*sep)
+            };
             let (a, b, c) = match found {
                 Some(i) => (&s[..i], &*sep, &s[i + sep.len()..]),
                 None if name == "partition" => (&**s, "", ""),
@@ -1038,8 +1150,14 @@ fn str_method<'a>(s: &Rc<str>, name: &str, args: &[Obj<'a>], kw: &[(&str, Obj<'a
                 "isalpha" => !s.is_empty() && b.clone().all(|c| c.is_ascii_alphabetic()),
                 "isalnum" => !s.is_empty() && b.clone().all(|c| c.is_ascii_alphanumeric()),
                 "isspace" => !s.is_empty() && s.chars().all(py_space),
-                "islower" => s.bytes().any(|c| c.is_ascii_lowercase()) && !s.bytes().any(|c| c.is_ascii_uppercase()),
-                _ => s.bytes().any(|c| c.is_ascii_uppercase()) && !s.bytes().any(|c| c.is_ascii_lowercase()),
+                "islower" => {
+                    s.bytes().any(|c| c.is_ascii_lowercase())
+                        && !s.bytes().any(|c| c.is_ascii_uppercase())
+                }
+                _ => {
+                    s.bytes().any(|c| c.is_ascii_uppercase())
+                        && !s.bytes().any(|c| c.is_ascii_lowercase())
+                }
             }))
         }
         _ => no(format!("str.{name}")),
@@ -1051,7 +1169,7 @@ pub fn to_value(o: &Obj) -> R<Value> {
     Ok(match o {
         Obj::None => Value::None,
         Obj::Bool(b) => Value::Bool(*b),
-        Obj::Int(i) => Value::Int(*i),
+        Obj::Int(i) | Obj::Flag(i) => Value::Int(*i),
         Obj::Str(s) => Value::Str(s.to_string()),
         Obj::List(l) => Value::List(l.iter().map(to_value).collect::<R<_>>()?),
         Obj::Tuple(l) => Value::Tuple(l.iter().map(to_value).collect::<R<_>>()?),

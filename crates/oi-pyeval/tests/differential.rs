@@ -6,6 +6,8 @@
 //! configs) must all be accepted natively. `⏎` in the data stands for a newline, as in a
 //! multi-line config value.
 
+#![allow(clippy::unwrap_used)]
+
 use std::io::Write;
 use std::process::{Command, Stdio};
 
@@ -56,15 +58,26 @@ fn to_json(v: &Value) -> Json {
         Value::Str(s) => json!(s),
         Value::List(l) => json!({"t": "list", "v": l.iter().map(to_json).collect::<Vec<_>>()}),
         Value::Tuple(l) => json!({"t": "tuple", "v": l.iter().map(to_json).collect::<Vec<_>>()}),
-        Value::Dict(d) => json!({"t": "dict", "v": d.iter().map(|(k, v)| json!([to_json(k), to_json(v)])).collect::<Vec<_>>()}),
-        Value::Other { type_name, truthy } => json!({"t": "other", "type": type_name, "truthy": truthy}),
+        Value::Dict(d) => {
+            json!({"t": "dict", "v": d.iter().map(|(k, v)| json!([to_json(k), to_json(v)])).collect::<Vec<_>>()})
+        }
+        Value::Other { type_name, truthy } => {
+            json!({"t": "other", "type": type_name, "truthy": truthy})
+        }
     }
 }
 
 fn python3_available() -> bool {
-    let ok = Command::new("python3").arg("-c").arg("pass").status().is_ok_and(|s| s.success());
+    let ok = Command::new("python3")
+        .arg("-c")
+        .arg("pass")
+        .status()
+        .is_ok_and(|s| s.success());
     if !ok {
-        assert!(std::env::var("CI").as_deref() != Ok("true"), "python3 is required under CI");
+        assert!(
+            std::env::var("CI").as_deref() != Ok("true"),
+            "python3 is required under CI"
+        );
         eprintln!("SKIPPED: python3 not found");
     }
     ok
@@ -89,7 +102,12 @@ fn oracle(exprs: &[String], names: &[String]) -> Vec<Json> {
         .spawn()
         .unwrap();
     let req = json!({"exprs": exprs, "names": names}).to_string();
-    child.stdin.take().unwrap().write_all(req.as_bytes()).unwrap();
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(req.as_bytes())
+        .unwrap();
     let out = child.wait_with_output().unwrap();
     assert!(out.status.success());
     serde_json::from_slice::<Vec<Json>>(&out.stdout).unwrap()
@@ -103,7 +121,10 @@ fn native_and_helper_agree_with_cpython() {
     let lines = load("expressions.txt");
     let names = load("folders.txt");
     assert!(lines.len() >= 300 && names.len() >= 15);
-    let exprs: Vec<String> = lines.iter().map(|l| l.strip_prefix('@').unwrap_or(l).to_string()).collect();
+    let exprs: Vec<String> = lines
+        .iter()
+        .map(|l| l.strip_prefix('@').unwrap_or(l).to_string())
+        .collect();
     let expected = oracle(&exprs, &names);
     let origin = Origin::new("Repository R", "nametrans");
     let mut native = PyEnv::native_only();
@@ -115,7 +136,9 @@ fn native_and_helper_agree_with_cpython() {
         let func = native.folder_function(src, &origin);
         for (k, name) in names.iter().enumerate() {
             let got = match &func {
-                Ok(f) => native.apply(f, std::slice::from_ref(name)).map(|mut v| v.remove(0)),
+                Ok(f) => native
+                    .apply(f, std::slice::from_ref(name))
+                    .map(|mut v| v.remove(0)),
                 Err(e) => Err(oi_pyeval::PyError::Unsupported {
                     origin: origin.clone(),
                     reason: e.to_string(),
@@ -126,7 +149,10 @@ fn native_and_helper_agree_with_cpython() {
                 (Ok(val), Some(ok)) => {
                     native_cells += 1;
                     if to_json(val) != *ok {
-                        failures.push(format!("MISMATCH {src:?} on {name:?}: native {} python {ok}", to_json(val)));
+                        failures.push(format!(
+                            "MISMATCH {src:?} on {name:?}: native {} python {ok}",
+                            to_json(val)
+                        ));
                     }
                 }
                 (Ok(val), None) => failures.push(format!(
@@ -143,19 +169,34 @@ fn native_and_helper_agree_with_cpython() {
             }
         }
         // The helper must reproduce CPython too, errors included.
-        let via_helper = helper.folder_function(src, &origin).and_then(|f| helper.apply(&f, &names));
+        let via_helper = helper
+            .folder_function(src, &origin)
+            .and_then(|f| helper.apply(&f, &names));
         // apply() stops at the first name that raises, as OfflineIMAP does.
         let first_error = want.get("error").or_else(|| {
-            want["cells"].as_array().unwrap().iter().find_map(|c| c.get("error"))
+            want["cells"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .find_map(|c| c.get("error"))
         });
         let all_ok = first_error.is_none().then(|| {
-            Json::Array(want["cells"].as_array().unwrap().iter().map(|c| c["ok"].clone()).collect())
+            Json::Array(
+                want["cells"]
+                    .as_array()
+                    .unwrap()
+                    .iter()
+                    .map(|c| c["ok"].clone())
+                    .collect(),
+            )
         });
         match (via_helper, all_ok) {
             (Ok(vals), Some(ok)) => {
                 let vals = Json::Array(vals.iter().map(to_json).collect());
                 if vals != ok {
-                    failures.push(format!("HELPER MISMATCH {src:?}\n  helper {vals}\n  python {ok}"));
+                    failures.push(format!(
+                        "HELPER MISMATCH {src:?}\n  helper {vals}\n  python {ok}"
+                    ));
                 }
             }
             (Err(e), None) => {
@@ -173,5 +214,10 @@ fn native_and_helper_agree_with_cpython() {
         lines.len(),
         names.len()
     );
-    assert!(failures.is_empty(), "{} failures:\n{}", failures.len(), failures.join("\n"));
+    assert!(
+        failures.is_empty(),
+        "{} failures:\n{}",
+        failures.len(),
+        failures.join("\n")
+    );
 }
