@@ -108,6 +108,62 @@ impl MsgRef {
     }
 }
 
+/// What identifies a message across stores when UIDs cannot: used to re-pair messages
+/// after a UIDVALIDITY change and to adopt a Maildir that has no usable state.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct Identity {
+    /// The Message-ID header's value, trimmed (`<x@y>`).
+    pub message_id: Option<String>,
+    /// The size with CRLF line ends (IMAP's RFC822.SIZE; for a file, bytes plus bare LFs).
+    pub size: Option<u64>,
+}
+
+impl Identity {
+    /// The identity of a whole message.
+    pub fn of_message(body: &[u8]) -> Identity {
+        let bare_lf = body
+            .iter()
+            .enumerate()
+            .filter(|&(i, &b)| b == b'\n' && (i == 0 || body[i - 1] != b'\r'))
+            .count();
+        Identity {
+            message_id: message_id_of(body),
+            size: Some((body.len() + bare_lf) as u64),
+        }
+    }
+}
+
+/// The Message-ID of a message (or of its header section alone), unfolded and trimmed.
+pub fn message_id_of(message: &[u8]) -> Option<String> {
+    let mut lines = message.split(|&b| b == b'\n').peekable();
+    while let Some(line) = lines.next() {
+        let line = line.strip_suffix(b"\r").unwrap_or(line);
+        if line.is_empty() {
+            break;
+        }
+        let Some(colon) = line.iter().position(|&b| b == b':') else {
+            continue;
+        };
+        if !line[..colon].eq_ignore_ascii_case(b"message-id") {
+            continue;
+        }
+        let mut value = String::from_utf8_lossy(&line[colon + 1..]).into_owned();
+        // Folded continuation lines start with white space (RFC 5322 §2.2.3).
+        while let Some(next) = lines.peek() {
+            if next.first().is_some_and(|b| *b == b' ' || *b == b'\t') {
+                let next = next.strip_suffix(b"\r").unwrap_or(next);
+                value.push_str(&String::from_utf8_lossy(next));
+                lines.next();
+            } else {
+                break;
+            }
+        }
+        let value = value.trim().to_string();
+        return (!value.is_empty()).then_some(value);
+    }
+    None
+}
+
 /// A flag change for one message.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct FlagUpdate {
@@ -188,6 +244,14 @@ pub trait Folder: Send {
         uid: Uid,
     ) -> impl Future<Output = Result<(), StoreError>> + Send;
 
+    /// The identity of every message (recovery only: may read every message's header).
+    /// Stores that cannot tell answer an empty list, which disables re-pairing.
+    fn identities(
+        &mut self,
+    ) -> impl Future<Output = Result<Vec<(MsgRef, Identity)>, StoreError>> + Send {
+        async { Ok(Vec::new()) }
+    }
+
     /// Finds the message that carries the upload marker `marker` (IMAP: `UID SEARCH
     /// HEADER X-OfflineIMAP`). Stores that are never uploaded to answer `None`.
     fn find_marker(
@@ -243,4 +307,32 @@ pub trait StatusStore: Send {
 
     /// Saves the UIDVALIDITY of a side.
     fn save_validity(&mut self, side: crate::Side, value: UidValidity) -> Result<(), StoreError>;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn identity_reads_folded_message_id_and_crlf_size() {
+        let m = b"Subject: x\nMessage-ID:\n <a@b>\nTo: y\n\nMessage-ID: <not@this>\n";
+        let id = Identity::of_message(m);
+        assert_eq!(id.message_id.as_deref(), Some("<a@b>"));
+        assert_eq!(id.size, Some((m.len() + 6) as u64));
+        let crlf = b"message-id: <c@d>\r\n\r\nbody\r\n";
+        assert_eq!(Identity::of_message(crlf).size, Some(crlf.len() as u64));
+        assert_eq!(message_id_of(b"Subject: none\r\n\r\n"), None);
+    }
+
+    #[test]
+    fn msgref_text_round_trip() {
+        for r in [
+            MsgRef::Uid(Uid::new(7).unwrap()),
+            MsgRef::Unsynced("a:b,c".into()),
+        ] {
+            assert_eq!(MsgRef::from_text(&r.to_text()), Some(r));
+        }
+        assert_eq!(MsgRef::from_text("uid:0"), None);
+        assert_eq!(MsgRef::from_text("junk"), None);
+    }
 }

@@ -552,6 +552,33 @@ impl Folder for ImapFolder {
         self.search_marker(&value).await
     }
 
+    async fn identities(&mut self) -> Result<Vec<(MsgRef, oi_core::Identity)>, StoreError> {
+        if self.meta.exists == Some(0) {
+            return Ok(Vec::new());
+        }
+        let r = self
+            .conn()?
+            .run(Command::raw(
+                "UID FETCH 1:* (UID RFC822.SIZE BODY.PEEK[HEADER.FIELDS (MESSAGE-ID)])",
+            ))
+            .await;
+        let (untagged, _) = r.map_err(|e| self.err(e, Severity::Folder, "fetching Message-IDs"))?;
+        Ok(untagged
+            .into_iter()
+            .filter_map(|u| match u {
+                Untagged::Fetch(f) => {
+                    let uid = f.uid.and_then(Uid::new)?;
+                    let id = oi_core::Identity {
+                        message_id: f.header.as_deref().and_then(oi_core::message_id_of),
+                        size: f.size.map(u64::from),
+                    };
+                    Some((MsgRef::Uid(uid), id))
+                }
+                _ => None,
+            })
+            .collect())
+    }
+
     async fn find_marker(&mut self, marker: &str) -> Result<Option<Uid>, StoreError> {
         self.search_marker(marker).await
     }

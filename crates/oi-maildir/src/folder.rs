@@ -528,6 +528,33 @@ impl Folder for MaildirFolder {
         Ok(self.do_assign_uid(which, uid)?)
     }
 
+    async fn identities(&mut self) -> Result<Vec<(MsgRef, oi_core::Identity)>, StoreError> {
+        let index = self.scan()?;
+        let mut out = Vec::new();
+        let entries = index
+            .synced
+            .iter()
+            .filter_map(|(uid, e)| Uid::new(*uid).map(|u| (MsgRef::Uid(u), e)))
+            .chain(
+                index
+                    .unsynced
+                    .iter()
+                    .map(|(k, e)| (MsgRef::Unsynced(k.clone()), e)),
+            );
+        for (r, e) in entries {
+            // One file at a time: recovery reads every message once, memory stays bounded
+            // by the largest message.
+            match fs::read(self.file(e)) {
+                Ok(body) => out.push((r, oi_core::Identity::of_message(&body))),
+                // Removed by a mail client since the scan: nothing to pair.
+                Err(err) if err.kind() == io::ErrorKind::NotFound => {}
+                Err(err) => return Err(msg_io(self.file(e))(err).into()),
+            }
+        }
+        self.index = Some(index);
+        Ok(out)
+    }
+
     async fn flush(&mut self) -> Result<(), StoreError> {
         for sub in std::mem::take(&mut self.unflushed) {
             self.sync_dir(sub.dir())?;

@@ -140,19 +140,26 @@ pub async fn sync_folder<R: Folder, L: Folder, S: StatusStore>(
     if !opts.dry_run {
         recover_uploads(remote, local, status).await?;
     }
-    let remote_list = remote.list().await?;
-    let local_list = local.list().await?;
-    let records = status.load()?;
+    let mut remote_list = remote.list().await?;
+    let mut local_list = local.list().await?;
+    let mut records = status.load()?;
 
     let holds_anything =
         !records.is_empty() || !remote_list.messages.is_empty() || !local_list.messages.is_empty();
     let mut save = Vec::new();
+    let mut repaired = false;
     for (side, got) in [
         (Side::Remote, remote_meta.uid_validity),
         (Side::Local, local_meta.uid_validity),
     ] {
         match status.saved_validity(side)? {
             Some(saved) if saved == got => {}
+            // The server renumbered the folder: re-pair instead of giving up (a dry run
+            // only reports it). A local store renumbering itself is left to the user.
+            Some(saved) if holds_anything && side == Side::Remote && !opts.dry_run => {
+                repair_validity(remote, local, status, events, label, saved, got).await?;
+                repaired = true;
+            }
             Some(saved) if holds_anything => {
                 return Err(SyncError::UidValidity {
                     folder: label.folder.clone(),
@@ -163,6 +170,22 @@ pub async fn sync_folder<R: Folder, L: Folder, S: StatusStore>(
             }
             _ => save.push((side, got)),
         }
+    }
+    // A folder never synced (no records, nothing saved) whose local side holds messages
+    // without a UID we know: adopt the ones the server has, rather than upload them again.
+    if !repaired
+        && !opts.dry_run
+        && records.is_empty()
+        && save.iter().any(|(side, _)| *side == Side::Remote)
+        && !local_list.unsynced.is_empty()
+        && !remote_list.messages.is_empty()
+    {
+        repaired = adopt(remote, local, events, label, &local_list).await?;
+    }
+    if repaired {
+        remote_list = remote.list().await?;
+        local_list = local.list().await?;
+        records = status.load()?;
     }
 
     let plan = plan(&remote_list, &local_list, &records, policy);
@@ -247,6 +270,129 @@ async fn recover_uploads<R: Folder, L: Folder, S: StatusStore>(
     local.flush().await?;
     status.commit()?;
     Ok(())
+}
+
+/// The server changed the folder's UIDVALIDITY: every UID it gave is void. Re-pairs the
+/// local messages with the server's by Message-ID (see [`crate::repair`]), renames the
+/// local copies to the new UIDs, and starts the folder's status afresh, so that the plan
+/// that follows only unites flags of pairs, downloads what stayed unpaired on the server
+/// and uploads what stayed unpaired locally: no deletion can come out of it.
+///
+/// Interrupted anywhere, it is simply done again: the saved UIDVALIDITY is replaced last.
+async fn repair_validity<R: Folder, L: Folder, S: StatusStore>(
+    remote: &mut R,
+    local: &mut L,
+    status: &mut S,
+    events: &dyn EventSink,
+    label: &FolderLabel,
+    saved: UidValidity,
+    got: UidValidity,
+) -> Result<(), SyncError> {
+    let remote_ids: Vec<(Uid, oi_core::Identity)> = remote
+        .identities()
+        .await?
+        .into_iter()
+        .filter_map(|(r, id)| match r {
+            MsgRef::Uid(u) => Some((u, id)),
+            MsgRef::Unsynced(_) => None,
+        })
+        .collect();
+    let local_ids = local.identities().await?;
+    let pairing = crate::repair::pair(&remote_ids, &local_ids);
+    let remote_uids: std::collections::BTreeSet<Uid> = remote_ids.iter().map(|(u, _)| *u).collect();
+    let paired: std::collections::BTreeSet<&MsgRef> =
+        pairing.pairs.iter().map(|(m, _)| m).collect();
+    let held: Vec<Uid> = local_ids
+        .iter()
+        .filter_map(|(r, _)| match r {
+            MsgRef::Uid(u) => Some(*u),
+            MsgRef::Unsynced(_) => None,
+        })
+        .collect();
+    // Unpaired local messages whose stale UID is also a new server UID would look like
+    // that (other) server message to the plan: park them far away; they are uploaded.
+    let mut moves = pairing.pairs.clone();
+    let mut park = crate::repair::PARKING + 1_000_000;
+    for u in &held {
+        if remote_uids.contains(u) && !paired.contains(&MsgRef::Uid(*u)) {
+            while held.iter().any(|h| h.get() == park) {
+                park += 1;
+            }
+            if let Some(p) = Uid::new(park) {
+                moves.push((MsgRef::Uid(*u), p));
+                park += 1;
+            }
+        }
+    }
+    for (from, to) in crate::repair::rename_order(&moves, &held) {
+        local.assign_uid(&from, to).await?;
+    }
+    local.flush().await?;
+    for uid in status.load()?.into_keys() {
+        status.remove(uid)?;
+    }
+    for p in status.pending_uploads()? {
+        status.clear_pending_upload(&p.marker)?;
+    }
+    status.commit()?;
+    status.save_validity(Side::Remote, got)?;
+    events.emit(Event::Warning {
+        account: Some(label.account.clone()),
+        message: format!(
+            "{}: the server changed UIDVALIDITY ({saved} -> {got}); re-paired {} message(s) by \
+             Message-ID; {} server message(s) will be downloaded and {} local message(s) \
+             uploaded because they could not be paired",
+            label.folder,
+            pairing.pairs.len(),
+            pairing.unpaired_remote,
+            pairing.unpaired_local
+        ),
+    });
+    Ok(())
+}
+
+/// Adopts local messages without a known UID that the server already has (a Maildir
+/// from mbsync, or one whose state was lost). True when anything was adopted.
+async fn adopt<R: Folder, L: Folder>(
+    remote: &mut R,
+    local: &mut L,
+    events: &dyn EventSink,
+    label: &FolderLabel,
+    local_list: &oi_core::Listing,
+) -> Result<bool, SyncError> {
+    let remote_ids: Vec<(Uid, oi_core::Identity)> = remote
+        .identities()
+        .await?
+        .into_iter()
+        .filter_map(|(r, id)| match r {
+            MsgRef::Uid(u) if !local_list.messages.contains_key(&u) => Some((u, id)),
+            _ => None,
+        })
+        .collect();
+    let local_ids: Vec<(MsgRef, oi_core::Identity)> = local
+        .identities()
+        .await?
+        .into_iter()
+        .filter(|(r, _)| matches!(r, MsgRef::Unsynced(_)))
+        .collect();
+    let pairing = crate::repair::pair(&remote_ids, &local_ids);
+    if pairing.pairs.is_empty() {
+        return Ok(false);
+    }
+    for (from, to) in &pairing.pairs {
+        local.assign_uid(from, *to).await?;
+    }
+    local.flush().await?;
+    events.emit(Event::Info {
+        message: format!(
+            "[{}] {}: adopted {} local message(s) the server already has (matched by \
+             Message-ID) instead of uploading them again",
+            label.account,
+            label.folder,
+            pairing.pairs.len()
+        ),
+    });
+    Ok(true)
 }
 
 /// A value for the upload marker, unique in practice: hashes of the message, the clock,

@@ -11,6 +11,7 @@ pub mod execute;
 #[cfg(any(test, feature = "testing"))]
 pub mod memory;
 pub mod planner;
+pub mod repair;
 
 pub use account::{AccountPolicy, AccountReport, StatusFactory, sync_account};
 pub use execute::{Cancel, ExecOptions, FolderLabel, SyncError, sync_folder};

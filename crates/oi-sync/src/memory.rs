@@ -271,6 +271,21 @@ impl Folder for MemFolder {
         })?
     }
 
+    async fn identities(&mut self) -> Result<Vec<(MsgRef, oi_core::Identity)>, StoreError> {
+        self.data(|d| {
+            d.messages
+                .iter()
+                .map(|(uid, (body, _))| (MsgRef::Uid(*uid), oi_core::Identity::of_message(body)))
+                .chain(d.unsynced.iter().map(|(k, body, _)| {
+                    (
+                        MsgRef::Unsynced(k.clone()),
+                        oi_core::Identity::of_message(body),
+                    )
+                }))
+                .collect()
+        })
+    }
+
     async fn find_marker(&mut self, marker: &str) -> Result<Option<Uid>, StoreError> {
         self.data(|d| {
             d.messages.iter().find_map(|(uid, (body, _))| {

@@ -229,32 +229,81 @@ fn createfolders_false_creates_nothing() {
     assert!(!w.maildir().join("Elsewhere").exists());
 }
 
+/// A mailbox recreated on the server (new UIDVALIDITY, every UID new) is re-paired by
+/// Message-ID: nothing downloaded twice, nothing uploaded twice, local flags kept.
 #[test]
-fn uidvalidity_change_skips_only_that_folder() {
+fn uidvalidity_change_is_repaired_without_duplicates() {
     let Some(w) = World::new("uidvalidity_change") else {
         return;
     };
     w.server.create_mailbox(USER, "Other").unwrap();
     w.put("INBOX", "a");
-    w.put("Other", "o");
+    w.put("Other", "o1");
+    w.put("Other", "o2");
     w.write_config("", "");
     w.sync_ok();
-    // Recreating the mailbox gives it a new UIDVALIDITY.
+    let other = w.maildir().join("Other");
+    set_local_flags(&local_messages(&other)[0], "FS");
+    // Recreate the mailbox with the same messages (in another order) and one more.
     w.doveadm(&["mailbox", "delete", "-u", USER, "Other"]);
     w.server.create_mailbox(USER, "Other").unwrap();
+    w.put("Other", "fresh");
     w.put("Other", "o2");
-    w.put("INBOX", "b");
-    let out = w.run(&[]);
-    let err = String::from_utf8_lossy(&out.stderr);
-    assert!(!out.status.success());
-    assert!(err.contains("UID validity problem"), "{err}");
-    // INBOX still synced, Other untouched.
-    assert_eq!(local_messages(&w.maildir().join("INBOX")).len(), 2);
-    let other: Vec<_> = local_messages(&w.maildir().join("Other"))
+    w.put("Other", "o1");
+    let err = w.sync_ok();
+    assert!(err.contains("re-paired 2 message(s)"), "{err}");
+    let local: Vec<_> = local_messages(&other)
         .into_iter()
-        .map(|m| m.subject)
+        .map(|m| (m.subject, m.flags))
         .collect();
-    assert_eq!(other, ["o"]);
+    assert_eq!(
+        local,
+        [
+            ("fresh".into(), String::new()),
+            ("o1".into(), "FS".into()),
+            ("o2".into(), String::new())
+        ]
+    );
+    let server: Vec<_> = w.server_messages("Other").into_values().collect();
+    assert_eq!(server.len(), 3, "{server:?}");
+    assert!(server.contains(&(
+        "o1".to_string(),
+        vec!["\\Flagged".to_string(), "\\Seen".to_string()]
+    )));
+    let again = w.sync_ok();
+    assert!(!again.contains("copied"), "{again}");
+}
+
+/// A Maildir made by another tool (mbsync's names: a U= of its own, no FMD5) and no
+/// OfflineIMAP state: the messages the server has are adopted, not uploaded again.
+#[test]
+fn foreign_maildir_without_state_is_adopted() {
+    let Some(w) = World::new("adopt_foreign_maildir") else {
+        return;
+    };
+    w.put("INBOX", "a");
+    w.put("INBOX", "b");
+    w.write_config("", "");
+    let cur = w.maildir().join("INBOX/cur");
+    std::fs::create_dir_all(&cur).unwrap();
+    std::fs::create_dir_all(w.maildir().join("INBOX/new")).unwrap();
+    std::fs::create_dir_all(w.maildir().join("INBOX/tmp")).unwrap();
+    std::fs::write(cur.join("1700000000.1_1.host,U=1:2,S"), message("a")).unwrap();
+    std::fs::write(cur.join("1700000000.2_1.host,U=2:2,"), message("b")).unwrap();
+    std::fs::write(
+        cur.join("1700000000.3_1.host,U=3:2,S"),
+        message("only local"),
+    )
+    .unwrap();
+    let err = w.sync_ok();
+    assert!(err.contains("adopted 2 local message(s)"), "{err}");
+    let server: Vec<_> = w
+        .server_messages("INBOX")
+        .into_values()
+        .map(|(s, _)| s)
+        .collect();
+    assert_eq!(server.len(), 3, "{server:?}");
+    assert_eq!(local_messages(&w.maildir().join("INBOX")).len(), 3);
 }
 
 #[test]

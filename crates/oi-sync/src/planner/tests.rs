@@ -230,7 +230,10 @@ fn setup(w: &World) -> Setup {
             if let Some(f) = r {
                 d.messages.insert(
                     uid(*u),
-                    (format!("Subject: msg {u}\n\nbody\n").into_bytes(), *f),
+                    (
+                        format!("Subject: msg {u}\nMessage-ID: <m{u}@test>\n\nbody\n").into_bytes(),
+                        *f,
+                    ),
                 );
             }
         }
@@ -241,7 +244,10 @@ fn setup(w: &World) -> Setup {
             if let Some(f) = l {
                 d.messages.insert(
                     uid(*u),
-                    (format!("Subject: msg {u}\n\nbody\n").into_bytes(), *f),
+                    (
+                        format!("Subject: msg {u}\nMessage-ID: <m{u}@test>\n\nbody\n").into_bytes(),
+                        *f,
+                    ),
                 );
             }
         }
@@ -484,16 +490,87 @@ fn interrupted_at_every_step_converges() {
     assert!(crashed > 5, "the hook never fired often enough: {crashed}");
 }
 
+/// The server renumbers the folder (new UIDVALIDITY): messages are re-paired by
+/// Message-ID, whatever the new numbering (shifted, swapped), nothing is lost or
+/// duplicated, and a local flag change survives.
 #[test]
-fn uidvalidity_change_stops_the_folder_and_touches_nothing() {
+fn uidvalidity_change_is_repaired_by_message_id() {
+    for renumber in [[11, 12, 13, 14], [2, 1, 4, 3], [3, 4, 1, 2]] {
+        let w = World {
+            rows: (1..=4)
+                .map(|u| (u, Some(Flags::SEEN), Some(Flags::SEEN), Some(Flags::SEEN)))
+                .collect(),
+            unsynced: Vec::new(),
+            policy: Policy::default(),
+        };
+        let s = setup(&w);
+        s.remote.with("INBOX", |d| {
+            d.uid_validity = UidValidity(99);
+            let old = std::mem::take(&mut d.messages);
+            for (i, (_, m)) in old.into_iter().enumerate() {
+                if i != 1 {
+                    // message 2 vanished in the reset
+                    d.messages.insert(uid(renumber[i]), m);
+                }
+            }
+            d.messages.insert(
+                uid(20),
+                (
+                    b"Subject: fresh\nMessage-ID: <fresh@test>\n\nb\n".to_vec(),
+                    Flags::EMPTY,
+                ),
+            );
+            d.next_uid = 21;
+        });
+        s.local.with("INBOX", |d| {
+            d.messages.get_mut(&uid(3)).unwrap().1 = Flags::SEEN | Flags::FLAGGED;
+        });
+        block_on(run(&s, &w.policy, &ExecOptions::default())).unwrap();
+        let (remote, local) = final_state(&s);
+        assert_eq!(remote, local, "{renumber:?}");
+        let subjects: Vec<String> = remote
+            .iter()
+            .map(|(b, _)| {
+                String::from_utf8_lossy(b)
+                    .lines()
+                    .next()
+                    .unwrap()
+                    .to_string()
+            })
+            .collect();
+        assert_eq!(
+            subjects,
+            [
+                "Subject: fresh",
+                "Subject: msg 1",
+                "Subject: msg 2",
+                "Subject: msg 3",
+                "Subject: msg 4"
+            ],
+            "{renumber:?}"
+        );
+        assert!(
+            remote.iter().any(
+                |(b, f)| b.starts_with(b"Subject: msg 3") && *f == Flags::SEEN | Flags::FLAGGED
+            )
+        );
+        assert!(block_on(replan(&s, &w.policy)).is_empty(), "{renumber:?}");
+        let st = s.status.committed.lock().unwrap()["INBOX"].clone();
+        assert_eq!(st.validity[0], Some(UidValidity(99)));
+    }
+}
+
+/// A local side that no longer matches the saved UIDVALIDITY is not guessed at.
+#[test]
+fn local_uidvalidity_change_stops_the_folder_and_touches_nothing() {
     let w = World {
         rows: vec![(1, Some(Flags::SEEN), Some(Flags::SEEN), Some(Flags::SEEN))],
         unsynced: Vec::new(),
         policy: Policy::default(),
     };
     let s = setup(&w);
+    s.local.with("INBOX", |d| d.uid_validity = UidValidity(7));
     s.remote.with("INBOX", |d| {
-        d.uid_validity = UidValidity(99);
         d.messages.insert(uid(5), (b"x".to_vec(), Flags::EMPTY));
     });
     let err = block_on(run(&s, &w.policy, &ExecOptions::default())).unwrap_err();
@@ -501,7 +578,7 @@ fn uidvalidity_change_stops_the_folder_and_touches_nothing() {
         matches!(
             err,
             SyncError::UidValidity {
-                side: Side::Remote,
+                side: Side::Local,
                 ..
             }
         ),
@@ -509,6 +586,38 @@ fn uidvalidity_change_stops_the_folder_and_touches_nothing() {
     );
     assert_eq!(err.severity(), oi_core::Severity::Folder);
     assert_eq!(s.local.with("INBOX", |d| d.messages.len()), 1);
+}
+
+/// A local folder with messages but no state (mbsync's, or state lost) is adopted: what
+/// the server has is paired, not uploaded again.
+#[test]
+fn stateless_local_messages_are_adopted_not_duplicated() {
+    let w = World {
+        rows: (1..=3)
+            .map(|u| (u, Some(Flags::SEEN), None, None))
+            .collect(),
+        unsynced: Vec::new(),
+        policy: Policy::default(),
+    };
+    let s = setup(&w);
+    s.status.committed.lock().unwrap().clear();
+    s.local.with("INBOX", |d| {
+        for u in 1..=3 {
+            let body = format!("Subject: msg {u}\nMessage-ID: <m{u}@test>\n\nbody\n");
+            d.unsynced
+                .push((format!("mbsync{u}"), body.into_bytes(), Flags::EMPTY));
+        }
+        d.unsynced.push((
+            "mine".into(),
+            b"Subject: mine\n\nx\n".to_vec(),
+            Flags::EMPTY,
+        ));
+    });
+    block_on(run(&s, &w.policy, &ExecOptions::default())).unwrap();
+    let (remote, local) = final_state(&s);
+    assert_eq!(remote.len(), 4, "{remote:?}");
+    assert_eq!(remote, local);
+    assert!(block_on(replan(&s, &w.policy)).is_empty());
 }
 
 #[test]
