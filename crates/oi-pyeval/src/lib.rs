@@ -248,16 +248,32 @@ fn strip_eval_prefix(source: &str) -> &str {
     source.trim_start_matches([' ', '\t'])
 }
 
-/// Escapes the native path leaves to CPython: lone surrogates and `\N{...}` names cannot
-/// be checked against Rust strings.
+/// Escapes the native path leaves to CPython: lone surrogates (`\\ud800`) cannot live in a
+/// Rust string, and `\\N{...}` names depend on CPython's Unicode database.
 fn risky_literal(source: &str) -> bool {
-    let lower = source.to_ascii_lowercase();
-    lower.contains("\\n{")
-        || [
-            "\\ud8", "\\ud9", "\\uda", "\\udb", "\\udc", "\\udd", "\\ude", "\\udf", "\\u0000d",
-        ]
-        .iter()
-        .any(|p| lower.contains(p))
+    let b = source.as_bytes();
+    let mut i = 0;
+    while i + 1 < b.len() {
+        if b[i] != b'\\' {
+            i += 1;
+            continue;
+        }
+        let hex = |from: usize, n: usize| {
+            source
+                .get(from..from + n)
+                .and_then(|h| u32::from_str_radix(h, 16).ok())
+        };
+        let surrogate = |v: Option<u32>| v.is_some_and(|v| (0xD800..=0xDFFF).contains(&v));
+        match b[i + 1] {
+            b'N' if b.get(i + 2) == Some(&b'{') => return true,
+            b'u' if surrogate(hex(i + 2, 4)) => return true,
+            b'U' if surrogate(hex(i + 2, 8)) => return true,
+            _ => {}
+        }
+        // Skip the escaped character too: in `\\N{` the N follows an escaped backslash.
+        i += 2;
+    }
+    false
 }
 
 impl PyEnv {
