@@ -10,7 +10,7 @@ use anyhow::{Context, Result, bail};
 use oi_config::{
     AccountConfig, CaCerts, Config, ImapConfig, Override, PasswordSource, RepositoryKind,
 };
-use oi_core::{Event, EventSink, Secret, Severity, StoreError, SyncStats};
+use oi_core::{Event, EventSink, Repository, Secret, Severity, StoreError, SyncStats};
 use oi_sync::{AccountPolicy, DeletionGuard, ExecOptions, Policy, SidePolicy, StatusFactory};
 
 use crate::args::{Args, comma_list};
@@ -263,12 +263,6 @@ async fn sync_one(
         .with_context(|| format!("creating metadata folder {}", general.metadata.display()))?;
     let _lock = oi_status::AccountLock::acquire(&general.metadata, &account.name)?;
 
-    let RepositoryKind::Maildir(maildir) = &account.local.kind else {
-        bail!(
-            "local repository {}: only Maildir is supported yet",
-            account.local.name
-        );
-    };
     let RepositoryKind::Imap(imap) = &account.remote.kind else {
         bail!(
             "remote repository {} must be of type IMAP",
@@ -276,12 +270,7 @@ async fn sync_one(
         );
     };
     let events: Arc<dyn EventSink> = ui.clone();
-    let remote = oi_imap::ImapRepository::new(imap_config(imap, general)?, events);
-    let local = oi_maildir::MaildirRepository::new(oi_maildir::MaildirConfig {
-        root: maildir.localfolders.clone(),
-        sep: maildir.sep,
-        fsync: general.fsync,
-    });
+    let remote = oi_imap::ImapRepository::new(imap_config(imap, general)?, events.clone());
     let status = Status(oi_status::StatusDir::new(
         general.metadata.clone(),
         &account.name,
@@ -305,39 +294,88 @@ async fn sync_one(
         create_local: account.local.createfolders,
         only_folders,
     };
-    let report = oi_sync::sync_account(
-        &account.name,
-        &remote,
-        &local,
-        &status,
-        &policy,
-        &opts,
-        ui.as_ref(),
-    )
-    .await;
-    if let Err(oi_sync::SyncError::CrashHook) = report {
-        // Die as a killed process would: no LOGOUT, no commit, no cleanup.
-        std::process::exit(99);
-    }
-    remote.shutdown().await;
-    let report = match report {
-        Err(oi_sync::SyncError::Cancelled) => {
-            ui.emit(Event::Warning {
-                account: Some(account.name.clone()),
-                message: "stopped by a signal at a safe point; the next run goes on from there"
-                    .to_string(),
-            });
-            return Ok(false);
-        }
-        other => other?,
+    let pair = Pair {
+        account,
+        status: &status,
+        policy: &policy,
+        opts: &opts,
+        ui: &ui,
     };
-    let stats: SyncStats = report.stats;
-    ui.emit(Event::AccountDone {
-        account: account.name.clone(),
-        stats,
-        failed_folders: report.failed.len(),
-    });
-    Ok(!report.failed.is_empty())
+    let result = match &account.local.kind {
+        RepositoryKind::Maildir(maildir) => {
+            let local = oi_maildir::MaildirRepository::new(oi_maildir::MaildirConfig {
+                root: maildir.localfolders.clone(),
+                sep: maildir.sep,
+                fsync: general.fsync,
+            });
+            pair.run(&remote, &local).await
+        }
+        RepositoryKind::Imap(local_imap) => {
+            // IMAP <-> IMAP: the local server's UIDs are mapped to the remote's in
+            // OfflineIMAP's Repository-<local>/UIDMapping files.
+            let inner =
+                oi_imap::ImapRepository::new(imap_config(local_imap, general)?, events.clone());
+            let local = oi_imapmap::MappedImapRepository::new(
+                inner,
+                &general.metadata,
+                &account.local.name,
+                general.fsync,
+                events,
+            );
+            let r = pair.run(&remote, &local).await;
+            local.shutdown().await;
+            r
+        }
+    };
+    remote.shutdown().await;
+    result
+}
+
+/// One account's folder pairs, whatever the local repository's type.
+struct Pair<'a> {
+    account: &'a AccountConfig,
+    status: &'a Status,
+    policy: &'a AccountPolicy,
+    opts: &'a ExecOptions,
+    ui: &'a Arc<LineUi>,
+}
+
+impl Pair<'_> {
+    async fn run<RR: Repository, LR: Repository>(&self, remote: &RR, local: &LR) -> Result<bool> {
+        let account = self.account;
+        let report = oi_sync::sync_account(
+            &account.name,
+            remote,
+            local,
+            self.status,
+            self.policy,
+            self.opts,
+            self.ui.as_ref(),
+        )
+        .await;
+        let report = match report {
+            Err(oi_sync::SyncError::CrashHook) => {
+                // Die as a killed process would: no LOGOUT, no commit, no cleanup.
+                std::process::exit(99);
+            }
+            Err(oi_sync::SyncError::Cancelled) => {
+                self.ui.emit(Event::Warning {
+                    account: Some(account.name.clone()),
+                    message: "stopped by a signal at a safe point; the next run goes on from there"
+                        .to_string(),
+                });
+                return Ok(false);
+            }
+            other => other?,
+        };
+        let stats: SyncStats = report.stats;
+        self.ui.emit(Event::AccountDone {
+            account: account.name.clone(),
+            stats,
+            failed_folders: report.failed.len(),
+        });
+        Ok(!report.failed.is_empty())
+    }
 }
 
 /// The IMAP store's settings from the repository's options.

@@ -652,13 +652,6 @@ impl<'a> Builder<'a> {
                 );
                 return None;
             }
-            ("IMAP", Side::Local) => {
-                reject(
-                    self,
-                    "IMAP as the localrepository is not supported yet".into(),
-                );
-                return None;
-            }
             ("Maildir" | "IMAP", _) => {}
             (other, _) => {
                 let valid = ["Maildir", "GmailMaildir", "IMAP", "Gmail"];

@@ -277,11 +277,9 @@ fn repository_types() {
         e,
         ["rc:9: [Repository Local] type: repository type GmailMaildir is not supported yet"]
     );
-    let e = errs(&BASE.replace("type = Maildir", "type = IMAP\nremotehost = h"));
-    assert!(
-        has(&e, "IMAP as the localrepository is not supported yet"),
-        "{e:?}"
-    );
+    // IMAP as the local side (IMAP <-> IMAP) is a repository like the remote one.
+    let c = ok(&BASE.replace("type = Maildir", "type = IMAP\nremotehost = h"));
+    assert!(matches!(c.accounts[0].local.kind, RepositoryKind::Imap(_)));
     let e = errs(&BASE.replace("type = Maildir", "type = maildir"));
     assert!(has(&e, "did you mean Maildir?"), "{e:?}");
     let e = errs(&BASE.replace("type = Maildir\n", ""));

@@ -446,3 +446,46 @@ fn mass_deletion_is_refused_until_allowed() {
     );
     assert_eq!(w.server_messages("INBOX").len(), 2);
 }
+
+/// IMAP <-> IMAP: two accounts of one Dovecot (alice remote, bob local) synced both ways,
+/// with OfflineIMAP's UIDMapping state.
+#[test]
+fn imap_to_imap_both_ways() {
+    let Some(w) = World::new("imap_to_imap") else {
+        return;
+    };
+    w.put("INBOX", "from alice");
+    w.server
+        .put_message("bob", "INBOX", message("from bob").as_bytes())
+        .unwrap();
+    let text = format!(
+        "[general]\naccounts = Test\nmetadata = {meta}\n\n\
+         [Account Test]\nlocalrepository = Bob\nremoterepository = Remote\n\n\
+         [Repository Bob]\ntype = IMAP\nremotehost = 127.0.0.1\nremoteport = {port}\n\
+         remoteuser = bob\nremotepass = bobpass\nssl = no\nstarttls = no\n\n\
+         [Repository Remote]\ntype = IMAP\nremotehost = 127.0.0.1\nremoteport = {port}\n\
+         remoteuser = {USER}\nremotepass = {PASS}\nssl = no\nstarttls = no\n",
+        meta = w.metadata().display(),
+        port = w.server.imap_port(),
+    );
+    std::fs::write(w.rc(), text).unwrap();
+    w.sync_ok();
+    let subjects = |user: &str| {
+        let mut v: Vec<String> = w
+            .server
+            .messages(user, "INBOX")
+            .unwrap()
+            .into_iter()
+            .map(|m| subject_of(&m.body))
+            .collect();
+        v.sort();
+        v
+    };
+    assert_eq!(subjects("alice"), ["from alice", "from bob"]);
+    assert_eq!(subjects("bob"), ["from alice", "from bob"]);
+    let mapping =
+        std::fs::read_to_string(w.metadata().join("Repository-Bob/UIDMapping/INBOX")).unwrap();
+    assert_eq!(mapping.lines().count(), 2, "{mapping}");
+    let again = w.sync_ok();
+    assert!(!again.contains("copied"), "{again}");
+}
