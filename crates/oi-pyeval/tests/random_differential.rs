@@ -1,5 +1,5 @@
-//! Randomized differential test of the regex layer: generated Python patterns, templates
-//! and subjects, evaluated natively and by CPython. Whatever the native path accepts must
+//! Randomized differential tests of the regex layer and str methods: generated patterns,
+//! templates, subjects and strings, evaluated natively and by CPython. Whatever the native path accepts must
 //! equal CPython's answer byte for byte (and must not succeed where CPython raises).
 
 #![allow(clippy::unwrap_used)]
@@ -75,17 +75,7 @@ fn to_text(v: &Value) -> String {
 
 #[test]
 fn random_patterns_agree_with_cpython() {
-    let ok = Command::new("python3")
-        .arg("-c")
-        .arg("pass")
-        .status()
-        .is_ok_and(|s| s.success());
-    if !ok {
-        assert!(
-            std::env::var("CI").as_deref() != Ok("true"),
-            "python3 is required under CI"
-        );
-        eprintln!("SKIPPED: python3 not found");
+    if !python3() {
         return;
     }
     let seed = std::env::var("REGEX_SEED")
@@ -128,67 +118,7 @@ fn random_patterns_agree_with_cpython() {
         };
         exprs.push(e);
     }
-    // CPython's answers, rendered through the helper's encoding by evaluating each
-    // expression in helper-only mode... but the oracle must be CPython itself, so use a
-    // plain script and compare through repr-free JSON.
-    let script = r#"
-import json, re, sys
-def enc(v):
-    if v is None or isinstance(v, bool): return v
-    if isinstance(v, int): return int(v)
-    if isinstance(v, str): return str(v)
-    if type(v) is list: return {'t': 'list', 'v': [enc(x) for x in v]}
-    if type(v) is tuple: return {'t': 'tuple', 'v': [enc(x) for x in v]}
-    return {'t': 'other', 'type': type(v).__name__}
-out = []
-for e in json.loads(sys.stdin.read()):
-    try:
-        out.append({'ok': enc(eval(e, {'re': re}))})
-    except Exception as x:
-        out.append({'error': type(x).__name__})
-print(json.dumps(out))
-"#;
-    let mut child = Command::new("python3")
-        .args(["-W", "ignore", "-c", script])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let req = serde_json::to_string(&exprs).unwrap();
-    child
-        .stdin
-        .take()
-        .unwrap()
-        .write_all(req.as_bytes())
-        .unwrap();
-    let out = child.wait_with_output().unwrap();
-    let expected: Vec<serde_json::Value> = serde_json::from_slice(&out.stdout).unwrap();
-    let origin = Origin::new("Repository R", "folderincludes");
-    let mut env = PyEnv::native_only();
-    let (mut native, mut declined) = (0, 0);
-    let mut failures = Vec::new();
-    for (e, want) in exprs.iter().zip(&expected) {
-        match (env.eval(e, &origin), want.get("ok")) {
-            (Ok(v), Some(ok)) => {
-                native += 1;
-                let got = encode(&v);
-                if &got != ok {
-                    failures.push(format!("{e}\n  native {}\n  python {ok}", to_text(&v)));
-                }
-            }
-            (Ok(v), None) => failures.push(format!(
-                "{e}\n  native {} but python raised {}",
-                to_text(&v),
-                want["error"]
-            )),
-            (Err(err), w) => {
-                declined += 1;
-                if std::env::var("SHOW_DECLINED").is_ok() {
-                    println!("DECLINED {e} :: {err} :: python {w:?}");
-                }
-            }
-        }
-    }
+    let (native, declined, failures) = compare(&exprs);
     println!(
         "{} random regex expressions: {native} native, {declined} declined",
         exprs.len()
@@ -217,4 +147,156 @@ fn encode(v: &Value) -> serde_json::Value {
         Value::Dict(_) => json!("dict"),
         Value::Other { type_name, .. } => json!({"t": "other", "type": type_name}),
     }
+}
+
+fn oracle(exprs: &[String]) -> Vec<serde_json::Value> {
+    let script = r#"
+import json, re, sys
+def enc(v):
+    if v is None or isinstance(v, bool): return v
+    if isinstance(v, int): return int(v)
+    if isinstance(v, str): return str(v)
+    if type(v) is list: return {'t': 'list', 'v': [enc(x) for x in v]}
+    if type(v) is tuple: return {'t': 'tuple', 'v': [enc(x) for x in v]}
+    return {'t': 'other', 'type': type(v).__name__}
+out = []
+for e in json.loads(sys.stdin.read()):
+    try:
+        out.append({'ok': enc(eval(e, {'re': re}))})
+    except Exception as x:
+        out.append({'error': type(x).__name__})
+print(json.dumps(out))
+"#;
+    let mut child = Command::new("python3")
+        .args(["-W", "ignore", "-c", script])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let req = serde_json::to_string(exprs).unwrap();
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(req.as_bytes())
+        .unwrap();
+    let out = child.wait_with_output().unwrap();
+    serde_json::from_slice(&out.stdout).unwrap()
+}
+
+fn python3() -> bool {
+    let ok = Command::new("python3")
+        .arg("-c")
+        .arg("pass")
+        .status()
+        .is_ok_and(|s| s.success());
+    if !ok {
+        assert!(
+            std::env::var("CI").as_deref() != Ok("true"),
+            "python3 is required under CI"
+        );
+        eprintln!("SKIPPED: python3 not found");
+    }
+    ok
+}
+
+/// Evaluates natively and compares with CPython: (native count, declined count, failures).
+fn compare(exprs: &[String]) -> (usize, usize, Vec<String>) {
+    let expected = oracle(exprs);
+    let origin = Origin::new("Repository R", "folderincludes");
+    let mut env = PyEnv::native_only();
+    let (mut native, mut declined) = (0, 0);
+    let mut failures = Vec::new();
+    for (e, want) in exprs.iter().zip(&expected) {
+        match (env.eval(e, &origin), want.get("ok")) {
+            (Ok(v), Some(ok)) => {
+                native += 1;
+                if encode(&v) != *ok {
+                    failures.push(format!("{e}\n  native {}\n  python {ok}", to_text(&v)));
+                }
+            }
+            (Ok(v), None) => failures.push(format!(
+                "{e}\n  native {} but python raised {}",
+                to_text(&v),
+                want["error"]
+            )),
+            (Err(err), w) => {
+                declined += 1;
+                if std::env::var("SHOW_DECLINED").is_ok() {
+                    println!("DECLINED {e} :: {err} :: python {w:?}");
+                }
+            }
+        }
+    }
+    (native, declined, failures)
+}
+
+/// Random str method calls on strings mixing ASCII with characters whose case mapping or
+/// whitespace class differs between Unicode versions or between Python and Rust.
+#[test]
+fn random_str_methods_agree_with_cpython() {
+    if !python3() {
+        return;
+    }
+    const CHARS: &[&str] = &[
+        "a", "B", "z", " ", ".", "/", "&", "-", "1", "_", "'", "ä", "Ö", "ß", "İ", "ı", "ǅ", "Σ",
+        "σ", "ς", "ﬁ", "é", "\\u0301", "\\x1c", "\\xa0", "\\t", "\\n", "已", "я", "Я", "ŉ", "Ω",
+        "ǰ", "µ", "ÿ", "²", "\\u2028", "\\u3000", "ꭓ", "ａ", "Ǆ", "ǆ", "ΐ", "և",
+    ];
+    const CALLS: &[&str] = &[
+        ".lower()",
+        ".upper()",
+        ".title()",
+        ".capitalize()",
+        ".swapcase()",
+        ".strip()",
+        ".lstrip()",
+        ".rstrip()",
+        ".split()",
+        ".split(None, 1)",
+        ".rsplit(None, 1)",
+        ".split('a')",
+        ".strip('a. ')",
+        ".isspace()",
+        ".isdigit()",
+        ".isalpha()",
+        ".islower()",
+        ".isupper()",
+        "[::-1]",
+        "[1:3]",
+        ".find('a')",
+        ".rfind('.')",
+        ".count('a')",
+        ".replace('a', 'A')",
+        ".partition(' ')",
+        ".startswith(('a', 'B'))",
+        ".split(maxsplit=0)",
+        "[-2:]",
+        ".lower().title()",
+        ".split(' ', 1)",
+    ];
+    let mut rng = Rng(0x1234_5678_9abc_def1);
+    let mut exprs = Vec::new();
+    for _ in 0..3000 {
+        let mut s = String::new();
+        for _ in 0..(rng.next() % 7) {
+            s.push_str(rng.pick(CHARS));
+        }
+        exprs.push(format!("'{s}'{}", rng.pick(CALLS)));
+    }
+    let (native, declined, failures) = compare(&exprs);
+    println!(
+        "{} random str expressions: {native} native, {declined} declined",
+        exprs.len()
+    );
+    assert!(
+        native > exprs.len() / 3,
+        "the native path should accept most str calls"
+    );
+    assert!(
+        failures.is_empty(),
+        "{} failures:\n{}",
+        failures.len(),
+        failures.join("\n")
+    );
 }
