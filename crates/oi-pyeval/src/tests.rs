@@ -379,3 +379,11 @@ fn helper_only_mode_matches_native() {
     assert_eq!(a[0], Value::Str("Sent@INBOX".into()));
     assert_eq!(helper.last_path(), Some(EvalPath::Helper));
 }
+
+#[test]
+fn environment_can_move_to_a_blocking_thread() {
+    fn assert_send<T: Send>() {}
+    assert_send::<PyEnv>();
+    assert_send::<FolderFn>();
+    assert_send::<PyError>();
+}

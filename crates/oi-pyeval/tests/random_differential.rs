@@ -1,6 +1,7 @@
 //! Randomized differential tests of the regex layer and str methods: generated patterns,
-//! templates, subjects and strings, evaluated natively and by CPython. Whatever the native path accepts must
-//! equal CPython's answer byte for byte (and must not succeed where CPython raises).
+//! templates, subjects and strings, evaluated natively and by CPython. Whatever the native
+//! path accepts must equal CPython's answer byte for byte (and must not succeed where
+//! CPython raises). `REGEX_SEED=n` reruns the regex test with another seed.
 
 #![allow(clippy::unwrap_used)]
 
