@@ -19,7 +19,7 @@ mod helper;
 mod native;
 mod pyre;
 
-use std::collections::HashMap;
+use std::collections::HashSet;
 use std::fmt;
 use std::path::PathBuf;
 
@@ -227,8 +227,8 @@ pub struct PyEnv {
     interpreter: PathBuf,
     mode: Mode,
     helper: Option<Helper>,
-    /// Folder functions already defined in the running helper: our id → same id there.
-    defined: HashMap<u64, ()>,
+    /// Folder functions already defined in the running helper (same ids on both sides).
+    defined: HashSet<u64>,
     next_id: u64,
     last_path: Option<EvalPath>,
 }
@@ -285,7 +285,7 @@ impl PyEnv {
             interpreter: PathBuf::from("python3"),
             mode: Mode::Auto,
             helper: None,
-            defined: HashMap::new(),
+            defined: HashSet::new(),
             next_id: 0,
             last_path: None,
         }
@@ -466,13 +466,13 @@ impl PyEnv {
     }
 
     fn define(&mut self, f: &FolderFn, reason: &str) -> Result<(), PyError> {
-        if self.helper.is_some() && self.defined.contains_key(&f.id) {
+        if self.helper.is_some() && self.defined.contains(&f.id) {
             return Ok(());
         }
         let req =
             json!({"op": "define", "id": f.id, "source": f.source, "re": f.origin.injects_re()});
         self.helper_request(&f.origin, reason, req)?;
-        self.defined.insert(f.id, ());
+        self.defined.insert(f.id);
         Ok(())
     }
 
