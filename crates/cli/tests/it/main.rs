@@ -6,12 +6,14 @@
 //! - `compat`: continuing an OfflineIMAP 8 state without transferring anything.
 //! - `long_running`: hooks, autorefresh and signals.
 //! - `crash`: the binary killed after every step, then resumed.
+//! - `kill`: a 2000-message two-way sync killed at random instants, 50 times.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 mod cli;
 mod common;
 mod compat;
 mod crash;
+mod kill;
 mod long_running;
 mod sync;
 mod transport;
