@@ -4,6 +4,7 @@
 
 mod args;
 mod control;
+mod py;
 mod run;
 mod ui;
 

@@ -15,6 +15,7 @@ use oi_sync::{AccountPolicy, DeletionGuard, ExecOptions, Policy, SidePolicy, Sta
 
 use crate::args::{Args, comma_list};
 use crate::control::Control;
+use crate::py::{PyNaming, Python};
 use crate::ui::{LineUi, UiKind};
 
 /// How the run ended, for the exit status.
@@ -87,9 +88,14 @@ pub fn main(args: Args) -> Result<Outcome> {
         .enable_all()
         .build()
         .context("starting the async runtime")?;
+    let python = Python::new(config.general.pythonfile.clone());
+    if config.general.pythonfile.is_some() {
+        // OfflineIMAP runs the pythonfile at start, whether or not an option uses it.
+        python.load()?;
+    }
     let failed = runtime.block_on(async {
         let control = Control::install().context("installing signal handlers")?;
-        anyhow::Ok(run_accounts(&config, &args, only_folders, ui.clone(), control).await)
+        anyhow::Ok(run_accounts(&config, &args, only_folders, ui.clone(), control, python).await)
     })?;
     Ok(Outcome {
         failed: failed || ui.error_count() > 0,
@@ -124,6 +130,7 @@ async fn run_accounts(
     only_folders: Option<Vec<String>>,
     ui: Arc<LineUi>,
     control: Control,
+    python: Python,
 ) -> bool {
     let parallel = if args.single {
         1
@@ -143,6 +150,7 @@ async fn run_accounts(
         };
         let only = only_folders.clone();
         let mut control = control.clone();
+        let python = python.clone();
         // -o and --dry-run sync once, as does an account without autorefresh.
         let period = account
             .autorefresh
@@ -155,7 +163,7 @@ async fn run_accounts(
                 {
                     // The semaphore is never closed, so acquiring only waits.
                     let _permit = semaphore.acquire().await;
-                    failed |= sync_with_hooks(&account, &general, &opts, &only, &ui).await;
+                    failed |= sync_with_hooks(&account, &general, &opts, &only, &ui, &python).await;
                 }
                 let Some(period) = period else { break };
                 if control.finishing() {
@@ -192,11 +200,21 @@ async fn sync_with_hooks(
     opts: &ExecOptions,
     only: &Option<Vec<String>>,
     ui: &Arc<LineUi>,
+    python: &Python,
 ) -> bool {
     if let Some(cmd) = &account.presynchook {
         run_hook(&account.name, "presynchook", cmd, ui).await;
     }
-    let failed = match sync_one(account, general, opts.clone(), only.clone(), ui.clone()).await {
+    let failed = match sync_one(
+        account,
+        general,
+        opts.clone(),
+        only.clone(),
+        ui.clone(),
+        python,
+    )
+    .await
+    {
         Ok(failed) => failed,
         Err(e) => {
             ui.emit(Event::Error {
@@ -255,6 +273,7 @@ async fn sync_one(
     opts: ExecOptions,
     only_folders: Option<Vec<String>>,
     ui: Arc<LineUi>,
+    python: &Python,
 ) -> Result<bool> {
     ui.emit(Event::AccountStart {
         account: account.name.clone(),
@@ -270,7 +289,12 @@ async fn sync_one(
         );
     };
     let events: Arc<dyn EventSink> = ui.clone();
-    let remote = oi_imap::ImapRepository::new(imap_config(imap, general)?, events.clone());
+    let remote = oi_imap::ImapRepository::new(imap_config(imap, general, python)?, events.clone());
+    let naming = Arc::new(PyNaming::new(
+        python.clone(),
+        account.remote.folders.clone(),
+        account.local.folders.clone(),
+    ));
     let status = Status(oi_status::StatusDir::new(
         general.metadata.clone(),
         &account.name,
@@ -296,6 +320,7 @@ async fn sync_one(
     };
     let pair = Pair {
         account,
+        naming: naming.as_ref(),
         status: &status,
         policy: &policy,
         opts: &opts,
@@ -303,18 +328,23 @@ async fn sync_one(
     };
     let result = match &account.local.kind {
         RepositoryKind::Maildir(maildir) => {
-            let local = oi_maildir::MaildirRepository::new(oi_maildir::MaildirConfig {
-                root: maildir.localfolders.clone(),
-                sep: maildir.sep,
-                fsync: general.fsync,
-            });
+            let local = VisibleMaildir {
+                inner: oi_maildir::MaildirRepository::new(oi_maildir::MaildirConfig {
+                    root: maildir.localfolders.clone(),
+                    sep: maildir.sep,
+                    fsync: general.fsync,
+                }),
+                naming: naming.clone(),
+            };
             pair.run(&remote, &local).await
         }
         RepositoryKind::Imap(local_imap) => {
             // IMAP <-> IMAP: the local server's UIDs are mapped to the remote's in
             // OfflineIMAP's Repository-<local>/UIDMapping files.
-            let inner =
-                oi_imap::ImapRepository::new(imap_config(local_imap, general)?, events.clone());
+            let inner = oi_imap::ImapRepository::new(
+                imap_config(local_imap, general, python)?,
+                events.clone(),
+            );
             let local = oi_imapmap::MappedImapRepository::new(
                 inner,
                 &general.metadata,
@@ -334,6 +364,7 @@ async fn sync_one(
 /// One account's folder pairs, whatever the local repository's type.
 struct Pair<'a> {
     account: &'a AccountConfig,
+    naming: &'a PyNaming,
     status: &'a Status,
     policy: &'a AccountPolicy,
     opts: &'a ExecOptions,
@@ -348,6 +379,7 @@ impl Pair<'_> {
             remote,
             local,
             self.status,
+            self.naming,
             self.policy,
             self.opts,
             self.ui.as_ref(),
@@ -379,11 +411,29 @@ impl Pair<'_> {
 }
 
 /// The IMAP store's settings from the repository's options.
-fn imap_config(c: &ImapConfig, general: &oi_config::General) -> Result<oi_imap::ImapConfig> {
+fn imap_config(
+    c: &ImapConfig,
+    general: &oi_config::General,
+    python: &Python,
+) -> Result<oi_imap::ImapConfig> {
+    // OfflineIMAP evaluates the *eval options when it connects; so do we, once per sync.
     let password = match &c.password {
         PasswordSource::None => None,
         PasswordSource::Inline(s) => Some(s.clone()),
         PasswordSource::File(p) => Some(read_password_file(p)?),
+        PasswordSource::Eval(e) => Some(Secret::new(python.string(e)?)),
+    };
+    let host = match &c.hosteval {
+        Some(e) => python.string(e)?,
+        None => c.host.clone(),
+    };
+    let port = match &c.porteval {
+        Some(e) => Some(python.port(e)?),
+        None => c.port,
+    };
+    let user = match &c.usereval {
+        Some(e) => Some(python.string(e)?),
+        None => c.user.clone(),
     };
     let tunnel = match (&c.preauthtunnel, &c.transporttunnel) {
         (Some(cmd), _) => Some(oi_imap::Tunnel::Preauth(cmd.clone())),
@@ -408,9 +458,9 @@ fn imap_config(c: &ImapConfig, general: &oi_config::General) -> Result<oi_imap::
         CaCerts::File(p) => oi_imap::CaSource::File(p.clone()),
     };
     Ok(oi_imap::ImapConfig {
-        host: c.host.clone(),
-        port: c.port,
-        user: c.user.clone().unwrap_or_default(),
+        host,
+        port,
+        user: user.unwrap_or_default(),
         password,
         security,
         ca,
@@ -466,5 +516,39 @@ impl StatusFactory for Status {
             }
         }
         Ok(())
+    }
+}
+
+/// The Maildir repository with OfflineIMAP's FMD5 rule: file names carry the MD5 of the
+/// folder's *visible* name, which is its name through the local repository's nametrans.
+struct VisibleMaildir {
+    inner: oi_maildir::MaildirRepository,
+    naming: Arc<PyNaming>,
+}
+
+impl Repository for VisibleMaildir {
+    type Folder = oi_maildir::MaildirFolder;
+
+    fn separator(&self) -> char {
+        self.inner.separator()
+    }
+
+    async fn list_folders(&self) -> Result<Vec<String>, StoreError> {
+        self.inner.list_folders().await
+    }
+
+    async fn create_folder(&self, name: &str) -> Result<(), StoreError> {
+        self.inner.create_folder(name).await
+    }
+
+    async fn open_folder(
+        &self,
+        name: &str,
+        access: oi_core::Access,
+    ) -> Result<Self::Folder, StoreError> {
+        let visible = self.naming.local_visible(name)?;
+        Ok(self
+            .inner
+            .open_folder_with_visible_name(name, &visible, access)?)
     }
 }

@@ -28,7 +28,7 @@ enum Support {
 
 use Support::*;
 
-/// `[general]`. `pythonfile` is read but only matters to the eval options, all rejected.
+/// `[general]`.
 const GENERAL: &[(&str, Support)] = &[
     ("accounts", Read),
     ("metadata", Read),
@@ -77,10 +77,10 @@ const REPOSITORY: &[(&str, Support)] = &[
     ("createfolders", Read),
     ("sync_deletes", Read),
     ("dynamic_folderfilter", WarnIfTrue),
-    ("nametrans", Reject),
-    ("folderfilter", Reject),
-    ("folderincludes", Reject),
-    ("foldersort", Reject),
+    ("nametrans", Read),
+    ("folderfilter", Read),
+    ("folderincludes", Read),
+    ("foldersort", Read),
     ("startdate", Reject),
 ];
 
@@ -110,10 +110,10 @@ const IMAP: &[(&str, Support)] = &[
     ("expunge", Read),
     ("auth_mechanisms", Read),
     ("sep", Read),
-    ("remotehosteval", Reject),
-    ("remoteporteval", Reject),
-    ("remoteusereval", Reject),
-    ("remotepasseval", Reject),
+    ("remotehosteval", Read),
+    ("remoteporteval", Read),
+    ("remoteusereval", Read),
+    ("remotepasseval", Read),
     ("remote_identity", Reject),
     ("oauth2_client_id", Reject),
     ("oauth2_client_id_eval", Reject),
@@ -415,12 +415,10 @@ impl<'a> Builder<'a> {
             _ => None,
         };
         let ui = self.string(S, "ui").map(|(v, _)| v);
-        let pythonfile = self.string(S, "pythonfile").map(|(v, at)| {
-            self.warnings.push(format!(
-                "not supported yet: pythonfile ({at}); the file is not run"
-            ));
-            self.env.expand_path(&v)
-        });
+        // Expanded as OfflineIMAP's getlocaleval does; the binary runs it at start.
+        let pythonfile = self
+            .string(S, "pythonfile")
+            .map(|(v, _)| self.env.expand_path(&v));
         if self.raw.has_section("mbnames") && self.boolean("mbnames", "enabled", false) {
             let at = self
                 .raw
@@ -679,12 +677,29 @@ impl<'a> Builder<'a> {
             self.classify(s, &[REPOSITORY, IMAP], "an IMAP repository");
             RepositoryKind::Imap(self.imap(s)?)
         };
+        let folders = FolderOptions {
+            nametrans: self.py_expr(s, "nametrans"),
+            folderfilter: self.py_expr(s, "folderfilter"),
+            folderincludes: self.py_expr(s, "folderincludes"),
+            foldersort: self.py_expr(s, "foldersort"),
+        };
         Some(RepositoryConfig {
             name: name.to_string(),
             readonly,
             createfolders,
             sync_deletes,
+            folders,
             kind,
+        })
+    }
+
+    /// A Python option, kept as text: it is evaluated by the binary, and only if
+    /// OfflineIMAP would evaluate it.
+    fn py_expr(&mut self, s: &str, option: &str) -> Option<PyExpr> {
+        self.string(s, option).map(|(source, _)| PyExpr {
+            source,
+            section: s.to_string(),
+            option: option.to_string(),
         })
     }
 
@@ -726,7 +741,11 @@ impl<'a> Builder<'a> {
             }
             v
         });
-        let host = if preauthtunnel.is_some() || transporttunnel.is_some() {
+        let hosteval = self.py_expr(s, "remotehosteval");
+        let porteval = self.py_expr(s, "remoteporteval");
+        let usereval = self.py_expr(s, "remoteusereval");
+        let passeval = self.py_expr(s, "remotepasseval");
+        let host = if preauthtunnel.is_some() || transporttunnel.is_some() || hosteval.is_some() {
             Some(
                 self.string(s, "remotehost")
                     .map(|(v, _)| v)
@@ -752,6 +771,11 @@ impl<'a> Builder<'a> {
         let pass = self.string(s, "remotepass");
         let passfile = self.string(s, "remotepassfile");
         let password = match (pass, passfile) {
+            // OfflineIMAP asks remotepasseval first and never reads the others then.
+            _ if passeval.is_some() => match passeval.clone() {
+                Some(e) => PasswordSource::Eval(e),
+                None => PasswordSource::None,
+            },
             (Some(_), Some((_, at))) => {
                 self.option_error(
                     s,
@@ -842,6 +866,9 @@ impl<'a> Builder<'a> {
             preauthtunnel,
             transporttunnel,
             expunge,
+            hosteval,
+            porteval,
+            usereval,
         })
     }
 }
@@ -891,7 +918,8 @@ mod tests {
     fn option_tables_classify() {
         assert_eq!(lookup(&[REPOSITORY, MAILDIR], "customflag_x"), Some(Reject));
         assert_eq!(lookup(&[REPOSITORY, IMAP], "customflag_x"), None);
-        assert_eq!(lookup(&[REPOSITORY, IMAP], "nametrans"), Some(Reject));
+        assert_eq!(lookup(&[REPOSITORY, IMAP], "nametrans"), Some(Read));
+        assert_eq!(lookup(&[REPOSITORY, IMAP], "reference"), Some(Reject));
         assert_eq!(lookup(&[REPOSITORY, IMAP], "maxconnections"), Some(Warn));
         assert!(known_anywhere("trashfolder"));
         assert!(!known_anywhere("remotehots"));

@@ -20,8 +20,8 @@ mod types;
 pub use error::{ConfigError, ConfigErrors, Origin};
 pub use expand::Env;
 pub use types::{
-    AccountConfig, CaCerts, Config, DEFAULT_MAX_DELETE_PERCENT, General, ImapConfig, MaildirConfig,
-    PasswordSource, RepositoryConfig, RepositoryKind,
+    AccountConfig, CaCerts, Config, DEFAULT_MAX_DELETE_PERCENT, FolderOptions, General, ImapConfig,
+    MaildirConfig, PasswordSource, PyExpr, RepositoryConfig, RepositoryKind,
 };
 
 use std::path::{Path, PathBuf};

@@ -112,7 +112,10 @@ fn general_values() {
         g.pythonfile,
         Some(PathBuf::from("/home/me/.offlineimap.py"))
     );
-    assert!(has(&c.warnings, "pythonfile"));
+    assert!(
+        !has(&c.warnings, "pythonfile"),
+        "the binary runs the pythonfile"
+    );
     let c = ok(&BASE.replace("accounts = Main", "accounts = Main\nsocktimeout = 0"));
     assert_eq!(c.general.socktimeout, None);
 }
@@ -404,20 +407,20 @@ fn unsupported_options_warn_or_fail() {
 
     let e = errs(&BASE.replace(
         "remoteuser = me",
-        "remoteuser = me\nnametrans = lambda f: f\nremotepasseval = get()\nsubscribedonly = no",
+        "remoteuser = me\nreference = Mail\ncopy_ignore_eval = f\nsubscribedonly = no",
     ));
     assert_eq!(e.len(), 2, "{e:?}");
     assert!(
         has(
             &e,
-            "rc:16: [Repository Remote] nametrans: not supported yet"
+            "rc:16: [Repository Remote] reference: not supported yet"
         ),
         "{e:?}"
     );
     assert!(
         has(
             &e,
-            "rc:17: [Repository Remote] remotepasseval: not supported yet"
+            "rc:17: [Repository Remote] copy_ignore_eval: not supported yet"
         ),
         "{e:?}"
     );
@@ -646,4 +649,37 @@ fn mass_deletion_guard_option() {
         "remoterepository = Remote\nmax_delete_percent = 150",
     ));
     assert!(has(&e, "max_delete_percent: must be a percentage"), "{e:?}");
+}
+
+#[test]
+fn python_options_are_kept_for_the_binary() {
+    let c = ok(&BASE.replace(
+        "remoteuser = me",
+        "remoteuser = me\nnametrans = lambda f: f.replace('INBOX.', '')\nfolderfilter = lambda f: f != 'Trash'\nremotepasseval = get_pass(\"%(remoteuser)s\")\nremoteusereval = who()",
+    ));
+    let remote = &c.accounts[0].remote;
+    let nt = remote.folders.nametrans.as_ref().unwrap();
+    assert_eq!(nt.source, "lambda f: f.replace('INBOX.', '')");
+    assert_eq!(
+        (nt.section.as_str(), nt.option.as_str()),
+        ("Repository Remote", "nametrans")
+    );
+    assert!(remote.folders.folderfilter.is_some());
+    let RepositoryKind::Imap(imap) = &remote.kind else {
+        panic!()
+    };
+    let PasswordSource::Eval(e) = &imap.password else {
+        panic!("{:?}", imap.password)
+    };
+    assert_eq!(
+        e.source, "get_pass(\"me\")",
+        "interpolated before evaluation"
+    );
+    assert_eq!(imap.usereval.as_ref().unwrap().source, "who()");
+    // remotehosteval stands in for remotehost.
+    let c = ok(&BASE.replace("remotehost = imap.example.org", "remotehosteval = host()"));
+    let RepositoryKind::Imap(imap) = &c.accounts[0].remote.kind else {
+        panic!()
+    };
+    assert_eq!(imap.hosteval.as_ref().unwrap().source, "host()");
 }

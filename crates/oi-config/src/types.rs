@@ -76,12 +76,39 @@ pub struct RepositoryConfig {
     pub createfolders: bool,
     /// Deletions made on this side propagate to the other. Default true.
     pub sync_deletes: bool,
+    /// The Python folder options (nametrans, folderfilter, folderincludes, foldersort).
+    pub folders: FolderOptions,
     /// What kind of store it is, with its own options.
     pub kind: RepositoryKind,
 }
 
+/// A Python expression from the configuration, with where it was written (for errors).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PyExpr {
+    /// The expression's text (interpolated, as OfflineIMAP evaluates it).
+    pub source: String,
+    /// The section it came from (`Repository X`).
+    pub section: String,
+    /// The option (`nametrans`).
+    pub option: String,
+}
+
+/// A repository's folder selection and naming, as Python expressions.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct FolderOptions {
+    /// `nametrans`: a function of a folder name giving the name on the other side.
+    pub nametrans: Option<PyExpr>,
+    /// `folderfilter`: a predicate on this repository's (untranslated) folder names.
+    pub folderfilter: Option<PyExpr>,
+    /// `folderincludes`: a list of extra folder names.
+    pub folderincludes: Option<PyExpr>,
+    /// `foldersort`: a cmp-style function ordering folders (IMAP repositories only).
+    pub foldersort: Option<PyExpr>,
+}
+
 /// The store behind a repository.
 #[derive(Debug, Clone, PartialEq)]
+#[allow(clippy::large_enum_variant)] // built once per repository: boxing would buy nothing
 pub enum RepositoryKind {
     /// `type = Maildir` (local side only).
     Maildir(MaildirConfig),
@@ -123,6 +150,12 @@ pub struct ImapConfig {
     pub transporttunnel: Option<String>,
     /// EXPUNGE after marking messages \Deleted. Default true.
     pub expunge: bool,
+    /// `remotehosteval`: replaces `remotehost` when set.
+    pub hosteval: Option<PyExpr>,
+    /// `remoteporteval`: replaces `remoteport` when set.
+    pub porteval: Option<PyExpr>,
+    /// `remoteusereval`: replaces `remoteuser` when set.
+    pub usereval: Option<PyExpr>,
 }
 
 /// Where an IMAP password comes from.
@@ -134,6 +167,8 @@ pub enum PasswordSource {
     Inline(Secret),
     /// `remotepassfile` (expanded): its first line is the password.
     File(PathBuf),
+    /// `remotepasseval`: a Python expression (usually calling a pythonfile function).
+    Eval(PyExpr),
 }
 
 /// Which CA certificates verify an IMAP server.

@@ -143,6 +143,7 @@ impl World {
             &remote,
             &local,
             status,
+            &oi_sync::PlainNaming,
             &policy,
             opts,
             events.as_ref(),

@@ -34,6 +34,82 @@ pub trait StatusFactory: Send + Sync {
     ) -> Result<(), StoreError>;
 }
 
+/// A folder name seen from the other side.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Translated {
+    /// The name after this side's `nametrans`, with this side's separator
+    /// (OfflineIMAP's "visible name"; the remote's gives the LocalStatus name).
+    pub visible: String,
+    /// The name of the same folder on the other side (separators swapped).
+    pub other: String,
+}
+
+/// Which folders take part and what they are called on the other side: OfflineIMAP's
+/// `folderfilter`, `nametrans`, `folderincludes` and `foldersort`. The binary evaluates
+/// the Python; the engine only asks, a whole list at a time (one helper round trip).
+pub trait FolderNaming: Send + Sync {
+    /// For each folder of `side`: `None` when its folderfilter excludes it (only asked
+    /// when `filter` is true), else its visible name and its name on the other side.
+    fn translate(
+        &self,
+        side: Side,
+        names: &[String],
+        own_sep: char,
+        other_sep: char,
+        filter: bool,
+    ) -> Result<Vec<Option<Translated>>, StoreError>;
+
+    /// `folderincludes` of a side.
+    fn includes(&self, side: Side) -> Result<Vec<String>, StoreError>;
+
+    /// The order in which to sync remote folders, given their visible names: a
+    /// permutation of `0..visible.len()`.
+    fn order(&self, visible: &[String]) -> Result<Vec<usize>, StoreError>;
+}
+
+/// No Python options: every folder, names equal but for the separators.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct PlainNaming;
+
+impl FolderNaming for PlainNaming {
+    fn translate(
+        &self,
+        _side: Side,
+        names: &[String],
+        own_sep: char,
+        other_sep: char,
+        _filter: bool,
+    ) -> Result<Vec<Option<Translated>>, StoreError> {
+        Ok(names
+            .iter()
+            .map(|n| {
+                Some(Translated {
+                    visible: n.clone(),
+                    other: local_name(n, own_sep, other_sep),
+                })
+            })
+            .collect())
+    }
+
+    fn includes(&self, _side: Side) -> Result<Vec<String>, StoreError> {
+        Ok(Vec::new())
+    }
+
+    /// OfflineIMAP's default: case-insensitive by visible name (a stable sort).
+    fn order(&self, visible: &[String]) -> Result<Vec<usize>, StoreError> {
+        let mut idx: Vec<usize> = (0..visible.len()).collect();
+        idx.sort_by_key(|&i| visible[i].to_lowercase());
+        Ok(idx)
+    }
+}
+
+/// A folder pair's names.
+struct PairNames<'a> {
+    remote: &'a str,
+    local: &'a str,
+    status: &'a str,
+}
+
 /// What an account sync is allowed to do besides syncing messages.
 #[derive(Debug, Clone, Default)]
 pub struct AccountPolicy {
@@ -77,11 +153,13 @@ pub fn status_name(remote: &str, remote_sep: char) -> String {
 }
 
 /// Syncs every folder of one account.
+#[allow(clippy::too_many_arguments)] // the account's whole context; a struct would only rename it
 pub async fn sync_account<RR, LR, SF>(
     account: &str,
     remote: &RR,
     local: &LR,
     status: &SF,
+    naming: &dyn FolderNaming,
     policy: &AccountPolicy,
     opts: &ExecOptions,
     events: &dyn EventSink,
@@ -91,58 +169,126 @@ where
     LR: Repository,
     SF: StatusFactory,
 {
+    let listed_remote = remote.list_folders().await?;
+    // After LIST: the IMAP delimiter is learned from it.
     let (rsep, lsep) = (remote.separator(), local.separator());
-    let remote_folders: BTreeSet<String> = remote.list_folders().await?.into_iter().collect();
-    let local_folders: BTreeSet<String> = local.list_folders().await?.into_iter().collect();
-    let wanted = |remote_name: &str| {
-        policy
-            .only_folders
-            .as_ref()
-            .is_none_or(|only| only.iter().any(|f| f == remote_name))
-    };
+    let listed_local: BTreeSet<String> = local.list_folders().await?.into_iter().collect();
 
-    // Pairs of (remote name, local name), and what must be created first.
+    // Remote folders that take part: listed plus folderincludes, through folderfilter
+    // (or exactly the -f list, which overrides both, as in OfflineIMAP).
+    let mut remote_names: Vec<String> = listed_remote.clone();
+    match &policy.only_folders {
+        Some(only) => remote_names.retain(|n| only.contains(n)),
+        None => {
+            for extra in naming.includes(Side::Remote)? {
+                if !remote_names.contains(&extra) {
+                    remote_names.push(extra);
+                }
+            }
+        }
+    }
+    let filtered = policy.only_folders.is_none();
+    let mapped = naming.translate(Side::Remote, &remote_names, rsep, lsep, filtered)?;
+    let mut remote_pairs: Vec<(String, Translated)> = remote_names
+        .into_iter()
+        .zip(mapped)
+        .filter_map(|(name, t)| t.map(|t| (name, t)))
+        .collect();
+    let order = naming.order(
+        &remote_pairs
+            .iter()
+            .map(|(_, t)| t.visible.clone())
+            .collect::<Vec<_>>(),
+    )?;
+    remote_pairs = order
+        .into_iter()
+        .filter_map(|i| remote_pairs.get(i).cloned())
+        .collect();
+    let remote_set: BTreeSet<&str> = listed_remote.iter().map(String::as_str).collect();
+
+    // Pairs of (remote name, local name, status name), creating what is missing.
     let mut pairs = Vec::new();
     let mut report = AccountReport::default();
-    for rname in &remote_folders {
-        if !wanted(rname) {
-            continue;
+    for (rname, t) in &remote_pairs {
+        let lname = t.other.clone();
+        let sname = t.visible.replace(rsep, ".");
+        if !remote_set.contains(rname.as_str()) {
+            // A folderincludes entry the server does not list: sync it only if it exists
+            // locally or can be opened; OfflineIMAP does not create it on the server.
+            if !listed_local.contains(&lname) {
+                continue;
+            }
         }
-        let lname = local_name(rname, rsep, lsep);
-        if !local_folders.contains(&lname) {
+        if !listed_local.contains(&lname) {
             let allowed = policy.create_local && !policy.folders.local.readonly;
             if !create(local, Side::Local, &lname, allowed, account, opts, events).await {
                 continue;
             }
-            if let Err(e) = status.forget(&status_name(rname, rsep), rname, &lname) {
+            if let Err(e) = status.forget(&sname, rname, &lname) {
                 report.fail(rname.clone(), e.into());
                 continue;
             }
         }
-        pairs.push((rname.clone(), lname));
+        pairs.push((rname.clone(), lname, sname));
     }
-    for lname in &local_folders {
-        let rname = local_name(lname, lsep, rsep);
-        if remote_folders.contains(&rname) || !wanted(&rname) {
-            continue;
-        }
-        let allowed = policy.create_remote && !policy.folders.remote.readonly;
-        let created =
-            create_checked(remote, Side::Remote, &rname, allowed, account, opts, events).await;
-        let created = created.and_then(|done| {
-            if done {
-                status.forget(&status_name(&rname, rsep), &rname, lname)?;
+
+    // Local folders the server lacks: create them there, when their names translate back.
+    if policy.only_folders.is_none() {
+        let local_names: Vec<String> = listed_local.iter().cloned().collect();
+        let to_remote = naming.translate(Side::Local, &local_names, lsep, rsep, true)?;
+        for (lname, t) in local_names.iter().zip(to_remote) {
+            let Some(t) = t else { continue };
+            let rname = t.other;
+            if remote_set.contains(rname.as_str()) || pairs.iter().any(|(_, l, _)| l == lname) {
+                continue;
             }
-            Ok(done)
-        });
-        match created {
-            Ok(true) => pairs.push((rname, lname.clone())),
-            Ok(false) => {}
-            Err(e) => report.fail(rname, e.into()),
+            // OfflineIMAP refuses to create a folder whose name would not come back to the
+            // local one through the remote's nametrans: the next run would create another.
+            let back = naming.translate(
+                Side::Remote,
+                std::slice::from_ref(&rname),
+                rsep,
+                lsep,
+                false,
+            )?;
+            let Some(Some(back)) = back.into_iter().next() else {
+                continue;
+            };
+            if back.other != *lname {
+                report.fail(
+                    rname.clone(),
+                    StoreError::new(
+                        oi_core::Severity::Folder,
+                        format!(
+                            "folder {lname} would be created on the server as {rname}, which the \
+                             remote nametrans maps to {} and not back to {lname}; not creating \
+                             it (fix the nametrans options so that they invert each other)",
+                            back.other
+                        ),
+                    )
+                    .into(),
+                );
+                continue;
+            }
+            let sname = back.visible.replace(rsep, ".");
+            let allowed = policy.create_remote && !policy.folders.remote.readonly;
+            let created =
+                create_checked(remote, Side::Remote, &rname, allowed, account, opts, events).await;
+            let created = created.and_then(|done| {
+                if done {
+                    status.forget(&sname, &rname, lname)?;
+                }
+                Ok(done)
+            });
+            match created {
+                Ok(true) => pairs.push((rname, lname.clone(), sname)),
+                Ok(false) => {}
+                Err(e) => report.fail(rname, e.into()),
+            }
         }
     }
 
-    for (rname, lname) in pairs {
+    for (rname, lname, sname) in pairs {
         if opts.cancel.is_cancelled() {
             return Err(SyncError::Cancelled);
         }
@@ -154,10 +300,12 @@ where
             account: account.to_string(),
             folder: rname.clone(),
         });
-        let result = sync_pair(
-            remote, local, status, &rname, &lname, policy, opts, events, &label,
-        )
-        .await;
+        let names = PairNames {
+            remote: &rname,
+            local: &lname,
+            status: &sname,
+        };
+        let result = sync_pair(remote, local, status, &names, policy, opts, events, &label).await;
         match result {
             Ok(stats) => {
                 report.stats.add(&stats);
@@ -191,8 +339,7 @@ async fn sync_pair<RR, LR, SF>(
     remote: &RR,
     local: &LR,
     status: &SF,
-    rname: &str,
-    lname: &str,
+    names: &PairNames<'_>,
     policy: &AccountPolicy,
     opts: &ExecOptions,
     events: &dyn EventSink,
@@ -204,7 +351,8 @@ where
     SF: StatusFactory,
 {
     let p = &policy.folders;
-    let mut status = status.open(&status_name(rname, remote.separator()), rname, lname)?;
+    let (rname, lname) = (names.remote, names.local);
+    let mut status = status.open(names.status, rname, lname)?;
     let mut rfolder = remote
         .open_folder(rname, access_for(p.remote.readonly, opts.dry_run))
         .await?;

@@ -13,6 +13,9 @@ pub mod memory;
 pub mod planner;
 pub mod repair;
 
-pub use account::{AccountPolicy, AccountReport, StatusFactory, sync_account};
+pub use account::{
+    AccountPolicy, AccountReport, FolderNaming, PlainNaming, StatusFactory, Translated,
+    sync_account,
+};
 pub use execute::{Cancel, ExecOptions, FolderLabel, SyncError, sync_folder};
 pub use planner::{DeletionGuard, Plan, Policy, SidePolicy, Step, plan};

@@ -109,3 +109,84 @@ fn continues_offlineimap8_state_without_transfers_and_back() {
     assert_eq!(snapshot(&w), ours, "offlineimap 8 changed our local tree");
     assert_eq!(w.server_messages("INBOX"), server_ours);
 }
+
+/// The same Python folder options (filter, nametrans both ways, pythonfile password) give
+/// the same local tree, server folders and LocalStatus names with OfflineIMAP 8 and ours.
+#[test]
+fn python_folder_options_match_offlineimap8() {
+    let Some(bin) = offlineimap8() else { return };
+    let setup = |test: &str| -> Option<World> {
+        let w = World::new(test)?;
+        for mbox in ["Archive", "Trash", "Lists", "Lists.rust", "Lists.go"] {
+            w.server.create_mailbox(USER, mbox).unwrap();
+        }
+        w.put("Lists.rust", "rust list");
+        w.put("Lists.go", "go list");
+        w.put("Trash", "trashed");
+        w.put("INBOX", "inbox");
+        let py = w.dir.path().join("helpers.py");
+        std::fs::write(
+            &py,
+            "import re\ndef get_pass(user):\n    return {'alice': 'alicepass'}[user]\n",
+        )
+        .unwrap();
+        let text = format!(
+            "[general]\naccounts = Test\nmetadata = {meta}\npythonfile = {py}\n\n\
+             [Account Test]\nlocalrepository = Local\nremoterepository = Remote\n\n\
+             [Repository Local]\ntype = Maildir\nlocalfolders = {mail}\n\
+             nametrans = lambda f: re.sub('^L-', 'Lists.', f)\n\n\
+             [Repository Remote]\ntype = IMAP\nremotehost = 127.0.0.1\nremoteport = {port}\n\
+             remoteuser = {USER}\nremotepasseval = get_pass(\"%(remoteuser)s\")\nssl = no\nstarttls = no\n\
+             folderfilter = lambda f: f not in ['Trash', 'Lists']\n\
+             nametrans = lambda f: re.sub(r'^Lists\\.', 'L-', f)\n",
+            meta = w.metadata().display(),
+            mail = w.maildir().display(),
+            py = py.display(),
+            port = w.server.imap_port(),
+        );
+        std::fs::write(w.rc(), text).unwrap();
+        for sub in ["cur", "new", "tmp"] {
+            std::fs::create_dir_all(w.maildir().join("L-new").join(sub)).unwrap();
+        }
+        std::fs::write(
+            w.maildir().join("L-new/new/1700000009.x.host"),
+            message("made locally"),
+        )
+        .unwrap();
+        Some(w)
+    };
+    let describe = |w: &World| {
+        let mut tree = Vec::new();
+        let mut dirs: Vec<_> = std::fs::read_dir(w.maildir())
+            .unwrap()
+            .map(|e| e.unwrap().path())
+            .collect();
+        dirs.sort();
+        for d in dirs {
+            let subjects: Vec<_> = local_messages(&d)
+                .into_iter()
+                .map(|m| (m.subject, m.fmd5))
+                .collect();
+            tree.push((
+                d.file_name().unwrap().to_string_lossy().to_string(),
+                subjects,
+            ));
+        }
+        let mut mailboxes = w.server.mailboxes(USER).unwrap();
+        mailboxes.sort();
+        let mut status: Vec<_> =
+            std::fs::read_dir(w.metadata().join("Account-Test/LocalStatus-sqlite"))
+                .unwrap()
+                .map(|e| e.unwrap().file_name().to_string_lossy().to_string())
+                .collect();
+        status.sort();
+        (tree, mailboxes, status)
+    };
+    let Some(theirs) = setup("python_options_offlineimap8") else {
+        return;
+    };
+    run_offlineimap8(&bin, &theirs);
+    let ours = setup("python_options_ours").unwrap();
+    ours.sync_ok();
+    assert_eq!(describe(&ours), describe(&theirs));
+}

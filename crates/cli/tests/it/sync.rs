@@ -489,3 +489,79 @@ fn imap_to_imap_both_ways() {
     let again = w.sync_ok();
     assert!(!again.contains("copied"), "{again}");
 }
+
+/// folderfilter, nametrans on both sides (inverting each other), folderincludes, and a
+/// password from a pythonfile helper through remotepasseval.
+#[test]
+fn python_folder_options_and_pythonfile_password() {
+    let Some(w) = World::new("python_options") else {
+        return;
+    };
+    for mbox in ["Archive", "Trash", "Lists", "Lists.rust"] {
+        w.server.create_mailbox(USER, mbox).unwrap();
+    }
+    w.put("Lists.rust", "rust list");
+    w.put("Trash", "trashed");
+    w.put("INBOX", "inbox");
+    let py = w.dir.path().join("helpers.py");
+    std::fs::write(
+        &py,
+        "def get_pass(user):\n    return {'alice': 'alicepass'}[user]\n",
+    )
+    .unwrap();
+    let text = format!(
+        "[general]\naccounts = Test\nmetadata = {meta}\npythonfile = {py}\n\n\
+         [Account Test]\nlocalrepository = Local\nremoterepository = Remote\n\n\
+         [Repository Local]\ntype = Maildir\nlocalfolders = {mail}\n\
+         nametrans = lambda f: re.sub('^L-', 'Lists.', f)\n\n\
+         [Repository Remote]\ntype = IMAP\nremotehost = 127.0.0.1\nremoteport = {port}\n\
+         remoteuser = {USER}\nremotepasseval = get_pass(\"%(remoteuser)s\")\nssl = no\nstarttls = no\n\
+         folderfilter = lambda f: f not in ['Trash',\n    'Lists']\n\
+         nametrans = lambda f: re.sub(r'^Lists\\.', 'L-', f)\n",
+        meta = w.metadata().display(),
+        mail = w.maildir().display(),
+        py = py.display(),
+        port = w.server.imap_port(),
+    );
+    std::fs::write(w.rc(), text).unwrap();
+    for sub in ["cur", "new", "tmp"] {
+        std::fs::create_dir_all(w.maildir().join("L-new").join(sub)).unwrap();
+    }
+    std::fs::write(
+        w.maildir().join("L-new/new/1700000009.x.host"),
+        message("made locally"),
+    )
+    .unwrap();
+    w.sync_ok();
+    let mut local: Vec<String> = std::fs::read_dir(w.maildir())
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().to_string())
+        .collect();
+    local.sort();
+    assert_eq!(local, ["Archive", "INBOX", "L-new", "L-rust"]);
+    let rust = local_messages(&w.maildir().join("L-rust"));
+    assert_eq!(rust[0].subject, "rust list");
+    // FMD5 is the MD5 of the local visible name (through the local nametrans).
+    assert_eq!(
+        rust[0].fmd5.as_deref(),
+        Some(md5_hex("Lists.rust").as_str())
+    );
+    assert!(
+        w.metadata()
+            .join("Account-Test/LocalStatus-sqlite/L-rust")
+            .exists()
+    );
+    // L-new went to the server as Lists.new, which the remote nametrans maps back.
+    assert!(
+        w.server
+            .mailboxes(USER)
+            .unwrap()
+            .contains(&"Lists.new".to_string())
+    );
+    assert_eq!(w.server_messages("Lists.new").len(), 1);
+    let again = w.sync_ok();
+    assert!(
+        !again.contains("copied") && !again.contains("created"),
+        "{again}"
+    );
+}

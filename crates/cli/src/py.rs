@@ -1,0 +1,208 @@
+//! The Python options of the configuration, evaluated where OfflineIMAP evaluates them:
+//! folder naming and selection for the engine, and the `remote*eval` connection values.
+
+use std::sync::{Arc, Mutex, MutexGuard};
+
+use anyhow::{Result, anyhow};
+use oi_config::{FolderOptions, PyExpr};
+use oi_core::{Severity, Side, StoreError};
+use oi_pyeval::{Origin, PyEnv, Value};
+use oi_sync::{FolderNaming, Translated};
+
+/// One Python environment for the whole run: the pythonfile is loaded once.
+#[derive(Clone)]
+pub struct Python(Arc<Mutex<PyEnv>>);
+
+impl Python {
+    /// The environment of a configuration (the helper process starts only when needed).
+    pub fn new(pythonfile: Option<std::path::PathBuf>) -> Python {
+        Python(Arc::new(Mutex::new(PyEnv::new(pythonfile))))
+    }
+
+    fn env(&self) -> MutexGuard<'_, PyEnv> {
+        // A panic while evaluating left the environment as usable as any error does.
+        self.0.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Runs the pythonfile now: OfflineIMAP always does, even when no option uses it.
+    pub fn load(&self) -> Result<()> {
+        self.env().load_pythonfile().map_err(|e| anyhow!("{e}"))
+    }
+
+    /// Evaluates an expression to a string (remotehosteval, remoteusereval,
+    /// remotepasseval).
+    pub fn string(&self, e: &PyExpr) -> Result<String> {
+        match self.eval(e)? {
+            Value::Str(s) => Ok(s),
+            other => Err(anyhow!(
+                "[{}] {}: expected a string, got {other:?}",
+                e.section,
+                e.option
+            )),
+        }
+    }
+
+    /// Evaluates an expression to a port number (remoteporteval).
+    pub fn port(&self, e: &PyExpr) -> Result<u16> {
+        match self.eval(e)? {
+            Value::Int(n) => u16::try_from(n)
+                .ok()
+                .filter(|p| *p != 0)
+                .ok_or_else(|| anyhow!("[{}] {}: {n} is not a port", e.section, e.option)),
+            Value::Str(s) => s
+                .trim()
+                .parse()
+                .map_err(|_| anyhow!("[{}] {}: {s:?} is not a port", e.section, e.option)),
+            other => Err(anyhow!(
+                "[{}] {}: expected a port number, got {other:?}",
+                e.section,
+                e.option
+            )),
+        }
+    }
+
+    fn eval(&self, e: &PyExpr) -> Result<Value> {
+        self.env()
+            .eval(&e.source, &origin(e))
+            .map_err(|err| anyhow!("{err}"))
+    }
+}
+
+fn origin(e: &PyExpr) -> Origin {
+    Origin::new(e.section.clone(), e.option.clone())
+}
+
+fn fatal(message: String) -> StoreError {
+    StoreError::new(Severity::Fatal, message)
+}
+
+/// The engine's folder naming from a pair of repositories' options.
+pub struct PyNaming {
+    python: Python,
+    remote: FolderOptions,
+    local: FolderOptions,
+}
+
+impl PyNaming {
+    /// Naming for an account.
+    pub fn new(python: Python, remote: FolderOptions, local: FolderOptions) -> PyNaming {
+        PyNaming {
+            python,
+            remote,
+            local,
+        }
+    }
+
+    fn options(&self, side: Side) -> &FolderOptions {
+        match side {
+            Side::Remote => &self.remote,
+            Side::Local => &self.local,
+        }
+    }
+
+    /// Applies a folder function to every name (one helper round trip at most).
+    fn apply(&self, e: &PyExpr, names: &[String]) -> Result<Vec<Value>, StoreError> {
+        let mut env = self.python.env();
+        let f = env.folder_function(&e.source, &origin(e))?;
+        Ok(env.apply(&f, names)?)
+    }
+
+    /// The visible name of a local folder (its nametrans), which OfflineIMAP hashes into
+    /// the FMD5 of Maildir file names.
+    pub fn local_visible(&self, name: &str) -> Result<String, StoreError> {
+        let Some(nt) = &self.local.nametrans else {
+            return Ok(name.to_string());
+        };
+        let v = self.apply(nt, &[name.to_string()])?;
+        match v.into_iter().next() {
+            Some(Value::Str(s)) => Ok(s),
+            other => Err(fatal(format!(
+                "[{}] nametrans: must return a string for {name:?}, got {other:?}",
+                nt.section
+            ))),
+        }
+    }
+}
+
+impl FolderNaming for PyNaming {
+    fn translate(
+        &self,
+        side: Side,
+        names: &[String],
+        own_sep: char,
+        other_sep: char,
+        filter: bool,
+    ) -> Result<Vec<Option<Translated>>, StoreError> {
+        let opts = self.options(side);
+        let keep: Vec<bool> = match (&opts.folderfilter, filter) {
+            (Some(ff), true) => self
+                .apply(ff, names)?
+                .iter()
+                .map(Value::is_truthy)
+                .collect(),
+            _ => vec![true; names.len()],
+        };
+        let visible: Vec<String> = match &opts.nametrans {
+            Some(nt) => self
+                .apply(nt, names)?
+                .into_iter()
+                .zip(names)
+                .map(|(v, name)| match v {
+                    Value::Str(s) => Ok(s),
+                    other => Err(fatal(format!(
+                        "[{}] nametrans: must return a string for {name:?}, got {other:?}",
+                        nt.section
+                    ))),
+                })
+                .collect::<Result<_, _>>()?,
+            None => names.to_vec(),
+        };
+        Ok(visible
+            .into_iter()
+            .zip(keep)
+            .map(|(visible, keep)| {
+                keep.then(|| Translated {
+                    other: visible.replace(own_sep, &other_sep.to_string()),
+                    visible,
+                })
+            })
+            .collect())
+    }
+
+    fn includes(&self, side: Side) -> Result<Vec<String>, StoreError> {
+        let Some(e) = &self.options(side).folderincludes else {
+            return Ok(Vec::new());
+        };
+        let value = self
+            .python
+            .env()
+            .eval(&e.source, &origin(e))
+            .map_err(StoreError::from)?;
+        match value {
+            Value::List(items) | Value::Tuple(items) => items
+                .into_iter()
+                .map(|v| match v {
+                    Value::Str(s) => Ok(s),
+                    other => Err(fatal(format!(
+                        "[{}] folderincludes: items must be strings, got {other:?}",
+                        e.section
+                    ))),
+                })
+                .collect(),
+            other => Err(fatal(format!(
+                "[{}] folderincludes: must be a list, got {other:?}",
+                e.section
+            ))),
+        }
+    }
+
+    fn order(&self, visible: &[String]) -> Result<Vec<usize>, StoreError> {
+        match &self.remote.foldersort {
+            Some(e) => Ok(self
+                .python
+                .env()
+                .sort_order(&e.source, &origin(e), visible)?),
+            None => oi_sync::PlainNaming.order(visible),
+        }
+    }
+}
