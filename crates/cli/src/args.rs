@@ -59,6 +59,27 @@ pub struct Args {
     /// Plan and print what would be done; change nothing anywhere.
     #[arg(long = "dry-run")]
     pub dry_run: bool,
+
+    /// Print what the configuration says about each account and its repositories
+    /// (connecting to list their folders), then exit.
+    #[arg(long = "info")]
+    pub info: bool,
+
+    /// Delete this folder on the remote repository (one account only, the server's own
+    /// folder name and separator), then exit.
+    #[arg(long = "delete-folder", value_name = "FOLDER")]
+    pub delete_folder: Option<String>,
+
+    /// Rename local Maildir files whose FMD5 was computed from the folder's untranslated
+    /// name (before OfflineIMAP 6.3.5) to the FMD5 of its visible name, then exit.
+    #[arg(long = "migrate-fmd5-using-nametrans")]
+    pub migrate_fmd5: bool,
+
+    /// Exit status 3 when the run had nothing to do (0 when it synced changes, 1 on
+    /// errors), so cron and systemd can tell the three apart. Without it the exit status
+    /// is OfflineIMAP's: 0 or 1.
+    #[arg(long = "distinct-exit-codes")]
+    pub distinct_exit_codes: bool,
 }
 
 /// Splits a comma-separated flag value, trimming blanks and dropping empty items.

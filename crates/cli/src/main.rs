@@ -4,6 +4,7 @@
 
 mod args;
 mod control;
+mod maintenance;
 mod py;
 mod run;
 mod ui;

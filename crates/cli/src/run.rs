@@ -21,13 +21,27 @@ use crate::ui::{LineUi, UiKind};
 /// How the run ended, for the exit status.
 pub struct Outcome {
     failed: bool,
+    /// Anything was changed anywhere (only consulted with `--distinct-exit-codes`).
+    changed: bool,
+    distinct: bool,
 }
 
 impl Outcome {
-    /// 0 when everything synced, 1 when any folder or account failed.
+    fn done() -> Outcome {
+        Outcome {
+            failed: false,
+            changed: true,
+            distinct: false,
+        }
+    }
+
+    /// 1 when any folder or account failed, else 0; with `--distinct-exit-codes`, 3 when
+    /// nothing needed doing.
     pub fn exit_code(&self) -> ExitCode {
         if self.failed {
             ExitCode::from(1)
+        } else if self.distinct && !self.changed {
+            ExitCode::from(3)
         } else {
             ExitCode::SUCCESS
         }
@@ -93,12 +107,31 @@ pub fn main(args: Args) -> Result<Outcome> {
         // OfflineIMAP runs the pythonfile at start, whether or not an option uses it.
         python.load()?;
     }
+    if args.migrate_fmd5 {
+        let n = crate::maintenance::migrate_fmd5(&config, &python, args.dry_run)?;
+        println!(
+            "{n} message file(s) {}renamed",
+            if args.dry_run { "would be " } else { "" }
+        );
+        return Ok(Outcome::done());
+    }
+    if args.info || args.delete_folder.is_some() {
+        runtime.block_on(async {
+            match &args.delete_folder {
+                Some(folder) => crate::maintenance::delete_folder(&config, folder, &python).await,
+                None => crate::maintenance::info(&config, &path, &python).await,
+            }
+        })?;
+        return Ok(Outcome::done());
+    }
     let failed = runtime.block_on(async {
         let control = Control::install().context("installing signal handlers")?;
         anyhow::Ok(run_accounts(&config, &args, only_folders, ui.clone(), control, python).await)
     })?;
     Ok(Outcome {
         failed: failed || ui.error_count() > 0,
+        changed: ui.changed(),
+        distinct: args.distinct_exit_codes,
     })
 }
 
@@ -411,7 +444,7 @@ impl Pair<'_> {
 }
 
 /// The IMAP store's settings from the repository's options.
-fn imap_config(
+pub(crate) fn imap_config(
     c: &ImapConfig,
     general: &oi_config::General,
     python: &Python,

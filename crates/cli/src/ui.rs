@@ -38,6 +38,7 @@ pub struct LineUi {
     kind: UiKind,
     log: Option<Mutex<File>>,
     errors: Mutex<usize>,
+    changed: std::sync::atomic::AtomicBool,
 }
 
 impl LineUi {
@@ -47,7 +48,13 @@ impl LineUi {
             kind,
             log: log.map(Mutex::new),
             errors: Mutex::new(0),
+            changed: std::sync::atomic::AtomicBool::new(false),
         }
+    }
+
+    /// True when any account changed anything.
+    pub fn changed(&self) -> bool {
+        self.changed.load(std::sync::atomic::Ordering::Relaxed)
     }
 
     /// How many errors were shown.
@@ -100,6 +107,10 @@ impl EventSink for LineUi {
                 stats,
                 failed_folders,
             } => {
+                if !stats.is_empty() {
+                    self.changed
+                        .store(true, std::sync::atomic::Ordering::Relaxed);
+                }
                 let failed = if failed_folders > 0 {
                     format!(", {failed_folders} folder(s) failed")
                 } else {

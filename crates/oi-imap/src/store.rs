@@ -141,6 +141,22 @@ impl ImapRepository {
         lock_pool(&self.idle).push(conn);
     }
 
+    /// Deletes a folder on the server (`--delete-folder`): RFC 3501 §6.3.4 DELETE.
+    pub async fn delete_folder(&self, name: &str) -> Result<(), StoreError> {
+        let mut conn = self.take().await?;
+        let r = conn
+            .run(Command {
+                name: "DELETE".into(),
+                parts: vec![Part::Raw(b"DELETE ".to_vec()), mailbox(name)],
+            })
+            .await;
+        if matches!(&r, Ok(_) | Err(ImapError::Command { .. })) {
+            self.give_back(conn);
+        }
+        r.map(|_| ())
+            .map_err(|e| e.into_store(Severity::Folder, format!("deleting folder {name}")))
+    }
+
     /// Logs out every pooled connection (call once when the account is done).
     pub async fn shutdown(&self) {
         let conns: Vec<Connection> = std::mem::take(&mut *lock_pool(&self.idle));

@@ -7,6 +7,7 @@
 //! - `long_running`: hooks, autorefresh and signals.
 //! - `crash`: the binary killed after every step, then resumed.
 //! - `kill`: a 2000-message two-way sync killed at random instants, 50 times.
+//! - `maintenance`: --info, --delete-folder, --migrate-fmd5-using-nametrans, exit codes.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 mod cli;
@@ -15,5 +16,6 @@ mod compat;
 mod crash;
 mod kill;
 mod long_running;
+mod maintenance;
 mod sync;
 mod transport;
