@@ -1,6 +1,16 @@
 //! Events that the engine and the stores emit for user interfaces.
 
-use crate::Side;
+use crate::{FlagUpdate, Side, Uid};
+
+/// A repository as user interfaces name it: its configured name (`Remote`) and its kind as
+/// OfflineIMAP spells it (`IMAP`, `Maildir`, `Gmail`, `GmailMaildir`).
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct RepoLabel {
+    /// The name of its `[Repository NAME]` section.
+    pub name: String,
+    /// The kind (OfflineIMAP's class name without `Repository`).
+    pub kind: String,
+}
 
 /// Counters of one folder's (or one account's) sync, per direction.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -110,6 +120,105 @@ pub enum Event {
     Info {
         /// The text.
         message: String,
+    },
+    /// The repositories of an account, before its folders are synced (OfflineIMAP's
+    /// `syncfolders`). Emitted by the binary; later events name only a [`Side`], and user
+    /// interfaces take the names from here.
+    SyncFolders {
+        /// Account name.
+        account: String,
+        /// The remote repository.
+        remote: RepoLabel,
+        /// The local repository.
+        local: RepoLabel,
+    },
+    /// A new connection to a server is being opened.
+    Connecting {
+        /// Account name, when the emitter knows it (a store does not; the binary labels
+        /// the store's sink).
+        account: Option<String>,
+        /// Repository name, likewise.
+        repository: Option<String>,
+        /// Host (or the tunnel command).
+        host: String,
+        /// Port, `None` for a tunnel.
+        port: Option<u16>,
+    },
+    /// A folder pair's sync begins, with the folder's name on both sides (OfflineIMAP's
+    /// `syncingfolder`). Follows [`Event::FolderStart`].
+    SyncingFolder {
+        /// Account name.
+        account: String,
+        /// Folder (remote name), the key of every later event of this pair.
+        folder: String,
+        /// The folder's name in the local repository.
+        local_folder: String,
+    },
+    /// A side's message list is being read.
+    MessageListLoading {
+        /// Account name.
+        account: String,
+        /// Folder (remote name).
+        folder: String,
+        /// Which side.
+        side: Side,
+    },
+    /// A side's message list was read.
+    MessageListLoaded {
+        /// Account name.
+        account: String,
+        /// Folder (remote name).
+        folder: String,
+        /// Which side.
+        side: Side,
+        /// How many messages it holds.
+        count: usize,
+    },
+    /// Changes of one side are about to be carried to the other.
+    SyncingMessages {
+        /// Account name.
+        account: String,
+        /// Folder (remote name).
+        folder: String,
+        /// The side whose changes are carried over.
+        from: Side,
+    },
+    /// One message is about to be copied.
+    CopyingMessage {
+        /// Account name.
+        account: String,
+        /// Folder (remote name).
+        folder: String,
+        /// The side it is copied from.
+        from: Side,
+        /// Its UID on that side; `None` for a new local message that has none yet.
+        uid: Option<Uid>,
+        /// Its position among the copies of this folder and direction, from 1.
+        num: usize,
+        /// How many copies this folder and direction has.
+        total: usize,
+    },
+    /// Messages are about to be deleted.
+    DeletingMessages {
+        /// Account name.
+        account: String,
+        /// Folder (remote name).
+        folder: String,
+        /// The side they are deleted on.
+        side: Side,
+        /// Their UIDs.
+        uids: Vec<Uid>,
+    },
+    /// Flags of messages are about to change.
+    ChangingFlags {
+        /// Account name.
+        account: String,
+        /// Folder (remote name).
+        folder: String,
+        /// The side whose flags change.
+        side: Side,
+        /// The changes.
+        updates: Vec<FlagUpdate>,
     },
 }
 
