@@ -4,9 +4,33 @@ use std::path::PathBuf;
 
 use clap::Parser;
 
+/// Signals, exit status and files, for `--help` and the man page.
+const AFTER_HELP: &str = "\
+Signals:
+  SIGUSR1           sync all accounts now (ends the autorefresh sleep)
+  SIGUSR2, SIGABRT  finish the current sync, then exit (leave autorefresh)
+  SIGTERM, SIGINT, SIGHUP
+                    stop at the next safe point; the third one exits at once
+
+Exit status:
+  0  everything synced (with --distinct-exit-codes: something was synced)
+  1  a folder or an account failed
+  2  configuration or usage error
+  3  with --distinct-exit-codes: nothing needed doing
+
+Files:
+  ~/.offlineimaprc or $XDG_CONFIG_HOME/offlineimap/config   the configuration
+  ~/.offlineimap (or [general] metadata)                     OfflineIMAP's state:
+      Account-<name>/LocalStatus-sqlite/, Repository-<name>/FolderValidity/, <name>.lock";
+
 /// Sync IMAP mailboxes with local Maildirs (a drop-in OfflineIMAP).
 #[derive(Debug, Parser)]
-#[command(name = "offlineimap", version, disable_version_flag = true)]
+#[command(
+    name = "offlineimap",
+    version,
+    disable_version_flag = true,
+    after_long_help = AFTER_HELP
+)]
 pub struct Args {
     /// Print the version and exit.
     #[arg(long = "version")]

@@ -8,6 +8,7 @@
 //! - `crash`: the binary killed after every step, then resumed.
 //! - `kill`: a 2000-message two-way sync killed at random instants, 50 times.
 //! - `maintenance`: --info, --delete-folder, --migrate-fmd5-using-nametrans, exit codes.
+//! - `packaging`: man page, completions, systemd units and example config in contrib/.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 mod cli;
@@ -17,5 +18,6 @@ mod crash;
 mod kill;
 mod long_running;
 mod maintenance;
+mod packaging;
 mod sync;
 mod transport;
