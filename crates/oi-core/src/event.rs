@@ -2,16 +2,6 @@
 
 use crate::{FlagUpdate, Side, Uid};
 
-/// A repository as user interfaces name it: its configured name (`Remote`) and its kind as
-/// OfflineIMAP spells it (`IMAP`, `Maildir`, `Gmail`, `GmailMaildir`).
-#[derive(Debug, Clone, PartialEq, Eq, Default)]
-pub struct RepoLabel {
-    /// The name of its `[Repository NAME]` section.
-    pub name: String,
-    /// The kind (OfflineIMAP's class name without `Repository`).
-    pub kind: String,
-}
-
 /// Counters of one folder's (or one account's) sync, per direction.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct SyncStats {
@@ -127,10 +117,15 @@ pub enum Event {
     SyncFolders {
         /// Account name.
         account: String,
-        /// The remote repository.
-        remote: RepoLabel,
-        /// The local repository.
-        local: RepoLabel,
+        /// The remote repository's name (its `[Repository NAME]` section).
+        remote_name: String,
+        /// The remote repository's kind as OfflineIMAP spells it (`IMAP`, `Gmail`): its
+        /// class name without `Repository`, which the machine UI prints.
+        remote_kind: String,
+        /// The local repository's name.
+        local_name: String,
+        /// The local repository's kind (`Maildir`, `GmailMaildir`, `IMAP`).
+        local_kind: String,
     },
     /// A new connection to a server is being opened.
     Connecting {

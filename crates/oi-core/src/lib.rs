@@ -16,7 +16,7 @@ mod secret;
 mod store;
 
 pub use error::{Severity, StoreError};
-pub use event::{Event, EventSink, NullSink, RepoLabel, SyncStats};
+pub use event::{Event, EventSink, NullSink, SyncStats};
 pub use flags::Flags;
 pub use ids::{Side, Uid, UidValidity};
 pub use secret::Secret;
