@@ -4,7 +4,7 @@
 #[allow(dead_code)]
 mod args;
 #[path = "../../src/packaging.rs"]
-mod packaging;
+mod generator;
 
 use std::path::Path;
 
@@ -15,7 +15,7 @@ fn contrib() -> std::path::PathBuf {
 #[test]
 fn man_page_and_completions_are_generated_from_the_cli() {
     let dir = tempfile::tempdir().unwrap();
-    packaging::generate(dir.path()).unwrap();
+    generator::generate(dir.path()).unwrap();
     for file in [
         "man/offlineimap.1",
         "completions/offlineimap.bash",
