@@ -167,14 +167,19 @@ impl ImapRepository {
 
     /// Opens an authenticated connection.
     pub async fn connect(&self) -> Result<Connection, StoreError> {
-        Connection::open(&self.config.connect_settings())
-            .await
-            .map_err(|e| {
-                e.into_store(
-                    Severity::Repository,
-                    format!("connecting to {} as {}", self.config.host, self.config.user),
-                )
-            })
+        let settings = self.config.connect_settings();
+        self.events.emit(oi_core::Event::Connecting {
+            account: None,
+            repository: None,
+            host: settings.host.clone(),
+            port: settings.tunnel.is_none().then_some(settings.port),
+        });
+        Connection::open(&settings).await.map_err(|e| {
+            e.into_store(
+                Severity::Repository,
+                format!("connecting to {} as {}", self.config.host, self.config.user),
+            )
+        })
     }
 }
 

@@ -300,6 +300,11 @@ where
             account: account.to_string(),
             folder: rname.clone(),
         });
+        events.emit(Event::SyncingFolder {
+            account: account.to_string(),
+            folder: rname.clone(),
+            local_folder: lname.clone(),
+        });
         let names = PairNames {
             remote: &rname,
             local: &lname,

@@ -140,8 +140,23 @@ pub async fn sync_folder<R: Folder, L: Folder, S: StatusStore>(
     if !opts.dry_run {
         recover_uploads(remote, local, status).await?;
     }
+    let loading = |side| Event::MessageListLoading {
+        account: label.account.clone(),
+        folder: label.folder.clone(),
+        side,
+    };
+    let loaded = |side, listing: &oi_core::Listing| Event::MessageListLoaded {
+        account: label.account.clone(),
+        folder: label.folder.clone(),
+        side,
+        count: listing.messages.len() + listing.unsynced.len(),
+    };
+    events.emit(loading(Side::Remote));
     let mut remote_list = remote.list().await?;
+    events.emit(loaded(Side::Remote, &remote_list));
+    events.emit(loading(Side::Local));
     let mut local_list = local.list().await?;
+    events.emit(loaded(Side::Local, &local_list));
     let mut records = status.load()?;
 
     let holds_anything =
@@ -492,8 +507,18 @@ impl<R: Folder, L: Folder, S: StatusStore> Run<'_, R, L, S> {
             }
         }
 
+        self.events.emit(Event::SyncingMessages {
+            account: self.label.account.clone(),
+            folder: self.label.folder.clone(),
+            from: Side::Local,
+        });
         self.upload_unsynced(&uploads).await?;
         self.reupload(&reuploads).await?;
+        self.events.emit(Event::SyncingMessages {
+            account: self.label.account.clone(),
+            folder: self.label.folder.clone(),
+            from: Side::Remote,
+        });
         self.download(&downloads, sizes).await?;
 
         for side in Side::BOTH {
@@ -501,6 +526,12 @@ impl<R: Folder, L: Folder, S: StatusStore> Run<'_, R, L, S> {
             if updates.is_empty() {
                 continue;
             }
+            self.events.emit(Event::ChangingFlags {
+                account: self.label.account.clone(),
+                folder: self.label.folder.clone(),
+                side,
+                updates: updates.clone(),
+            });
             self.effect()?;
             match side {
                 Side::Remote => self.remote.set_flags(updates).await?,
@@ -525,6 +556,12 @@ impl<R: Folder, L: Folder, S: StatusStore> Run<'_, R, L, S> {
             if uids.is_empty() {
                 continue;
             }
+            self.events.emit(Event::DeletingMessages {
+                account: self.label.account.clone(),
+                folder: self.label.folder.clone(),
+                side,
+                uids: uids.clone(),
+            });
             self.effect()?;
             match side {
                 Side::Remote => self.remote.delete(uids).await?,
@@ -588,6 +625,14 @@ impl<R: Folder, L: Folder, S: StatusStore> Run<'_, R, L, S> {
                 let Some((_, flags)) = chunk.iter().find(|(k, _)| k == key) else {
                     continue;
                 };
+                self.events.emit(Event::CopyingMessage {
+                    account: self.label.account.clone(),
+                    folder: self.label.folder.clone(),
+                    from: Side::Local,
+                    uid: None,
+                    num: uploads.iter().position(|(k, _)| k == key).unwrap_or(0) + 1,
+                    total: uploads.len(),
+                });
                 let Some(uid) = self.marked_append(message, *flags).await? else {
                     self.warn(format!(
                         "uploaded local message {key} but the server did not tell its UID; \
@@ -613,7 +658,15 @@ impl<R: Folder, L: Folder, S: StatusStore> Run<'_, R, L, S> {
     /// is increasing and has no cycle; an order always exists.
     async fn reupload(&mut self, reuploads: &[(Uid, Flags)]) -> Result<(), SyncError> {
         let mut renames = Vec::new();
-        for &(old, flags) in reuploads {
+        for (i, &(old, flags)) in reuploads.iter().enumerate() {
+            self.events.emit(Event::CopyingMessage {
+                account: self.label.account.clone(),
+                folder: self.label.folder.clone(),
+                from: Side::Local,
+                uid: Some(old),
+                num: i + 1,
+                total: reuploads.len(),
+            });
             let messages = self.local.fetch(&[MsgRef::Uid(old)]).await?;
             let Some(message) = messages.first() else {
                 continue;
@@ -664,7 +717,19 @@ impl<R: Folder, L: Folder, S: StatusStore> Run<'_, R, L, S> {
             Some(first) => self.remote.fetch(&refs(first)).await?,
             None => return Ok(()),
         };
+        let mut num = 0;
         for (i, chunk) in batches.iter().enumerate() {
+            for (uid, _) in chunk.iter() {
+                num += 1;
+                self.events.emit(Event::CopyingMessage {
+                    account: self.label.account.clone(),
+                    folder: self.label.folder.clone(),
+                    from: Side::Remote,
+                    uid: Some(*uid),
+                    num,
+                    total: downloads.len(),
+                });
+            }
             let next = batches.get(i + 1).map(|c| refs(c));
             let mut writer = Writer {
                 local: &mut *self.local,
