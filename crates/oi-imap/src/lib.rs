@@ -14,10 +14,12 @@
 
 pub mod client;
 mod error;
+pub mod netrc;
 pub mod response;
 pub mod session;
 mod store;
 pub mod transport;
+pub mod utf7;
 
 pub use client::{AuthMechanism, Connection, Security, Tunnel};
 pub use error::ImapError;
