@@ -76,7 +76,8 @@ pub struct Args {
     #[arg(short = '1')]
     pub single: bool,
 
-    /// Quick sync (not implemented yet: a full sync is done, with a warning).
+    /// Quick sync: skip folders whose message counts and local flags are unchanged
+    /// (server-side flag changes wait for the next full sync).
     #[arg(short = 'q')]
     pub quick: bool,
 

@@ -79,9 +79,6 @@ pub fn main(args: Args) -> Result<Outcome> {
     };
     init_tracing(args.debug.as_deref());
     let ui = Arc::new(LineUi::new(kind, log));
-    if args.quick {
-        warnings.push("not supported yet: -q (quick sync); doing a full sync".to_string());
-    }
     for w in warnings {
         ui.emit(Event::Warning {
             account: None,
@@ -176,11 +173,15 @@ async fn run_accounts(
         let general = config.general.clone();
         let ui = ui.clone();
         let semaphore = semaphore.clone();
-        let opts = ExecOptions {
+        let mut opts = ExecOptions {
             dry_run: args.dry_run,
             crash_after: crash_hook(),
             cancel: control.cancel.clone(),
+            quick: false,
         };
+        // -q makes every sync quick, as `quick = -1` does for one account.
+        let quick_setting = if args.quick { -1 } else { account.quick };
+        let mut quick_count = 0;
         let only = only_folders.clone();
         let mut control = control.clone();
         let python = python.clone();
@@ -196,6 +197,7 @@ async fn run_accounts(
                 {
                     // The semaphore is never closed, so acquiring only waits.
                     let _permit = semaphore.acquire().await;
+                    opts.quick = next_is_quick(quick_setting, &mut quick_count);
                     failed |= sync_with_hooks(&account, &general, &opts, &only, &ui, &python).await;
                 }
                 let Some(period) = period else { break };
@@ -217,6 +219,24 @@ async fn run_accounts(
     failed
 }
 
+/// OfflineIMAP's `quick` counting: negative, every sync is quick; N > 0, N quick syncs
+/// between full ones, starting with a full one; 0, never quick.
+fn next_is_quick(setting: i64, count: &mut i64) -> bool {
+    match setting {
+        s if s < 0 => true,
+        0 => false,
+        s => {
+            if *count == 0 || *count > s {
+                *count = 1;
+                false
+            } else {
+                *count += 1;
+                true
+            }
+        }
+    }
+}
+
 /// The crash test hook: `OFFLINEIMAP_TEST_CRASH_AFTER=N` makes the process die (exit 99,
 /// nothing committed, nothing cleaned up) just before its N+1th effect on a store, so that
 /// tests can interrupt a real sync at every step and check that the next run converges.
@@ -235,8 +255,9 @@ async fn sync_with_hooks(
     ui: &Arc<LineUi>,
     python: &Python,
 ) -> bool {
+    let mode = if opts.quick { "quick" } else { "full" };
     if let Some(cmd) = &account.presynchook {
-        run_hook(&account.name, "presynchook", cmd, ui).await;
+        run_hook(&account.name, "presynchook", cmd, mode, ui).await;
     }
     let failed = match sync_one(
         account,
@@ -260,19 +281,18 @@ async fn sync_with_hooks(
         }
     };
     if let Some(cmd) = &account.postsynchook {
-        run_hook(&account.name, "postsynchook", cmd, ui).await;
+        run_hook(&account.name, "postsynchook", cmd, mode, ui).await;
     }
     failed
 }
 
 /// Runs a hook with `sh -c` and waits for it. Its output goes to the log; a failure is
 /// reported and does not stop the sync (OfflineIMAP's behaviour).
-async fn run_hook(account: &str, which: &str, cmd: &str, ui: &Arc<LineUi>) {
+async fn run_hook(account: &str, which: &str, cmd: &str, mode: &str, ui: &Arc<LineUi>) {
     let out = tokio::process::Command::new("sh")
         .arg("-c")
         .arg(cmd)
-        // Only full syncs exist so far; quick and idle come with those modes.
-        .env("OFFLINEIMAPSYNCMODE", "full")
+        .env("OFFLINEIMAPSYNCMODE", mode)
         .stdin(std::process::Stdio::null())
         .output()
         .await;
@@ -583,5 +603,23 @@ impl Repository for VisibleMaildir {
         Ok(self
             .inner
             .open_folder_with_visible_name(name, &visible, access)?)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn quick_counting_follows_offlineimap() {
+        let run = |setting, n| {
+            let mut c = 0;
+            (0..n)
+                .map(|_| next_is_quick(setting, &mut c))
+                .collect::<Vec<_>>()
+        };
+        assert_eq!(run(0, 3), [false, false, false]);
+        assert_eq!(run(-1, 2), [true, true]);
+        assert_eq!(run(2, 7), [false, true, true, false, true, true, false]);
     }
 }

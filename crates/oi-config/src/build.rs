@@ -497,15 +497,9 @@ impl<'a> Builder<'a> {
             Some((m, _)) if m > 0.0 => Some(m),
             _ => None,
         };
-        let quick = match self.parsed(section, "quick", "an integer", parse_py_int) {
-            Some((q, at)) => {
-                if q != 0 {
-                    self.warn_unsupported("quick", &at);
-                }
-                q
-            }
-            None => 0,
-        };
+        let quick = self
+            .parsed(section, "quick", "an integer", parse_py_int)
+            .map_or(0, |(q, _)| q);
         let max_delete_percent = match self.parsed(
             section,
             "max_delete_percent",

@@ -475,9 +475,9 @@ fn account_autorefresh_quick_and_status_backend() {
     ));
     assert_eq!(c.accounts[0].autorefresh, Some(0.5));
     assert_eq!(c.accounts[0].quick, 10);
-    // autorefresh is implemented by the binary; quick is not yet.
+    // autorefresh and quick are implemented by the binary.
     assert!(!has(&c.warnings, "autorefresh"), "{:?}", c.warnings);
-    assert!(has(&c.warnings, "not supported yet: quick (rc:8)"));
+    assert!(!has(&c.warnings, "quick"), "{:?}", c.warnings);
     assert!(has(&c.warnings, "status_backend is obsolete"));
     let e = errs(&BASE.replace(
         "remoterepository = Remote",

@@ -22,5 +22,5 @@ pub use ids::{Side, Uid, UidValidity};
 pub use secret::Secret;
 pub use store::{
     Access, FlagUpdate, Folder, FolderMeta, Identity, Listing, Message, MessageMeta, MsgRef,
-    PendingUpload, Repository, StatusStore, UnsyncedMessage, message_id_of,
+    PendingUpload, QuickState, Repository, StatusStore, UnsyncedMessage, message_id_of,
 };

@@ -79,6 +79,15 @@ pub struct Message {
     pub internal_date: Option<i64>,
 }
 
+/// OfflineIMAP's quick-sync check of a folder: its message count and its last UID.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct QuickState {
+    /// How many messages the folder holds.
+    pub count: u32,
+    /// The UID of the last message (`None` when empty).
+    pub last_uid: Option<Uid>,
+}
+
 /// An upload that was about to happen: recorded in the status before the APPEND, cleared
 /// once the new UID is recorded (see [`crate::marker`]).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -243,6 +252,15 @@ pub trait Folder: Send {
         which: &MsgRef,
         uid: Uid,
     ) -> impl Future<Output = Result<(), StoreError>> + Send;
+
+    /// What a quick sync needs to tell whether the folder changed, cheaply (IMAP: the
+    /// message count from SELECT and the UID of the last message): `None` when the store
+    /// cannot say more cheaply than a listing, which the engine then does.
+    fn quick_state(
+        &mut self,
+    ) -> impl Future<Output = Result<Option<QuickState>, StoreError>> + Send {
+        async { Ok(None) }
+    }
 
     /// The identity of every message (recovery only: may read every message's header).
     /// Stores that cannot tell answer an empty list, which disables re-pairing.

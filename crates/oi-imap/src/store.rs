@@ -600,6 +600,27 @@ impl Folder for ImapFolder {
             .collect())
     }
 
+    async fn quick_state(&mut self) -> Result<Option<oi_core::QuickState>, StoreError> {
+        let count = self.meta.exists.unwrap_or(0);
+        if count == 0 {
+            return Ok(Some(oi_core::QuickState {
+                count,
+                last_uid: None,
+            }));
+        }
+        // OfflineIMAP's quickchanged: the UID of the last message by sequence number.
+        let r = self
+            .conn()?
+            .run(Command::raw(format!("FETCH {count} (UID)")))
+            .await;
+        let (untagged, _) = r.map_err(|e| self.err(e, Severity::Folder, "quick check"))?;
+        let last_uid = untagged.into_iter().find_map(|u| match u {
+            Untagged::Fetch(f) if f.seq == count => f.uid.and_then(Uid::new),
+            _ => None,
+        });
+        Ok(Some(oi_core::QuickState { count, last_uid }))
+    }
+
     async fn find_marker(&mut self, marker: &str) -> Result<Option<Uid>, StoreError> {
         self.search_marker(marker).await
     }

@@ -54,6 +54,10 @@ pub struct ExecOptions {
     pub crash_after: Option<usize>,
     /// Stop at the next safe point, committing what was done.
     pub cancel: Cancel,
+    /// OfflineIMAP's quick sync: skip a folder whose server message count and last UID
+    /// match the status and whose local messages and flags match it too (so a change of
+    /// flags only on the server waits for the next full sync, as in OfflineIMAP).
+    pub quick: bool,
 }
 
 /// Why a folder sync failed.
@@ -139,6 +143,9 @@ pub async fn sync_folder<R: Folder, L: Folder, S: StatusStore>(
     let local_meta = local.meta().await?;
     if !opts.dry_run {
         recover_uploads(remote, local, status).await?;
+    }
+    if opts.quick && quick_unchanged(remote, local, status).await? {
+        return Ok(SyncStats::default());
     }
     let loading = |side| Event::MessageListLoading {
         account: label.account.clone(),
@@ -252,6 +259,28 @@ pub async fn sync_folder<R: Folder, L: Folder, S: StatusStore>(
     };
     run.execute(&plan, &sizes).await?;
     Ok(run.stats)
+}
+
+/// The quick-sync test (see [`ExecOptions::quick`]).
+async fn quick_unchanged<R: Folder, L: Folder, S: StatusStore>(
+    remote: &mut R,
+    local: &mut L,
+    status: &mut S,
+) -> Result<bool, SyncError> {
+    let records = status.load()?;
+    let Some(q) = remote.quick_state().await? else {
+        return Ok(false);
+    };
+    if q.count as usize != records.len() || q.last_uid != records.keys().next_back().copied() {
+        return Ok(false);
+    }
+    let listing = local.list().await?;
+    Ok(listing.unsynced.is_empty()
+        && listing.messages.len() == records.len()
+        && listing
+            .messages
+            .iter()
+            .all(|(uid, m)| records.get(uid) == Some(&m.flags)))
 }
 
 /// Finishes uploads that a previous run started and did not record: a marked copy that

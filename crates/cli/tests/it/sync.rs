@@ -565,3 +565,45 @@ fn python_folder_options_and_pythonfile_password() {
         "{again}"
     );
 }
+
+/// Quick sync (-q): a server-side flag change alone waits for a full sync, as in
+/// OfflineIMAP; new mail and local changes go through.
+#[test]
+fn quick_sync_skips_unchanged_folders_only() {
+    let Some(w) = World::new("quick_sync") else {
+        return;
+    };
+    let a = w.put("INBOX", "a");
+    w.write_config("", "");
+    w.sync_ok();
+    w.server
+        .add_flags(USER, "INBOX", a, &["\\Flagged"])
+        .unwrap();
+    let out = w.run(&["-q"]);
+    assert!(out.status.success());
+    let inbox = w.maildir().join("INBOX");
+    assert_eq!(
+        local_messages(&inbox)[0].flags,
+        "",
+        "quick sync fetched flags"
+    );
+    w.put("INBOX", "b");
+    assert!(w.run(&["-q"]).status.success());
+    assert_eq!(
+        local_messages(&inbox).len(),
+        2,
+        "quick sync missed new mail"
+    );
+    assert_eq!(
+        local_messages(&inbox)[0].flags,
+        "F",
+        "a changed folder is synced fully"
+    );
+    set_local_flags(&local_messages(&inbox)[1], "S");
+    assert!(w.run(&["-q"]).status.success());
+    assert!(
+        w.server_messages("INBOX")
+            .values()
+            .any(|(s, f)| s == "b" && f == &["\\Seen"])
+    );
+}
