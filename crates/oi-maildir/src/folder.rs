@@ -6,13 +6,15 @@ use std::io::{self, Write};
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::time::UNIX_EPOCH;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use oi_core::{
     Access, FlagUpdate, Flags, Folder, FolderMeta, Listing, Message, MessageMeta, MsgRef,
     StoreError, Uid, UidValidity, UnsyncedMessage,
 };
 
+use crate::MaildirOptions;
+use crate::date::message_date;
 use crate::error::{MaildirError, folder_io, msg_io};
 use crate::name;
 use crate::unique::Namer;
@@ -71,8 +73,11 @@ pub struct MaildirFolder {
     fmd5: String,
     access: Access,
     fsync: bool,
+    options: MaildirOptions,
     namer: Arc<Namer>,
     index: Option<Index>,
+    /// With `restoreatime`: the access times of `new/` and `cur/` at open, put back at close.
+    atimes: Vec<(Sub, SystemTime)>,
     /// Directories that received new files since the last [`Folder::flush`]: appends
     /// fsync each file but leave the directory fsync to the flush, so that a batch of
     /// messages costs one directory fsync instead of one each. The engine flushes before
@@ -86,17 +91,41 @@ impl MaildirFolder {
         visible_name: &str,
         access: Access,
         fsync: bool,
+        options: MaildirOptions,
         namer: Arc<Namer>,
     ) -> MaildirFolder {
+        let mut atimes = Vec::new();
+        if options.restore_atime {
+            for sub in [Sub::New, Sub::Cur] {
+                // A directory whose atime cannot be read has nothing to restore.
+                if let Ok(t) = fs::metadata(path.join(sub.dir())).and_then(|m| m.accessed()) {
+                    atimes.push((sub, t));
+                }
+            }
+        }
         MaildirFolder {
             path,
             fmd5: name::fmd5(visible_name),
             access,
             fsync,
+            options,
             namer,
             index: None,
+            atimes,
             unflushed: Vec::new(),
         }
+    }
+
+    /// OfflineIMAP's `restore_atime`: the saved access times go back, modification times
+    /// stay as they are now.
+    fn restore_atimes(&mut self) -> Result<(), MaildirError> {
+        for (sub, atime) in std::mem::take(&mut self.atimes) {
+            let dir = self.path.join(sub.dir());
+            File::open(&dir)
+                .and_then(|d| d.set_times(fs::FileTimes::new().set_accessed(atime)))
+                .map_err(folder_io(dir))?;
+        }
+        Ok(())
     }
 
     /// The directory of the folder (holding `cur`, `new`, `tmp`).
@@ -150,7 +179,7 @@ impl MaildirFolder {
             }
             names.sort_unstable();
             for file_name in names {
-                let p = name::parse(&file_name);
+                let p = name::parse_with_sep(&file_name, self.options.info_sep());
                 let entry = Entry {
                     sub,
                     letters: p.flags.unwrap_or("").to_owned(),
@@ -267,11 +296,29 @@ impl MaildirFolder {
             return Ok(Some(uid));
         }
         let letters = flags.to_maildir();
+        let name_time = if self.options.filename_use_mail_timestamp {
+            // An unusable date falls back to the clock, as in OfflineIMAP (which warns).
+            message_date(&message.body, "Date")
+                .or_else(|| message_date(&message.body, "Delivery-date"))
+        } else {
+            None
+        };
+        let file_time = if self.options.utime_from_header {
+            message_date(&message.body, "Date").and_then(epoch_time)
+        } else {
+            None
+        };
         let tmp_dir = self.path.join("tmp");
         let mut attempt = 0;
         let (file_name, mut file) = loop {
             attempt += 1;
-            let file_name = self.namer.next(uid.get(), &self.fmd5, &letters);
+            let file_name = self.namer.next_with(
+                uid.get(),
+                &self.fmd5,
+                &letters,
+                self.options.info_sep(),
+                name_time,
+            );
             let tmp = tmp_dir.join(&file_name);
             match OpenOptions::new()
                 .write(true)
@@ -287,6 +334,10 @@ impl MaildirFolder {
         let tmp = tmp_dir.join(&file_name);
         let written = file
             .write_all(&message.body)
+            .and_then(|()| match file_time {
+                Some(t) => file.set_times(fs::FileTimes::new().set_accessed(t).set_modified(t)),
+                None => Ok(()),
+            })
             .and_then(|()| if self.fsync { file.sync_all() } else { Ok(()) });
         drop(file);
         if let Err(e) = written {
@@ -336,7 +387,7 @@ impl MaildirFolder {
         let new_name = if letters == name::sorted_letters(&old.letters) {
             old.name.clone()
         } else {
-            name::with_flags(&old.name, &letters)
+            name::with_flags_sep(&old.name, &letters, self.options.info_sep())
         };
         if sub == old.sub && new_name == old.name {
             return Ok([None, None]);
@@ -435,7 +486,15 @@ impl MaildirFolder {
         let mut attempt = 0;
         let (new_name, to) = loop {
             attempt += 1;
-            let n = self.namer.next(uid.get(), &self.fmd5, &old.letters);
+            // Like OfflineIMAP, a renamed message gets the clock's time even with
+            // filename_use_mail_timestamp (it does not reread the message).
+            let n = self.namer.next_with(
+                uid.get(),
+                &self.fmd5,
+                &old.letters,
+                self.options.info_sep(),
+                None,
+            );
             let to = self.path.join(old.sub.dir()).join(&n);
             // rename(2) would silently replace an existing file; never overwrite a message.
             if !to.exists() || attempt >= CREATE_TRIES {
@@ -565,6 +624,16 @@ impl Folder for MaildirFolder {
     async fn close(&mut self) -> Result<(), StoreError> {
         self.flush().await?;
         self.index = None;
+        self.restore_atimes()?;
         Ok(())
+    }
+}
+
+/// Seconds since the epoch as a file time; `None` for times the system cannot represent.
+fn epoch_time(secs: i64) -> Option<SystemTime> {
+    if secs >= 0 {
+        UNIX_EPOCH.checked_add(Duration::from_secs(secs.unsigned_abs()))
+    } else {
+        UNIX_EPOCH.checked_sub(Duration::from_secs(secs.unsigned_abs()))
     }
 }

@@ -12,6 +12,7 @@
 //! [`MaildirRepository::open_folder_with_visible_name`].
 #![deny(missing_docs)]
 
+pub mod date;
 mod error;
 mod folder;
 pub mod name;
@@ -48,10 +49,40 @@ pub struct MaildirConfig {
     pub fsync: bool,
 }
 
+/// OfflineIMAP's optional Maildir behaviours; the default is what OfflineIMAP does with
+/// none of them configured.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct MaildirOptions {
+    /// `maildir-windows-compatible` (an *account* option in OfflineIMAP): `!` instead of `:`
+    /// before `2,<flags>`, in names written and names read.
+    pub windows_compatible: bool,
+    /// `restoreatime`: give `cur/` and `new/` back the access time they had when the folder
+    /// was opened, when it is closed (so that mail notifiers watching atime stay quiet).
+    pub restore_atime: bool,
+    /// `utime_from_header` (default from `[general]`): set a written file's access and
+    /// modification time to its `Date` header.
+    pub utime_from_header: bool,
+    /// `filename_use_mail_timestamp` (default from `[general]`): the time prefix of a new
+    /// name is the `Date` header (else `Delivery-date`), not the clock.
+    pub filename_use_mail_timestamp: bool,
+}
+
+impl MaildirOptions {
+    /// The info separator these options write and read.
+    pub fn info_sep(&self) -> char {
+        if self.windows_compatible {
+            name::WINDOWS_INFO_SEP
+        } else {
+            name::INFO_SEP
+        }
+    }
+}
+
 /// A tree of Maildir folders under one root.
 #[derive(Debug, Clone)]
 pub struct MaildirRepository {
     config: MaildirConfig,
+    options: MaildirOptions,
     namer: Arc<Namer>,
 }
 
@@ -60,8 +91,15 @@ impl MaildirRepository {
     pub fn new(config: MaildirConfig) -> MaildirRepository {
         MaildirRepository {
             config,
+            options: MaildirOptions::default(),
             namer: Arc::new(Namer::new()),
         }
+    }
+
+    /// The same repository with OfflineIMAP's optional behaviours.
+    pub fn with_options(mut self, options: MaildirOptions) -> MaildirRepository {
+        self.options = options;
+        self
     }
 
     /// The root directory.
@@ -112,6 +150,7 @@ impl MaildirRepository {
             visible,
             access,
             self.config.fsync,
+            self.options,
             Arc::clone(&self.namer),
         ))
     }
@@ -578,6 +617,148 @@ mod tests {
             .unwrap_err();
         assert_eq!(e.severity(), Severity::Folder);
         assert!(f.list().await.unwrap().messages.is_empty());
+    }
+
+    fn mtime(p: &Path) -> i64 {
+        let t = fs::metadata(p).unwrap().modified().unwrap();
+        t.duration_since(std::time::UNIX_EPOCH).unwrap().as_secs() as i64
+    }
+
+    #[tokio::test]
+    async fn windows_compatible_names() {
+        let tmp = tempfile::tempdir().unwrap();
+        let r = repo(tmp.path(), '.').with_options(MaildirOptions {
+            windows_compatible: true,
+            ..MaildirOptions::default()
+        });
+        r.create_folder("INBOX").await.unwrap();
+        let mut f = r.open_folder("INBOX", Access::ReadWrite).await.unwrap();
+        f.append(&msg("a"), Flags::SEEN | Flags::FLAGGED, Some(uid(1)))
+            .await
+            .unwrap();
+        let dir = tmp.path().join("mail/INBOX");
+        let cur = files(&dir.join("cur"));
+        assert!(
+            cur[0].ends_with("!2,FS") && !cur[0].contains(':'),
+            "{cur:?}"
+        );
+        let mut g = r.open_folder("INBOX", Access::ReadWrite).await.unwrap();
+        let l = g.list().await.unwrap();
+        assert_eq!(l.messages[&uid(1)].flags, Flags::SEEN | Flags::FLAGGED);
+        g.set_flags(&[FlagUpdate {
+            uid: uid(1),
+            add: Flags::ANSWERED,
+            remove: Flags::SEEN,
+        }])
+        .await
+        .unwrap();
+        let new = files(&dir.join("new"));
+        assert!(new[0].ends_with("!2,FR"), "{new:?}");
+        // The same tree read without the option: `!2,FR` is not an info part, so the
+        // FMD5 field does not match and the file is a stranger.
+        let plain = repo(tmp.path(), '.');
+        let mut h = plain.open_folder("INBOX", Access::ReadOnly).await.unwrap();
+        let l = h.list().await.unwrap();
+        assert!(l.messages.is_empty());
+        assert_eq!(l.unsynced.len(), 1);
+    }
+
+    const DATED: &str = "From: a@example.com\r\nDate: Tue, 14 Nov 2023 22:13:20 +0000\r\n\r\nbody";
+
+    #[tokio::test]
+    async fn mail_timestamp_names_and_file_times() {
+        let tmp = tempfile::tempdir().unwrap();
+        let r = repo(tmp.path(), '.').with_options(MaildirOptions {
+            utime_from_header: true,
+            filename_use_mail_timestamp: true,
+            ..MaildirOptions::default()
+        });
+        r.create_folder("INBOX").await.unwrap();
+        let mut f = r.open_folder("INBOX", Access::ReadWrite).await.unwrap();
+        f.append(&msg(DATED), Flags::SEEN, Some(uid(1)))
+            .await
+            .unwrap();
+        f.append(&msg(DATED), Flags::SEEN, Some(uid(2)))
+            .await
+            .unwrap();
+        // Delivery-date is the fallback for the name only.
+        let delivered = "Delivery-date: Tue, 14 Nov 2023 22:13:21 +0000\n\nx";
+        f.append(&msg(delivered), Flags::SEEN, Some(uid(3)))
+            .await
+            .unwrap();
+        f.append(&msg("no date"), Flags::SEEN, Some(uid(4)))
+            .await
+            .unwrap();
+        let dir = tmp.path().join("mail/INBOX/cur");
+        let cur = files(&dir);
+        let by_uid = |u: u32| {
+            cur.iter()
+                .find(|n| name::parse(n).uid == Some(u))
+                .unwrap()
+                .clone()
+        };
+        assert!(by_uid(1).starts_with("1700000000_0."), "{cur:?}");
+        assert!(by_uid(2).starts_with("1700000000_1."), "{cur:?}");
+        assert!(by_uid(3).starts_with("1700000001_0."), "{cur:?}");
+        assert!(!by_uid(4).starts_with("17000000"), "{cur:?}");
+        assert_eq!(mtime(&dir.join(by_uid(1))), 1_700_000_000);
+        assert_ne!(mtime(&dir.join(by_uid(3))), 1_700_000_001);
+        let got = f.fetch(&[MsgRef::Uid(uid(2))]).await.unwrap();
+        assert_eq!(got[0].internal_date, Some(1_700_000_000));
+
+        // Without the options the clock decides both.
+        let plain = repo(tmp.path(), '.');
+        plain.create_folder("Other").await.unwrap();
+        let mut g = plain.open_folder("Other", Access::ReadWrite).await.unwrap();
+        g.append(&msg(DATED), Flags::SEEN, Some(uid(1)))
+            .await
+            .unwrap();
+        let odir = tmp.path().join("mail/Other/cur");
+        let other = files(&odir);
+        assert!(!other[0].starts_with("1700000000_"), "{other:?}");
+        assert_ne!(mtime(&odir.join(&other[0])), 1_700_000_000);
+    }
+
+    #[tokio::test]
+    async fn restoreatime_puts_directory_atimes_back_at_close() {
+        let tmp = tempfile::tempdir().unwrap();
+        let r = repo(tmp.path(), '.').with_options(MaildirOptions {
+            restore_atime: true,
+            ..MaildirOptions::default()
+        });
+        r.create_folder("INBOX").await.unwrap();
+        let dir = tmp.path().join("mail/INBOX");
+        let then = std::time::UNIX_EPOCH + std::time::Duration::from_secs(1_000_000_000);
+        let atime = |sub: &str| fs::metadata(dir.join(sub)).unwrap().accessed().unwrap();
+        let set_atime = |sub: &str, t| {
+            File::open(dir.join(sub))
+                .unwrap()
+                .set_times(fs::FileTimes::new().set_accessed(t))
+                .unwrap();
+        };
+        set_atime("new", then);
+        set_atime("cur", then);
+        let mut f = r.open_folder("INBOX", Access::ReadWrite).await.unwrap();
+        f.append(&msg("x"), Flags::EMPTY, Some(uid(1)))
+            .await
+            .unwrap();
+        f.list().await.unwrap();
+        // Whatever the mount's atime policy, something read the directories meanwhile.
+        let now = std::time::SystemTime::now();
+        set_atime("new", now);
+        set_atime("cur", now);
+        f.close().await.unwrap();
+        assert_eq!(atime("new"), then);
+        assert_eq!(atime("cur"), then);
+        // The modification time is left alone: the new message changed new/.
+        assert!(mtime(&dir.join("new")) > 1_000_000_000);
+
+        // Without the option nothing is restored.
+        let plain = repo(tmp.path(), '.');
+        let mut g = plain.open_folder("INBOX", Access::ReadWrite).await.unwrap();
+        set_atime("new", now);
+        g.close().await.unwrap();
+        assert_eq!(atime("new"), now);
     }
 
     #[tokio::test]

@@ -17,9 +17,12 @@
 
 use md5::{Digest, Md5};
 
-/// Separator between a Maildir name's unique part and its info (`maildir-windows-compatible`
-/// would use `!`, which this crate does not support yet).
+/// Separator between a Maildir name's unique part and its info.
 pub const INFO_SEP: char = ':';
+
+/// The separator with `maildir-windows-compatible = yes` (Windows forbids `:` in names).
+/// OfflineIMAP then writes and recognises only `!2,`; a `:2,` name is a name without flags.
+pub const WINDOWS_INFO_SEP: char = '!';
 
 /// The info prefix that precedes the flag letters.
 pub const INFO_PREFIX: &str = ":2,";
@@ -49,16 +52,22 @@ pub struct ParsedName<'a> {
 /// Takes a file name apart. Never fails: a name with no recognisable field is simply a
 /// message with no UID and no flags.
 pub fn parse(name: &str) -> ParsedName<'_> {
+    parse_with_sep(name, INFO_SEP)
+}
+
+/// [`parse`] with another info separator ([`WINDOWS_INFO_SEP`]).
+pub fn parse_with_sep(name: &str, info_sep: char) -> ParsedName<'_> {
+    let prefix = format!("{info_sep}2,");
     // OfflineIMAP searches for the first ":2," (`re_flagmatch`), and takes `\w*` after it.
-    let (base, flags) = match name.find(INFO_PREFIX) {
+    let (base, flags) = match name.find(prefix.as_str()) {
         Some(i) => {
-            let rest = &name[i + INFO_PREFIX.len()..];
+            let rest = &name[i + prefix.len()..];
             let end = rest
                 .find(|c: char| !(c.is_alphanumeric() || c == '_'))
                 .unwrap_or(rest.len());
             (&name[..i], Some(&rest[..end]))
         }
-        None => match name.find(INFO_SEP) {
+        None => match name.find(info_sep) {
             // Some other info version (`:1,…`): keep it out of the base as well, so that
             // the base stays a plain unique name.
             Some(i) => (&name[..i], None),
@@ -128,23 +137,33 @@ pub struct NewName<'a> {
 
 /// Builds a file name the way OfflineIMAP does.
 pub fn format(n: &NewName<'_>) -> String {
+    format_with_sep(n, INFO_SEP)
+}
+
+/// [`format`] with another info separator ([`WINDOWS_INFO_SEP`]).
+pub fn format_with_sep(n: &NewName<'_>, info_sep: char) -> String {
     format!(
-        "{}_{}.{}.{},U={},FMD5={}{}{}",
+        "{}_{}.{}.{},U={},FMD5={}{}2,{}",
         n.time,
         n.seq,
         n.pid,
         n.host,
         n.uid,
         n.fmd5,
-        INFO_PREFIX,
+        info_sep,
         sorted_letters(n.flags)
     )
 }
 
 /// Replaces the info part (or appends one) with the given flag letters, keeping the base.
 pub fn with_flags(name: &str, letters: &str) -> String {
-    let base = parse(name).base;
-    format!("{base}{INFO_PREFIX}{}", sorted_letters(letters))
+    with_flags_sep(name, letters, INFO_SEP)
+}
+
+/// [`with_flags`] with another info separator ([`WINDOWS_INFO_SEP`]).
+pub fn with_flags_sep(name: &str, letters: &str, info_sep: char) -> String {
+    let base = parse_with_sep(name, info_sep).base;
+    format!("{base}{info_sep}2,{}", sorted_letters(letters))
 }
 
 /// Sorts and de-duplicates flag letters by code point, as OfflineIMAP's
@@ -260,6 +279,31 @@ mod tests {
         );
         assert_eq!(with_flags("plain", "S"), "plain:2,S");
         assert_eq!(safe_hostname("a/b:c,d"), "a-b-c-d");
+    }
+
+    #[test]
+    fn windows_separator() {
+        let n = NewName {
+            time: 1,
+            seq: 0,
+            pid: 2,
+            host: "h",
+            uid: 5,
+            fmd5: "abc",
+            flags: "SF",
+        };
+        let name = format_with_sep(&n, WINDOWS_INFO_SEP);
+        assert_eq!(name, "1_0.2.h,U=5,FMD5=abc!2,FS");
+        let p = parse_with_sep(&name, WINDOWS_INFO_SEP);
+        assert_eq!((p.uid, p.fmd5, p.flags), (Some(5), Some("abc"), Some("FS")));
+        assert_eq!(
+            with_flags_sep(&name, "R", WINDOWS_INFO_SEP),
+            "1_0.2.h,U=5,FMD5=abc!2,R"
+        );
+        // In Windows mode a ':' name has no flags; in normal mode a '!' name has none.
+        assert_eq!(parse_with_sep("x,U=1:2,S", WINDOWS_INFO_SEP).flags, None);
+        assert_eq!(parse(&name).flags, None);
+        assert_eq!(parse(&name).uid, Some(5));
     }
 
     proptest! {
