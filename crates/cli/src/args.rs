@@ -100,6 +100,11 @@ pub struct Args {
     #[arg(long = "migrate-fmd5-using-nametrans")]
     pub migrate_fmd5: bool,
 
+    /// Remove the mbnames intermediate files of accounts no longer in `[general]
+    /// accounts`, rewrite the mailbox list, then exit (honours --dry-run).
+    #[arg(long = "mbnames-prune")]
+    pub mbnames_prune: bool,
+
     /// Exit status 3 when the run had nothing to do (0 when it synced changes, 1 on
     /// errors), so cron and systemd can tell the three apart. Without it the exit status
     /// is OfflineIMAP's: 0 or 1.

@@ -5,6 +5,7 @@
 mod args;
 mod control;
 mod maintenance;
+mod mbnames;
 mod py;
 mod run;
 mod ui;

@@ -104,6 +104,19 @@ pub fn main(args: Args) -> Result<Outcome> {
         // OfflineIMAP runs the pythonfile at start, whether or not an option uses it.
         python.load()?;
     }
+    if let Some(mb) = &config.general.mbnames {
+        crate::mbnames::check(mb)?;
+    }
+    if args.mbnames_prune {
+        crate::mbnames::prune(
+            config.general.mbnames.as_ref(),
+            &config.general.metadata,
+            &config.general.accounts,
+            &python,
+            args.dry_run,
+        )?;
+        return Ok(Outcome::done());
+    }
     if args.migrate_fmd5 {
         let n = crate::maintenance::migrate_fmd5(&config, &python, args.dry_run)?;
         println!(
@@ -123,8 +136,23 @@ pub fn main(args: Args) -> Result<Outcome> {
     }
     let failed = runtime.block_on(async {
         let control = Control::install().context("installing signal handlers")?;
-        anyhow::Ok(run_accounts(&config, &args, only_folders, ui.clone(), control, python).await)
+        anyhow::Ok(
+            run_accounts(
+                &config,
+                &args,
+                only_folders,
+                ui.clone(),
+                control,
+                python.clone(),
+            )
+            .await,
+        )
     })?;
+    if let Some(mb) = &config.general.mbnames
+        && !mb.incremental
+    {
+        crate::mbnames::write(mb, &config.general.metadata, &python, args.dry_run)?;
+    }
     Ok(Outcome {
         failed: failed || ui.error_count() > 0,
         changed: ui.changed(),
@@ -371,8 +399,16 @@ async fn sync_one(
         create_local: account.local.createfolders,
         only_folders,
     };
+    let root = match &account.local.kind {
+        RepositoryKind::Maildir(m) => m.localfolders.clone(),
+        RepositoryKind::Imap(_) => std::path::PathBuf::new(),
+    };
     let pair = Pair {
         account,
+        general,
+        root: &root,
+        python,
+        dry_run: opts.dry_run,
         naming: naming.as_ref(),
         status: &status,
         policy: &policy,
@@ -417,6 +453,11 @@ async fn sync_one(
 /// One account's folder pairs, whatever the local repository's type.
 struct Pair<'a> {
     account: &'a AccountConfig,
+    general: &'a oi_config::General,
+    /// The local repository's root (mbnames' `localfolders`).
+    root: &'a std::path::Path,
+    python: &'a Python,
+    dry_run: bool,
     naming: &'a PyNaming,
     status: &'a Status,
     policy: &'a AccountPolicy,
@@ -453,6 +494,17 @@ impl Pair<'_> {
             }
             other => other?,
         };
+        if let Some(mb) = &self.general.mbnames {
+            crate::mbnames::account_done(
+                mb,
+                &self.general.metadata,
+                &account.name,
+                self.root,
+                &report.folders,
+                self.python,
+                self.dry_run,
+            )?;
+        }
         let stats: SyncStats = report.stats;
         self.ui.emit(Event::AccountDone {
             account: account.name.clone(),

@@ -419,17 +419,12 @@ impl<'a> Builder<'a> {
         let pythonfile = self
             .string(S, "pythonfile")
             .map(|(v, _)| self.env.expand_path(&v));
-        if self.raw.has_section("mbnames") && self.boolean("mbnames", "enabled", false) {
-            let at = self
-                .raw
-                .raw_entry("mbnames", "enabled")
-                .map(|e| e.origin.clone());
-            if let Some(at) = at {
-                self.warnings.push(format!(
-                    "not supported yet: [mbnames] enabled ({at}); no mailbox list is written"
-                ));
-            }
-        }
+        let mbnames =
+            if self.raw.has_section("mbnames") && self.boolean("mbnames", "enabled", false) {
+                self.mbnames()
+            } else {
+                None
+            };
         let (accounts, _) = accounts?;
         Some(General {
             accounts,
@@ -439,6 +434,47 @@ impl<'a> Builder<'a> {
             socktimeout,
             ui,
             pythonfile,
+            mbnames,
+        })
+    }
+
+    /// `[mbnames]`, read only when enabled. `peritem` is taken raw (OfflineIMAP reads it
+    /// with `raw=1`: its `%(foldername)s` are filled per folder, not by the config).
+    fn mbnames(&mut self) -> Option<Mbnames> {
+        const S: &str = "mbnames";
+        let filename = self
+            .required(S, "filename")
+            .map(|(v, _)| self.env.expand_path(&v));
+        let peritem = match self.raw.raw_entry(S, "peritem") {
+            Some(e) => Some(e.value.clone()),
+            None => {
+                // Records the "required option is missing" error.
+                self.required(S, "peritem");
+                None
+            }
+        };
+        let expr = |b: &mut Self, option: &str| {
+            b.required(S, option).map(|(source, _)| PyExpr {
+                source,
+                section: S.to_string(),
+                option: option.to_string(),
+            })
+        };
+        let header = expr(self, "header");
+        let sep = expr(self, "sep");
+        let footer = expr(self, "footer");
+        let incremental = self.boolean(S, "incremental", false);
+        let folderfilter = self.py_expr(S, "folderfilter");
+        let sort_keyfunc = self.py_expr(S, "sort_keyfunc");
+        Some(Mbnames {
+            filename: filename?,
+            header: header?,
+            peritem: peritem?,
+            sep: sep?,
+            footer: footer?,
+            incremental,
+            folderfilter,
+            sort_keyfunc,
         })
     }
 

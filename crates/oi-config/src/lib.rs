@@ -21,7 +21,7 @@ pub use error::{ConfigError, ConfigErrors, Origin};
 pub use expand::Env;
 pub use types::{
     AccountConfig, CaCerts, Config, DEFAULT_MAX_DELETE_PERCENT, FolderOptions, General, ImapConfig,
-    MaildirConfig, PasswordSource, PyExpr, RepositoryConfig, RepositoryKind,
+    MaildirConfig, Mbnames, PasswordSource, PyExpr, RepositoryConfig, RepositoryKind,
 };
 
 use std::path::{Path, PathBuf};

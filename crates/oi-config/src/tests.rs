@@ -603,15 +603,29 @@ fn config_file_lookup_order() {
 }
 
 #[test]
-fn mbnames_enabled_warns() {
+fn mbnames_section_is_read_when_enabled() {
     let c = ok(&format!(
+        "{BASE}\n[mbnames]\nenabled = yes\nfilename = ~/x\nheader = \"set m = \"\npeitem = x\n\
+         peritem = +%(accountname)s/%(foldername)s\nsep = \" \"\nfooter = \"\\n\"\nincremental = yes\n"
+    ));
+    let m = c.general.mbnames.unwrap();
+    assert_eq!(
+        m.peritem, "+%(accountname)s/%(foldername)s",
+        "peritem is read raw"
+    );
+    assert_eq!(m.header.source, "\"set m = \"");
+    assert_eq!(m.filename, PathBuf::from("/home/me/x"));
+    assert!(m.incremental);
+    let e = errs(&format!(
         "{BASE}\n[mbnames]\nenabled = yes\nfilename = ~/x\n"
     ));
     assert!(
-        has(&c.warnings, "not supported yet: [mbnames] enabled"),
-        "{:?}",
-        c.warnings
+        has(&e, "[mbnames] peritem: required option is missing"),
+        "{e:?}"
     );
+    // Disabled: nothing is read or required.
+    let c = ok(&format!("{BASE}\n[mbnames]\nenabled = no\n"));
+    assert!(c.general.mbnames.is_none());
 }
 
 #[test]

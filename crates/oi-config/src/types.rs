@@ -34,8 +34,31 @@ pub struct General {
     pub socktimeout: Option<Duration>,
     /// Preferred UI name(s), as written; the `-u` flag wins over it.
     pub ui: Option<String>,
-    /// `pythonfile`, expanded. Stored only: nothing evaluates it yet.
+    /// `pythonfile`, expanded; the binary runs it at start.
     pub pythonfile: Option<PathBuf>,
+    /// `[mbnames]`, when `enabled`.
+    pub mbnames: Option<Mbnames>,
+}
+
+/// The `[mbnames]` section: a mailbox list for mutt and the like.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Mbnames {
+    /// Where the list goes (expanded).
+    pub filename: PathBuf,
+    /// Python expression printed first.
+    pub header: PyExpr,
+    /// `%`-format per folder, with keys `accountname`, `foldername`, `localfolders`.
+    pub peritem: String,
+    /// Python expression between items.
+    pub sep: PyExpr,
+    /// Python expression printed last.
+    pub footer: PyExpr,
+    /// Rewrite the list after each account instead of once at the end.
+    pub incremental: bool,
+    /// Function of (account name, folder name) restricting the list.
+    pub folderfilter: Option<PyExpr>,
+    /// Function of an item dict giving its sort key.
+    pub sort_keyfunc: Option<PyExpr>,
 }
 
 /// One `[Account NAME]` with both of its repositories resolved.

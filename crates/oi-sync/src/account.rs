@@ -132,6 +132,8 @@ pub struct AccountReport {
     pub failed: Vec<(String, SyncError)>,
     /// The worst severity seen (None when all went well).
     pub worst: Option<Severity>,
+    /// Local names of the folders whose sync was started (OfflineIMAP's mbnames list).
+    pub folders: Vec<String>,
 }
 
 impl AccountReport {
@@ -288,10 +290,19 @@ where
         }
     }
 
+    if pairs.is_empty() && report.failed.is_empty() && !opts.dry_run {
+        // OfflineIMAP's "no folder to sync (folderfilter issue?)": surely a mistake.
+        return Err(StoreError::new(
+            Severity::Repository,
+            format!("account {account}: no folder to sync (folderfilter issue?)"),
+        )
+        .into());
+    }
     for (rname, lname, sname) in pairs {
         if opts.cancel.is_cancelled() {
             return Err(SyncError::Cancelled);
         }
+        report.folders.push(lname.clone());
         let label = FolderLabel {
             account: account.to_string(),
             folder: rname.clone(),

@@ -190,3 +190,50 @@ fn python_folder_options_match_offlineimap8() {
     ours.sync_ok();
     assert_eq!(describe(&ours), describe(&theirs));
 }
+
+/// [mbnames] writes the same mailbox list and the same intermediate JSON as OfflineIMAP 8.
+#[test]
+fn mbnames_matches_offlineimap8() {
+    let Some(bin) = offlineimap8() else { return };
+    let setup = |test: &str| -> Option<World> {
+        let w = World::new(test)?;
+        for mbox in ["Archive", "Lists.rust", "Sent"] {
+            w.server.create_mailbox(USER, mbox).unwrap();
+        }
+        w.put("Sent", "s");
+        w.write_config("", "");
+        let mut text = std::fs::read_to_string(w.rc()).unwrap();
+        text.push_str(&format!(
+            "\n[mbnames]\nenabled = yes\nfilename = {}/mailboxes\nheader = \"mailboxes \"\n\
+             peritem = \"+%(accountname)s/%(foldername)s\"\nsep = \" \"\nfooter = \"\\n\"\n\
+             folderfilter = lambda accountname, foldername: foldername != 'Archive'\n\
+             sort_keyfunc = lambda d: d['foldername'].lower()\n",
+            w.dir.path().display()
+        ));
+        std::fs::write(w.rc(), text).unwrap();
+        Some(w)
+    };
+    let read = |w: &World| {
+        let list = std::fs::read_to_string(w.dir.path().join("mailboxes")).unwrap();
+        let json = std::fs::read_to_string(w.metadata().join("mbnames/Test.json"))
+            .unwrap()
+            .replace(&w.maildir().display().to_string(), "ROOT");
+        (list, json)
+    };
+    let Some(theirs) = setup("mbnames_offlineimap8") else {
+        return;
+    };
+    run_offlineimap8(&bin, &theirs);
+    let ours = setup("mbnames_ours").unwrap();
+    ours.sync_ok();
+    let (list, json) = read(&ours);
+    assert_eq!((list.clone(), json), read(&theirs));
+    assert_eq!(
+        list,
+        "mailboxes \"+Test/INBOX\" \"+Test/Lists.rust\" \"+Test/Sent\"\n"
+    );
+    // --mbnames-prune keeps configured accounts' files.
+    let out = ours.run(&["--mbnames-prune"]);
+    assert!(out.status.success());
+    assert!(ours.metadata().join("mbnames/Test.json").exists());
+}
