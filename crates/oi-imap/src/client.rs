@@ -8,7 +8,7 @@ use oi_core::Secret;
 use crate::ImapError;
 use crate::response::{GreetingType, Outcome, RespCode, Response, Untagged};
 use crate::session::{Command, Event, Part, Session, SessionConfig};
-use crate::transport::{TlsSettings, Transport};
+use crate::transport::{NetOptions, TlsSettings, Transport};
 
 /// How the connection is secured (OfflineIMAP's `ssl` and `starttls`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -108,14 +108,19 @@ fn upper(caps: Vec<String>) -> Vec<String> {
 impl Connection {
     /// Connects, secures, logs in and learns the capabilities.
     pub async fn open(s: &ConnectSettings) -> Result<Connection, ImapError> {
+        Connection::open_with(s, &NetOptions::default()).await
+    }
+
+    /// [`Connection::open`] with an IP family, TLS versions and a client certificate.
+    pub async fn open_with(s: &ConnectSettings, net: &NetOptions) -> Result<Connection, ImapError> {
         let transport = match &s.tunnel {
             Some(Tunnel::Preauth(cmd)) | Some(Tunnel::Transport(cmd)) => {
                 Transport::tunnel(cmd, s.timeout)?
             }
             None => {
-                let t = Transport::tcp(&s.host, s.port, s.timeout).await?;
+                let t = Transport::tcp_with(&s.host, s.port, s.timeout, net.family).await?;
                 if s.security == Security::Tls {
-                    t.start_tls(&s.host, &s.tls).await?
+                    t.start_tls_with(&s.host, &s.tls, net).await?
                 } else {
                     t
                 }
@@ -166,7 +171,7 @@ impl Connection {
                 ..
             } = conn;
             conn = Connection {
-                transport: transport.start_tls(&s.host, &s.tls).await?,
+                transport: transport.start_tls_with(&s.host, &s.tls, net).await?,
                 session,
                 capabilities: Vec::new(),
                 bye,

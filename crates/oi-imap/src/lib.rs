@@ -14,6 +14,7 @@
 
 pub mod client;
 mod error;
+pub mod keywords;
 pub mod netrc;
 pub mod response;
 pub mod session;
@@ -26,4 +27,4 @@ pub use error::ImapError;
 pub use store::{
     ImapConfig, ImapFolder, ImapRepository, insert_header, uid_set, unique_header_value,
 };
-pub use transport::{CaSource, certificate_digests};
+pub use transport::{CaSource, ClientCert, IpFamily, NetOptions, TlsVersions, certificate_digests};

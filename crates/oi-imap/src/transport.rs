@@ -9,7 +9,7 @@ use std::time::Duration;
 use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
 use rustls::crypto::{CryptoProvider, WebPkiSupportedAlgorithms};
 use rustls::pki_types::pem::PemObject;
-use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
+use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName, UnixTime};
 use rustls::{DigitallySignedStruct, SignatureScheme};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 
@@ -29,6 +29,52 @@ pub enum CaSource {
     OsDefault,
     /// A PEM file of CA certificates, and the fingerprint too if given.
     File(PathBuf),
+}
+
+/// Which IP family to connect over (OfflineIMAP's `ipv6`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum IpFamily {
+    /// `ipv6` unset: whatever the resolver returns, in its order.
+    #[default]
+    Any,
+    /// `ipv6 = no`: IPv4 addresses only.
+    V4,
+    /// `ipv6 = yes`: IPv6 addresses only.
+    V6,
+}
+
+/// Which TLS versions to offer (OfflineIMAP's `ssl_version` within `tls_level`). rustls
+/// speaks only TLS 1.2 and 1.3, so `tls1_1`, `tls1` and `ssl3` cannot be honoured and the
+/// configuration must reject them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum TlsVersions {
+    /// `ssl_version` unset or `ssl23`: the best both sides have (TLS 1.2 or 1.3).
+    #[default]
+    Negotiate,
+    /// `ssl_version = tls1_2`: exactly TLS 1.2, as Python's `PROTOCOL_TLSv1_2`.
+    Tls12Only,
+}
+
+/// A TLS client certificate (`sslclientcert`, `sslclientkey`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ClientCert {
+    /// PEM file with the certificate (and its chain); may hold the key too.
+    pub cert: PathBuf,
+    /// PEM file with the private key; `None` reads the key from `cert`, as Python's
+    /// `load_cert_chain(certfile, keyfile=None)` does.
+    pub key: Option<PathBuf>,
+}
+
+/// Connection options beyond [`TlsSettings`]: address family, TLS versions, client
+/// certificate. The default is what we did before these options existed.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct NetOptions {
+    /// IPv4, IPv6 or either.
+    pub family: IpFamily,
+    /// TLS protocol versions.
+    pub tls_versions: TlsVersions,
+    /// Client certificate authentication.
+    pub client_cert: Option<ClientCert>,
 }
 
 /// A connected transport; `Box<dyn Stream>` keeps the session code independent of it.
@@ -63,7 +109,47 @@ async fn with_timeout<T>(
 impl Transport {
     /// A plain TCP connection.
     pub async fn tcp(host: &str, port: u16, timeout: Option<Duration>) -> Result<Self, ImapError> {
-        let tcp = with_timeout(timeout, tokio::net::TcpStream::connect((host, port))).await?;
+        Transport::tcp_with(host, port, timeout, IpFamily::Any).await
+    }
+
+    /// A plain TCP connection over one IP family. Each resolved address of the family is
+    /// tried in turn, like Python's `socket.create_connection`; the timeout covers the
+    /// whole attempt.
+    pub async fn tcp_with(
+        host: &str,
+        port: u16,
+        timeout: Option<Duration>,
+        family: IpFamily,
+    ) -> Result<Self, ImapError> {
+        let connect = async {
+            let mut last = None;
+            for addr in tokio::net::lookup_host((host, port)).await? {
+                let wanted = match family {
+                    IpFamily::Any => true,
+                    IpFamily::V4 => addr.is_ipv4(),
+                    IpFamily::V6 => addr.is_ipv6(),
+                };
+                if !wanted {
+                    continue;
+                }
+                match tokio::net::TcpStream::connect(addr).await {
+                    Ok(s) => return Ok(s),
+                    Err(e) => last = Some(e),
+                }
+            }
+            Err(last.unwrap_or_else(|| {
+                let which = match family {
+                    IpFamily::V4 => "IPv4 ",
+                    IpFamily::V6 => "IPv6 ",
+                    IpFamily::Any => "",
+                };
+                std::io::Error::new(
+                    std::io::ErrorKind::AddrNotAvailable,
+                    format!("{host} has no {which}address"),
+                )
+            }))
+        };
+        let tcp = with_timeout(timeout, connect).await?;
         tcp.set_nodelay(true)?;
         Ok(Transport {
             stream: Box::new(tcp),
@@ -93,7 +179,17 @@ impl Transport {
 
     /// Wraps the stream in TLS (implicit TLS right after connecting, or after STARTTLS).
     pub async fn start_tls(self, host: &str, tls: &TlsSettings) -> Result<Self, ImapError> {
-        let config = tls.client_config()?;
+        self.start_tls_with(host, tls, &NetOptions::default()).await
+    }
+
+    /// [`Transport::start_tls`] with TLS versions and a client certificate.
+    pub async fn start_tls_with(
+        self,
+        host: &str,
+        tls: &TlsSettings,
+        net: &NetOptions,
+    ) -> Result<Self, ImapError> {
+        let config = tls.client_config_with(net)?;
         let name = ServerName::try_from(host.to_string())
             .map_err(|e| ImapError::Config(format!("bad TLS server name {host}: {e}")))?;
         let connector = tokio_rustls::TlsConnector::from(Arc::new(config));
@@ -176,10 +272,32 @@ impl TlsSettings {
 
     /// The rustls configuration these settings describe.
     pub fn client_config(&self) -> Result<rustls::ClientConfig, ImapError> {
+        self.client_config_with(&NetOptions::default())
+    }
+
+    /// The rustls configuration with TLS versions and a client certificate.
+    pub fn client_config_with(&self, net: &NetOptions) -> Result<rustls::ClientConfig, ImapError> {
         let provider = provider();
+        let versions: &[&rustls::SupportedProtocolVersion] = match net.tls_versions {
+            TlsVersions::Negotiate => rustls::DEFAULT_VERSIONS,
+            TlsVersions::Tls12Only => &[&rustls::version::TLS12],
+        };
         let builder = rustls::ClientConfig::builder_with_provider(provider.clone())
-            .with_safe_default_protocol_versions()
+            .with_protocol_versions(versions)
             .map_err(|e| ImapError::Tls(e.to_string()))?;
+        let identity = match &net.client_cert {
+            Some(c) => Some(load_client_cert(c)?),
+            None => None,
+        };
+        let finish =
+            |b: rustls::ConfigBuilder<rustls::ClientConfig, rustls::client::WantsClientCert>| {
+                match identity {
+                    Some((chain, key)) => b
+                        .with_client_auth_cert(chain, key)
+                        .map_err(|e| ImapError::Config(format!("TLS client certificate: {e}"))),
+                    None => Ok(b.with_no_client_auth()),
+                }
+            };
         let fingerprints: Vec<String> = self
             .fingerprints
             .iter()
@@ -188,7 +306,7 @@ impl TlsSettings {
             .collect();
         if fingerprints.is_empty() {
             let roots = self.roots()?;
-            return Ok(builder.with_root_certificates(roots).with_no_client_auth());
+            return finish(builder.with_root_certificates(roots));
         }
         let chain = match self.ca {
             CaSource::System => None,
@@ -206,11 +324,30 @@ impl TlsSettings {
             chain,
             algorithms: provider.signature_verification_algorithms,
         };
-        Ok(builder
-            .dangerous()
-            .with_custom_certificate_verifier(Arc::new(verifier))
-            .with_no_client_auth())
+        finish(
+            builder
+                .dangerous()
+                .with_custom_certificate_verifier(Arc::new(verifier)),
+        )
     }
+}
+
+type Identity = (Vec<CertificateDer<'static>>, PrivateKeyDer<'static>);
+
+fn load_client_cert(c: &ClientCert) -> Result<Identity, ImapError> {
+    let bad = |path: &std::path::Path, e: &dyn std::fmt::Display| {
+        ImapError::Config(format!("{}: {e}", path.display()))
+    };
+    let chain: Vec<CertificateDer<'static>> = CertificateDer::pem_file_iter(&c.cert)
+        .map_err(|e| bad(&c.cert, &e))?
+        .collect::<Result<_, _>>()
+        .map_err(|e| bad(&c.cert, &e))?;
+    if chain.is_empty() {
+        return Err(bad(&c.cert, &"no certificate in sslclientcert"));
+    }
+    let key_path = c.key.as_ref().unwrap_or(&c.cert);
+    let key = PrivateKeyDer::from_pem_file(key_path).map_err(|e| bad(key_path, &e))?;
+    Ok((chain, key))
 }
 
 /// Accepts a server certificate whose digest matches a configured `cert_fingerprint`
@@ -287,5 +424,321 @@ impl ServerCertVerifier for FingerprintVerifier {
 
     fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
         self.algorithms.supported_schemes()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::client::{AuthMechanism, ConnectSettings, Connection, Security};
+    use std::path::Path;
+    use std::process::Command;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    #[tokio::test]
+    async fn ip_family_is_respected() {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = listener.local_addr().unwrap().port();
+        tokio::spawn(async move {
+            while let Ok((s, _)) = listener.accept().await {
+                drop(s);
+            }
+        });
+        let t = Some(Duration::from_secs(10));
+        assert!(
+            Transport::tcp_with("127.0.0.1", port, t, IpFamily::V4)
+                .await
+                .is_ok()
+        );
+        assert!(
+            Transport::tcp_with("127.0.0.1", port, t, IpFamily::Any)
+                .await
+                .is_ok()
+        );
+        let e = Transport::tcp_with("127.0.0.1", port, t, IpFamily::V6)
+            .await
+            .unwrap_err();
+        assert!(e.to_string().contains("no IPv6 address"), "{e}");
+        // And the other way round when the host has IPv6 loopback at all.
+        if let Ok(l6) = tokio::net::TcpListener::bind("[::1]:0").await {
+            let port6 = l6.local_addr().unwrap().port();
+            assert!(
+                Transport::tcp_with("::1", port6, t, IpFamily::V6)
+                    .await
+                    .is_ok()
+            );
+            assert!(
+                Transport::tcp_with("::1", port6, t, IpFamily::V4)
+                    .await
+                    .is_err()
+            );
+        }
+    }
+
+    fn openssl(dir: &Path, args: &[&str]) -> bool {
+        Command::new("openssl")
+            .args(args)
+            .current_dir(dir)
+            .output()
+            .is_ok_and(|o| o.status.success())
+    }
+
+    /// A CA, a server certificate for localhost and a client certificate, all by openssl.
+    fn make_pki(dir: &Path) -> bool {
+        let ec = [
+            "-newkey",
+            "ec",
+            "-pkeyopt",
+            "ec_paramgen_curve:P-256",
+            "-nodes",
+        ];
+        let ok = openssl(
+            dir,
+            &[
+                &["req", "-x509"][..],
+                &ec,
+                &[
+                    "-keyout",
+                    "ca.key",
+                    "-out",
+                    "ca.crt",
+                    "-subj",
+                    "/CN=test ca",
+                    "-days",
+                    "2",
+                    "-addext",
+                    "basicConstraints=critical,CA:TRUE",
+                    "-addext",
+                    "keyUsage=critical,keyCertSign",
+                ],
+            ]
+            .concat(),
+        );
+        if !ok {
+            return false;
+        }
+        for (who, ext) in [
+            (
+                "srv",
+                "subjectAltName=DNS:localhost\nextendedKeyUsage=serverAuth\n",
+            ),
+            ("cli", "extendedKeyUsage=clientAuth\n"),
+        ] {
+            std::fs::write(
+                dir.join(format!("{who}.ext")),
+                format!("basicConstraints=CA:FALSE\n{ext}"),
+            )
+            .unwrap();
+            let key = format!("{who}.key");
+            let csr = format!("{who}.csr");
+            let crt = format!("{who}.crt");
+            let ext = format!("{who}.ext");
+            if !openssl(
+                dir,
+                &[
+                    &["req"][..],
+                    &ec,
+                    &["-keyout", &key, "-out", &csr, "-subj", "/CN=localhost"],
+                ]
+                .concat(),
+            ) || !openssl(
+                dir,
+                &[
+                    "x509",
+                    "-req",
+                    "-in",
+                    &csr,
+                    "-CA",
+                    "ca.crt",
+                    "-CAkey",
+                    "ca.key",
+                    "-CAcreateserial",
+                    "-out",
+                    &crt,
+                    "-days",
+                    "2",
+                    "-extfile",
+                    &ext,
+                ],
+            ) {
+                return false;
+            }
+        }
+        true
+    }
+
+    /// A one-shot TLS echo server; `tls13_only` limits it to TLS 1.3.
+    async fn tls_server(dir: &Path, tls13_only: bool) -> u16 {
+        let p = provider();
+        let mut roots = rustls::RootCertStore::empty();
+        for c in CertificateDer::pem_file_iter(dir.join("ca.crt")).unwrap() {
+            roots.add(c.unwrap()).unwrap();
+        }
+        let verifier =
+            rustls::server::WebPkiClientVerifier::builder_with_provider(Arc::new(roots), p.clone())
+                .build()
+                .unwrap();
+        let chain: Vec<_> = CertificateDer::pem_file_iter(dir.join("srv.crt"))
+            .unwrap()
+            .map(Result::unwrap)
+            .collect();
+        let key = PrivateKeyDer::from_pem_file(dir.join("srv.key")).unwrap();
+        let versions: &[&rustls::SupportedProtocolVersion] = if tls13_only {
+            &[&rustls::version::TLS13]
+        } else {
+            rustls::DEFAULT_VERSIONS
+        };
+        let config = rustls::ServerConfig::builder_with_provider(p)
+            .with_protocol_versions(versions)
+            .unwrap()
+            .with_client_cert_verifier(verifier)
+            .with_single_cert(chain, key)
+            .unwrap();
+        let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(config));
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = listener.local_addr().unwrap().port();
+        tokio::spawn(async move {
+            while let Ok((s, _)) = listener.accept().await {
+                let acceptor = acceptor.clone();
+                tokio::spawn(async move {
+                    if let Ok(mut tls) = acceptor.accept(s).await {
+                        let mut buf = [0u8; 5];
+                        if tls.read_exact(&mut buf).await.is_ok() {
+                            let _ = tls.write_all(&buf).await;
+                            let _ = tls.flush().await;
+                        }
+                    }
+                });
+            }
+        });
+        port
+    }
+
+    async fn echo(port: u16, dir: &Path, net: &NetOptions) -> Result<Vec<u8>, ImapError> {
+        let tls = TlsSettings {
+            ca: CaSource::File(dir.join("ca.crt")),
+            fingerprints: Vec::new(),
+        };
+        let t = Transport::tcp_with(
+            "localhost",
+            port,
+            Some(Duration::from_secs(10)),
+            IpFamily::V4,
+        )
+        .await?;
+        let mut t = t.start_tls_with("localhost", &tls, net).await?;
+        t.write_all(b"hello").await?;
+        let mut buf = [0u8; 5];
+        let mut got = 0;
+        while got < 5 {
+            match t.read(&mut buf[got..]).await? {
+                0 => return Err(ImapError::Tls("closed".into())),
+                n => got += n,
+            }
+        }
+        Ok(buf.to_vec())
+    }
+
+    #[tokio::test]
+    async fn client_certificate_and_tls_versions() {
+        let tmp = tempfile::tempdir().unwrap();
+        if !make_pki(tmp.path()) {
+            eprintln!("openssl not usable; skipping");
+            return;
+        }
+        let dir = tmp.path();
+        let with_cert = NetOptions {
+            client_cert: Some(ClientCert {
+                cert: dir.join("cli.crt"),
+                key: Some(dir.join("cli.key")),
+            }),
+            ..NetOptions::default()
+        };
+        let port = tls_server(dir, false).await;
+        assert_eq!(echo(port, dir, &with_cert).await.unwrap(), b"hello");
+        // Without a certificate the server refuses us.
+        assert!(echo(port, dir, &NetOptions::default()).await.is_err());
+        // Key and certificate in one file, as Python's load_cert_chain allows.
+        let both = dir.join("both.pem");
+        let mut pem = std::fs::read(dir.join("cli.crt")).unwrap();
+        pem.extend(std::fs::read(dir.join("cli.key")).unwrap());
+        std::fs::write(&both, pem).unwrap();
+        let combined = NetOptions {
+            client_cert: Some(ClientCert {
+                cert: both,
+                key: None,
+            }),
+            ..NetOptions::default()
+        };
+        assert_eq!(echo(port, dir, &combined).await.unwrap(), b"hello");
+        // A missing file is a configuration error, not a panic.
+        let missing = NetOptions {
+            client_cert: Some(ClientCert {
+                cert: dir.join("nope.crt"),
+                key: None,
+            }),
+            ..NetOptions::default()
+        };
+        assert!(matches!(
+            echo(port, dir, &missing).await,
+            Err(ImapError::Config(_))
+        ));
+
+        // TLS 1.2 only cannot talk to a TLS 1.3-only server; negotiating can.
+        let port13 = tls_server(dir, true).await;
+        let tls12 = NetOptions {
+            tls_versions: TlsVersions::Tls12Only,
+            ..with_cert.clone()
+        };
+        assert!(echo(port13, dir, &tls12).await.is_err());
+        assert_eq!(echo(port13, dir, &with_cert).await.unwrap(), b"hello");
+        assert_eq!(echo(port, dir, &tls12).await.unwrap(), b"hello");
+    }
+
+    #[tokio::test]
+    async fn dovecot_over_ipv4_with_tls12_only() {
+        let Some(d) = oi_testkit::Dovecot::start_or_skip("dovecot_over_ipv4_with_tls12_only")
+        else {
+            return;
+        };
+        let settings = |security, port| ConnectSettings {
+            host: "127.0.0.1".into(),
+            port,
+            security,
+            tls: TlsSettings {
+                ca: CaSource::File(d.ca_cert_path()),
+                fingerprints: Vec::new(),
+            },
+            tunnel: None,
+            timeout: Some(Duration::from_secs(30)),
+            user: "alice".into(),
+            password: Some(oi_core::Secret::new("alicepass")),
+            mechanisms: vec![AuthMechanism::Plain],
+            pipeline_depth: 4,
+        };
+        let net = NetOptions {
+            family: IpFamily::V4,
+            tls_versions: TlsVersions::Tls12Only,
+            client_cert: None,
+        };
+        for (security, port) in [
+            (Security::Tls, d.imaps_port()),
+            (Security::StartTls, d.imap_port()),
+        ] {
+            let conn = Connection::open_with(&settings(security, port), &net)
+                .await
+                .unwrap();
+            assert!(conn.has("IMAP4REV1"), "{:?}", conn.capabilities());
+            conn.logout().await;
+        }
+        let v6 = NetOptions {
+            family: IpFamily::V6,
+            ..NetOptions::default()
+        };
+        assert!(
+            Connection::open_with(&settings(Security::Tls, d.imaps_port()), &v6)
+                .await
+                .is_err()
+        );
     }
 }
