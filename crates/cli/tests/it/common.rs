@@ -196,3 +196,68 @@ pub fn set_local_flags(m: &LocalMessage, flags: &str) {
     )
     .unwrap();
 }
+
+/// A TCP proxy on 127.0.0.1 in front of the test server that a test can break: in
+/// `Blackhole` mode it accepts connections and never forwards a byte (a laptop after
+/// suspend, a dead NAT entry), and existing connections freeze. Used for the fault tests.
+pub struct Proxy {
+    pub port: u16,
+    mode: std::sync::Arc<std::sync::atomic::AtomicU8>,
+}
+
+/// Forward normally.
+pub const PROXY_FORWARD: u8 = 0;
+/// Accept, then silence.
+pub const PROXY_BLACKHOLE: u8 = 1;
+
+impl Proxy {
+    pub fn start(target: u16) -> Proxy {
+        use std::io::{Read, Write};
+        use std::net::{TcpListener, TcpStream};
+        use std::sync::atomic::Ordering;
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let mode = std::sync::Arc::new(std::sync::atomic::AtomicU8::new(PROXY_FORWARD));
+        let m = mode.clone();
+        std::thread::spawn(move || {
+            for client in listener.incoming() {
+                let Ok(client) = client else { return };
+                let m = m.clone();
+                std::thread::spawn(move || {
+                    let Ok(server) = TcpStream::connect(("127.0.0.1", target)) else {
+                        return;
+                    };
+                    let pipe =
+                        |mut from: TcpStream,
+                         mut to: TcpStream,
+                         m: std::sync::Arc<std::sync::atomic::AtomicU8>| {
+                            let mut buf = [0u8; 16384];
+                            loop {
+                                let Ok(n) = from.read(&mut buf) else { return };
+                                if n == 0 {
+                                    let _ = to.shutdown(std::net::Shutdown::Write);
+                                    return;
+                                }
+                                // Blackholed: swallow everything from now on.
+                                if m.load(Ordering::SeqCst) == PROXY_BLACKHOLE {
+                                    continue;
+                                }
+                                if to.write_all(&buf[..n]).is_err() {
+                                    return;
+                                }
+                            }
+                        };
+                    let (c2, s2) = (client.try_clone().unwrap(), server.try_clone().unwrap());
+                    let m2 = m.clone();
+                    std::thread::spawn(move || pipe(s2, c2, m2));
+                    pipe(client, server, m);
+                });
+            }
+        });
+        Proxy { port, mode }
+    }
+
+    pub fn set(&self, mode: u8) {
+        self.mode.store(mode, std::sync::atomic::Ordering::SeqCst);
+    }
+}

@@ -162,3 +162,50 @@ fn sigterm_mid_sync_then_resume_converges() {
     assert_eq!(subjects, expected);
     assert_eq!(w.server_messages("INBOX").len(), 150);
 }
+
+/// A connection that goes silent (suspend, dead NAT) is noticed within socktimeout, the
+/// error is reported, the daemon keeps running, and the next sync connects again.
+#[test]
+fn dead_connection_is_noticed_and_the_next_sync_reconnects() {
+    let Some(w) = World::new("dead_connection") else {
+        return;
+    };
+    w.put("INBOX", "before");
+    let proxy = Proxy::start(w.server.imap_port());
+    w.write_config("", "");
+    let text = std::fs::read_to_string(w.rc())
+        .unwrap()
+        .replace(
+            &format!("remoteport = {}", w.server.imap_port()),
+            &format!("remoteport = {}", proxy.port),
+        )
+        .replace("[general]\n", "[general]\nsocktimeout = 2\n");
+    std::fs::write(w.rc(), text).unwrap();
+    add_to_account(&w, "autorefresh = 10");
+    let mut child = spawn_daemon(&w);
+    let inbox = w.maildir().join("INBOX");
+    eventually("first sync", || local_messages(&inbox).len() == 1);
+    proxy.set(PROXY_BLACKHOLE);
+    w.put("INBOX", "after");
+    signal(&child, "USR1");
+    // The blackholed sync must fail by itself (socktimeout), not hang: give it time to.
+    std::thread::sleep(Duration::from_secs(4));
+    assert!(
+        child.try_wait().unwrap().is_none(),
+        "the daemon died on a dead connection"
+    );
+    assert_eq!(local_messages(&inbox).len(), 1);
+    proxy.set(PROXY_FORWARD);
+    eventually("sync after the network came back", || {
+        signal(&child, "USR1");
+        std::thread::sleep(Duration::from_millis(500));
+        local_messages(&inbox).len() == 2
+    });
+    signal(&child, "TERM");
+    let status = wait_exit(&mut child);
+    let mut err = String::new();
+    std::io::Read::read_to_string(child.stderr.as_mut().unwrap(), &mut err).unwrap();
+    assert!(err.contains("timed out"), "no timeout reported: {err}");
+    // One sync of the run failed, so the exit status says so.
+    assert_eq!(status.code(), Some(1), "{status}");
+}
