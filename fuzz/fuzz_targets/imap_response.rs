@@ -134,7 +134,10 @@ fuzz_target!(|input: &[u8]| {
         Some(((state >> 16) as usize % (usize::from(ctl >> 6) * 8 + 2)) + 1)
     });
     let split = run(ctl, data, &mut lcg);
-    assert_eq!(whole.events, split.events, "events depend on the read split");
+    assert_eq!(
+        whole.events, split.events,
+        "events depend on the read split"
+    );
     assert_eq!(
         whole.error.is_some(),
         split.error.is_some(),
@@ -143,7 +146,10 @@ fuzz_target!(|input: &[u8]| {
         split.error
     );
     if whole.error.is_none() {
-        assert_eq!(whole.output, split.output, "output depends on the read split");
+        assert_eq!(
+            whole.output, split.output,
+            "output depends on the read split"
+        );
         assert_eq!(whole.buffered, split.buffered);
     }
 });
