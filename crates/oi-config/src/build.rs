@@ -24,6 +24,9 @@ enum Support {
     Reject,
     /// A boolean feature switch: an error only when turned on.
     RejectIfTrue,
+    /// Documented by OfflineIMAP once, read by OfflineIMAP 8 nowhere: ignored with a
+    /// debug-level note.
+    Obsolete,
 }
 
 use Support::*;
@@ -38,8 +41,8 @@ const GENERAL: &[(&str, Support)] = &[
     ("ui", Read),
     ("pythonfile", Read),
     ("ignore-readonly", WarnIfTrue),
-    ("utime_from_header", WarnIfTrue),
-    ("filename_use_mail_timestamp", WarnIfTrue),
+    ("utime_from_header", Read),
+    ("filename_use_mail_timestamp", Read),
     ("dry-run", WarnIfTrue),
     ("ignore-keyring", WarnIfTrue),
     ("update-keyring", WarnIfTrue),
@@ -62,12 +65,12 @@ const ACCOUNT: &[(&str, Support)] = &[
     ("ignorelabels", Warn),
     ("maxsize", Reject),
     ("maxage", Reject),
-    ("maildir-windows-compatible", RejectIfTrue),
+    ("maildir-windows-compatible", Read),
     ("synclabels", RejectIfTrue),
     ("filterheaders", Reject),
     ("proxy", Reject),
     ("authproxy", Reject),
-    ("utf8foldernames", RejectIfTrue),
+    ("utf8foldernames", Read),
 ];
 
 /// Every `[Repository X]`.
@@ -88,9 +91,9 @@ const REPOSITORY: &[(&str, Support)] = &[
 const MAILDIR: &[(&str, Support)] = &[
     ("localfolders", Read),
     ("sep", Read),
-    ("restoreatime", WarnIfTrue),
-    ("utime_from_header", WarnIfTrue),
-    ("filename_use_mail_timestamp", WarnIfTrue),
+    ("restoreatime", Read),
+    ("utime_from_header", Read),
+    ("filename_use_mail_timestamp", Read),
 ];
 
 /// `type = IMAP`, on top of [`REPOSITORY`]. The `*eval` options need pythonfile; the TLS
@@ -124,15 +127,17 @@ const IMAP: &[(&str, Support)] = &[
     ("oauth2_access_token", Reject),
     ("oauth2_access_token_eval", Reject),
     ("oauth2_request_url", Reject),
-    ("sslclientcert", Reject),
-    ("sslclientkey", Reject),
+    ("sslclientcert", Read),
+    ("sslclientkey", Read),
     ("reference", Reject),
-    ("decodefoldernames", RejectIfTrue),
+    ("decodefoldernames", Read),
     ("subscribedonly", RejectIfTrue),
     ("copy_ignore_eval", Reject),
-    ("ssl_version", Warn),
-    ("tls_level", Warn),
-    ("ipv6", Warn),
+    ("ssl_version", Read),
+    ("tls_level", Read),
+    ("ipv6", Read),
+    // The IMAP `realdelete` of OfflineIMAP 6 (Gmail): OfflineIMAP 8 no longer reads it.
+    ("realdelete", Obsolete),
     ("idlefolders", Warn),
     ("usecompression", WarnIfTrue),
     ("maxconnections", Warn),
@@ -142,6 +147,9 @@ const IMAP: &[(&str, Support)] = &[
     ("newmail_hook", Warn),
     ("retrycount", Warn),
 ];
+
+/// `type = Gmail`, on top of [`REPOSITORY`] and [`IMAP`].
+const GMAIL: &[(&str, Support)] = &[("trashfolder", Read), ("spamfolder", Read)];
 
 /// Options only the Gmail types have; listed so that they are not called misspellings.
 const GMAIL_ONLY: &[&str] = &["trashfolder", "spamfolder"];
@@ -154,7 +162,7 @@ fn lookup(tables: &[&[(&str, Support)]], key: &str) -> Option<Support> {
             .iter()
             .any(|t| t.iter().any(|(name, _)| *name == "localfolders"))
     {
-        return Some(Reject);
+        return Some(Read);
     }
     tables
         .iter()
@@ -329,6 +337,9 @@ impl<'a> Builder<'a> {
                     self.reject_unsupported(section, &key, &at);
                 }
                 Some(WarnIfTrue | RejectIfTrue) => {}
+                Some(Obsolete) => self.unknown.push(format!(
+                    "{at}: [{section}] {key}: obsolete, OfflineIMAP 8 ignores it too (ignored)"
+                )),
                 // [DEFAULT] holds interpolation variables as much as options: only the
                 // section's own keys can be misspellings.
                 None if own.contains(&key) => {
@@ -405,6 +416,8 @@ impl<'a> Builder<'a> {
             None => 1,
         };
         let fsync = self.boolean(S, "fsync", true);
+        let utime_from_header = self.boolean(S, "utime_from_header", false);
+        let filename_use_mail_timestamp = self.boolean(S, "filename_use_mail_timestamp", false);
         let socktimeout = match self.parsed(S, "socktimeout", "a number of seconds", parse_py_float)
         {
             Some((s, at)) if s < 0.0 => {
@@ -435,6 +448,8 @@ impl<'a> Builder<'a> {
             ui,
             pythonfile,
             mbnames,
+            utime_from_header,
+            filename_use_mail_timestamp,
         })
     }
 
@@ -569,6 +584,8 @@ impl<'a> Builder<'a> {
             }
         }
         self.incompatible(section);
+        let maildir_windows_compatible = self.boolean(section, "maildir-windows-compatible", false);
+        let utf8foldernames = self.boolean(section, "utf8foldernames", false);
         let presynchook = self.string(section, "presynchook").map(|(v, _)| v);
         let postsynchook = self.string(section, "postsynchook").map(|(v, _)| v);
         Some(AccountConfig {
@@ -580,6 +597,8 @@ impl<'a> Builder<'a> {
             presynchook,
             postsynchook,
             max_delete_percent,
+            maildir_windows_compatible,
+            utf8foldernames,
         })
     }
 
@@ -673,14 +692,7 @@ impl<'a> Builder<'a> {
                 );
                 return None;
             }
-            ("Gmail" | "GmailMaildir", _) => {
-                reject(
-                    self,
-                    format!("repository type {kind_text} is not supported yet"),
-                );
-                return None;
-            }
-            ("Maildir" | "IMAP", _) => {}
+            ("Maildir" | "IMAP" | "Gmail" | "GmailMaildir", _) => {}
             (other, _) => {
                 let valid = ["Maildir", "GmailMaildir", "IMAP", "Gmail"];
                 let hint = valid
@@ -700,12 +712,21 @@ impl<'a> Builder<'a> {
         let readonly = self.boolean(s, "readonly", false);
         let createfolders = self.boolean(s, "createfolders", true);
         let sync_deletes = self.boolean(s, "sync_deletes", true);
-        let kind = if kind_text == "Maildir" {
-            self.classify(s, &[REPOSITORY, MAILDIR], "a Maildir repository");
-            RepositoryKind::Maildir(self.maildir(s)?)
-        } else {
-            self.classify(s, &[REPOSITORY, IMAP], "an IMAP repository");
-            RepositoryKind::Imap(self.imap(s)?)
+        let kind = match kind_text.as_str() {
+            "Maildir" | "GmailMaildir" => {
+                self.classify(s, &[REPOSITORY, MAILDIR], "a Maildir repository");
+                let mut m = self.maildir(s)?;
+                m.gmail = kind_text == "GmailMaildir";
+                RepositoryKind::Maildir(m)
+            }
+            "Gmail" => {
+                self.classify(s, &[REPOSITORY, IMAP, GMAIL], "a Gmail repository");
+                RepositoryKind::Imap(self.imap(s, true)?)
+            }
+            _ => {
+                self.classify(s, &[REPOSITORY, IMAP], "an IMAP repository");
+                RepositoryKind::Imap(self.imap(s, false)?)
+            }
         };
         let folders = FolderOptions {
             nametrans: self.py_expr(s, "nametrans"),
@@ -755,14 +776,58 @@ impl<'a> Builder<'a> {
                 }
             }
         };
+        // OfflineIMAP reads these per repository with [general] as the default; a bad
+        // [general] value was reported there already.
+        let general_default = |b: &Self, key: &str| matches!(b.raw.get("general", key), Some(Ok((v, _))) if parse_py_bool(&v) == Some(true));
+        let utime_default = general_default(self, "utime_from_header");
+        let stamp_default = general_default(self, "filename_use_mail_timestamp");
+        let restoreatime = self.boolean(s, "restoreatime", false);
+        let utime_from_header = self.boolean(s, "utime_from_header", utime_default);
+        let filename_use_mail_timestamp =
+            self.boolean(s, "filename_use_mail_timestamp", stamp_default);
+        let mut custom_flags = Vec::new();
+        for letter in 'a'..='z' {
+            let key = format!("customflag_{letter}");
+            if let Some((keyword, at)) = self.string(s, &key) {
+                let keyword = keyword.trim().to_string();
+                // An IMAP flag keyword is an atom: no spaces, brackets, quotes, wildcards
+                // or backslash (a backslash would make it a system flag).
+                let bad = keyword.is_empty()
+                    || keyword
+                        .bytes()
+                        .any(|b| b <= b' ' || b >= 0x7f || b"(){%*\"\\]".contains(&b));
+                if bad {
+                    self.option_error(
+                        s,
+                        &key,
+                        &at,
+                        format!("{keyword:?} is not an IMAP keyword (an atom without spaces, brackets, quotes or \\)"),
+                    );
+                    continue;
+                }
+                custom_flags.push((letter, keyword));
+            }
+        }
         Some(MaildirConfig {
             localfolders: localfolders?,
             sep,
+            restoreatime,
+            utime_from_header,
+            filename_use_mail_timestamp,
+            custom_flags,
+            gmail: false,
         })
     }
 
-    fn imap(&mut self, s: &str) -> Option<ImapConfig> {
-        let preauthtunnel = self.string(s, "preauthtunnel").map(|(v, _)| v);
+    fn imap(&mut self, s: &str, gmail: bool) -> Option<ImapConfig> {
+        let mut preauthtunnel = self.string(s, "preauthtunnel").map(|(v, _)| v);
+        if gmail && let Some((_, at)) = self.string(s, "preauthtunnel") {
+            // OfflineIMAP's Gmail repository returns None from getpreauthtunnel.
+            self.warnings.push(format!(
+                "{at}: [{s}] preauthtunnel is ignored for Gmail repositories, as in OfflineIMAP"
+            ));
+            preauthtunnel = None;
+        }
         let transporttunnel = self.string(s, "transporttunnel").map(|(v, at)| {
             if preauthtunnel.is_some() {
                 self.warnings.push(format!(
@@ -775,7 +840,15 @@ impl<'a> Builder<'a> {
         let porteval = self.py_expr(s, "remoteporteval");
         let usereval = self.py_expr(s, "remoteusereval");
         let passeval = self.py_expr(s, "remotepasseval");
-        let host = if preauthtunnel.is_some() || transporttunnel.is_some() || hosteval.is_some() {
+        let host = if gmail {
+            // OfflineIMAP's Gmail falls back to imap.gmail.com when no host is configured.
+            Some(
+                self.string(s, "remotehost")
+                    .map(|(v, _)| v)
+                    .filter(|v| !v.trim().is_empty())
+                    .unwrap_or_else(|| "imap.gmail.com".to_string()),
+            )
+        } else if preauthtunnel.is_some() || transporttunnel.is_some() || hosteval.is_some() {
             Some(
                 self.string(s, "remotehost")
                     .map(|(v, _)| v)
@@ -796,7 +869,9 @@ impl<'a> Builder<'a> {
                     .and_then(|n| u16::try_from(n).ok())
                     .filter(|&p| p != 0)
             })
-            .map(|(p, _)| p);
+            .map(|(p, _)| p)
+            // Gmail's getport: 993 whatever `ssl` says, unless a port is configured.
+            .or(gmail.then_some(993));
         let user = self.string(s, "remoteuser").map(|(v, _)| v);
         let pass = self.string(s, "remotepass");
         let passfile = self.string(s, "remotepassfile");
@@ -884,6 +959,43 @@ impl<'a> Builder<'a> {
                 "{at}: [{s}] sep is ignored for IMAP repositories (the server's separator is used), as in OfflineIMAP"
             ));
         }
+        let ipv6 = self
+            .parsed(
+                s,
+                "ipv6",
+                "a boolean (yes/no, true/false, on/off, 1/0)",
+                parse_py_bool,
+            )
+            .map(|(v, _)| v);
+        let tls_version = self.tls_version(s, ssl);
+        let sslclientcert = self.path(s, "sslclientcert");
+        let sslclientkey = self.path(s, "sslclientkey");
+        if let (None, Some(_)) = (&sslclientcert, &sslclientkey)
+            && let Some(e) = self.raw.raw_entry(s, "sslclientkey")
+        {
+            let at = e.origin.clone();
+            self.option_error(
+                s,
+                "sslclientkey",
+                &at,
+                "sslclientkey needs sslclientcert (the certificate the key belongs to)",
+            );
+        }
+        let decodefoldernames = self.boolean(s, "decodefoldernames", false);
+        if decodefoldernames && let Some(e) = self.raw.raw_entry(s, "decodefoldernames") {
+            let at = e.origin.clone();
+            self.warnings.push(format!(
+                "{at}: [{s}] decodefoldernames is deprecated (OfflineIMAP 8 fails with it); use utf8foldernames in the account instead"
+            ));
+        }
+        let gmail = gmail.then(|| GmailOptions {
+            trashfolder: self
+                .string(s, "trashfolder")
+                .map_or_else(|| "[Gmail]/Trash".to_string(), |(v, _)| v),
+            spamfolder: self
+                .string(s, "spamfolder")
+                .map_or_else(|| "[Gmail]/Spam".to_string(), |(v, _)| v),
+        });
         Some(ImapConfig {
             host: host?,
             port,
@@ -899,7 +1011,76 @@ impl<'a> Builder<'a> {
             hosteval,
             porteval,
             usereval,
+            ipv6,
+            tls_version,
+            sslclientcert,
+            sslclientkey,
+            decodefoldernames,
+            gmail,
         })
+    }
+
+    /// `ssl_version` and `tls_level` as imaplib2 checks them (its `TLS_MAP`), then mapped
+    /// onto what rustls can do: TLS 1.0, 1.1 and SSL 3 are refused, since silently using a
+    /// newer version would not be what was asked for.
+    fn tls_version(&mut self, s: &str, ssl: bool) -> TlsVersion {
+        let version = self.string(s, "ssl_version");
+        let level = self.string(s, "tls_level");
+        let level_name = level.as_ref().map_or("tls_compat", |(v, _)| v.as_str());
+        let allowed: &[&str] = match level_name {
+            "tls_secure" => &["tls1_2", "tls1_1"],
+            "tls_no_ssl" => &["tls1_2", "tls1_1", "tls1"],
+            "tls_compat" => &["tls1_2", "tls1_1", "tls1", "ssl23", "ssl3"],
+            other => {
+                if let Some((_, at)) = &level {
+                    let at = at.clone();
+                    self.option_error(
+                        s,
+                        "tls_level",
+                        &at,
+                        format!("{other:?} is not tls_compat, tls_no_ssl or tls_secure"),
+                    );
+                }
+                return TlsVersion::Negotiate;
+            }
+        };
+        let Some((v, at)) = version else {
+            if ssl
+                && level_name != "tls_compat"
+                && let Some((_, at)) = &level
+            {
+                let at = at.clone();
+                self.option_error(
+                    s,
+                    "tls_level",
+                    &at,
+                    "when tls_level is not tls_compat, ssl_version must be set too (as in OfflineIMAP)",
+                );
+            }
+            return TlsVersion::Negotiate;
+        };
+        if !allowed.contains(&v.as_str()) {
+            let msg = if ["tls1_2", "tls1_1", "tls1", "ssl23", "ssl3"].contains(&v.as_str()) {
+                format!("{v:?} is not allowed with tls_level = {level_name}")
+            } else {
+                format!("{v:?} is not tls1_2, tls1_1, tls1, ssl3 or ssl23")
+            };
+            self.option_error(s, "ssl_version", &at, msg);
+            return TlsVersion::Negotiate;
+        }
+        match v.as_str() {
+            "tls1_2" => TlsVersion::Tls12,
+            "ssl23" => TlsVersion::Negotiate,
+            old => {
+                self.option_error(
+                    s,
+                    "ssl_version",
+                    &at,
+                    format!("{old} is not supported: only TLS 1.2 and 1.3 are implemented (use tls1_2, or leave ssl_version unset)"),
+                );
+                TlsVersion::Negotiate
+            }
+        }
     }
 }
 
@@ -946,7 +1127,7 @@ mod tests {
 
     #[test]
     fn option_tables_classify() {
-        assert_eq!(lookup(&[REPOSITORY, MAILDIR], "customflag_x"), Some(Reject));
+        assert_eq!(lookup(&[REPOSITORY, MAILDIR], "customflag_x"), Some(Read));
         assert_eq!(lookup(&[REPOSITORY, IMAP], "customflag_x"), None);
         assert_eq!(lookup(&[REPOSITORY, IMAP], "nametrans"), Some(Read));
         assert_eq!(lookup(&[REPOSITORY, IMAP], "reference"), Some(Reject));

@@ -270,15 +270,14 @@ fn repository_types() {
         ),
         "{e:?}"
     );
-    let e = errs(&BASE.replace("type = IMAP", "type = Gmail"));
-    assert_eq!(
-        e,
-        ["rc:13: [Repository Remote] type: repository type Gmail is not supported yet"]
-    );
-    let e = errs(&BASE.replace("type = Maildir", "type = GmailMaildir"));
-    assert_eq!(
-        e,
-        ["rc:9: [Repository Local] type: repository type GmailMaildir is not supported yet"]
+    let c = ok(&BASE.replace("type = IMAP", "type = Gmail"));
+    assert!(imap(&c).gmail.is_some());
+    let c = ok(&BASE.replace("type = Maildir", "type = GmailMaildir"));
+    assert!(maildir(&c).gmail);
+    let e = errs(&BASE.replace("type = Maildir", "type = Gmail"));
+    assert!(
+        has(&e, "Gmail cannot be used as a local repository"),
+        "{e:?}"
     );
     // IMAP as the local side (IMAP <-> IMAP) is a repository like the remote one.
     let c = ok(&BASE.replace("type = Maildir", "type = IMAP\nremotehost = h"));
@@ -422,15 +421,6 @@ fn unsupported_options_warn_or_fail() {
             &e,
             "rc:17: [Repository Remote] copy_ignore_eval: not supported yet"
         ),
-        "{e:?}"
-    );
-
-    let e = errs(&BASE.replace(
-        "localfolders = ~/Mail",
-        "localfolders = ~/Mail\ncustomflag_a = $Label1",
-    ));
-    assert!(
-        has(&e, "[Repository Local] customflag_a: not supported yet"),
         "{e:?}"
     );
 
@@ -696,4 +686,195 @@ fn python_options_are_kept_for_the_binary() {
         panic!()
     };
     assert_eq!(imap.hosteval.as_ref().unwrap().source, "host()");
+}
+
+#[test]
+fn maildir_options_and_general_defaults() {
+    let c = ok(BASE);
+    let m = maildir(&c);
+    assert!(!m.restoreatime && !m.utime_from_header && !m.filename_use_mail_timestamp);
+    assert!(m.custom_flags.is_empty());
+    assert!(!c.accounts[0].maildir_windows_compatible);
+    assert!(!c.accounts[0].utf8foldernames);
+
+    let c = ok(&BASE
+        .replace(
+            "accounts = Main",
+            "accounts = Main\nutime_from_header = yes\nfilename_use_mail_timestamp = yes",
+        )
+        .replace(
+            "localfolders = ~/Mail",
+            "localfolders = ~/Mail\nrestoreatime = yes\nfilename_use_mail_timestamp = no\n\
+             customflag_z = $Junk\ncustomflag_a = $Forwarded",
+        )
+        .replace(
+            "remoterepository = Remote",
+            "remoterepository = Remote\nmaildir-windows-compatible = yes\nutf8foldernames = yes",
+        ));
+    assert!(c.general.utime_from_header && c.general.filename_use_mail_timestamp);
+    let m = maildir(&c);
+    assert!(m.restoreatime);
+    // [general] is the default; the repository's own value wins.
+    assert!(m.utime_from_header);
+    assert!(!m.filename_use_mail_timestamp);
+    assert_eq!(
+        m.custom_flags,
+        [('a', "$Forwarded".to_string()), ('z', "$Junk".to_string())]
+    );
+    assert!(c.accounts[0].maildir_windows_compatible);
+    assert!(c.accounts[0].utf8foldernames);
+    assert!(c.warnings.is_empty(), "{:?}", c.warnings);
+
+    let e = errs(&BASE.replace(
+        "localfolders = ~/Mail",
+        "localfolders = ~/Mail\ncustomflag_b = two words\ncustomflag_c = \\Seen\nrestoreatime = perhaps",
+    ));
+    assert_eq!(e.len(), 3, "{e:?}");
+    assert!(
+        has(&e, "customflag_b: \"two words\" is not an IMAP keyword"),
+        "{e:?}"
+    );
+    assert!(has(&e, "customflag_c:"), "{e:?}");
+    assert!(has(&e, "restoreatime: not a boolean"), "{e:?}");
+    // utf8foldernames with decodefoldernames is still refused, as by OfflineIMAP.
+    let e = errs(
+        &BASE
+            .replace(
+                "remoterepository = Remote",
+                "remoterepository = Remote\nutf8foldernames = yes",
+            )
+            .replace(
+                "remoteuser = me",
+                "remoteuser = me\ndecodefoldernames = yes",
+            ),
+    );
+    assert!(has(&e, "cannot be used together"), "{e:?}");
+}
+
+#[test]
+fn imap_network_options() {
+    let c = ok(BASE);
+    let i = imap(&c);
+    assert_eq!(i.ipv6, None);
+    assert_eq!(i.tls_version, TlsVersion::Negotiate);
+    assert_eq!((&i.sslclientcert, &i.sslclientkey), (&None, &None));
+    assert!(!i.decodefoldernames);
+
+    let c = ok(&BASE.replace(
+        "remoteuser = me",
+        "remoteuser = me\nipv6 = no\nssl_version = tls1_2\ntls_level = tls_secure\n\
+         sslclientcert = ~/c.pem\nsslclientkey = $MAILROOT/k.pem\ndecodefoldernames = yes",
+    ));
+    let i = imap(&c);
+    assert_eq!(i.ipv6, Some(false));
+    assert_eq!(i.tls_version, TlsVersion::Tls12);
+    assert_eq!(i.sslclientcert, Some(PathBuf::from("/home/me/c.pem")));
+    assert_eq!(i.sslclientkey, Some(PathBuf::from("/srv/mail/k.pem")));
+    assert!(i.decodefoldernames);
+    assert!(
+        has(&c.warnings, "decodefoldernames is deprecated"),
+        "{:?}",
+        c.warnings
+    );
+    let c = ok(&BASE.replace(
+        "remoteuser = me",
+        "remoteuser = me\nipv6 = yes\nssl_version = ssl23",
+    ));
+    assert_eq!(imap(&c).ipv6, Some(true));
+    assert_eq!(imap(&c).tls_version, TlsVersion::Negotiate);
+
+    for (opts, needle) in [
+        ("ssl_version = tls1", "only TLS 1.2 and 1.3 are implemented"),
+        (
+            "ssl_version = tls1_1",
+            "only TLS 1.2 and 1.3 are implemented",
+        ),
+        ("ssl_version = ssl3", "only TLS 1.2 and 1.3 are implemented"),
+        (
+            "ssl_version = tls9",
+            "is not tls1_2, tls1_1, tls1, ssl3 or ssl23",
+        ),
+        (
+            "ssl_version = ssl23\ntls_level = tls_secure",
+            "not allowed with tls_level = tls_secure",
+        ),
+        ("tls_level = tls_secure", "ssl_version must be set too"),
+        (
+            "tls_level = paranoid",
+            "is not tls_compat, tls_no_ssl or tls_secure",
+        ),
+        ("sslclientkey = /k.pem", "sslclientkey needs sslclientcert"),
+        ("ipv6 = maybe", "ipv6: not a boolean"),
+    ] {
+        let e = errs(&BASE.replace("remoteuser = me", &format!("remoteuser = me\n{opts}")));
+        assert!(has(&e, needle), "{opts}: {e:?}");
+    }
+    // Without implicit TLS, tls_level alone is accepted, as by OfflineIMAP.
+    ok(&BASE.replace(
+        "remoteuser = me",
+        "remoteuser = me\nssl = no\ntls_level = tls_secure",
+    ));
+}
+
+#[test]
+fn gmail_presets() {
+    let base = BASE
+        .replace("type = IMAP", "type = Gmail")
+        .replace("remotehost = imap.example.org\n", "");
+    let c = ok(&base);
+    let i = imap(&c);
+    assert_eq!(i.host, "imap.gmail.com");
+    assert_eq!(i.port, Some(993));
+    assert!(i.ssl);
+    assert_eq!(
+        i.gmail,
+        Some(GmailOptions {
+            trashfolder: "[Gmail]/Trash".into(),
+            spamfolder: "[Gmail]/Spam".into()
+        })
+    );
+    let c = ok(&base.replace(
+        "remoteuser = me",
+        "remoteuser = me\nremotehost = imap.example.com\nremoteport = 1993\n\
+         trashfolder = [Google Mail]/Bin\nspamfolder = Junk\npreauthtunnel = imapd",
+    ));
+    let i = imap(&c);
+    assert_eq!((i.host.as_str(), i.port), ("imap.example.com", Some(1993)));
+    let g = i.gmail.as_ref().unwrap();
+    assert_eq!(
+        (g.trashfolder.as_str(), g.spamfolder.as_str()),
+        ("[Google Mail]/Bin", "Junk")
+    );
+    assert_eq!(i.preauthtunnel, None);
+    assert!(
+        has(&c.warnings, "preauthtunnel is ignored for Gmail"),
+        "{:?}",
+        c.warnings
+    );
+    // Label sync stays unsupported.
+    let e = errs(&base.replace(
+        "remoterepository = Remote",
+        "remoterepository = Remote\nsynclabels = yes",
+    ));
+    assert!(
+        has(&e, "[Account Main] synclabels: not supported yet"),
+        "{e:?}"
+    );
+    // trashfolder on a plain IMAP repository is only a note.
+    let c = ok(&BASE.replace("remoteuser = me", "remoteuser = me\ntrashfolder = T"));
+    assert!(
+        has(&c.unknown, "trashfolder: not used by an IMAP repository"),
+        "{:?}",
+        c.unknown
+    );
+}
+
+#[test]
+fn legacy_options_are_accepted() {
+    let c = ok(&format!(
+        "{}realdelete = no\n\n[ui.Curses.Blinkenlights]\nstatuschar = .\n",
+        BASE.replace("type = IMAP", "type = Gmail")
+    ));
+    assert!(c.warnings.is_empty(), "{:?}", c.warnings);
+    assert!(has(&c.unknown, "realdelete: obsolete"), "{:?}", c.unknown);
 }

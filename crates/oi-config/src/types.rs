@@ -36,6 +36,12 @@ pub struct General {
     pub ui: Option<String>,
     /// `pythonfile`, expanded; the binary runs it at start.
     pub pythonfile: Option<PathBuf>,
+    /// `utime_from_header`: the default of the Maildir option of that name (already
+    /// applied to every [`MaildirConfig`]). Default false.
+    pub utime_from_header: bool,
+    /// `filename_use_mail_timestamp`: the default of the Maildir option of that name
+    /// (already applied to every [`MaildirConfig`]). Default false.
+    pub filename_use_mail_timestamp: bool,
     /// `[mbnames]`, when `enabled`.
     pub mbnames: Option<Mbnames>,
 }
@@ -82,6 +88,12 @@ pub struct AccountConfig {
     /// more than this share of a side's messages (and more than a handful) stops with an
     /// explanation instead. 100 turns the guard off.
     pub max_delete_percent: u8,
+    /// `maildir-windows-compatible`: the account's Maildir names use `!` instead of `:`
+    /// before the flags. Default false.
+    pub maildir_windows_compatible: bool,
+    /// `utf8foldernames`: local folder names are UTF-8 and the server's are modified UTF-7
+    /// (every remote name is decoded when listed and encoded when sent). Default false.
+    pub utf8foldernames: bool,
 }
 
 /// The guard's default: deleting more than half of a folder at once is far more often a
@@ -146,6 +158,17 @@ pub struct MaildirConfig {
     pub localfolders: PathBuf,
     /// Hierarchy separator on disk. Default `.`.
     pub sep: char,
+    /// `restoreatime`: put the access times of `cur/` and `new/` back after syncing.
+    pub restoreatime: bool,
+    /// `utime_from_header` (default: `[general]`'s): file times from the Date header.
+    pub utime_from_header: bool,
+    /// `filename_use_mail_timestamp` (default: `[general]`'s): file name time prefix from
+    /// the Date (else Delivery-date) header.
+    pub filename_use_mail_timestamp: bool,
+    /// `customflag_a` … `customflag_z`: `(letter, IMAP keyword)`, sorted by letter.
+    pub custom_flags: Vec<(char, String)>,
+    /// `type = GmailMaildir` (a Maildir; label sync is not supported).
+    pub gmail: bool,
 }
 
 /// Options of an IMAP repository.
@@ -179,6 +202,38 @@ pub struct ImapConfig {
     pub porteval: Option<PyExpr>,
     /// `remoteusereval`: replaces `remoteuser` when set.
     pub usereval: Option<PyExpr>,
+    /// `ipv6`: `Some(true)` IPv6 only, `Some(false)` IPv4 only, `None` either.
+    pub ipv6: Option<bool>,
+    /// `ssl_version` within `tls_level`, as far as TLS 1.2/1.3 can honour it.
+    pub tls_version: TlsVersion,
+    /// `sslclientcert`, expanded: PEM certificate (chain) for client authentication.
+    pub sslclientcert: Option<PathBuf>,
+    /// `sslclientkey`, expanded: its private key (else read from `sslclientcert`).
+    pub sslclientkey: Option<PathBuf>,
+    /// `decodefoldernames` (deprecated): the visible name of each remote folder is its
+    /// modified UTF-7 name decoded (undecodable names stay as they are).
+    pub decodefoldernames: bool,
+    /// `type = Gmail`: the Gmail-specific options (label sync is not supported).
+    pub gmail: Option<GmailOptions>,
+}
+
+/// Which TLS versions an IMAP connection may use.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum TlsVersion {
+    /// `ssl_version` unset or `ssl23`: negotiate (TLS 1.2 or 1.3).
+    #[default]
+    Negotiate,
+    /// `ssl_version = tls1_2`: TLS 1.2 only.
+    Tls12,
+}
+
+/// Options of `type = Gmail`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct GmailOptions {
+    /// `trashfolder`. Default `[Gmail]/Trash`.
+    pub trashfolder: String,
+    /// `spamfolder`. Default `[Gmail]/Spam`.
+    pub spamfolder: String,
 }
 
 /// Where an IMAP password comes from.
