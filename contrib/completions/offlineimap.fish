@@ -9,6 +9,7 @@ complete -c offlineimap -l delete-folder -d 'Delete this folder on the remote re
 complete -c offlineimap -l version -d 'Print the version and exit'
 complete -c offlineimap -s V -d 'Print the version with library details and exit'
 complete -c offlineimap -s o -d 'Run only once, ignoring autorefresh'
+complete -c offlineimap -s s -d 'Also log to the system log (syslog / the journal)'
 complete -c offlineimap -s 1 -d 'Single-threaded: one account and one connection at a time'
 complete -c offlineimap -s q -d 'Quick sync: skip folders whose message counts and local flags are unchanged (server-side flag changes wait for the next full sync)'
 complete -c offlineimap -l dry-run -d 'Plan and print what would be done; change nothing anywhere'

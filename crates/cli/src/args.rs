@@ -68,6 +68,10 @@ pub struct Args {
     #[arg(short = 'l', value_name = "FILE")]
     pub logfile: Option<PathBuf>,
 
+    /// Also log to the system log (syslog / the journal).
+    #[arg(short = 's')]
+    pub syslog: bool,
+
     /// Debug output for these types: imap, maildir, thread, ALL (comma separated).
     #[arg(short = 'd', value_name = "TYPES")]
     pub debug: Option<String>,

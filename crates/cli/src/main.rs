@@ -8,7 +8,6 @@ mod maintenance;
 mod mbnames;
 mod py;
 mod run;
-mod ui;
 
 use std::process::ExitCode;
 

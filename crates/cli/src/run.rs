@@ -1,6 +1,5 @@
 //! Wiring: configuration → stores → engine, per account.
 
-use std::fs::OpenOptions;
 use std::path::Path;
 use std::process::ExitCode;
 use std::sync::Arc;
@@ -16,7 +15,6 @@ use oi_sync::{AccountPolicy, DeletionGuard, ExecOptions, Policy, SidePolicy, Sta
 use crate::args::{Args, comma_list};
 use crate::control::Control;
 use crate::py::{PyNaming, Python};
-use crate::ui::{LineUi, UiKind};
 
 /// How the run ended, for the exit status.
 pub struct Outcome {
@@ -37,14 +35,19 @@ impl Outcome {
 
     /// 1 when any folder or account failed, else 0; with `--distinct-exit-codes`, 3 when
     /// nothing needed doing.
-    pub fn exit_code(&self) -> ExitCode {
+    pub fn code(&self) -> u8 {
         if self.failed {
-            ExitCode::from(1)
+            1
         } else if self.distinct && !self.changed {
-            ExitCode::from(3)
+            3
         } else {
-            ExitCode::SUCCESS
+            0
         }
+    }
+
+    /// [`Outcome::code`] as the process's exit status.
+    pub fn exit_code(&self) -> ExitCode {
+        ExitCode::from(self.code())
     }
 }
 
@@ -66,19 +69,18 @@ pub fn main(args: Args) -> Result<Outcome> {
         .clone()
         .or_else(|| config.general.ui.clone())
         .unwrap_or_else(|| "ttyui".to_string());
-    let kind = UiKind::choose(&ui_name, &mut warnings);
-    let log = match &args.logfile {
-        Some(p) => Some(
-            OpenOptions::new()
-                .create(true)
-                .append(true)
-                .open(p)
-                .with_context(|| format!("opening log file {}", p.display()))?,
-        ),
-        None => None,
-    };
+    let kind = oi_ui::choose(&ui_name, &mut warnings);
     init_tracing(args.debug.as_deref());
-    let ui = Arc::new(LineUi::new(kind, log));
+    let ui = oi_ui::build(
+        kind,
+        &oi_ui::Options {
+            log_file: args.logfile.clone(),
+            syslog: args.syslog,
+            dry_run: args.dry_run,
+            stdout: false,
+        },
+    )
+    .map_err(|e| anyhow::anyhow!("{e}"))?;
     for w in warnings {
         ui.emit(Event::Warning {
             account: None,
@@ -153,11 +155,13 @@ pub fn main(args: Args) -> Result<Outcome> {
     {
         crate::mbnames::write(mb, &config.general.metadata, &python, args.dry_run)?;
     }
-    Ok(Outcome {
+    let outcome = Outcome {
         failed: failed || ui.error_count() > 0,
-        changed: ui.changed(),
+        changed: !ui.summary().stats.is_empty(),
         distinct: args.distinct_exit_codes,
-    })
+    };
+    ui.finish(i32::from(outcome.code()));
+    Ok(outcome)
 }
 
 fn init_tracing(debug: Option<&str>) {
@@ -186,7 +190,7 @@ async fn run_accounts(
     config: &Config,
     args: &Args,
     only_folders: Option<Vec<String>>,
-    ui: Arc<LineUi>,
+    ui: Arc<oi_ui::Ui>,
     control: Control,
     python: Python,
 ) -> bool {
@@ -280,7 +284,7 @@ async fn sync_with_hooks(
     general: &oi_config::General,
     opts: &ExecOptions,
     only: &Option<Vec<String>>,
-    ui: &Arc<LineUi>,
+    ui: &Arc<oi_ui::Ui>,
     python: &Python,
 ) -> bool {
     let mode = if opts.quick { "quick" } else { "full" };
@@ -316,7 +320,7 @@ async fn sync_with_hooks(
 
 /// Runs a hook with `sh -c` and waits for it. Its output goes to the log; a failure is
 /// reported and does not stop the sync (OfflineIMAP's behaviour).
-async fn run_hook(account: &str, which: &str, cmd: &str, mode: &str, ui: &Arc<LineUi>) {
+async fn run_hook(account: &str, which: &str, cmd: &str, mode: &str, ui: &Arc<oi_ui::Ui>) {
     let out = tokio::process::Command::new("sh")
         .arg("-c")
         .arg(cmd)
@@ -353,7 +357,7 @@ async fn sync_one(
     general: &oi_config::General,
     opts: ExecOptions,
     only_folders: Option<Vec<String>>,
-    ui: Arc<LineUi>,
+    ui: Arc<oi_ui::Ui>,
     python: &Python,
 ) -> Result<bool> {
     ui.emit(Event::AccountStart {
@@ -369,7 +373,19 @@ async fn sync_one(
             account.remote.name
         );
     };
-    let events: Arc<dyn EventSink> = ui.clone();
+    ui.emit(Event::SyncFolders {
+        account: account.name.clone(),
+        remote_name: account.remote.name.clone(),
+        remote_kind: "IMAP".to_string(),
+        local_name: account.local.name.clone(),
+        local_kind: match account.local.kind {
+            RepositoryKind::Maildir(_) => "Maildir",
+            RepositoryKind::Imap(_) => "IMAP",
+        }
+        .to_string(),
+    });
+    let events: Arc<dyn EventSink> = ui.labelled(&account.name, &account.remote.name);
+    let local_events: Arc<dyn EventSink> = ui.labelled(&account.name, &account.local.name);
     let remote = oi_imap::ImapRepository::new(imap_config(imap, general, python)?, events.clone());
     let naming = Arc::new(PyNaming::new(
         python.clone(),
@@ -432,14 +448,14 @@ async fn sync_one(
             // OfflineIMAP's Repository-<local>/UIDMapping files.
             let inner = oi_imap::ImapRepository::new(
                 imap_config(local_imap, general, python)?,
-                events.clone(),
+                local_events.clone(),
             );
             let local = oi_imapmap::MappedImapRepository::new(
                 inner,
                 &general.metadata,
                 &account.local.name,
                 general.fsync,
-                events,
+                local_events,
             );
             let r = pair.run(&remote, &local).await;
             local.shutdown().await;
@@ -462,7 +478,7 @@ struct Pair<'a> {
     status: &'a Status,
     policy: &'a AccountPolicy,
     opts: &'a ExecOptions,
-    ui: &'a Arc<LineUi>,
+    ui: &'a Arc<oi_ui::Ui>,
 }
 
 impl Pair<'_> {

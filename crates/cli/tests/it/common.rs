@@ -261,3 +261,13 @@ impl Proxy {
         self.mode.store(mode, std::sync::atomic::Ordering::SeqCst);
     }
 }
+
+/// Asserts that a run changed nothing anywhere, from its end-of-run summary.
+pub fn assert_nothing_done(out: &str) {
+    assert!(
+        out.contains(
+            "copied 0 to local, 0 to remote; flags changed on 0 local, 0 remote; deleted 0 local, 0 remote"
+        ),
+        "the run changed something (or printed no summary):\n{out}"
+    );
+}

@@ -9,6 +9,7 @@
 //! - `kill`: a 2000-message two-way sync killed at random instants, 50 times.
 //! - `maintenance`: --info, --delete-folder, --migrate-fmd5-using-nametrans, exit codes.
 //! - `packaging`: man page, completions, systemd units and example config in contrib/.
+//! - `ui`: machineui against OfflineIMAP 8, blinkenlights under tmux.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 mod cli;
@@ -21,3 +22,4 @@ mod maintenance;
 mod packaging;
 mod sync;
 mod transport;
+mod ui;

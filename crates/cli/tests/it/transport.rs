@@ -153,5 +153,5 @@ fn log_file_gets_the_log() {
     let out = w.run(&["-l", log.to_str().unwrap()]);
     assert!(out.status.success());
     let text = std::fs::read_to_string(&log).unwrap();
-    assert!(text.contains("1 copied to local"), "{text}");
+    assert!(text.contains("copied 1 to local"), "{text}");
 }

@@ -1,11 +1,6 @@
-//! NOTE FOR THE LEAD: move this file to crates/cli/tests/it/ui.rs and add `mod ui;` to
-//! crates/cli/tests/it/main.rs once oi-ui is wired into the binary (see the oi-ui report).
-//! It uses `crate::common::{World, USER, PASS}` and needs tmux (scripts/install-deps:
-//! `apt-get install -y tmux`).
-//!
 //! The user interfaces seen from outside: `-u machineui` prints the same lines as
 //! OfflineIMAP 8 for the same sync, and `-u blinkenlights` draws folder names and counts in
-//! a real terminal (tmux).
+//! a real terminal (tmux, installed by scripts/install-deps).
 
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
@@ -138,7 +133,10 @@ fn machineui_lines_equal_offlineimap8() {
 #[test]
 fn blinkenlights_draws_folders_and_counts_in_tmux() {
     if Command::new("tmux").arg("-V").output().is_err() {
-        assert!(std::env::var("CI").map_or(true, |v| v != "true"), "tmux missing under CI");
+        assert!(
+            std::env::var("CI").map_or(true, |v| v != "true"),
+            "tmux missing under CI"
+        );
         eprintln!("SKIPPED: tmux not installed");
         return;
     }
@@ -162,9 +160,21 @@ fn blinkenlights_draws_folders_and_counts_in_tmux() {
         rc = w.rc().display()
     );
     let started = tmux(&[
-        "new-session", "-d", "-s", &session, "-x", "120", "-y", "40", &cmd,
+        "new-session",
+        "-d",
+        "-s",
+        &session,
+        "-x",
+        "120",
+        "-y",
+        "40",
+        &cmd,
     ]);
-    assert!(started.status.success(), "{}", String::from_utf8_lossy(&started.stderr));
+    assert!(
+        started.status.success(),
+        "{}",
+        String::from_utf8_lossy(&started.stderr)
+    );
     // Wait (bounded) for the run to end; the screen is then left and the last frame
     // printed on the normal screen.
     let mut screen = String::new();
@@ -184,5 +194,8 @@ fn blinkenlights_draws_folders_and_counts_in_tmux() {
         .unwrap_or_else(|| panic!("no INBOX line:\n{screen}"));
     assert!(inbox.contains("3/3") && inbox.contains("done"), "{screen}");
     assert!(screen.contains("Archive"), "{screen}");
-    assert!(screen.contains("*** Summary: 1 account(s); copied 3 to local"), "{screen}");
+    assert!(
+        screen.contains("*** Summary: 1 account(s); copied 3 to local"),
+        "{screen}"
+    );
 }
