@@ -60,7 +60,7 @@ pub async fn info(config: &Config, path: &Path, python: &Python) -> Result<()> {
                     }
                     let events: Arc<dyn EventSink> = Arc::new(NullSink);
                     let r = oi_imap::ImapRepository::new(
-                        imap_config(c, &config.general, python)?,
+                        imap_config(c, &config.general, python, &[])?,
                         events,
                     );
                     let listed = r.list_folders().await;
@@ -79,7 +79,8 @@ pub async fn info(config: &Config, path: &Path, python: &Python) -> Result<()> {
                         root: m.localfolders.clone(),
                         sep: m.sep,
                         fsync: false,
-                    });
+                    })
+                    .with_options(crate::run::maildir_options(account, m));
                     r.list_folders()
                         .await
                         .map(|l| (l, m.sep))
@@ -119,7 +120,7 @@ pub async fn delete_folder(config: &Config, folder: &str, python: &Python) -> Re
         bail!("the remote repository {} is not IMAP", account.remote.name);
     };
     let events: Arc<dyn EventSink> = Arc::new(NullSink);
-    let r = oi_imap::ImapRepository::new(imap_config(c, &config.general, python)?, events);
+    let r = oi_imap::ImapRepository::new(imap_config(c, &config.general, python, &[])?, events);
     let result = r.delete_folder(folder).await;
     r.shutdown().await;
     result.with_context(|| format!("deleting folder {folder} of {}", account.remote.name))?;
@@ -141,7 +142,8 @@ pub fn migrate_fmd5(config: &Config, python: &Python, dry_run: bool) -> Result<u
             root: m.localfolders.clone(),
             sep: m.sep,
             fsync: config.general.fsync,
-        });
+        })
+        .with_options(crate::run::maildir_options(account, m));
         let rt = tokio::runtime::Builder::new_current_thread().build()?;
         for folder in rt.block_on(repo.list_folders())? {
             let old = oi_maildir::name::fmd5(&folder);
@@ -157,6 +159,8 @@ pub fn migrate_fmd5(config: &Config, python: &Python, dry_run: bool) -> Result<u
                 for entry in entries {
                     let entry = entry?;
                     let name = entry.file_name().to_string_lossy().to_string();
+                    // (An OfflineIMAP Maildir name's FMD5 sits before the info part, so the
+                    // `!` of maildir-windows-compatible does not matter here.)
                     let needle = format!(",FMD5={old}");
                     if !name.contains(&needle) {
                         continue;

@@ -81,6 +81,10 @@ pub struct PyNaming {
     python: Python,
     remote: FolderOptions,
     local: FolderOptions,
+    /// `utf8foldernames`: server names are modified UTF-7, everything else UTF-8.
+    utf8: bool,
+    /// `decodefoldernames` (deprecated): remote visible names are decoded from UTF-7.
+    decode: bool,
 }
 
 impl PyNaming {
@@ -90,6 +94,24 @@ impl PyNaming {
             python,
             remote,
             local,
+            utf8: false,
+            decode: false,
+        }
+    }
+
+    /// Turns on `utf8foldernames` / `decodefoldernames`.
+    pub fn with_folder_encoding(mut self, utf8: bool, decode: bool) -> PyNaming {
+        self.utf8 = utf8;
+        self.decode = decode;
+        self
+    }
+
+    /// A name as the server spells it.
+    fn to_server(&self, name: String) -> String {
+        if self.utf8 || self.decode {
+            oi_imap::utf7::encode(&name)
+        } else {
+            name
         }
     }
 
@@ -134,6 +156,21 @@ impl FolderNaming for PyNaming {
         filter: bool,
     ) -> Result<Vec<Option<Translated>>, StoreError> {
         let opts = self.options(side);
+        // With utf8foldernames the filters and nametrans see UTF-8 names; a server name
+        // that is not valid modified UTF-7 cannot be named locally and is left out.
+        let decoded: Vec<Option<String>> = match side {
+            Side::Remote if self.utf8 => names
+                .iter()
+                .map(|n| oi_imap::utf7::decode(n).ok())
+                .collect(),
+            _ => names.iter().cloned().map(Some).collect(),
+        };
+        let names: Vec<String> = decoded
+            .iter()
+            .zip(names)
+            .map(|(d, n)| d.clone().unwrap_or_else(|| n.clone()))
+            .collect();
+        let names = &names[..];
         let keep: Vec<bool> = match (&opts.folderfilter, filter) {
             (Some(ff), true) => self
                 .apply(ff, names)?
@@ -160,10 +197,23 @@ impl FolderNaming for PyNaming {
         Ok(visible
             .into_iter()
             .zip(keep)
-            .map(|(visible, keep)| {
-                keep.then(|| Translated {
-                    other: visible.replace(own_sep, &other_sep.to_string()),
-                    visible,
+            .zip(decoded)
+            .map(|((visible, keep), decoded)| {
+                (keep && decoded.is_some()).then(|| {
+                    let visible = match side {
+                        // Deprecated decodefoldernames: the remote's visible name, decoded
+                        // when it decodes.
+                        Side::Remote if self.decode && !self.utf8 => {
+                            oi_imap::utf7::decode(&visible).unwrap_or(visible)
+                        }
+                        _ => visible,
+                    };
+                    let other = visible.replace(own_sep, &other_sep.to_string());
+                    let other = match side {
+                        Side::Local => self.to_server(other),
+                        Side::Remote => other,
+                    };
+                    Translated { other, visible }
                 })
             })
             .collect())
@@ -182,6 +232,8 @@ impl FolderNaming for PyNaming {
             Value::List(items) | Value::Tuple(items) => items
                 .into_iter()
                 .map(|v| match v {
+                    // Written as the user sees names: the server's spelling is sent.
+                    Value::Str(s) if side == Side::Remote => Ok(self.to_server(s)),
                     Value::Str(s) => Ok(s),
                     other => Err(fatal(format!(
                         "[{}] folderincludes: items must be strings, got {other:?}",

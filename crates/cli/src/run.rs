@@ -10,7 +10,9 @@ use oi_config::{
     AccountConfig, CaCerts, Config, ImapConfig, Override, PasswordSource, RepositoryKind,
 };
 use oi_core::{Event, EventSink, Repository, Secret, Severity, StoreError, SyncStats};
-use oi_sync::{AccountPolicy, DeletionGuard, ExecOptions, Policy, SidePolicy, StatusFactory};
+use oi_sync::{
+    AccountPolicy, DeletionGuard, ExecOptions, Policy, RemoteFlags, SidePolicy, StatusFactory,
+};
 
 use crate::args::{Args, comma_list};
 use crate::control::Control;
@@ -386,12 +388,22 @@ async fn sync_one(
     });
     let events: Arc<dyn EventSink> = ui.labelled(&account.name, &account.remote.name);
     let local_events: Arc<dyn EventSink> = ui.labelled(&account.name, &account.local.name);
-    let remote = oi_imap::ImapRepository::new(imap_config(imap, general, python)?, events.clone());
-    let naming = Arc::new(PyNaming::new(
-        python.clone(),
-        account.remote.folders.clone(),
-        account.local.folders.clone(),
-    ));
+    let custom_flags: &[(char, String)] = match &account.local.kind {
+        RepositoryKind::Maildir(m) => &m.custom_flags,
+        RepositoryKind::Imap(_) => &[],
+    };
+    let remote = oi_imap::ImapRepository::new(
+        imap_config(imap, general, python, custom_flags)?,
+        events.clone(),
+    );
+    let naming = Arc::new(
+        PyNaming::new(
+            python.clone(),
+            account.remote.folders.clone(),
+            account.local.folders.clone(),
+        )
+        .with_folder_encoding(account.utf8foldernames, imap.decodefoldernames),
+    );
     let status = Status(oi_status::StatusDir::new(
         general.metadata.clone(),
         &account.name,
@@ -410,6 +422,12 @@ async fn sync_one(
             guard: DeletionGuard {
                 max_percent: account.max_delete_percent,
             },
+            remote_flags: RemoteFlags(
+                oi_core::Flags::from_maildir("DFRST")
+                    | oi_imap::keywords::KeywordMap::new(custom_flags.iter().cloned())
+                        .map(|k| k.mapped_letters())
+                        .unwrap_or_default(),
+            ),
         },
         create_remote: account.remote.createfolders,
         create_local: account.local.createfolders,
@@ -438,7 +456,8 @@ async fn sync_one(
                     root: maildir.localfolders.clone(),
                     sep: maildir.sep,
                     fsync: general.fsync,
-                }),
+                })
+                .with_options(maildir_options(account, maildir)),
                 naming: naming.clone(),
             };
             pair.run(&remote, &local).await
@@ -447,7 +466,7 @@ async fn sync_one(
             // IMAP <-> IMAP: the local server's UIDs are mapped to the remote's in
             // OfflineIMAP's Repository-<local>/UIDMapping files.
             let inner = oi_imap::ImapRepository::new(
-                imap_config(local_imap, general, python)?,
+                imap_config(local_imap, general, python, &[])?,
                 local_events.clone(),
             );
             let local = oi_imapmap::MappedImapRepository::new(
@@ -536,6 +555,7 @@ pub(crate) fn imap_config(
     c: &ImapConfig,
     general: &oi_config::General,
     python: &Python,
+    custom_flags: &[(char, String)],
 ) -> Result<oi_imap::ImapConfig> {
     // OfflineIMAP evaluates the *eval options when it connects; so do we, once per sync.
     let password = match &c.password {
@@ -552,10 +572,22 @@ pub(crate) fn imap_config(
         Some(e) => Some(python.port(e)?),
         None => c.port,
     };
-    let user = match &c.usereval {
+    let mut user = match &c.usereval {
         Some(e) => Some(python.string(e)?),
         None => c.user.clone(),
     };
+    let mut password = password;
+    if (user.is_none() || password.is_none()) && c.preauthtunnel.is_none() {
+        // OfflineIMAP's order ends with ~/.netrc, then /etc/netrc (after remotehosteval).
+        let found = oi_imap::netrc::netrc_credentials(&host, user.as_deref())
+            .map_err(|e| anyhow::anyhow!("netrc: {e}"))?;
+        if user.is_none() {
+            user = found.user;
+        }
+        if password.is_none() {
+            password = found.password;
+        }
+    }
     let tunnel = match (&c.preauthtunnel, &c.transporttunnel) {
         (Some(cmd), _) => Some(oi_imap::Tunnel::Preauth(cmd.clone())),
         (None, Some(cmd)) => Some(oi_imap::Tunnel::Transport(cmd.clone())),
@@ -563,7 +595,8 @@ pub(crate) fn imap_config(
     };
     if tunnel.is_none() && password.is_none() {
         bail!(
-            "no password configured (remotepass or remotepassfile); prompting is not supported yet"
+            "no password configured (remotepass, remotepassfile, remotepasseval or ~/.netrc); \
+             prompting is not supported yet"
         );
     }
     let security = if c.ssl {
@@ -591,6 +624,23 @@ pub(crate) fn imap_config(
         expunge: c.expunge,
         pipeline_depth: 32,
         auth_mechanisms: vec![oi_imap::AuthMechanism::Plain, oi_imap::AuthMechanism::Login],
+        net: oi_imap::NetOptions {
+            family: match c.ipv6 {
+                None => oi_imap::IpFamily::Any,
+                Some(true) => oi_imap::IpFamily::V6,
+                Some(false) => oi_imap::IpFamily::V4,
+            },
+            tls_versions: match c.tls_version {
+                oi_config::TlsVersion::Negotiate => oi_imap::TlsVersions::Negotiate,
+                oi_config::TlsVersion::Tls12 => oi_imap::TlsVersions::Tls12Only,
+            },
+            client_cert: c.sslclientcert.clone().map(|cert| oi_imap::ClientCert {
+                cert,
+                key: c.sslclientkey.clone(),
+            }),
+        },
+        keywords: oi_imap::keywords::KeywordMap::new(custom_flags.iter().cloned())
+            .map_err(|e| anyhow::anyhow!("customflag: {e}"))?,
     })
 }
 
@@ -598,6 +648,19 @@ fn read_password_file(path: &Path) -> Result<Secret> {
     let text = std::fs::read_to_string(path)
         .with_context(|| format!("reading remotepassfile {}", path.display()))?;
     Ok(Secret::new(text.lines().next().unwrap_or_default()))
+}
+
+/// The Maildir store's options from the repository's and the account's.
+pub(crate) fn maildir_options(
+    account: &AccountConfig,
+    m: &oi_config::MaildirConfig,
+) -> oi_maildir::MaildirOptions {
+    oi_maildir::MaildirOptions {
+        windows_compatible: account.maildir_windows_compatible,
+        restore_atime: m.restoreatime,
+        utime_from_header: m.utime_from_header,
+        filename_use_mail_timestamp: m.filename_use_mail_timestamp,
+    }
 }
 
 /// Adapts the LocalStatus directory to the engine's factory trait.

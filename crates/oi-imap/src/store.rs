@@ -44,6 +44,10 @@ pub struct ImapConfig {
     pub pipeline_depth: usize,
     /// Authentication mechanisms to try, in order (OfflineIMAP's `auth_mechanisms`).
     pub auth_mechanisms: Vec<AuthMechanism>,
+    /// Address family, TLS versions and client certificate.
+    pub net: crate::transport::NetOptions,
+    /// IMAP keywords that stand for custom Maildir flag letters (`customflag_x`).
+    pub keywords: crate::keywords::KeywordMap,
 }
 
 impl ImapConfig {
@@ -62,6 +66,8 @@ impl ImapConfig {
             expunge: true,
             pipeline_depth: 8,
             auth_mechanisms: vec![AuthMechanism::Plain, AuthMechanism::Login],
+            net: crate::transport::NetOptions::default(),
+            keywords: crate::keywords::KeywordMap::default(),
         }
     }
 
@@ -174,12 +180,14 @@ impl ImapRepository {
             host: settings.host.clone(),
             port: settings.tunnel.is_none().then_some(settings.port),
         });
-        Connection::open(&settings).await.map_err(|e| {
-            e.into_store(
-                Severity::Repository,
-                format!("connecting to {} as {}", self.config.host, self.config.user),
-            )
-        })
+        Connection::open_with(&settings, &self.config.net)
+            .await
+            .map_err(|e| {
+                e.into_store(
+                    Severity::Repository,
+                    format!("connecting to {} as {}", self.config.host, self.config.user),
+                )
+            })
     }
 }
 
@@ -289,6 +297,7 @@ impl Repository for ImapRepository {
             deleted: Vec::new(),
             pool: self.idle.clone(),
             failed: std::sync::atomic::AtomicBool::new(false),
+            keywords: self.config.keywords.clone(),
         })
     }
 }
@@ -305,6 +314,8 @@ pub struct ImapFolder {
     pool: Pool,
     /// Set by any error: such a connection may be mid-response and is never pooled.
     failed: std::sync::atomic::AtomicBool,
+    /// Keyword ↔ custom letter map.
+    keywords: crate::keywords::KeywordMap,
 }
 
 /// A compact UID set (`1:3,7,9:10`), RFC 3501 §9 `sequence-set`.
@@ -332,17 +343,6 @@ pub fn uid_set(uids: &[Uid]) -> String {
         i += 1;
     }
     out
-}
-
-fn flags_from_names(names: &[String]) -> Flags {
-    names
-        .iter()
-        .filter_map(|n| Flags::from_imap_system(n))
-        .fold(Flags::EMPTY, |a, f| a | f)
-}
-
-fn flag_list(flags: Flags) -> String {
-    flags.imap_system_names().collect::<Vec<_>>().join(" ")
 }
 
 /// The CRC-32 (IEEE) of OfflineIMAP's `binascii.crc32`.
@@ -458,6 +458,11 @@ impl ImapFolder {
         })
     }
 
+    /// The IMAP flags and keywords of a set, space-separated (unmapped letters dropped).
+    fn flag_list(&self, flags: Flags) -> String {
+        self.keywords.imap_flag_names(flags).join(" ")
+    }
+
     fn err(&self, e: ImapError, severity: Severity, what: &str) -> StoreError {
         self.failed.store(true, Ordering::Relaxed);
         e.into_store(severity, format!("folder {}: {what}", self.name))
@@ -486,7 +491,10 @@ impl Folder for ImapFolder {
                 listing.messages.insert(
                     uid,
                     MessageMeta {
-                        flags: flags_from_names(f.flags.as_deref().unwrap_or_default()),
+                        flags: self
+                            .keywords
+                            .flags_from_imap(f.flags.as_deref().unwrap_or_default())
+                            .0,
                         size: f.size.map(u64::from),
                     },
                 );
@@ -523,7 +531,10 @@ impl Folder for ImapFolder {
                     Message {
                         source: MsgRef::Uid(uid),
                         body,
-                        flags: flags_from_names(f.flags.as_deref().unwrap_or_default()),
+                        flags: self
+                            .keywords
+                            .flags_from_imap(f.flags.as_deref().unwrap_or_default())
+                            .0,
                         internal_date: f.internal_date,
                     },
                 );
@@ -550,7 +561,9 @@ impl Folder for ImapFolder {
             }
         };
         let mut parts = vec![Part::Raw(b"APPEND ".to_vec()), mailbox(&self.name)];
-        parts.push(Part::Raw(format!(" ({})", flag_list(flags)).into_bytes()));
+        parts.push(Part::Raw(
+            format!(" ({})", self.flag_list(flags)).into_bytes(),
+        ));
         if let Some(date) = message.internal_date.and_then(imap_date) {
             parts.push(Part::Raw(format!(" \"{date}\"").into_bytes()));
         }
@@ -630,10 +643,10 @@ impl Folder for ImapFolder {
         let mut add: BTreeMap<Flags, Vec<Uid>> = BTreeMap::new();
         let mut remove: BTreeMap<Flags, Vec<Uid>> = BTreeMap::new();
         for u in updates {
-            if !u.add.is_empty() && !flag_list(u.add).is_empty() {
+            if !u.add.is_empty() && !self.flag_list(u.add).is_empty() {
                 add.entry(u.add).or_default().push(u.uid);
             }
-            if !u.remove.is_empty() && !flag_list(u.remove).is_empty() {
+            if !u.remove.is_empty() && !self.flag_list(u.remove).is_empty() {
                 remove.entry(u.remove).or_default().push(u.uid);
             }
         }
@@ -643,7 +656,7 @@ impl Folder for ImapFolder {
                 cmds.push(Command::raw(format!(
                     "UID STORE {} {sign}FLAGS.SILENT ({})",
                     uid_set(&uids),
-                    flag_list(flags)
+                    self.flag_list(flags)
                 )));
             }
         }

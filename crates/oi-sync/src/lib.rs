@@ -18,4 +18,4 @@ pub use account::{
     sync_account,
 };
 pub use execute::{Cancel, ExecOptions, FolderLabel, SyncError, sync_folder};
-pub use planner::{DeletionGuard, Plan, Policy, SidePolicy, Step, plan};
+pub use planner::{DeletionGuard, Plan, Policy, RemoteFlags, SidePolicy, Step, plan};

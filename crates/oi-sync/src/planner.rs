@@ -41,6 +41,20 @@ pub struct Policy {
     pub local: SidePolicy,
     /// The mass-deletion guard.
     pub guard: DeletionGuard,
+    /// The flags the remote can hold (IMAP: the system flags and the keywords mapped to
+    /// custom letters). Other local letters stay local: they are never offered to the
+    /// remote, so their absence there is never read as a removal.
+    pub remote_flags: RemoteFlags,
+}
+
+/// See [`Policy::remote_flags`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RemoteFlags(pub Flags);
+
+impl Default for RemoteFlags {
+    fn default() -> Self {
+        RemoteFlags(Flags::from_bits(u32::MAX))
+    }
 }
 
 /// Stops a folder whose plan deletes too much of one side at once: a vanished local
@@ -282,7 +296,11 @@ fn merge_flags(
     policy: &Policy,
     steps: &mut Vec<Step>,
 ) {
-    let s = status.unwrap_or(Flags::EMPTY);
+    // Letters the remote cannot hold are the local side's alone: merge the rest.
+    let mask = policy.remote_flags.0;
+    let local_only = l.minus(mask);
+    let (r, l) = (r & mask, l & mask);
+    let s = status.unwrap_or(Flags::EMPTY) & mask;
     let added = r.minus(s) | l.minus(s);
     let removed = s.minus(r) | s.minus(l);
     let merged = (s | added).minus(removed);
@@ -306,6 +324,7 @@ fn merge_flags(
             });
         }
     }
+    let record = record | local_only;
     if status != Some(record) {
         steps.push(Step::Record { uid, flags: record });
     }

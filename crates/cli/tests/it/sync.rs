@@ -606,3 +606,113 @@ fn quick_sync_skips_unchanged_folders_only() {
             .any(|(s, f)| s == "b" && f == &["\\Seen"])
     );
 }
+
+/// utf8foldernames: server names in modified UTF-7, local names in UTF-8, both ways.
+#[test]
+fn utf8_folder_names_both_ways() {
+    let Some(w) = World::new("utf8foldernames") else {
+        return;
+    };
+    // doveadm speaks UTF-8 names; over IMAP this mailbox is "Gel&APY-schte".
+    w.server.create_mailbox(USER, "Gelöschte").unwrap();
+    w.put("Gelöschte", "deleted items");
+    w.write_config("", "");
+    let text = std::fs::read_to_string(w.rc()).unwrap().replace(
+        "remoterepository = Remote\n",
+        "remoterepository = Remote\nutf8foldernames = yes\n",
+    );
+    std::fs::write(w.rc(), text).unwrap();
+    for sub in ["cur", "new", "tmp"] {
+        std::fs::create_dir_all(w.maildir().join("Ünïcode").join(sub)).unwrap();
+    }
+    w.sync_ok();
+    assert_eq!(local_messages(&w.maildir().join("Gelöschte")).len(), 1);
+    // Created over IMAP as "&ANw-n&AO8-code", which doveadm shows decoded.
+    assert!(
+        w.server
+            .mailboxes(USER)
+            .unwrap()
+            .contains(&"Ünïcode".to_string())
+    );
+    assert_nothing_done(&w.sync_ok());
+}
+
+/// customflag_x: an IMAP keyword is a Maildir letter, both ways; a letter with no keyword
+/// stays local and is never stripped.
+#[test]
+fn custom_flags_map_keywords_to_letters() {
+    let Some(w) = World::new("customflags") else {
+        return;
+    };
+    let a = w.put("INBOX", "labelled");
+    w.server.add_flags(USER, "INBOX", a, &["$Label1"]).unwrap();
+    w.put("INBOX", "plain");
+    w.write_config("", "customflag_a = $Label1");
+    w.sync_ok();
+    let inbox = w.maildir().join("INBOX");
+    let local = local_messages(&inbox);
+    assert_eq!(local[0].subject, "labelled");
+    assert_eq!(local[0].flags, "a");
+    set_local_flags(&local[1], "Sab");
+    w.sync_ok();
+    let server = w.server_messages("INBOX");
+    let plain = server.values().find(|(s, _)| s == "plain").unwrap();
+    assert_eq!(plain.1, ["$Label1", "\\Seen"]);
+    assert_nothing_done(&w.sync_ok());
+    let local = local_messages(&inbox);
+    assert_eq!(local[1].flags, "Sab", "a local-only letter was stripped");
+}
+
+/// maildir-windows-compatible: `!` instead of `:` in local names.
+#[test]
+fn windows_compatible_names() {
+    let Some(w) = World::new("windows_compatible") else {
+        return;
+    };
+    w.put("INBOX", "x");
+    w.write_config("", "");
+    let text = std::fs::read_to_string(w.rc()).unwrap().replace(
+        "remoterepository = Remote\n",
+        "remoterepository = Remote\nmaildir-windows-compatible = yes\n",
+    );
+    std::fs::write(w.rc(), text).unwrap();
+    w.sync_ok();
+    let names: Vec<String> = std::fs::read_dir(w.maildir().join("INBOX/new"))
+        .unwrap()
+        .chain(std::fs::read_dir(w.maildir().join("INBOX/cur")).unwrap())
+        .map(|e| e.unwrap().file_name().to_string_lossy().to_string())
+        .collect();
+    assert_eq!(names.len(), 1);
+    assert!(
+        names[0].contains("!2,") && !names[0].contains(':'),
+        "{names:?}"
+    );
+    assert_nothing_done(&w.sync_ok());
+}
+
+/// Credentials from ~/.netrc when the configuration has none (OfflineIMAP's fallback),
+/// over IPv4 only.
+#[test]
+fn netrc_supplies_user_and_password() {
+    let Some(w) = World::new("netrc") else { return };
+    w.put("INBOX", "x");
+    w.write_config("ipv6 = no", "");
+    let text = std::fs::read_to_string(w.rc())
+        .unwrap()
+        .replace(&format!("remoteuser = {USER}\n"), "")
+        .replace(&format!("remotepass = {PASS}\n"), "");
+    std::fs::write(w.rc(), text).unwrap();
+    let netrc = w.dir.path().join(".netrc");
+    std::fs::write(
+        &netrc,
+        format!("machine 127.0.0.1\n  login {USER}\n  password {PASS}\n"),
+    )
+    .unwrap();
+    std::os::unix::fs::PermissionsExt::set_mode(
+        &mut std::fs::metadata(&netrc).unwrap().permissions(),
+        0o600,
+    );
+    std::fs::set_permissions(&netrc, std::os::unix::fs::PermissionsExt::from_mode(0o600)).unwrap();
+    w.sync_ok();
+    assert_eq!(local_messages(&w.maildir().join("INBOX")).len(), 1);
+}

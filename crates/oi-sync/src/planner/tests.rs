@@ -208,6 +208,7 @@ fn world() -> impl Strategy<Value = World> {
                 remote,
                 local,
                 guard: DeletionGuard { max_percent: 100 },
+                ..Policy::default()
             },
         })
 }
@@ -409,7 +410,7 @@ proptest! {
     fn swapping_sides_mirrors_the_plan(mut w in world()) {
         w.unsynced.clear();
         let (r, l, s) = listings(&w);
-        let swapped = Policy { remote: w.policy.local, local: w.policy.remote, guard: w.policy.guard };
+        let swapped = Policy { remote: w.policy.local, local: w.policy.remote, ..w.policy };
         let mut a: Vec<Step> = plan(&r, &l, &s, &w.policy).steps.iter().map(mirror).collect();
         let mut b = plan(&l, &r, &s, &swapped).steps;
         a.sort();
@@ -723,4 +724,53 @@ fn guard_allows_small_and_partial_deletions() {
     assert!(!g.trips(40, 100));
     assert!(g.trips(60, 100));
     assert!(!DeletionGuard { max_percent: 100 }.trips(100, 100));
+}
+
+/// Custom letters the server has no keyword for stay local: not pushed, never read back as
+/// removed (which would strip them from the local file).
+#[test]
+fn letters_the_remote_cannot_hold_stay_local() {
+    let policy = Policy {
+        remote_flags: RemoteFlags(Flags::from_maildir("DFRST")),
+        ..Policy::default()
+    };
+
+    // Synced with "S"; locally "a" was added; the server shows only S.
+    let p = plan(
+        &listing(&[(1, "S")]),
+        &listing(&[(1, "Sa")]),
+        &status(&[(1, "S")]),
+        &policy,
+    );
+    assert_eq!(
+        p.steps,
+        vec![Step::Record {
+            uid: uid(1),
+            flags: Flags::from_maildir("Sa")
+        }]
+    );
+    // Next run: nothing to do, and the local letter is not removed.
+    let p = plan(
+        &listing(&[(1, "S")]),
+        &listing(&[(1, "Sa")]),
+        &status(&[(1, "Sa")]),
+        &policy,
+    );
+    assert!(p.is_empty(), "{p:?}");
+    // A server flag change still reaches the local side, keeping the letter.
+    let p = plan(
+        &listing(&[(1, "FS")]),
+        &listing(&[(1, "Sa")]),
+        &status(&[(1, "Sa")]),
+        &policy,
+    );
+    assert_eq!(
+        p.steps[0],
+        Step::SetFlags {
+            side: Side::Local,
+            uid: uid(1),
+            add: Flags::FLAGGED,
+            remove: Flags::EMPTY
+        }
+    );
 }
