@@ -42,6 +42,28 @@ impl Python {
         }
     }
 
+    /// Evaluates an expression to a list of strings (idlefolders).
+    pub fn string_list(&self, e: &PyExpr) -> Result<Vec<String>> {
+        match self.eval(e)? {
+            Value::List(items) | Value::Tuple(items) => items
+                .into_iter()
+                .map(|v| match v {
+                    Value::Str(s) => Ok(s),
+                    other => Err(anyhow!(
+                        "[{}] {}: items must be strings, got {other:?}",
+                        e.section,
+                        e.option
+                    )),
+                })
+                .collect(),
+            other => Err(anyhow!(
+                "[{}] {}: expected a list, got {other:?}",
+                e.section,
+                e.option
+            )),
+        }
+    }
+
     /// Evaluates an expression to a port number (remoteporteval).
     pub fn port(&self, e: &PyExpr) -> Result<u16> {
         match self.eval(e)? {

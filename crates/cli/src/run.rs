@@ -226,19 +226,42 @@ async fn run_accounts(
             .map(|minutes| Duration::from_secs_f64(minutes * 60.0));
         tasks.spawn(async move {
             let mut failed = false;
+            // IDLE watchers run only in autorefresh mode, as in OfflineIMAP.
+            let (idle_tx, mut idle_rx) = tokio::sync::mpsc::channel::<String>(64);
+            let _watchers = match period {
+                Some(_) => start_watchers(&account, &general, &python, &ui, &control, idle_tx),
+                None => tokio::task::JoinSet::new(),
+            };
             loop {
                 control.seen();
                 {
                     // The semaphore is never closed, so acquiring only waits.
                     let _permit = semaphore.acquire().await;
                     opts.quick = next_is_quick(quick_setting, &mut quick_count);
-                    failed |= sync_with_hooks(&account, &general, &opts, &only, &ui, &python).await;
+                    failed |=
+                        sync_with_hooks(&account, &general, &opts, &only, &ui, &python, None).await;
                 }
                 let Some(period) = period else { break };
-                if control.finishing() {
-                    break;
+                let deadline = tokio::time::Instant::now() + period;
+                // Until the next full sync: sync single folders that IDLE reports changed.
+                loop {
+                    if control.finishing() {
+                        break;
+                    }
+                    let remaining = deadline.saturating_duration_since(tokio::time::Instant::now());
+                    tokio::select! {
+                        _ = control.sleep(remaining) => break,
+                        Some(folder) = idle_rx.recv() => {
+                            let _permit = semaphore.acquire().await;
+                            let one = Some(vec![folder]);
+                            let idle_opts = ExecOptions { quick: false, ..opts.clone() };
+                            failed |= sync_with_hooks(
+                                &account, &general, &idle_opts, &one, &ui, &python, Some("idle"),
+                            )
+                            .await;
+                        }
+                    }
                 }
-                control.sleep(period).await;
                 if control.finishing() {
                     break;
                 }
@@ -251,6 +274,88 @@ async fn run_accounts(
         failed |= done.unwrap_or(true);
     }
     failed
+}
+
+/// Starts one IDLE watcher per folder of the remote's `idlefolders`: each keeps an
+/// EXAMINEd connection in IDLE, re-issued every 29 minutes (servers drop it at 30), sends
+/// the folder's name when the server reports a change, and reconnects after errors.
+fn start_watchers(
+    account: &AccountConfig,
+    general: &oi_config::General,
+    python: &Python,
+    ui: &Arc<oi_ui::Ui>,
+    control: &Control,
+    tx: tokio::sync::mpsc::Sender<String>,
+) -> tokio::task::JoinSet<()> {
+    let mut set = tokio::task::JoinSet::new();
+    let RepositoryKind::Imap(imap) = &account.remote.kind else {
+        return set;
+    };
+    let Some(expr) = &imap.idlefolders else {
+        return set;
+    };
+    let warn = |message: String| {
+        ui.emit(Event::Warning {
+            account: Some(account.name.clone()),
+            message,
+        })
+    };
+    let folders = match python.string_list(expr) {
+        Ok(f) => f,
+        Err(e) => {
+            warn(format!("idlefolders: {e:#}"));
+            return set;
+        }
+    };
+    let config = match imap_config(imap, general, python, &[]) {
+        Ok(c) => c,
+        Err(e) => {
+            warn(format!("IDLE: {e:#}"));
+            return set;
+        }
+    };
+    for folder in folders {
+        let (tx, ui, cancel) = (tx.clone(), ui.clone(), control.cancel.clone());
+        let repo = oi_imap::ImapRepository::new(
+            config.clone(),
+            ui.labelled(&account.name, &account.remote.name),
+        );
+        let name = account.name.clone();
+        set.spawn(async move {
+            const REISSUE: Duration = Duration::from_secs(29 * 60);
+            while !cancel.is_cancelled() {
+                let mut watcher = match repo.watch(&folder).await {
+                    Ok(w) => w,
+                    Err(e) => {
+                        ui.emit(Event::Warning {
+                            account: Some(name.clone()),
+                            message: format!("IDLE on {folder}: {e}; retrying in a minute"),
+                        });
+                        tokio::time::sleep(Duration::from_secs(60)).await;
+                        continue;
+                    }
+                };
+                loop {
+                    match watcher.wait(REISSUE).await {
+                        Ok(true) => {
+                            if tx.send(folder.clone()).await.is_err() {
+                                return;
+                            }
+                        }
+                        Ok(false) => {}
+                        Err(e) => {
+                            ui.emit(Event::Warning {
+                                account: Some(name.clone()),
+                                message: format!("IDLE on {folder}: {e}; reconnecting"),
+                            });
+                            break;
+                        }
+                    }
+                }
+            }
+        });
+    }
+    set
 }
 
 /// OfflineIMAP's `quick` counting: negative, every sync is quick; N > 0, N quick syncs
@@ -288,8 +393,9 @@ async fn sync_with_hooks(
     only: &Option<Vec<String>>,
     ui: &Arc<oi_ui::Ui>,
     python: &Python,
+    mode: Option<&str>,
 ) -> bool {
-    let mode = if opts.quick { "quick" } else { "full" };
+    let mode = mode.unwrap_or(if opts.quick { "quick" } else { "full" });
     if let Some(cmd) = &account.presynchook {
         run_hook(&account.name, "presynchook", cmd, mode, ui).await;
     }

@@ -138,7 +138,7 @@ const IMAP: &[(&str, Support)] = &[
     ("ipv6", Read),
     // The IMAP `realdelete` of OfflineIMAP 6 (Gmail): OfflineIMAP 8 no longer reads it.
     ("realdelete", Obsolete),
-    ("idlefolders", Warn),
+    ("idlefolders", Read),
     ("usecompression", WarnIfTrue),
     ("maxconnections", Warn),
     ("singlethreadperfolder", WarnIfTrue),
@@ -1011,6 +1011,7 @@ impl<'a> Builder<'a> {
             hosteval,
             porteval,
             usereval,
+            idlefolders: self.py_expr(s, "idlefolders"),
             ipv6,
             tls_version,
             sslclientcert,

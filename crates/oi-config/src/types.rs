@@ -202,6 +202,8 @@ pub struct ImapConfig {
     pub porteval: Option<PyExpr>,
     /// `remoteusereval`: replaces `remoteuser` when set.
     pub usereval: Option<PyExpr>,
+    /// `idlefolders`: a Python list of folders watched with IDLE between autorefresh syncs.
+    pub idlefolders: Option<PyExpr>,
     /// `ipv6`: `Some(true)` IPv6 only, `Some(false)` IPv4 only, `None` either.
     pub ipv6: Option<bool>,
     /// `ssl_version` within `tls_level`, as far as TLS 1.2/1.3 can honour it.

@@ -388,6 +388,80 @@ impl Connection {
         Ok((u, done.ok()?))
     }
 
+    /// Waits in IDLE (RFC 2177) for at most `max`; true when the server reported a change
+    /// to the selected mailbox (new, expunged or re-flagged messages). Servers drop an
+    /// IDLE after 30 minutes, so callers re-issue it sooner (OfflineIMAP: 29 minutes).
+    pub async fn idle(&mut self, max: std::time::Duration) -> Result<bool, ImapError> {
+        if !self.has("IDLE") {
+            return Err(ImapError::Protocol("the server does not offer IDLE".into()));
+        }
+        let tag = self.session.idle();
+        let mut changed = false;
+        let mut completed: Option<Completion> = None;
+        let deadline = tokio::time::Instant::now() + max;
+        let mut buf = vec![0u8; 16 * 1024];
+        let mut sent_done = false;
+        loop {
+            let out = self.session.take_output();
+            if !out.is_empty() {
+                self.transport.write_all(&out).await?;
+            }
+            while let Some(ev) = self.session.next_event()? {
+                match ev {
+                    Event::Untagged(Untagged::Bye(t)) => self.bye = Some(t),
+                    Event::Untagged(
+                        Untagged::Exists(_) | Untagged::Expunge(_) | Untagged::Fetch(_),
+                    ) => changed = true,
+                    Event::Done {
+                        tag: t,
+                        command,
+                        outcome,
+                        code,
+                        text,
+                    } if t == tag => {
+                        completed = Some(Completion {
+                            command,
+                            outcome,
+                            code,
+                            text,
+                        })
+                    }
+                    _ => {}
+                }
+            }
+            if let Some(c) = completed.take() {
+                c.ok()?;
+                return Ok(changed);
+            }
+            if self.session.is_idling() && (changed || sent_done) {
+                self.session.done();
+                sent_done = true;
+                continue;
+            }
+            if self.session.is_idling() {
+                let now = tokio::time::Instant::now();
+                if now >= deadline {
+                    self.session.done();
+                    sent_done = true;
+                    continue;
+                }
+                match self.transport.read_for(&mut buf, deadline - now).await? {
+                    None => {}
+                    Some(0) => {
+                        return Err(match self.bye.take() {
+                            Some(t) => ImapError::Bye(t),
+                            None => ImapError::Closed,
+                        });
+                    }
+                    Some(n) => self.session.feed(&buf[..n]),
+                }
+            } else {
+                // Before the `+` and after DONE the socket timeout applies as usual.
+                self.read_more().await?;
+            }
+        }
+    }
+
     /// LOGOUT and close (errors are ignored: the server may hang up first).
     pub async fn logout(mut self) {
         let _ = self.run(Command::raw("LOGOUT")).await;

@@ -25,6 +25,6 @@ pub mod utf7;
 pub use client::{AuthMechanism, Connection, Security, Tunnel};
 pub use error::ImapError;
 pub use store::{
-    ImapConfig, ImapFolder, ImapRepository, insert_header, uid_set, unique_header_value,
+    ImapConfig, ImapFolder, ImapRepository, Watcher, insert_header, uid_set, unique_header_value,
 };
 pub use transport::{CaSource, ClientCert, IpFamily, NetOptions, TlsVersions, certificate_digests};

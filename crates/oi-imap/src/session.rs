@@ -153,6 +153,10 @@ pub struct Session {
     trace_line: Vec<u8>,
     literal_plus: bool,
     literal_minus: bool,
+    /// The tag of an IDLE in flight (RFC 2177): nothing else is sent until it completes.
+    idle_tag: Option<String>,
+    /// The server accepted the IDLE (`+`) and has not been told `DONE` yet.
+    idling: bool,
 }
 
 /// Whether a string can travel as a quoted string (RFC 3501 §9 `quoted`).
@@ -191,6 +195,31 @@ impl Session {
             trace_line: Vec::new(),
             literal_plus: false,
             literal_minus: false,
+            idle_tag: None,
+            idling: false,
+        }
+    }
+
+    /// Starts IDLE (RFC 2177) once the commands before it are done; returns its tag. The
+    /// server's `+` puts the session in the idling state ([`Session::is_idling`]); untagged
+    /// data keeps arriving as events; [`Session::done`] ends it. Nothing else is sent
+    /// until the IDLE completes.
+    pub fn idle(&mut self) -> String {
+        let tag = self.enqueue(Command::raw("IDLE"));
+        self.idle_tag = Some(tag.clone());
+        tag
+    }
+
+    /// True between the server's `+` for IDLE and [`Session::done`].
+    pub fn is_idling(&self) -> bool {
+        self.idling
+    }
+
+    /// Ends IDLE: sends `DONE`. The IDLE's tagged completion follows as an event.
+    pub fn done(&mut self) {
+        if self.idling {
+            self.idling = false;
+            self.output_traced(b"DONE\r\n", None);
         }
     }
 
@@ -246,6 +275,11 @@ impl Session {
             }
             trace_in(&bytes);
             match response::parse_response(&bytes)? {
+                Response::Continue(_) if self.waiting.is_none() && self.idle_tag.is_some() => {
+                    // The server accepted IDLE.
+                    self.idling = true;
+                    continue;
+                }
                 Response::Continue(_) => {
                     let Some(w) = self.waiting.as_mut() else {
                         return Err(ImapError::Protocol(
@@ -276,6 +310,10 @@ impl Session {
                     if self.waiting.as_ref().is_some_and(|w| w.tag == tag) {
                         self.waiting = None;
                     }
+                    if self.idle_tag.as_ref() == Some(&tag) {
+                        self.idle_tag = None;
+                        self.idling = false;
+                    }
                     self.pump();
                     return Ok(Some(Event::Done {
                         tag,
@@ -299,6 +337,14 @@ impl Session {
             && self.waiting.is_none()
             && self.in_flight.len() < self.config.pipeline_depth
         {
+            // Nothing may follow IDLE until it completes (RFC 2177 §3).
+            if self
+                .idle_tag
+                .as_ref()
+                .is_some_and(|t| self.in_flight.iter().any(|(f, _)| f == t))
+            {
+                return;
+            }
             let Some((tag, command)) = self.queue.pop_front() else {
                 return;
             };
@@ -461,6 +507,55 @@ fn trace_in(bytes: &[u8]) {
         tracing::trace!(target: "imap", "S: {} <+{} bytes>", bytes[..line_end].escape_ascii(), bytes.len() - line_end - 1);
     } else {
         tracing::trace!(target: "imap", "S: {}", bytes.escape_ascii());
+    }
+}
+
+#[cfg(test)]
+mod idle_tests {
+    use super::*;
+
+    fn drain(s: &mut Session) -> Vec<Event> {
+        let mut v = Vec::new();
+        while let Some(e) = s.next_event().unwrap() {
+            v.push(e);
+        }
+        v
+    }
+
+    #[test]
+    fn idle_waits_for_plus_holds_other_commands_and_ends_with_done() {
+        let mut s = Session::new(SessionConfig::default());
+        s.feed(b"* OK ready\r\n");
+        drain(&mut s);
+        let tag = s.idle();
+        assert_eq!(s.take_output(), format!("{tag} IDLE\r\n").into_bytes());
+        let noop = s.enqueue(Command::raw("NOOP"));
+        assert!(s.take_output().is_empty(), "a command was sent during IDLE");
+        s.feed(b"+ idling\r\n* 4 EXISTS\r\n");
+        let events = drain(&mut s);
+        assert!(s.is_idling());
+        assert_eq!(events, vec![Event::Untagged(Untagged::Exists(4))]);
+        s.done();
+        assert_eq!(s.take_output(), b"DONE\r\n");
+        s.feed(format!("{tag} OK done\r\n").as_bytes());
+        let events = drain(&mut s);
+        assert!(matches!(&events[0], Event::Done { tag: t, .. } if *t == tag));
+        assert_eq!(s.take_output(), format!("{noop} NOOP\r\n").into_bytes());
+        assert!(!s.is_idling());
+    }
+
+    #[test]
+    fn idle_refused_returns_to_normal() {
+        let mut s = Session::new(SessionConfig::default());
+        s.feed(b"* OK ready\r\n");
+        drain(&mut s);
+        let tag = s.idle();
+        s.take_output();
+        s.feed(format!("{tag} BAD no idle here\r\n").as_bytes());
+        drain(&mut s);
+        assert!(!s.is_idling());
+        s.enqueue(Command::raw("NOOP"));
+        assert!(!s.take_output().is_empty());
     }
 }
 

@@ -147,6 +147,22 @@ impl ImapRepository {
         lock_pool(&self.idle).push(conn);
     }
 
+    /// A connection watching one folder with IDLE (`idlefolders`): EXAMINE, so that
+    /// watching never changes the folder.
+    pub async fn watch(&self, folder: &str) -> Result<Watcher, StoreError> {
+        let mut conn = self.connect().await?;
+        conn.run(Command {
+            name: "EXAMINE".into(),
+            parts: vec![Part::Raw(b"EXAMINE ".to_vec()), mailbox(folder)],
+        })
+        .await
+        .map_err(|e| e.into_store(Severity::Folder, format!("EXAMINE {folder}")))?;
+        Ok(Watcher {
+            conn,
+            folder: folder.to_string(),
+        })
+    }
+
     /// Deletes a folder on the server (`--delete-folder`): RFC 3501 §6.3.4 DELETE.
     pub async fn delete_folder(&self, name: &str) -> Result<(), StoreError> {
         let mut conn = self.take().await?;
@@ -299,6 +315,42 @@ impl Repository for ImapRepository {
             failed: std::sync::atomic::AtomicBool::new(false),
             keywords: self.config.keywords.clone(),
         })
+    }
+}
+
+/// An IDLE watch on one folder (see [`ImapRepository::watch`]).
+pub struct Watcher {
+    conn: Connection,
+    folder: String,
+}
+
+impl std::fmt::Debug for Watcher {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Watcher")
+            .field("folder", &self.folder)
+            .finish()
+    }
+}
+
+impl Watcher {
+    /// Waits up to `max` for a change; true when the folder changed. An error means the
+    /// connection is gone: make a new watcher.
+    pub async fn wait(&mut self, max: Duration) -> Result<bool, StoreError> {
+        let folder = &self.folder;
+        self.conn
+            .idle(max)
+            .await
+            .map_err(|e| e.into_store(Severity::Repository, format!("IDLE on {folder}")))
+    }
+
+    /// The folder watched.
+    pub fn folder(&self) -> &str {
+        &self.folder
+    }
+
+    /// Ends the watch politely.
+    pub async fn close(self) {
+        self.conn.logout().await;
     }
 }
 

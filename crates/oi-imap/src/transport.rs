@@ -211,6 +211,19 @@ impl Transport {
         with_timeout(self.timeout, self.stream.read(buf)).await
     }
 
+    /// Reads some bytes, waiting at most `wait` instead of the socket timeout (IDLE waits
+    /// far longer than any socket timeout); `Ok(None)` when nothing came in time.
+    pub async fn read_for(
+        &mut self,
+        buf: &mut [u8],
+        wait: std::time::Duration,
+    ) -> Result<Option<usize>, ImapError> {
+        match tokio::time::timeout(wait, self.stream.read(buf)).await {
+            Ok(r) => Ok(Some(r?)),
+            Err(_) => Ok(None),
+        }
+    }
+
     /// Writes all bytes and flushes.
     pub async fn write_all(&mut self, buf: &[u8]) -> Result<(), ImapError> {
         let s = &mut self.stream;

@@ -209,3 +209,35 @@ fn dead_connection_is_noticed_and_the_next_sync_reconnects() {
     // One sync of the run failed, so the exit status says so.
     assert_eq!(status.code(), Some(1), "{status}");
 }
+
+/// idlefolders: between autorefresh syncs, new mail in a watched folder is synced at once
+/// (here the refresh period is ten minutes, so only IDLE can bring it), with
+/// OFFLINEIMAPSYNCMODE=idle for the hooks.
+#[test]
+fn idle_folder_brings_new_mail_without_waiting_for_autorefresh() {
+    let Some(w) = World::new("idle_push") else {
+        return;
+    };
+    w.put("INBOX", "first");
+    w.write_config("idlefolders = ['INBOX']", "");
+    let modes = w.dir.path().join("modes");
+    add_to_account(
+        &w,
+        &format!(
+            "autorefresh = 10\npostsynchook = echo $OFFLINEIMAPSYNCMODE >> {}",
+            modes.display()
+        ),
+    );
+    let mut child = spawn_daemon(&w);
+    let inbox = w.maildir().join("INBOX");
+    eventually("first sync", || local_messages(&inbox).len() == 1);
+    // Let the watcher reach IDLE (a bounded wait: the assertion below polls anyway).
+    std::thread::sleep(Duration::from_millis(500));
+    w.put("INBOX", "pushed");
+    eventually("IDLE push", || local_messages(&inbox).len() == 2);
+    signal(&child, "TERM");
+    let status = wait_exit(&mut child);
+    assert!(status.success(), "{status}");
+    let modes = std::fs::read_to_string(&modes).unwrap();
+    assert!(modes.lines().any(|l| l == "idle"), "{modes}");
+}
