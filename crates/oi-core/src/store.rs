@@ -270,14 +270,15 @@ pub trait Folder: Send {
         async { Ok(Vec::new()) }
     }
 
-    /// Finds the message that carries the upload marker `marker` (IMAP: `UID SEARCH
-    /// HEADER X-OfflineIMAP`). Stores that are never uploaded to answer `None`.
+    /// Every message that carries the upload marker `marker` (IMAP: `UID SEARCH HEADER
+    /// X-OfflineIMAP`), in UID order: more than one when an interrupted APPEND landed after
+    /// the message was uploaded again. Stores that are never uploaded to answer none.
     fn find_marker(
         &mut self,
         marker: &str,
-    ) -> impl Future<Output = Result<Option<Uid>, StoreError>> + Send {
+    ) -> impl Future<Output = Result<Vec<Uid>, StoreError>> + Send {
         let _ = marker;
-        async { Ok(None) }
+        async { Ok(Vec::new()) }
     }
 
     /// Makes the changes so far durable (Maildir: fsyncs the directories that new files

@@ -473,7 +473,7 @@ impl ImapFolder {
 
     /// Finds the one message carrying `X-OfflineIMAP: value`; NOOP first so that the
     /// server has announced a message appended just before (OfflineIMAP does the same).
-    async fn search_marker(&mut self, value: &str) -> Result<Option<Uid>, StoreError> {
+    async fn search_marker(&mut self, value: &str) -> Result<Vec<Uid>, StoreError> {
         let value = value.to_string();
         let cmd = Command {
             name: "UID SEARCH".into(),
@@ -503,11 +503,10 @@ impl ImapFolder {
             })
             .flatten()
             .collect();
-        // Several matches would mean the value is not unique: better no UID than a wrong one.
-        Ok(match found.as_slice() {
-            [one] => Uid::new(*one),
-            _ => None,
-        })
+        let mut found: Vec<Uid> = found.into_iter().filter_map(Uid::new).collect();
+        found.sort();
+        found.dedup();
+        Ok(found)
     }
 
     /// The IMAP flags and keywords of a set, space-separated (unmapped letters dropped).
@@ -635,7 +634,11 @@ impl Folder for ImapFolder {
         let Some(value) = header else {
             return Ok(None);
         };
-        self.search_marker(&value).await
+        // Several matches would mean the value is not unique: better no UID than a wrong one.
+        Ok(match self.search_marker(&value).await?.as_slice() {
+            [one] => Some(*one),
+            _ => None,
+        })
     }
 
     async fn identities(&mut self) -> Result<Vec<(MsgRef, oi_core::Identity)>, StoreError> {
@@ -686,7 +689,7 @@ impl Folder for ImapFolder {
         Ok(Some(oi_core::QuickState { count, last_uid }))
     }
 
-    async fn find_marker(&mut self, marker: &str) -> Result<Option<Uid>, StoreError> {
+    async fn find_marker(&mut self, marker: &str) -> Result<Vec<Uid>, StoreError> {
         self.search_marker(marker).await
     }
 

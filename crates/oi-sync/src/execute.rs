@@ -141,10 +141,15 @@ pub async fn sync_folder<R: Folder, L: Folder, S: StatusStore>(
 ) -> Result<SyncStats, SyncError> {
     let remote_meta = remote.meta().await?;
     let local_meta = local.meta().await?;
-    if !opts.dry_run {
-        recover_uploads(remote, local, status).await?;
-    }
-    if opts.quick && quick_unchanged(remote, local, status).await? {
+    let recovered_duplicates = if opts.dry_run {
+        Default::default()
+    } else {
+        recover_uploads(remote, local, status).await?
+    };
+    if opts.quick
+        && recovered_duplicates.is_empty()
+        && quick_unchanged(remote, local, status).await?
+    {
         return Ok(SyncStats::default());
     }
     let loading = |side| Event::MessageListLoading {
@@ -206,6 +211,9 @@ pub async fn sync_folder<R: Folder, L: Folder, S: StatusStore>(
     }
     if repaired {
         remote_list = remote.list().await?;
+        remote_list
+            .messages
+            .retain(|uid, _| !recovered_duplicates.contains(uid));
         local_list = local.list().await?;
         records = status.load()?;
     }
@@ -283,37 +291,67 @@ async fn quick_unchanged<R: Folder, L: Folder, S: StatusStore>(
             .all(|(uid, m)| records.get(uid) == Some(&m.flags)))
 }
 
-/// Finishes uploads that a previous run started and did not record: a marked copy that
-/// reached the server is adopted (the local message gets its UID) instead of being
-/// uploaded a second time; a marker the server does not know means the APPEND never
-/// happened, and the message is simply uploaded again by this run's plan.
+/// Finishes uploads that a previous run started and did not record.
+///
+/// A marked copy that reached the server is adopted (the local message gets its UID)
+/// instead of being uploaded a second time. A marker the server does not show means the
+/// APPEND never completed, or has not yet: a killed client's APPEND can still be committed
+/// by the server after the next run has looked. So while the local message still waits
+/// for its UID the record is kept, the plan uploads the message again under a new marker,
+/// and a late copy is found by the kept record on a later run: copies that carry our own
+/// marker and that the local side does not hold are our duplicates, and are deleted.
+/// Returns the UIDs deleted that way, which the plan must not see.
 async fn recover_uploads<R: Folder, L: Folder, S: StatusStore>(
     remote: &mut R,
     local: &mut L,
     status: &mut S,
-) -> Result<(), SyncError> {
+) -> Result<std::collections::BTreeSet<Uid>, SyncError> {
+    let mut removed = std::collections::BTreeSet::new();
     let pending = status.pending_uploads()?;
     if pending.is_empty() {
-        return Ok(());
+        return Ok(removed);
     }
-    let listing = local.list().await?;
+    let mut listing = local.list().await?;
     for p in pending {
-        if let Some(uid) = remote.find_marker(&p.marker).await? {
-            let source_exists = match &p.source {
-                MsgRef::Unsynced(key) => listing.unsynced.iter().any(|m| &m.key == key),
-                MsgRef::Uid(old) => listing.messages.contains_key(old),
-            };
-            if source_exists && !listing.messages.contains_key(&uid) {
-                local.assign_uid(&p.source, uid).await?;
+        let found = remote.find_marker(&p.marker).await?;
+        let source_waits = match &p.source {
+            MsgRef::Unsynced(key) => listing.unsynced.iter().any(|m| &m.key == key),
+            MsgRef::Uid(old) => listing.messages.contains_key(old),
+        };
+        let keep = match (found.first(), source_waits) {
+            (None, true) => {
+                // Not (yet) on the server: keep watching for a late copy.
+                continue;
             }
-            // Otherwise the UID was assigned before the interruption (or the message was
-            // deleted locally meanwhile); the plan sees both copies and only records them.
+            (None, false) => None,
+            (Some(&first), true) if !listing.messages.contains_key(&first) => {
+                local.assign_uid(&p.source, first).await?;
+                listing.messages.insert(
+                    first,
+                    oi_core::MessageMeta {
+                        flags: Flags::EMPTY,
+                        size: None,
+                    },
+                );
+                Some(first)
+            }
+            // The UID was assigned before the interruption, or the local message is held
+            // under the UID of a later upload: keep the copy the local side holds, if any.
+            (Some(_), _) => found
+                .iter()
+                .copied()
+                .find(|u| listing.messages.contains_key(u)),
+        };
+        let duplicates: Vec<Uid> = found.into_iter().filter(|u| Some(*u) != keep).collect();
+        if !duplicates.is_empty() {
+            remote.delete(&duplicates).await?;
+            removed.extend(duplicates);
         }
         status.clear_pending_upload(&p.marker)?;
     }
     local.flush().await?;
     status.commit()?;
-    Ok(())
+    Ok(removed)
 }
 
 /// The server changed the folder's UIDVALIDITY: every UID it gave is void. Re-pairs the

@@ -286,11 +286,15 @@ impl Folder for MemFolder {
         })
     }
 
-    async fn find_marker(&mut self, marker: &str) -> Result<Option<Uid>, StoreError> {
+    async fn find_marker(&mut self, marker: &str) -> Result<Vec<Uid>, StoreError> {
         self.data(|d| {
-            d.messages.iter().find_map(|(uid, (body, _))| {
-                (oi_core::marker::marker_of(body).as_deref() == Some(marker)).then_some(*uid)
-            })
+            d.messages
+                .iter()
+                .filter(|(_, (body, _))| {
+                    oi_core::marker::marker_of(body).as_deref() == Some(marker)
+                })
+                .map(|(uid, _)| *uid)
+                .collect()
         })
     }
 

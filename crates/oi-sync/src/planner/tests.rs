@@ -774,3 +774,43 @@ fn letters_the_remote_cannot_hold_stay_local() {
         }
     );
 }
+
+/// A killed client's APPEND can land on the server after the next run looked for it: that
+/// run uploads the message again, and the late copy (it carries the old marker, kept in
+/// the status) is deleted by the run after.
+#[test]
+fn late_landing_upload_is_removed_as_our_duplicate() {
+    let w = World {
+        rows: Vec::new(),
+        unsynced: vec![Flags::SEEN],
+        policy: Policy::default(),
+    };
+    let s = setup(&w);
+    // A previous run recorded the upload of new0 under marker "M1" and died in the APPEND.
+    {
+        use oi_core::StatusStore;
+        let mut st = s.status.open("INBOX", "INBOX", "INBOX").unwrap();
+        st.add_pending_upload(&oi_core::PendingUpload {
+            marker: "M1".into(),
+            source: oi_core::MsgRef::Unsynced("new0".into()),
+        })
+        .unwrap();
+    }
+    // This run does not see it on the server yet: it uploads the message again.
+    block_on(run(&s, &w.policy, &ExecOptions::default())).unwrap();
+    assert_eq!(s.remote.with("INBOX", |d| d.messages.len()), 1);
+    // Now the first APPEND lands.
+    s.remote.with("INBOX", |d| {
+        let body = oi_core::marker::insert_marker(b"Subject: new 0\n\nbody\n", "M1");
+        let uid = uid(d.next_uid);
+        d.next_uid += 1;
+        d.messages.insert(uid, (body, Flags::SEEN));
+    });
+    block_on(run(&s, &w.policy, &ExecOptions::default())).unwrap();
+    let (remote, local) = final_state(&s);
+    assert_eq!(remote.len(), 1, "the late copy stayed: {remote:?}");
+    assert_eq!(remote, local);
+    assert!(block_on(replan(&s, &w.policy)).is_empty());
+    let pending = s.status.committed.lock().unwrap()["INBOX"].pending.clone();
+    assert!(pending.is_empty(), "{pending:?}");
+}
