@@ -42,6 +42,11 @@ impl Python {
         }
     }
 
+    /// Evaluates an expression for its effect (newmail_hook's call).
+    pub fn call(&self, e: &PyExpr) -> Result<()> {
+        self.eval(e).map(|_| ())
+    }
+
     /// Evaluates an expression to a list of strings (idlefolders).
     pub fn string_list(&self, e: &PyExpr) -> Result<Vec<String>> {
         match self.eval(e)? {

@@ -635,6 +635,25 @@ impl Pair<'_> {
             }
             other => other?,
         };
+        // OfflineIMAP calls the remote's newmail_hook after copying new mail out of INBOX.
+        if let RepositoryKind::Imap(imap) = &account.remote.kind
+            && let Some(hook) = &imap.newmail_hook
+            && report
+                .per_folder
+                .iter()
+                .any(|(f, s)| f == "INBOX" && s.copied_to_local > 0)
+        {
+            let call = oi_config::PyExpr {
+                source: format!("({})()", hook.source),
+                ..hook.clone()
+            };
+            if let Err(e) = self.python.call(&call) {
+                self.ui.emit(Event::Warning {
+                    account: Some(account.name.clone()),
+                    message: format!("newmail_hook: {e:#}"),
+                });
+            }
+        }
         if let Some(mb) = &self.general.mbnames {
             crate::mbnames::account_done(
                 mb,

@@ -144,7 +144,7 @@ const IMAP: &[(&str, Support)] = &[
     ("singlethreadperfolder", WarnIfTrue),
     ("holdconnectionopen", WarnIfTrue),
     ("keepalive", Warn),
-    ("newmail_hook", Warn),
+    ("newmail_hook", Read),
     ("retrycount", Warn),
 ];
 
@@ -1012,6 +1012,7 @@ impl<'a> Builder<'a> {
             porteval,
             usereval,
             idlefolders: self.py_expr(s, "idlefolders"),
+            newmail_hook: self.py_expr(s, "newmail_hook"),
             ipv6,
             tls_version,
             sslclientcert,

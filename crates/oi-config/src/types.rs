@@ -204,6 +204,8 @@ pub struct ImapConfig {
     pub usereval: Option<PyExpr>,
     /// `idlefolders`: a Python list of folders watched with IDLE between autorefresh syncs.
     pub idlefolders: Option<PyExpr>,
+    /// `newmail_hook`: a Python callable called after new mail was copied from INBOX.
+    pub newmail_hook: Option<PyExpr>,
     /// `ipv6`: `Some(true)` IPv6 only, `Some(false)` IPv4 only, `None` either.
     pub ipv6: Option<bool>,
     /// `ssl_version` within `tls_level`, as far as TLS 1.2/1.3 can honour it.

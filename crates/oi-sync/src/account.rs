@@ -134,6 +134,8 @@ pub struct AccountReport {
     pub worst: Option<Severity>,
     /// Local names of the folders whose sync was started (OfflineIMAP's mbnames list).
     pub folders: Vec<String>,
+    /// What each folder that synced changed, by remote name.
+    pub per_folder: Vec<(String, SyncStats)>,
 }
 
 impl AccountReport {
@@ -325,6 +327,7 @@ where
         match result {
             Ok(stats) => {
                 report.stats.add(&stats);
+                report.per_folder.push((rname.clone(), stats));
                 events.emit(Event::FolderDone {
                     account: account.to_string(),
                     folder: rname,

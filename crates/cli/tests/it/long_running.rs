@@ -241,3 +241,40 @@ fn idle_folder_brings_new_mail_without_waiting_for_autorefresh() {
     let modes = std::fs::read_to_string(&modes).unwrap();
     assert!(modes.lines().any(|l| l == "idle"), "{modes}");
 }
+
+/// newmail_hook: the remote's Python callable runs after new mail was copied from INBOX,
+/// and not after a run that brought none.
+#[test]
+fn newmail_hook_runs_after_new_inbox_mail_only() {
+    let Some(w) = World::new("newmail_hook") else {
+        return;
+    };
+    w.put("INBOX", "a");
+    let marks = w.dir.path().join("newmail");
+    let py = w.dir.path().join("hooks.py");
+    std::fs::write(
+        &py,
+        format!(
+            "def notify():\n    open({:?}, 'a').write('new\\n')\n",
+            marks.display().to_string()
+        ),
+    )
+    .unwrap();
+    w.write_config("newmail_hook = notify", "");
+    let text = std::fs::read_to_string(w.rc()).unwrap().replace(
+        "[general]\n",
+        &format!("[general]\npythonfile = {}\n", py.display()),
+    );
+    std::fs::write(w.rc(), text).unwrap();
+    w.sync_ok();
+    assert_eq!(std::fs::read_to_string(&marks).unwrap(), "new\n");
+    w.sync_ok();
+    assert_eq!(
+        std::fs::read_to_string(&marks).unwrap(),
+        "new\n",
+        "called without new mail"
+    );
+    w.put("INBOX", "b");
+    w.sync_ok();
+    assert_eq!(std::fs::read_to_string(&marks).unwrap(), "new\nnew\n");
+}
