@@ -203,7 +203,13 @@ async fn run_accounts(
     };
     let semaphore = Arc::new(tokio::sync::Semaphore::new(parallel));
     let mut tasks = tokio::task::JoinSet::new();
-    for account in config.accounts.clone() {
+    for mut account in config.accounts.clone() {
+        if args.single {
+            // -1: one connection per repository too (OfflineIMAP's single-threaded mode).
+            if let RepositoryKind::Imap(imap) = &mut account.remote.kind {
+                imap.maxconnections = 1;
+            }
+        }
         let general = config.general.clone();
         let ui = ui.clone();
         let semaphore = semaphore.clone();
@@ -538,6 +544,7 @@ async fn sync_one(
         create_remote: account.remote.createfolders,
         create_local: account.local.createfolders,
         only_folders,
+        connections: imap.maxconnections,
     };
     let root = match &account.local.kind {
         RepositoryKind::Maildir(m) => m.localfolders.clone(),

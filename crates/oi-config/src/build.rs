@@ -140,7 +140,7 @@ const IMAP: &[(&str, Support)] = &[
     ("realdelete", Obsolete),
     ("idlefolders", Read),
     ("usecompression", WarnIfTrue),
-    ("maxconnections", Warn),
+    ("maxconnections", Read),
     ("singlethreadperfolder", WarnIfTrue),
     ("holdconnectionopen", WarnIfTrue),
     ("keepalive", Warn),
@@ -1013,6 +1013,9 @@ impl<'a> Builder<'a> {
             usereval,
             idlefolders: self.py_expr(s, "idlefolders"),
             newmail_hook: self.py_expr(s, "newmail_hook"),
+            maxconnections: self
+                .parsed(s, "maxconnections", "a number of connections", parse_py_int)
+                .map_or(1, |(n, _)| usize::try_from(n).unwrap_or(1).max(1)),
             ipv6,
             tls_version,
             sslclientcert,
@@ -1133,7 +1136,7 @@ mod tests {
         assert_eq!(lookup(&[REPOSITORY, IMAP], "customflag_x"), None);
         assert_eq!(lookup(&[REPOSITORY, IMAP], "nametrans"), Some(Read));
         assert_eq!(lookup(&[REPOSITORY, IMAP], "reference"), Some(Reject));
-        assert_eq!(lookup(&[REPOSITORY, IMAP], "maxconnections"), Some(Warn));
+        assert_eq!(lookup(&[REPOSITORY, IMAP], "maxconnections"), Some(Read));
         assert!(known_anywhere("trashfolder"));
         assert!(!known_anywhere("remotehots"));
     }

@@ -394,10 +394,7 @@ fn unsupported_options_warn_or_fail() {
     ));
     assert_eq!(
         c.warnings,
-        [
-            "not supported yet: maxconnections (rc:16); ignored",
-            "not supported yet: holdconnectionopen (rc:18); ignored"
-        ]
+        ["not supported yet: holdconnectionopen (rc:18); ignored"]
     );
     assert_eq!(
         c.unknown,
@@ -877,4 +874,18 @@ fn legacy_options_are_accepted() {
     ));
     assert!(c.warnings.is_empty(), "{:?}", c.warnings);
     assert!(has(&c.unknown, "realdelete: obsolete"), "{:?}", c.unknown);
+}
+
+#[test]
+fn maxconnections_is_read() {
+    let c = ok(&BASE.replace("remoteuser = me", "remoteuser = me\nmaxconnections = 3"));
+    let RepositoryKind::Imap(imap) = &c.accounts[0].remote.kind else {
+        panic!()
+    };
+    assert_eq!(imap.maxconnections, 3);
+    let c = ok(BASE);
+    let RepositoryKind::Imap(imap) = &c.accounts[0].remote.kind else {
+        panic!()
+    };
+    assert_eq!(imap.maxconnections, 1);
 }

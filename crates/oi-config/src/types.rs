@@ -206,6 +206,8 @@ pub struct ImapConfig {
     pub idlefolders: Option<PyExpr>,
     /// `newmail_hook`: a Python callable called after new mail was copied from INBOX.
     pub newmail_hook: Option<PyExpr>,
+    /// `maxconnections`: folders synced at once, each on its own connection. Default 1.
+    pub maxconnections: usize,
     /// `ipv6`: `Some(true)` IPv6 only, `Some(false)` IPv4 only, `None` either.
     pub ipv6: Option<bool>,
     /// `ssl_version` within `tls_level`, as far as TLS 1.2/1.3 can honour it.

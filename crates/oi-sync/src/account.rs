@@ -2,6 +2,9 @@
 //! policy allows, and sync each folder pair, isolating folder failures.
 
 use std::collections::BTreeSet;
+use std::future::Future;
+use std::pin::Pin;
+use std::task::Poll;
 
 use oi_core::{Event, EventSink, Repository, Severity, Side, StatusStore, StoreError, SyncStats};
 
@@ -103,6 +106,20 @@ impl FolderNaming for PlainNaming {
     }
 }
 
+/// Waits for the first of the running folder syncs to finish and removes it.
+async fn next_done<T>(running: &mut Vec<Pin<Box<dyn Future<Output = T> + Send + '_>>>) -> T {
+    std::future::poll_fn(|cx| {
+        for i in 0..running.len() {
+            if let Poll::Ready(v) = running[i].as_mut().poll(cx) {
+                drop(running.swap_remove(i));
+                return Poll::Ready(v);
+            }
+        }
+        Poll::Pending
+    })
+    .await
+}
+
 /// A folder pair's names.
 struct PairNames<'a> {
     remote: &'a str,
@@ -121,6 +138,8 @@ pub struct AccountPolicy {
     pub create_local: bool,
     /// `-f`: sync only these remote folders.
     pub only_folders: Option<Vec<String>>,
+    /// How many folders to sync at once (`maxconnections`; 0 and 1 mean one).
+    pub connections: usize,
 }
 
 /// The outcome of an account sync.
@@ -300,30 +319,53 @@ where
         )
         .into());
     }
-    for (rname, lname, sname) in pairs {
-        if opts.cancel.is_cancelled() {
-            return Err(SyncError::Cancelled);
+    // Up to `connections` folders at once (OfflineIMAP's maxconnections), each on its own
+    // connection. A stop request is honoured at every folder's own safe point: in-flight
+    // folders are waited for, never dropped mid-step.
+    type Running<'f> =
+        Pin<Box<dyn Future<Output = (String, Result<SyncStats, SyncError>)> + Send + 'f>>;
+    let limit = policy.connections.max(1);
+    let mut queue = pairs.into_iter();
+    let mut running: Vec<Running<'_>> = Vec::new();
+    let mut stop: Option<SyncError> = None;
+    loop {
+        while stop.is_none() && running.len() < limit {
+            let Some((rname, lname, sname)) = queue.next() else {
+                break;
+            };
+            if opts.cancel.is_cancelled() {
+                stop = Some(SyncError::Cancelled);
+                break;
+            }
+            report.folders.push(lname.clone());
+            events.emit(Event::FolderStart {
+                account: account.to_string(),
+                folder: rname.clone(),
+            });
+            events.emit(Event::SyncingFolder {
+                account: account.to_string(),
+                folder: rname.clone(),
+                local_folder: lname.clone(),
+            });
+            running.push(Box::pin(async move {
+                let label = FolderLabel {
+                    account: account.to_string(),
+                    folder: rname.clone(),
+                };
+                let names = PairNames {
+                    remote: &rname,
+                    local: &lname,
+                    status: &sname,
+                };
+                let result =
+                    sync_pair(remote, local, status, &names, policy, opts, events, &label).await;
+                (rname, result)
+            }));
         }
-        report.folders.push(lname.clone());
-        let label = FolderLabel {
-            account: account.to_string(),
-            folder: rname.clone(),
-        };
-        events.emit(Event::FolderStart {
-            account: account.to_string(),
-            folder: rname.clone(),
-        });
-        events.emit(Event::SyncingFolder {
-            account: account.to_string(),
-            folder: rname.clone(),
-            local_folder: lname.clone(),
-        });
-        let names = PairNames {
-            remote: &rname,
-            local: &lname,
-            status: &sname,
-        };
-        let result = sync_pair(remote, local, status, &names, policy, opts, events, &label).await;
+        if running.is_empty() {
+            break;
+        }
+        let (rname, result) = next_done(&mut running).await;
         match result {
             Ok(stats) => {
                 report.stats.add(&stats);
@@ -334,7 +376,9 @@ where
                     stats,
                 });
             }
-            Err(e @ (SyncError::CrashHook | SyncError::Cancelled)) => return Err(e),
+            // A crash is a crash: no folder goes on.
+            Err(SyncError::CrashHook) => return Err(SyncError::CrashHook),
+            Err(SyncError::Cancelled) => stop = Some(SyncError::Cancelled),
             Err(e) => {
                 let severity = e.severity();
                 events.emit(Event::Error {
@@ -344,11 +388,15 @@ where
                     message: e.to_string(),
                 });
                 report.fail(rname, e);
-                if severity >= Severity::Repository {
-                    break;
+                if severity >= Severity::Repository && stop.is_none() {
+                    // The repository is unusable: start nothing more, let the others end.
+                    queue = Vec::new().into_iter();
                 }
             }
         }
+    }
+    if let Some(e) = stop {
+        return Err(e);
     }
     Ok(report)
 }

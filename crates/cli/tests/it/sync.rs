@@ -716,3 +716,23 @@ fn netrc_supplies_user_and_password() {
     w.sync_ok();
     assert_eq!(local_messages(&w.maildir().join("INBOX")).len(), 1);
 }
+
+/// maxconnections: folders synced at once over several connections end as one at a time.
+#[test]
+fn several_connections_sync_folders_at_once() {
+    let Some(w) = World::new("maxconnections") else {
+        return;
+    };
+    for f in ["A", "B", "C", "D"] {
+        w.server.create_mailbox(USER, f).unwrap();
+        for i in 0..5 {
+            w.put(f, &format!("{f}{i}"));
+        }
+    }
+    w.write_config("maxconnections = 3", "");
+    w.sync_ok();
+    for f in ["A", "B", "C", "D"] {
+        assert_eq!(local_messages(&w.maildir().join(f)).len(), 5, "{f}");
+    }
+    assert_nothing_done(&w.sync_ok());
+}

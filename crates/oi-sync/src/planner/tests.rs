@@ -814,3 +814,82 @@ fn late_landing_upload_is_removed_as_our_duplicate() {
     let pending = s.status.committed.lock().unwrap()["INBOX"].pending.clone();
     assert!(pending.is_empty(), "{pending:?}");
 }
+
+/// Several folders at once (maxconnections) end exactly where one at a time ends.
+#[test]
+fn parallel_folders_match_sequential() {
+    use crate::account::{AccountPolicy, PlainNaming, sync_account};
+    let build = || {
+        let remote = MemRepository::server('.');
+        let local = MemRepository::maildir('.');
+        for f in ["INBOX", "A", "B", "C", "D"] {
+            remote.with(f, |d| {
+                d.next_uid = 10;
+                for u in 1..=3 {
+                    d.messages.insert(
+                        uid(u),
+                        (format!("Subject: {f}{u}\n\nx\n").into_bytes(), Flags::SEEN),
+                    );
+                }
+            });
+        }
+        local.with("L", |d| {
+            d.unsynced
+                .push(("k".into(), b"Subject: l\n\nx\n".to_vec(), Flags::EMPTY))
+        });
+        (remote, local, MemStatusFactory::default())
+    };
+    let state = |r: &MemRepository, l: &MemRepository| {
+        let all = |m: &MemRepository| {
+            let names: Vec<String> = m.folders.lock().unwrap().keys().cloned().collect();
+            names
+                .into_iter()
+                .map(|n| {
+                    // Upload markers are random: compare without them.
+                    let msgs: Vec<_> = m.with(&n, |d| {
+                        d.messages
+                            .values()
+                            .map(|(b, f)| {
+                                let t = String::from_utf8_lossy(b).replace(
+                                    &format!(
+                                        "X-OfflineIMAP: {}\n",
+                                        oi_core::marker::marker_of(b).unwrap_or_default()
+                                    ),
+                                    "",
+                                );
+                                (t, *f)
+                            })
+                            .collect()
+                    });
+                    (n, msgs)
+                })
+                .collect::<Vec<_>>()
+        };
+        (all(r), all(l))
+    };
+    let mut results = Vec::new();
+    for connections in [1, 3] {
+        let (r, l, st) = build();
+        let policy = AccountPolicy {
+            create_remote: true,
+            create_local: true,
+            connections,
+            ..AccountPolicy::default()
+        };
+        let report = block_on(sync_account(
+            "acc",
+            &r,
+            &l,
+            &st,
+            &PlainNaming,
+            &policy,
+            &ExecOptions::default(),
+            &NullSink,
+        ))
+        .unwrap();
+        assert!(report.failed.is_empty());
+        assert_eq!(report.per_folder.len(), 6);
+        results.push(state(&r, &l));
+    }
+    assert_eq!(results[0], results[1]);
+}
