@@ -331,7 +331,14 @@ fn start_watchers(
             const REISSUE: Duration = Duration::from_secs(29 * 60);
             while !cancel.is_cancelled() {
                 let mut watcher = match repo.watch(&folder).await {
-                    Ok(w) => w,
+                    Ok(w) => {
+                        // Mail that arrived before this IDLE started would wait for the next
+                        // change: sync the folder once now that it is watched.
+                        if tx.send(folder.clone()).await.is_err() {
+                            return;
+                        }
+                        w
+                    }
                     Err(e) => {
                         ui.emit(Event::Warning {
                             account: Some(name.clone()),
@@ -534,6 +541,7 @@ async fn sync_one(
             guard: DeletionGuard {
                 max_percent: account.max_delete_percent,
             },
+            max_size: account.maxsize,
             remote_flags: RemoteFlags(
                 oi_core::Flags::from_maildir("DFRST")
                     | oi_imap::keywords::KeywordMap::new(custom_flags.iter().cloned())

@@ -63,7 +63,7 @@ const ACCOUNT: &[(&str, Support)] = &[
     ("skipsleep", Warn),
     ("labelsheader", Warn),
     ("ignorelabels", Warn),
-    ("maxsize", Reject),
+    ("maxsize", Read),
     ("maxage", Reject),
     ("maildir-windows-compatible", Read),
     ("synclabels", RejectIfTrue),
@@ -586,6 +586,10 @@ impl<'a> Builder<'a> {
         self.incompatible(section);
         let maildir_windows_compatible = self.boolean(section, "maildir-windows-compatible", false);
         let utf8foldernames = self.boolean(section, "utf8foldernames", false);
+        let maxsize = self
+            .parsed(section, "maxsize", "a number of bytes", parse_py_int)
+            .and_then(|(n, _)| u64::try_from(n).ok())
+            .filter(|n| *n > 0);
         let presynchook = self.string(section, "presynchook").map(|(v, _)| v);
         let postsynchook = self.string(section, "postsynchook").map(|(v, _)| v);
         Some(AccountConfig {
@@ -599,6 +603,7 @@ impl<'a> Builder<'a> {
             max_delete_percent,
             maildir_windows_compatible,
             utf8foldernames,
+            maxsize,
         })
     }
 

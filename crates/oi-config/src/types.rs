@@ -88,6 +88,8 @@ pub struct AccountConfig {
     /// more than this share of a side's messages (and more than a handful) stops with an
     /// explanation instead. 100 turns the guard off.
     pub max_delete_percent: u8,
+    /// `maxsize`: messages larger than this many bytes are left out of the sync.
+    pub maxsize: Option<u64>,
     /// `maildir-windows-compatible`: the account's Maildir names use `!` instead of `:`
     /// before the flags. Default false.
     pub maildir_windows_compatible: bool,

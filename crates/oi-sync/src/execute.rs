@@ -218,6 +218,27 @@ pub async fn sync_folder<R: Folder, L: Folder, S: StatusStore>(
         records = status.load()?;
     }
 
+    if let Some(max) = policy.max_size {
+        // A message too large on either side is hidden from both and from the status, so
+        // that its absence from one listing is never read as a deletion.
+        let too_big = |l: &oi_core::Listing| -> Vec<Uid> {
+            l.messages
+                .iter()
+                .filter(|(_, m)| m.size.is_some_and(|s| s > max))
+                .map(|(u, _)| *u)
+                .collect()
+        };
+        let mut hidden = too_big(&remote_list);
+        hidden.extend(too_big(&local_list));
+        for uid in hidden {
+            remote_list.messages.remove(&uid);
+            local_list.messages.remove(&uid);
+            records.remove(&uid);
+        }
+        local_list
+            .unsynced
+            .retain(|m| m.size.is_none_or(|s| s <= max));
+    }
     let plan = plan(&remote_list, &local_list, &records, policy);
     for (side, listing) in [(Side::Remote, &remote_list), (Side::Local, &local_list)] {
         let deletes = plan
@@ -256,6 +277,7 @@ pub async fn sync_folder<R: Folder, L: Folder, S: StatusStore>(
         .filter_map(|(uid, m)| m.size.map(|s| (*uid, s)))
         .collect();
     let mut run = Run {
+        max_size: policy.max_size,
         remote,
         local,
         status,
@@ -498,6 +520,7 @@ fn new_marker(body: &[u8]) -> String {
 }
 
 struct Run<'a, R, L, S> {
+    max_size: Option<u64>,
     remote: &'a mut R,
     local: &'a mut L,
     status: &'a mut S,
@@ -689,6 +712,12 @@ impl<R: Folder, L: Folder, S: StatusStore> Run<'_, R, L, S> {
                 let MsgRef::Unsynced(key) = &message.source else {
                     continue;
                 };
+                if self
+                    .max_size
+                    .is_some_and(|max| message.body.len() as u64 > max)
+                {
+                    continue;
+                }
                 let Some((_, flags)) = chunk.iter().find(|(k, _)| k == key) else {
                     continue;
                 };

@@ -41,6 +41,9 @@ pub struct Policy {
     pub local: SidePolicy,
     /// The mass-deletion guard.
     pub guard: DeletionGuard,
+    /// `maxsize`: messages larger than this are left out of the sync (neither copied nor
+    /// deleted, on either side).
+    pub max_size: Option<u64>,
     /// The flags the remote can hold (IMAP: the system flags and the keywords mapped to
     /// custom letters). Other local letters stay local: they are never offered to the
     /// remote, so their absence there is never read as a removal.

@@ -736,3 +736,41 @@ fn several_connections_sync_folders_at_once() {
     }
     assert_nothing_done(&w.sync_ok());
 }
+
+/// maxsize: larger messages are neither downloaded nor uploaded, and a large message that
+/// was synced before is not deleted anywhere because of it.
+#[test]
+fn maxsize_leaves_large_messages_alone() {
+    let Some(w) = World::new("maxsize") else {
+        return;
+    };
+    w.put("INBOX", "small");
+    let big = format!("{}{}", message("big"), "x".repeat(20_000));
+    w.server.put_message(USER, "INBOX", big.as_bytes()).unwrap();
+    w.write_config("", "");
+    let text = std::fs::read_to_string(w.rc()).unwrap().replace(
+        "remoterepository = Remote\n",
+        "remoterepository = Remote\nmaxsize = 10000\n",
+    );
+    std::fs::write(w.rc(), text).unwrap();
+    let inbox = w.maildir().join("INBOX");
+    std::fs::create_dir_all(inbox.join("cur")).unwrap();
+    std::fs::create_dir_all(inbox.join("new")).unwrap();
+    std::fs::create_dir_all(inbox.join("tmp")).unwrap();
+    let big_local = format!("{}{}", message("big local"), "y".repeat(20_000));
+    std::fs::write(inbox.join("new/1700000010.big.host"), big_local).unwrap();
+    w.sync_ok();
+    let subjects: Vec<_> = local_messages(&inbox)
+        .into_iter()
+        .map(|m| m.subject)
+        .collect();
+    assert_eq!(subjects, ["big local", "small"]);
+    let server: Vec<_> = w
+        .server_messages("INBOX")
+        .into_values()
+        .map(|(s, _)| s)
+        .collect();
+    assert_eq!(server.len(), 2, "{server:?}");
+    assert!(!server.contains(&"big local".to_string()));
+    assert_nothing_done(&w.sync_ok());
+}
