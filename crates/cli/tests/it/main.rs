@@ -9,6 +9,7 @@
 //! - `kill`: a 2000-message two-way sync killed at random instants, 50 times.
 //! - `maintenance`: --info, --delete-folder, --migrate-fmd5-using-nametrans, exit codes.
 //! - `packaging`: man page, completions, systemd units and example config in contrib/.
+//! - `servers`: the core scenario against Cyrus and Courier.
 //! - `ui`: machineui against OfflineIMAP 8, blinkenlights under tmux.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
@@ -20,6 +21,7 @@ mod kill;
 mod long_running;
 mod maintenance;
 mod packaging;
+mod servers;
 mod sync;
 mod transport;
 mod ui;

@@ -1,0 +1,145 @@
+//! The core two-way scenario through the binary against other servers than Dovecot:
+//! Cyrus (`/` separator, folders beside INBOX) and Courier (`INBOX.` prefix), with and
+//! without UIDPLUS (then new UIDs are found by the X-OfflineIMAP header search).
+
+use std::collections::BTreeMap;
+
+use oi_testkit::{Courier, Cyrus, ServerMessage};
+
+use crate::common::*;
+
+/// A server as the scenario needs it.
+struct Server<'a> {
+    port: u16,
+    work: &'a str,
+    create: Box<dyn Fn(&str) + 'a>,
+    put: Box<dyn Fn(&str, &str) + 'a>,
+    messages: Box<dyn Fn(&str) -> Vec<ServerMessage> + 'a>,
+}
+
+fn by_subject(msgs: Vec<ServerMessage>) -> BTreeMap<String, Vec<String>> {
+    msgs.into_iter()
+        .filter(|m| !m.has_flag("\\Deleted"))
+        .map(|m| {
+            let mut f: Vec<String> = m.flags.into_iter().filter(|f| f != "\\Recent").collect();
+            f.sort();
+            (subject_of(&m.body), f)
+        })
+        .collect()
+}
+
+fn scenario(s: &Server, dir: &tempfile::TempDir) {
+    (s.create)(s.work);
+    (s.put)("INBOX", "a");
+    (s.put)("INBOX", "b");
+    (s.put)(s.work, "w");
+    let mail = dir.path().join("Mail");
+    let rc = dir.path().join("rc");
+    std::fs::write(
+        &rc,
+        format!(
+            "[general]\naccounts = T\nmetadata = {meta}\n\n[Account T]\nlocalrepository = L\n\
+             remoterepository = R\n\n[Repository L]\ntype = Maildir\nlocalfolders = {mail}\n\n\
+             [Repository R]\ntype = IMAP\nremotehost = 127.0.0.1\nremoteport = {port}\n\
+             remoteuser = alice\nremotepass = alicepass\nssl = no\nstarttls = no\n",
+            meta = dir.path().join("meta").display(),
+            mail = mail.display(),
+            port = s.port
+        ),
+    )
+    .unwrap();
+    let run = || {
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_offlineimap"))
+            .env_clear()
+            .env("PATH", std::env::var("PATH").unwrap_or_default())
+            .env("HOME", dir.path())
+            .arg("-c")
+            .arg(&rc)
+            .args(["-o", "-u", "basic"])
+            .output()
+            .unwrap();
+        let err = String::from_utf8_lossy(&out.stderr).to_string();
+        assert!(out.status.success(), "{err}");
+        err
+    };
+    let inbox = mail.join("INBOX");
+    std::fs::create_dir_all(inbox.join("new")).unwrap();
+    std::fs::create_dir_all(inbox.join("cur")).unwrap();
+    std::fs::create_dir_all(inbox.join("tmp")).unwrap();
+    std::fs::write(inbox.join("new/1700000000.l.host"), message("from local")).unwrap();
+    run();
+    let subjects: Vec<String> = local_messages(&inbox)
+        .into_iter()
+        .map(|m| m.subject)
+        .collect();
+    assert_eq!(subjects, ["a", "b", "from local"]);
+    let work: Vec<String> = local_messages(&mail.join(s.work))
+        .into_iter()
+        .map(|m| m.subject)
+        .collect();
+    assert_eq!(work, ["w"]);
+    let server = by_subject((s.messages)("INBOX"));
+    assert_eq!(
+        server.keys().cloned().collect::<Vec<_>>(),
+        ["a", "b", "from local"]
+    );
+    // Local flag and deletion go up; the last run has nothing to do.
+    let local = local_messages(&inbox);
+    set_local_flags(&local[0], "FS");
+    std::fs::remove_file(&local[1].path).unwrap();
+    run();
+    let server = by_subject((s.messages)("INBOX"));
+    assert_eq!(
+        server.keys().cloned().collect::<Vec<_>>(),
+        ["a", "from local"]
+    );
+    assert_eq!(server["a"], ["\\Flagged", "\\Seen"]);
+    assert_nothing_done(&run());
+}
+
+#[test]
+fn core_scenario_against_cyrus() {
+    let Some(c) = Cyrus::start_or_skip("core_scenario_against_cyrus") else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let s = Server {
+        port: c.imap_port(),
+        work: "Work",
+        create: Box::new(|m| c.create_mailbox("alice", m).unwrap()),
+        put: Box::new(|m, subject| {
+            c.put_message("alice", m, &[], message(subject).as_bytes())
+                .unwrap();
+        }),
+        messages: Box::new(|m| c.messages("alice", m).unwrap()),
+    };
+    scenario(&s, &dir);
+}
+
+fn courier(uidplus: bool) {
+    let Some(c) = Courier::start_or_skip_with("core_scenario_against_courier", uidplus) else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let s = Server {
+        port: c.imap_port(),
+        work: "INBOX.Work",
+        create: Box::new(|m| c.create_mailbox("alice", m).unwrap()),
+        put: Box::new(|m, subject| {
+            c.put_message("alice", m, &[], message(subject).as_bytes())
+                .unwrap();
+        }),
+        messages: Box::new(|m| c.messages("alice", m).unwrap()),
+    };
+    scenario(&s, &dir);
+}
+
+#[test]
+fn core_scenario_against_courier() {
+    courier(true);
+}
+
+#[test]
+fn core_scenario_against_courier_without_uidplus() {
+    courier(false);
+}
