@@ -8,13 +8,16 @@ use oi_testkit::{Courier, Cyrus, ServerMessage};
 
 use crate::common::*;
 
+type Put<'a> = Box<dyn Fn(&str, &str) + 'a>;
+type Read<'a> = Box<dyn Fn(&str) -> Vec<ServerMessage> + 'a>;
+
 /// A server as the scenario needs it.
 struct Server<'a> {
     port: u16,
     work: &'a str,
     create: Box<dyn Fn(&str) + 'a>,
-    put: Box<dyn Fn(&str, &str) + 'a>,
-    messages: Box<dyn Fn(&str) -> Vec<ServerMessage> + 'a>,
+    put: Put<'a>,
+    messages: Read<'a>,
 }
 
 fn by_subject(msgs: Vec<ServerMessage>) -> BTreeMap<String, Vec<String>> {
