@@ -315,7 +315,8 @@ pub trait StatusStore: Send {
     /// Uploads recorded as about to happen and not yet finished.
     fn pending_uploads(&mut self) -> Result<Vec<PendingUpload>, StoreError>;
 
-    /// Records an upload about to happen; durable when this returns (the APPEND follows).
+    /// Records an upload about to happen; the engine commits before the APPEND (one commit
+    /// for a whole batch of uploads).
     fn add_pending_upload(&mut self, pending: &PendingUpload) -> Result<(), StoreError>;
 
     /// Forgets a pending upload (with the next commit).

@@ -412,6 +412,7 @@ c.commit()
             source: MsgRef::Unsynced("123.host".into()),
         };
         s.add_pending_upload(&p).unwrap();
+        s.commit().unwrap();
         s.set(uid(4), Flags::SEEN).unwrap();
         drop(s); // a crash: only the pending record was committed
         let mut s = d.open_folder("INBOX", "INBOX", "INBOX").unwrap();

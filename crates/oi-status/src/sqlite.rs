@@ -313,12 +313,10 @@ impl StatusStore for SqliteStatus {
 
     fn add_pending_upload(&mut self, pending: &PendingUpload) -> Result<(), StoreError> {
         self.pending_table()?;
-        self.write(
+        Ok(self.write(
             "INSERT OR REPLACE INTO offlineimap_rs_pending_upload (marker, source) VALUES (?, ?)",
             params![pending.marker, pending.source.to_text()],
-        )?;
-        // The APPEND follows: the record must be on disk first.
-        self.commit()
+        )?)
     }
 
     fn clear_pending_upload(&mut self, marker: &str) -> Result<(), StoreError> {

@@ -684,18 +684,47 @@ impl<R: Folder, L: Folder, S: StatusStore> Run<'_, R, L, S> {
         message: &Message,
         flags: Flags,
     ) -> Result<Option<Uid>, SyncError> {
-        let marker = new_marker(&message.body);
-        self.status.add_pending_upload(&oi_core::PendingUpload {
-            marker: marker.clone(),
-            source: message.source.clone(),
-        })?;
+        let markers = self.record_markers(&[message])?;
+        let Some(marker) = markers.first() else {
+            // record_markers gives one marker per message.
+            return Ok(None);
+        };
+        self.append_marked(message, marker, flags).await
+    }
+
+    /// Records an upload marker for each message and commits them together (see
+    /// [`recover_uploads`]); returns the markers in order.
+    fn record_markers(&mut self, messages: &[&Message]) -> Result<Vec<String>, SyncError> {
+        let mut markers = Vec::with_capacity(messages.len());
+        for message in messages {
+            let marker = new_marker(&message.body);
+            self.status.add_pending_upload(&oi_core::PendingUpload {
+                marker: marker.clone(),
+                source: message.source.clone(),
+            })?;
+            markers.push(marker);
+        }
+        if !markers.is_empty() {
+            self.status.commit()?;
+        }
+        Ok(markers)
+    }
+
+    /// APPENDs a message with its recorded marker; the record is cleared with the next
+    /// commit, after the caller recorded the new UID.
+    async fn append_marked(
+        &mut self,
+        message: &Message,
+        marker: &str,
+        flags: Flags,
+    ) -> Result<Option<Uid>, SyncError> {
         let marked = Message {
-            body: oi_core::marker::insert_marker(&message.body, &marker),
+            body: oi_core::marker::insert_marker(&message.body, marker),
             ..message.clone()
         };
         self.effect()?;
         let uid = self.remote.append(&marked, flags, None).await?;
-        self.status.clear_pending_upload(&marker)?;
+        self.status.clear_pending_upload(marker)?;
         Ok(uid)
     }
 
@@ -708,16 +737,17 @@ impl<R: Folder, L: Folder, S: StatusStore> Run<'_, R, L, S> {
                 .map(|(k, _)| MsgRef::Unsynced(k.clone()))
                 .collect();
             let messages = self.local.fetch(&which).await?;
-            for message in &messages {
+            let max_size = self.max_size;
+            let messages: Vec<&Message> = messages
+                .iter()
+                .filter(|m| max_size.is_none_or(|max| m.body.len() as u64 <= max))
+                .collect();
+            // One durable record of the whole batch's markers before its first APPEND.
+            let markers = self.record_markers(&messages)?;
+            for (message, marker) in messages.iter().zip(markers) {
                 let MsgRef::Unsynced(key) = &message.source else {
                     continue;
                 };
-                if self
-                    .max_size
-                    .is_some_and(|max| message.body.len() as u64 > max)
-                {
-                    continue;
-                }
                 let Some((_, flags)) = chunk.iter().find(|(k, _)| k == key) else {
                     continue;
                 };
@@ -729,7 +759,7 @@ impl<R: Folder, L: Folder, S: StatusStore> Run<'_, R, L, S> {
                     num: uploads.iter().position(|(k, _)| k == key).unwrap_or(0) + 1,
                     total: uploads.len(),
                 });
-                let Some(uid) = self.marked_append(message, *flags).await? else {
+                let Some(uid) = self.append_marked(message, &marker, *flags).await? else {
                     self.warn(format!(
                         "uploaded local message {key} but the server did not tell its UID; \
                          it stays unsynced locally"

@@ -394,7 +394,7 @@ impl StatusStore for MemStatus {
     fn add_pending_upload(&mut self, pending: &PendingUpload) -> Result<(), StoreError> {
         self.working.pending.retain(|p| p.marker != pending.marker);
         self.working.pending.push(pending.clone());
-        self.commit()
+        Ok(())
     }
 
     fn clear_pending_upload(&mut self, marker: &str) -> Result<(), StoreError> {

@@ -795,6 +795,7 @@ fn late_landing_upload_is_removed_as_our_duplicate() {
             source: oi_core::MsgRef::Unsynced("new0".into()),
         })
         .unwrap();
+        st.commit().unwrap();
     }
     // This run does not see it on the server yet: it uploads the message again.
     block_on(run(&s, &w.policy, &ExecOptions::default())).unwrap();
