@@ -427,35 +427,9 @@ pub fn unique_header_value(body: &[u8]) -> String {
 }
 
 /// Adds `X-OfflineIMAP: value` as the last header line, as Python's `add_header` does,
-/// keeping the message's own line ends.
+/// keeping the message's own line ends (the engine's upload marker is the same header).
 pub fn insert_header(body: &[u8], value: &str) -> Vec<u8> {
-    let crlf = memchr::memmem::find(body, b"\r\n").is_some();
-    let eol: &[u8] = if crlf { b"\r\n" } else { b"\n" };
-    let header_end = memchr::memmem::find(body, b"\r\n\r\n")
-        .map(|i| i + 2)
-        .into_iter()
-        .chain(memchr::memmem::find(body, b"\n\n").map(|i| i + 1))
-        .min();
-    let mut line = b"X-OfflineIMAP: ".to_vec();
-    line.extend_from_slice(value.as_bytes());
-    line.extend_from_slice(eol);
-    match header_end {
-        Some(at) => {
-            let mut out = body[..at].to_vec();
-            out.extend_from_slice(&line);
-            out.extend_from_slice(&body[at..]);
-            out
-        }
-        // No blank line: all header, or no header at all.
-        None => {
-            let mut out = body.to_vec();
-            if !out.is_empty() && !out.ends_with(b"\n") {
-                out.extend_from_slice(eol);
-            }
-            out.extend_from_slice(&line);
-            out
-        }
-    }
+    oi_core::marker::insert_marker(body, value)
 }
 
 /// IMAP `date-time` (RFC 3501 §9) in UTC.
