@@ -781,6 +781,9 @@ pub(crate) fn imap_config(
         },
         keywords: oi_imap::keywords::KeywordMap::new(custom_flags.iter().cloned())
             .map_err(|e| anyhow::anyhow!("customflag: {e}"))?,
+        // A test hook, like OFFLINEIMAP_TEST_CRASH_AFTER: proves the full-scan path against a
+        // server that does offer CONDSTORE/QRESYNC.
+        condstore: std::env::var_os("OFFLINEIMAP_TEST_NO_CONDSTORE").is_none(),
     })
 }
 

@@ -88,6 +88,52 @@ pub struct QuickState {
     pub last_uid: Option<Uid>,
 }
 
+/// A listing a store made earlier, kept by the engine in the status between runs, with
+/// the store's token that says which state of the folder it shows (IMAP: UIDVALIDITY and
+/// HIGHESTMODSEQ, RFC 7162). Only the store that made it reads the token.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CachedListing {
+    /// The store's description of the state the listing shows.
+    pub token: String,
+    /// The listing.
+    pub listing: Listing,
+}
+
+impl CachedListing {
+    /// A compact binary form for storage: per message its UID, flag bits and size.
+    pub fn encode_messages(listing: &Listing) -> Vec<u8> {
+        let mut out = Vec::with_capacity(listing.messages.len() * 16);
+        for (uid, m) in &listing.messages {
+            out.extend_from_slice(&uid.get().to_le_bytes());
+            out.extend_from_slice(&m.flags.bits().to_le_bytes());
+            out.extend_from_slice(&m.size.map_or(u64::MAX, |s| s).to_le_bytes());
+        }
+        out
+    }
+
+    /// Reads [`CachedListing::encode_messages`]; `None` for anything malformed (the
+    /// caller then lists in full).
+    pub fn decode_messages(data: &[u8]) -> Option<Listing> {
+        if !data.len().is_multiple_of(16) {
+            return None;
+        }
+        let mut listing = Listing::default();
+        for rec in data.chunks_exact(16) {
+            let uid = Uid::new(u32::from_le_bytes(rec[0..4].try_into().ok()?))?;
+            let flags = Flags::from_bits(u32::from_le_bytes(rec[4..8].try_into().ok()?));
+            let size = u64::from_le_bytes(rec[8..16].try_into().ok()?);
+            let meta = MessageMeta {
+                flags,
+                size: (size != u64::MAX).then_some(size),
+            };
+            if listing.messages.insert(uid, meta).is_some() {
+                return None;
+            }
+        }
+        Some(listing)
+    }
+}
+
 /// An upload that was about to happen: recorded in the status before the APPEND, cleared
 /// once the new UID is recorded (see [`crate::marker`]).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -253,6 +299,18 @@ pub trait Folder: Send {
         uid: Uid,
     ) -> impl Future<Output = Result<(), StoreError>> + Send;
 
+    /// Lists like [`Folder::list`], starting from a listing this store made on an earlier
+    /// run when it can tell what changed since (IMAP: CONDSTORE/QRESYNC, RFC 7162). Returns
+    /// the listing and, when the store can continue from it next time, the token to keep
+    /// with it. The default lists in full and keeps nothing.
+    fn list_since(
+        &mut self,
+        earlier: Option<CachedListing>,
+    ) -> impl Future<Output = Result<(Listing, Option<String>), StoreError>> + Send {
+        let _ = earlier;
+        async { Ok((self.list().await?, None)) }
+    }
+
     /// What a quick sync needs to tell whether the folder changed, cheaply (IMAP: the
     /// message count from SELECT and the UID of the last message): `None` when the store
     /// cannot say more cheaply than a listing, which the engine then does.
@@ -322,6 +380,23 @@ pub trait StatusStore: Send {
     /// Forgets a pending upload (with the next commit).
     fn clear_pending_upload(&mut self, marker: &str) -> Result<(), StoreError>;
 
+    /// The listing of a side kept by [`StatusStore::save_listing`], if any. Stores that
+    /// keep none answer `None` (the engine then lists in full).
+    fn cached_listing(&mut self, side: crate::Side) -> Result<Option<CachedListing>, StoreError> {
+        let _ = side;
+        Ok(None)
+    }
+
+    /// Keeps a side's listing for the next run (with the next commit); `None` forgets it.
+    fn save_listing(
+        &mut self,
+        side: crate::Side,
+        cached: Option<&CachedListing>,
+    ) -> Result<(), StoreError> {
+        let _ = (side, cached);
+        Ok(())
+    }
+
     /// The UIDVALIDITY saved for a side (`Repository-<name>/FolderValidity/<folder>`).
     fn saved_validity(&self, side: crate::Side) -> Result<Option<UidValidity>, StoreError>;
 
@@ -342,6 +417,30 @@ mod tests {
         let crlf = b"message-id: <c@d>\r\n\r\nbody\r\n";
         assert_eq!(Identity::of_message(crlf).size, Some(crlf.len() as u64));
         assert_eq!(message_id_of(b"Subject: none\r\n\r\n"), None);
+    }
+
+    #[test]
+    fn cached_listing_round_trips_and_rejects_garbage() {
+        let mut l = Listing::default();
+        for (n, f, s) in [
+            (1, "S", Some(10)),
+            (7, "FRa", None),
+            (u32::MAX, "", Some(0)),
+        ] {
+            l.messages.insert(
+                Uid::new(n).unwrap(),
+                MessageMeta {
+                    flags: Flags::from_maildir(f),
+                    size: s,
+                },
+            );
+        }
+        let data = CachedListing::encode_messages(&l);
+        assert_eq!(CachedListing::decode_messages(&data), Some(l));
+        assert_eq!(CachedListing::decode_messages(&data[..15]), None);
+        assert_eq!(CachedListing::decode_messages(&[0u8; 16]), None);
+        let twice = [&data[..16], &data[..16]].concat();
+        assert_eq!(CachedListing::decode_messages(&twice), None);
     }
 
     #[test]

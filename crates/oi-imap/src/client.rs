@@ -410,7 +410,10 @@ impl Connection {
                 match ev {
                     Event::Untagged(Untagged::Bye(t)) => self.bye = Some(t),
                     Event::Untagged(
-                        Untagged::Exists(_) | Untagged::Expunge(_) | Untagged::Fetch(_),
+                        Untagged::Exists(_)
+                        | Untagged::Expunge(_)
+                        | Untagged::Vanished { .. }
+                        | Untagged::Fetch(_),
                     ) => changed = true,
                     Event::Done {
                         tag: t,

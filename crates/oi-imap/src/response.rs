@@ -57,6 +57,10 @@ pub enum RespCode {
     Capability(Vec<String>),
     /// `[READ-ONLY]`.
     ReadOnly,
+    /// `[HIGHESTMODSEQ n]` (RFC 7162 §3.1.2.1).
+    HighestModSeq(u64),
+    /// `[NOMODSEQ]`: the mailbox keeps no mod-sequences (RFC 7162 §3.1.2.2).
+    NoModSeq,
     /// Any other code.
     Other,
 }
@@ -106,12 +110,23 @@ pub enum Untagged {
         /// The mailbox name as the server sent it.
         name: String,
     },
+    /// `* ENABLED …` (RFC 5161): the extensions ENABLE turned on.
+    Enabled(Vec<String>),
     /// `* n EXISTS`.
     Exists(u32),
     /// `* n EXPUNGE`.
     Expunge(u32),
     /// `* SEARCH …`.
     Search(Vec<u32>),
+    /// `* VANISHED [(EARLIER)] uid-set` (RFC 7162 §3.2.10): UIDs expunged, as inclusive
+    /// ranges (never expanded: a hostile `1:4294967295` must not allocate).
+    Vanished {
+        /// Reported for the past (a `VANISHED` FETCH modifier or SELECT QRESYNC) rather
+        /// than just now.
+        earlier: bool,
+        /// The UIDs, as ranges `(low, high)`.
+        uids: Vec<(u32, u32)>,
+    },
     /// `* n FETCH (…)`.
     Fetch(FetchData),
     /// Anything else that we do not need (FLAGS, RECENT, STATUS, ENABLED, ID…).
@@ -209,6 +224,8 @@ fn map_code(c: Code<'_>) -> RespCode {
             RespCode::Capability(caps.as_ref().iter().map(|c| c.to_string()).collect())
         }
         Code::ReadOnly => RespCode::ReadOnly,
+        Code::HighestModSeq(n) => RespCode::HighestModSeq(n.get()),
+        Code::NoModSeq => RespCode::NoModSeq,
         _ => RespCode::Other,
     }
 }
@@ -281,9 +298,34 @@ fn map_response(r: CResponse<'_>) -> Response {
                 delimiter: delimiter.map(|d| d.inner()),
                 name: mailbox_name(&mailbox),
             },
+            Data::Enabled { capabilities } => {
+                Untagged::Enabled(capabilities.iter().map(|c| c.to_string()).collect())
+            }
             Data::Exists(n) => Untagged::Exists(n),
             Data::Expunge(n) => Untagged::Expunge(n.get()),
             Data::Search(uids, ..) => Untagged::Search(uids.iter().map(|n| n.get()).collect()),
+            Data::Vanished {
+                earlier,
+                known_uids,
+            } => {
+                use imap_codec::imap_types::sequence::{SeqOrUid, Sequence};
+                let n = |x: &SeqOrUid| match x {
+                    SeqOrUid::Value(v) => v.get(),
+                    SeqOrUid::Asterisk => u32::MAX,
+                };
+                Untagged::Vanished {
+                    earlier,
+                    uids: known_uids
+                        .0
+                        .as_ref()
+                        .iter()
+                        .map(|s| match s {
+                            Sequence::Single(x) => (n(x), n(x)),
+                            Sequence::Range(a, b) => (n(a).min(n(b)), n(a).max(n(b))),
+                        })
+                        .collect(),
+                }
+            }
             Data::Fetch { seq, items } => {
                 let mut f = FetchData {
                     seq: seq.get(),
@@ -594,6 +636,42 @@ pub(crate) mod tolerant {
         Ok(Response::Untagged(Untagged::Search(found)))
     }
 
+    /// `VANISHED [(EARLIER)] uid-set` that imap-codec rejected: a lost VANISHED would keep
+    /// expunged messages in a kept listing, so it is read here too.
+    fn vanished(r: &mut Reader<'_>) -> Result<Response, ImapError> {
+        let mut earlier = false;
+        let mut set = r.value(0)?;
+        if let Value::List(l) = &set {
+            earlier =
+                matches!(l.as_slice(), [Value::Atom(a)] if a.eq_ignore_ascii_case(b"EARLIER"));
+            if !earlier {
+                return Err(r.err("bad VANISHED modifier"));
+            }
+            set = r.value(0)?;
+        }
+        let Value::Atom(set) = set else {
+            return Err(r.err("bad VANISHED set"));
+        };
+        r.skip_sp();
+        if !r.at_end() {
+            return Err(r.err("garbage after VANISHED"));
+        }
+        let mut uids = Vec::new();
+        for part in set.split(|&b| b == b',') {
+            let bound = |x: &[u8]| match x {
+                b"*" => Some(u32::MAX),
+                x => number(x).filter(|&n| n > 0),
+            };
+            let range = match part.iter().position(|&b| b == b':') {
+                Some(c) => bound(&part[..c]).zip(bound(&part[c + 1..])),
+                None => bound(part).map(|n| (n, n)),
+            };
+            let (a, b) = range.ok_or_else(|| r.err("bad UID in VANISHED"))?;
+            uids.push((a.min(b), a.max(b)));
+        }
+        Ok(Response::Untagged(Untagged::Vanished { earlier, uids }))
+    }
+
     /// Parses a response that imap-codec rejected. Only FETCH and unknown untagged data
     /// are accepted here; a tagged or continuation response that imap-codec rejected is a
     /// real protocol error.
@@ -611,6 +689,9 @@ pub(crate) mod tolerant {
         }
         if first.eq_ignore_ascii_case(b"SEARCH") {
             return search(&mut r);
+        }
+        if first.eq_ignore_ascii_case(b"VANISHED") {
+            return vanished(&mut r);
         }
         let Some(seq) = number(&first) else {
             // An untagged response keyword outside imap-codec's grammar (ESEARCH, X-…):
@@ -694,6 +775,53 @@ pub(crate) mod tolerant {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn condstore_and_qresync_responses() {
+        let v = parse_response(b"* VANISHED (EARLIER) 3:1,7,9:10\r\n").unwrap();
+        let want = Untagged::Vanished {
+            earlier: true,
+            uids: vec![(1, 3), (7, 7), (9, 10)],
+        };
+        assert_eq!(v, Response::Untagged(want.clone()));
+        assert_eq!(
+            tolerant::parse(b"* VANISHED (EARLIER) 3:1,7,9:10\r\n").unwrap(),
+            Response::Untagged(want)
+        );
+        assert_eq!(
+            tolerant::parse(b"* VANISHED 1:*\r\n").unwrap(),
+            Response::Untagged(Untagged::Vanished {
+                earlier: false,
+                uids: vec![(1, u32::MAX)],
+            })
+        );
+        for bad in [
+            &b"* VANISHED (LATER) 1\r\n"[..],
+            b"* VANISHED 0:3\r\n",
+            b"* VANISHED 1,,2\r\n",
+            b"* VANISHED 1 2\r\n",
+        ] {
+            assert!(tolerant::parse(bad).is_err(), "{}", printable(bad));
+        }
+        let ok = |line: &[u8]| match parse_response(line).unwrap() {
+            Response::Untagged(Untagged::Status { code, .. }) => code,
+            other => panic!("{other:?}"),
+        };
+        assert_eq!(
+            ok(b"* OK [HIGHESTMODSEQ 715194045007] Highest\r\n"),
+            Some(RespCode::HighestModSeq(715194045007))
+        );
+        assert_eq!(ok(b"* OK [NOMODSEQ] Sorry\r\n"), Some(RespCode::NoModSeq));
+        let Response::Untagged(Untagged::Fetch(f)) =
+            parse_response(b"* 4 FETCH (UID 8 MODSEQ (12) FLAGS (\\Seen))\r\n").unwrap()
+        else {
+            panic!("not a FETCH");
+        };
+        assert_eq!(
+            (f.uid, f.flags),
+            (Some(8), Some(vec!["\\Seen".to_string()]))
+        );
+    }
 
     #[test]
     fn header_fields_section_is_kept() {

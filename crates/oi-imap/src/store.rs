@@ -48,6 +48,8 @@ pub struct ImapConfig {
     pub net: crate::transport::NetOptions,
     /// IMAP keywords that stand for custom Maildir flag letters (`customflag_x`).
     pub keywords: crate::keywords::KeywordMap,
+    /// Use CONDSTORE/QRESYNC (RFC 7162) where offered to list only what changed.
+    pub condstore: bool,
 }
 
 impl ImapConfig {
@@ -68,6 +70,7 @@ impl ImapConfig {
             auth_mechanisms: vec![AuthMechanism::Plain, AuthMechanism::Login],
             net: crate::transport::NetOptions::default(),
             keywords: crate::keywords::KeywordMap::default(),
+            condstore: true,
         }
     }
 
@@ -112,6 +115,33 @@ pub struct ImapRepository {
     events: Arc<dyn EventSink>,
     separator: AtomicU32,
     idle: Pool,
+    /// How this server tells changes (see [`ModSeqMode`]), learned at each connect.
+    modseq_mode: std::sync::atomic::AtomicU8,
+}
+
+/// What the server offers to tell changes since an earlier state (RFC 7162).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[repr(u8)]
+enum ModSeqMode {
+    /// Neither CONDSTORE nor QRESYNC: every sync lists all UIDs and flags.
+    None = 0,
+    /// CONDSTORE without ENABLE: `SELECT … (CONDSTORE)` turns it on per mailbox.
+    CondstoreSelect = 1,
+    /// CONDSTORE turned on with ENABLE: changes via `CHANGEDSINCE`, expunges by count.
+    Condstore = 2,
+    /// QRESYNC turned on with ENABLE: expunges are reported by `VANISHED` too.
+    Qresync = 3,
+}
+
+impl ModSeqMode {
+    fn from_u8(n: u8) -> ModSeqMode {
+        match n {
+            1 => ModSeqMode::CondstoreSelect,
+            2 => ModSeqMode::Condstore,
+            3 => ModSeqMode::Qresync,
+            _ => ModSeqMode::None,
+        }
+    }
 }
 
 impl std::fmt::Debug for ImapRepository {
@@ -130,6 +160,7 @@ impl ImapRepository {
             events,
             separator: AtomicU32::new('.' as u32),
             idle: Pool::default(),
+            modseq_mode: std::sync::atomic::AtomicU8::new(ModSeqMode::None as u8),
         }
     }
 
@@ -196,14 +227,55 @@ impl ImapRepository {
             host: settings.host.clone(),
             port: settings.tunnel.is_none().then_some(settings.port),
         });
-        Connection::open_with(&settings, &self.config.net)
+        let ctx = || format!("connecting to {} as {}", self.config.host, self.config.user);
+        let mut conn = Connection::open_with(&settings, &self.config.net)
             .await
-            .map_err(|e| {
-                e.into_store(
-                    Severity::Repository,
-                    format!("connecting to {} as {}", self.config.host, self.config.user),
-                )
+            .map_err(|e| e.into_store(Severity::Repository, ctx()))?;
+        let mode = self
+            .enable_modseq(&mut conn)
+            .await
+            .map_err(|e| e.into_store(Severity::Repository, format!("{}: ENABLE", ctx())))?;
+        self.modseq_mode.store(mode as u8, Ordering::Relaxed);
+        Ok(conn)
+    }
+
+    /// Turns on mod-sequences where the server offers them (RFC 7162 §3.1, §3.2.3), so that
+    /// a folder's changes since the last sync can be asked for instead of every flag.
+    async fn enable_modseq(&self, conn: &mut Connection) -> Result<ModSeqMode, ImapError> {
+        if !self.config.condstore {
+            return Ok(ModSeqMode::None);
+        }
+        let (condstore, qresync) = (conn.has("CONDSTORE"), conn.has("QRESYNC"));
+        if !conn.has("ENABLE") {
+            return Ok(if condstore || qresync {
+                ModSeqMode::CondstoreSelect
+            } else {
+                ModSeqMode::None
+            });
+        }
+        let what = match (condstore, qresync) {
+            (_, true) => "QRESYNC",
+            (true, false) => "CONDSTORE",
+            (false, false) => return Ok(ModSeqMode::None),
+        };
+        let (untagged, _) = conn.run(Command::raw(format!("ENABLE {what}"))).await?;
+        // A server may accept ENABLE and enable nothing: only what `* ENABLED` names is on.
+        let enabled = |cap: &str| {
+            untagged.iter().any(|u| {
+                matches!(u, Untagged::Enabled(caps) if caps.iter().any(|c| c.eq_ignore_ascii_case(cap)))
             })
+        };
+        Ok(if enabled("QRESYNC") {
+            ModSeqMode::Qresync
+        } else if enabled("CONDSTORE") {
+            ModSeqMode::Condstore
+        } else {
+            ModSeqMode::None
+        })
+    }
+
+    fn modseq_mode(&self) -> ModSeqMode {
+        ModSeqMode::from_u8(self.modseq_mode.load(Ordering::Relaxed))
     }
 }
 
@@ -278,10 +350,15 @@ impl Repository for ImapRepository {
             Access::ReadOnly => "EXAMINE",
             Access::ReadWrite => "SELECT",
         };
+        let mode = self.modseq_mode();
+        let mut parts = vec![Part::Raw(format!("{verb} ").into_bytes()), mailbox(name)];
+        if mode == ModSeqMode::CondstoreSelect {
+            parts.push(Part::Raw(b" (CONDSTORE)".to_vec()));
+        }
         let (untagged, done) = conn
             .run(Command {
                 name: verb.into(),
-                parts: vec![Part::Raw(format!("{verb} ").into_bytes()), mailbox(name)],
+                parts,
             })
             .await
             .map_err(|e| e.into_store(Severity::Folder, format!("{verb} {name}")))?;
@@ -289,6 +366,8 @@ impl Repository for ImapRepository {
         // (A failed SELECT drops the connection with the error: simple and rare.)
         let mut validity = None;
         let mut exists = None;
+        let mut highest_modseq = None;
+        let mut no_modseq = false;
         for u in untagged {
             match u {
                 Untagged::Exists(n) => exists = Some(n),
@@ -296,9 +375,18 @@ impl Repository for ImapRepository {
                     code: Some(RespCode::UidValidity(v)),
                     ..
                 } => validity = Some(v),
+                Untagged::Status {
+                    code: Some(RespCode::HighestModSeq(m)),
+                    ..
+                } => highest_modseq = Some(m),
+                Untagged::Status {
+                    code: Some(RespCode::NoModSeq),
+                    ..
+                } => no_modseq = true,
                 _ => {}
             }
         }
+        let highest_modseq = highest_modseq.filter(|_| mode != ModSeqMode::None && !no_modseq);
         let validity = validity.ok_or_else(|| {
             StoreError::new(Severity::Folder, format!("{verb} {name}: no UIDVALIDITY"))
         })?;
@@ -314,6 +402,8 @@ impl Repository for ImapRepository {
             pool: self.idle.clone(),
             failed: std::sync::atomic::AtomicBool::new(false),
             keywords: self.config.keywords.clone(),
+            highest_modseq,
+            qresync: mode == ModSeqMode::Qresync,
         })
     }
 }
@@ -368,6 +458,10 @@ pub struct ImapFolder {
     failed: std::sync::atomic::AtomicBool,
     /// Keyword ↔ custom letter map.
     keywords: crate::keywords::KeywordMap,
+    /// HIGHESTMODSEQ when the folder was opened, when the server keeps mod-sequences.
+    highest_modseq: Option<u64>,
+    /// QRESYNC is on: `VANISHED` reports expunges.
+    qresync: bool,
 }
 
 /// A compact UID set (`1:3,7,9:10`), RFC 3501 §9 `sequence-set`.
@@ -483,6 +577,50 @@ impl ImapFolder {
         Ok(found)
     }
 
+    /// Adds (or replaces) one message of a FETCH response in a listing.
+    fn apply_fetch(&self, listing: &mut Listing, f: crate::response::FetchData) {
+        if let Some(uid) = f.uid.and_then(Uid::new) {
+            listing.messages.insert(
+                uid,
+                MessageMeta {
+                    flags: self
+                        .keywords
+                        .flags_from_imap(f.flags.as_deref().unwrap_or_default())
+                        .0,
+                    size: f.size.map(u64::from),
+                },
+            );
+        }
+    }
+
+    /// The token kept with a listing: the state it shows (UIDVALIDITY, HIGHESTMODSEQ) and
+    /// the keyword map it was read through (a changed `customflag_x` reads flags anew).
+    fn modseq_token(&self, modseq: u64) -> String {
+        format!(
+            "imap-modseq/1 {} {modseq} {}",
+            self.meta.uid_validity.0,
+            self.keywords_digest()
+        )
+    }
+
+    /// The HIGHESTMODSEQ of a token made by [`ImapFolder::modseq_token`] for this folder's
+    /// UIDVALIDITY and keyword map; `None` for any other token.
+    fn token_modseq(&self, token: &str) -> Option<u64> {
+        let mut it = token.split(' ');
+        if it.next()? != "imap-modseq/1" || it.next()? != self.meta.uid_validity.0.to_string() {
+            return None;
+        }
+        let modseq = it.next()?.parse().ok()?;
+        (it.next()? == self.keywords_digest() && it.next().is_none()).then_some(modseq)
+    }
+
+    fn keywords_digest(&self) -> String {
+        let names = self
+            .keywords
+            .imap_flag_names(self.keywords.mapped_letters());
+        format!("{:08x}", crc32(names.join(" ").as_bytes()))
+    }
+
     /// The IMAP flags and keywords of a set, space-separated (unmapped letters dropped).
     fn flag_list(&self, flags: Flags) -> String {
         self.keywords.imap_flag_names(flags).join(" ")
@@ -510,22 +648,74 @@ impl Folder for ImapFolder {
             .await;
         let (untagged, _) = r.map_err(|e| self.err(e, Severity::Folder, "listing"))?;
         for u in untagged {
-            if let Untagged::Fetch(f) = u
-                && let Some(uid) = f.uid.and_then(Uid::new)
-            {
-                listing.messages.insert(
-                    uid,
-                    MessageMeta {
-                        flags: self
-                            .keywords
-                            .flags_from_imap(f.flags.as_deref().unwrap_or_default())
-                            .0,
-                        size: f.size.map(u64::from),
-                    },
-                );
+            if let Untagged::Fetch(f) = u {
+                self.apply_fetch(&mut listing, f);
             }
         }
         Ok(listing)
+    }
+
+    /// With CONDSTORE/QRESYNC (RFC 7162): nothing to ask when HIGHESTMODSEQ and the message
+    /// count are those of the kept listing; otherwise only the messages changed since
+    /// (`CHANGEDSINCE`, which includes new ones) and, with QRESYNC, the UIDs expunged since
+    /// (`VANISHED`). A count that does not add up afterwards (expunges that CONDSTORE alone
+    /// does not report) falls back to a full listing, as does anything unexpected.
+    async fn list_since(
+        &mut self,
+        earlier: Option<oi_core::CachedListing>,
+    ) -> Result<(Listing, Option<String>), StoreError> {
+        let Some(modseq) = self.highest_modseq else {
+            return Ok((self.list().await?, None));
+        };
+        let token = self.modseq_token(modseq);
+        let since = earlier.and_then(|c| {
+            let m = self.token_modseq(&c.token)?;
+            (m <= modseq).then_some((m, c.listing))
+        });
+        let Some((since, mut listing)) = since else {
+            return Ok((self.list().await?, Some(token)));
+        };
+        let mut exists = self.meta.exists.unwrap_or(0);
+        if since < modseq || listing.messages.len() != exists as usize {
+            let vanished = if self.qresync { " VANISHED" } else { "" };
+            let r = self
+                .conn()?
+                .run(Command::raw(format!(
+                    "UID FETCH 1:* (UID FLAGS RFC822.SIZE) (CHANGEDSINCE {since}{vanished})"
+                )))
+                .await;
+            let (untagged, _) = r.map_err(|e| self.err(e, Severity::Folder, "listing changes"))?;
+            for u in untagged {
+                match u {
+                    Untagged::Fetch(f) => self.apply_fetch(&mut listing, f),
+                    Untagged::Vanished { uids, .. } => {
+                        for (lo, hi) in uids {
+                            let (Some(lo), Some(hi)) = (Uid::new(lo), Uid::new(hi)) else {
+                                continue;
+                            };
+                            let gone: Vec<Uid> =
+                                listing.messages.range(lo..=hi).map(|(u, _)| *u).collect();
+                            for uid in gone {
+                                listing.messages.remove(&uid);
+                            }
+                        }
+                    }
+                    Untagged::Exists(n) => exists = n,
+                    Untagged::Expunge(_) => exists = exists.saturating_sub(1),
+                    _ => {}
+                }
+            }
+        }
+        if listing.messages.len() != exists as usize {
+            tracing::debug!(
+                folder = %self.name,
+                kept = listing.messages.len(),
+                exists,
+                "changes since the kept listing do not add up; listing in full"
+            );
+            return Ok((self.list().await?, Some(token)));
+        }
+        Ok((listing, Some(token)))
     }
 
     async fn fetch(&mut self, which: &[MsgRef]) -> Result<Vec<Message>, StoreError> {

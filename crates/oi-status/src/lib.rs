@@ -434,6 +434,48 @@ c.commit()
     }
 
     #[test]
+    fn kept_listing_is_one_row_written_with_the_commit() {
+        use oi_core::{CachedListing, Listing, MessageMeta, Side};
+        let tmp = tempfile::tempdir().unwrap();
+        let d = dir(tmp.path(), true);
+        let mut s = d.open_folder("INBOX", "INBOX", "INBOX").unwrap();
+        assert_eq!(s.cached_listing(Side::Remote).unwrap(), None);
+        let mut listing = Listing::default();
+        listing.messages.insert(
+            uid(3),
+            MessageMeta {
+                flags: Flags::SEEN,
+                size: Some(99),
+            },
+        );
+        let c = CachedListing {
+            token: "imap-modseq/1 1 5 0".into(),
+            listing,
+        };
+        s.save_listing(Side::Remote, Some(&c)).unwrap();
+        drop(s); // not committed: gone
+        let mut s = d.open_folder("INBOX", "INBOX", "INBOX").unwrap();
+        assert_eq!(s.cached_listing(Side::Remote).unwrap(), None);
+        s.save_listing(Side::Remote, Some(&c)).unwrap();
+        s.commit().unwrap();
+        drop(s);
+        let mut s = d.open_folder("INBOX", "INBOX", "INBOX").unwrap();
+        assert_eq!(s.cached_listing(Side::Remote).unwrap(), Some(c));
+        assert_eq!(s.cached_listing(Side::Local).unwrap(), None);
+        s.save_listing(Side::Remote, None).unwrap();
+        s.commit().unwrap();
+        assert_eq!(s.cached_listing(Side::Remote).unwrap(), None);
+        // A damaged row is no listing (the store then lists in full).
+        let conn = rusqlite::Connection::open(s.path()).unwrap();
+        conn.execute(
+            "INSERT INTO offlineimap_rs_listing VALUES ('remote', 't', x'0102')",
+            [],
+        )
+        .unwrap();
+        assert_eq!(s.cached_listing(Side::Remote).unwrap(), None);
+    }
+
+    #[test]
     fn purge_removes_the_database() {
         let tmp = tempfile::tempdir().unwrap();
         let d = dir(tmp.path(), true);

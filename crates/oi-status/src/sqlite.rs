@@ -8,7 +8,9 @@ use std::os::unix::fs::DirBuilderExt;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use oi_core::{Flags, MsgRef, PendingUpload, Side, StatusStore, StoreError, Uid, UidValidity};
+use oi_core::{
+    CachedListing, Flags, MsgRef, PendingUpload, Side, StatusStore, StoreError, Uid, UidValidity,
+};
 use rusqlite::{Connection, ErrorCode, OptionalExtension, params};
 
 use crate::error::{StatusError, io_at};
@@ -94,6 +96,20 @@ impl SqliteStatus {
                  (marker TEXT PRIMARY KEY, source TEXT NOT NULL)",
             )
             .map_err(self.sql())
+    }
+
+    /// Whether one of our own tables exists (reads never create them).
+    fn has_table(&self, name: &str) -> Result<bool, StatusError> {
+        let found: Option<String> = self
+            .conn
+            .query_row(
+                "SELECT name FROM sqlite_master WHERE type='table' AND name=?",
+                [name],
+                |r| r.get(0),
+            )
+            .optional()
+            .map_err(self.sql())?;
+        Ok(found.is_some())
     }
 
     fn sql(&self) -> impl FnOnce(rusqlite::Error) -> StatusError {
@@ -260,6 +276,13 @@ impl SqliteStatus {
     }
 }
 
+fn side_key(side: Side) -> &'static str {
+    match side {
+        Side::Remote => "remote",
+        Side::Local => "local",
+    }
+}
+
 impl StatusStore for SqliteStatus {
     fn load(&mut self) -> Result<BTreeMap<Uid, Flags>, StoreError> {
         Ok(self.do_load()?)
@@ -280,17 +303,7 @@ impl StatusStore for SqliteStatus {
     }
 
     fn pending_uploads(&mut self) -> Result<Vec<PendingUpload>, StoreError> {
-        let exists: Option<String> = self
-            .conn
-            .query_row(
-                "SELECT name FROM sqlite_master WHERE type='table' \
-                 AND name='offlineimap_rs_pending_upload'",
-                [],
-                |r| r.get(0),
-            )
-            .optional()
-            .map_err(self.sql())?;
-        if exists.is_none() {
+        if !self.has_table("offlineimap_rs_pending_upload")? {
             return Ok(Vec::new());
         }
         let mut stmt = self
@@ -325,6 +338,59 @@ impl StatusStore for SqliteStatus {
             "DELETE FROM offlineimap_rs_pending_upload WHERE marker=?",
             params![marker],
         )?)
+    }
+
+    /// A side's listing is one row of our own table `offlineimap_rs_listing` (OfflineIMAP
+    /// ignores it): the store's token and the messages in [`CachedListing`]'s binary form,
+    /// one blob, so that reading a 20000-message folder's listing costs one row.
+    fn cached_listing(&mut self, side: Side) -> Result<Option<CachedListing>, StoreError> {
+        if !self.has_table("offlineimap_rs_listing")? {
+            return Ok(None);
+        }
+        let row: Option<(String, Vec<u8>)> = self
+            .conn
+            .query_row(
+                "SELECT token, data FROM offlineimap_rs_listing WHERE side=?",
+                [side_key(side)],
+                |r| Ok((r.get(0)?, r.get(1)?)),
+            )
+            .optional()
+            .map_err(self.sql())?;
+        // A row we cannot read is no cache: the store lists in full and it is rewritten.
+        Ok(row.and_then(|(token, data)| {
+            CachedListing::decode_messages(&data).map(|listing| CachedListing { token, listing })
+        }))
+    }
+
+    fn save_listing(
+        &mut self,
+        side: Side,
+        cached: Option<&CachedListing>,
+    ) -> Result<(), StoreError> {
+        match cached {
+            Some(c) => {
+                self.conn
+                    .execute_batch(
+                        "CREATE TABLE IF NOT EXISTS offlineimap_rs_listing \
+                         (side TEXT PRIMARY KEY, token TEXT NOT NULL, data BLOB NOT NULL)",
+                    )
+                    .map_err(self.sql())?;
+                Ok(self.write(
+                    "INSERT OR REPLACE INTO offlineimap_rs_listing (side, token, data) \
+                     VALUES (?, ?, ?)",
+                    params![
+                        side_key(side),
+                        c.token,
+                        CachedListing::encode_messages(&c.listing)
+                    ],
+                )?)
+            }
+            None if self.has_table("offlineimap_rs_listing")? => Ok(self.write(
+                "DELETE FROM offlineimap_rs_listing WHERE side=?",
+                params![side_key(side)],
+            )?),
+            None => Ok(()),
+        }
     }
 
     fn commit(&mut self) -> Result<(), StoreError> {

@@ -144,7 +144,7 @@ pub async fn sync_folder<R: Folder, L: Folder, S: StatusStore>(
     let recovered_duplicates = if opts.dry_run {
         Default::default()
     } else {
-        recover_uploads(remote, local, status).await?
+        recover_uploads(remote, local, status, false).await?
     };
     if opts.quick
         && recovered_duplicates.is_empty()
@@ -164,10 +164,10 @@ pub async fn sync_folder<R: Folder, L: Folder, S: StatusStore>(
         count: listing.messages.len() + listing.unsynced.len(),
     };
     events.emit(loading(Side::Remote));
-    let mut remote_list = remote.list().await?;
+    let mut remote_list = list_incrementally(remote, status, Side::Remote, opts.dry_run).await?;
     events.emit(loaded(Side::Remote, &remote_list));
     events.emit(loading(Side::Local));
-    let mut local_list = local.list().await?;
+    let mut local_list = list_incrementally(local, status, Side::Local, opts.dry_run).await?;
     events.emit(loaded(Side::Local, &local_list));
     let mut records = status.load()?;
 
@@ -291,6 +291,43 @@ pub async fn sync_folder<R: Folder, L: Folder, S: StatusStore>(
     Ok(run.stats)
 }
 
+/// Lists one side, from the listing kept in the status when the store can tell what
+/// changed since (see [`Folder::list_since`]), and keeps the new listing for next time.
+///
+/// The kept listing only ever describes the store as it was when it was made (the store's
+/// token says which state that was), never what the sync did afterwards, so a crash at any
+/// point leaves it true: the next run asks the store for the changes since that state,
+/// which include this run's own.
+async fn list_incrementally<F: Folder, S: StatusStore>(
+    folder: &mut F,
+    status: &mut S,
+    side: Side,
+    dry_run: bool,
+) -> Result<oi_core::Listing, SyncError> {
+    let earlier = status.cached_listing(side)?;
+    // Kept to write nothing (and so commit nothing) when nothing changed.
+    let before = earlier.clone();
+    let (listing, token) = folder.list_since(earlier).await?;
+    if dry_run {
+        return Ok(listing);
+    }
+    match token {
+        Some(token) => {
+            let cached = oi_core::CachedListing { token, listing };
+            if before.as_ref() != Some(&cached) {
+                status.save_listing(side, Some(&cached))?;
+            }
+            Ok(cached.listing)
+        }
+        None => {
+            if before.is_some() {
+                status.save_listing(side, None)?;
+            }
+            Ok(listing)
+        }
+    }
+}
+
 /// The quick-sync test (see [`ExecOptions::quick`]).
 async fn quick_unchanged<R: Folder, L: Folder, S: StatusStore>(
     remote: &mut R,
@@ -323,10 +360,14 @@ async fn quick_unchanged<R: Folder, L: Folder, S: StatusStore>(
 /// and a late copy is found by the kept record on a later run: copies that carry our own
 /// marker and that the local side does not hold are our duplicates, and are deleted.
 /// Returns the UIDs deleted that way, which the plan must not see.
+///
+/// `found_only`: act only on markers the server shows (the second look at the end of a
+/// run); a record whose copy has not landed is kept for the next run to look again.
 async fn recover_uploads<R: Folder, L: Folder, S: StatusStore>(
     remote: &mut R,
     local: &mut L,
     status: &mut S,
+    found_only: bool,
 ) -> Result<std::collections::BTreeSet<Uid>, SyncError> {
     let mut removed = std::collections::BTreeSet::new();
     let pending = status.pending_uploads()?;
@@ -341,6 +382,7 @@ async fn recover_uploads<R: Folder, L: Folder, S: StatusStore>(
             MsgRef::Uid(old) => listing.messages.contains_key(old),
         };
         let keep = match (found.first(), source_waits) {
+            (None, _) if found_only => continue,
             (None, true) => {
                 // Not (yet) on the server: keep watching for a late copy.
                 continue;
@@ -640,6 +682,18 @@ impl<R: Folder, L: Folder, S: StatusStore> Run<'_, R, L, S> {
             self.status.remove(uid)?;
         }
         self.checkpoint().await?;
+
+        // An APPEND of a killed earlier run that the server committed only after this run
+        // started looking for it has landed by now more often than not: look again before
+        // the expunge below, so that its copy goes now rather than on the next run.
+        let late =
+            recover_uploads(&mut *self.remote, &mut *self.local, &mut *self.status, true).await?;
+        if !late.is_empty() {
+            self.warn(format!(
+                "{} late copy(ies) of an interrupted upload removed from the server",
+                late.len()
+            ));
+        }
 
         for side in Side::BOTH {
             let uids = &deletes[idx(side)];

@@ -24,6 +24,9 @@ pub struct MemFolderData {
     pub messages: BTreeMap<Uid, (Vec<u8>, Flags)>,
     /// Messages without a UID: key, body and flags.
     pub unsynced: Vec<(String, Vec<u8>, Flags)>,
+    /// A message that lands right after the next append (with the next UID): a killed
+    /// client's APPEND that the server commits while the next run is already going.
+    pub lands_after_next_append: Option<(Vec<u8>, Flags)>,
 }
 
 impl Default for MemFolderData {
@@ -33,6 +36,7 @@ impl Default for MemFolderData {
             next_uid: 1,
             messages: BTreeMap::new(),
             unsynced: Vec::new(),
+            lands_after_next_append: None,
         }
     }
 }
@@ -219,6 +223,12 @@ impl Folder for MemFolder {
                 if uid.get() >= d.next_uid {
                     d.next_uid = uid.get() + 1;
                 }
+            }
+            if let Some((body, flags)) = d.lands_after_next_append.take()
+                && let Some(late) = Uid::new(d.next_uid.max(1))
+            {
+                d.next_uid = late.get() + 1;
+                d.messages.insert(late, (body, flags));
             }
             uid
         })

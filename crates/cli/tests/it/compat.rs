@@ -5,7 +5,7 @@ use std::process::Command;
 
 use crate::common::*;
 
-fn offlineimap8() -> Option<PathBuf> {
+pub(crate) fn offlineimap8() -> Option<PathBuf> {
     let path = PathBuf::from(
         std::env::var("OFFLINEIMAP8")
             .unwrap_or_else(|_| "/opt/offlineimap8-venv/bin/offlineimap".into()),

@@ -17,6 +17,7 @@ mod cli;
 mod common;
 mod compat;
 mod crash;
+mod incremental;
 mod kill;
 mod long_running;
 mod maintenance;

@@ -816,6 +816,39 @@ fn late_landing_upload_is_removed_as_our_duplicate() {
     assert!(pending.is_empty(), "{pending:?}");
 }
 
+/// The late copy lands while the next run is going (after it looked for it, before it
+/// ends): that same run removes it, so no run ends with a duplicate it could have seen.
+#[test]
+fn upload_landing_during_the_next_run_is_removed_by_that_run() {
+    let w = World {
+        rows: Vec::new(),
+        unsynced: vec![Flags::SEEN],
+        policy: Policy::default(),
+    };
+    let s = setup(&w);
+    {
+        use oi_core::StatusStore;
+        let mut st = s.status.open("INBOX", "INBOX", "INBOX").unwrap();
+        st.add_pending_upload(&oi_core::PendingUpload {
+            marker: "M1".into(),
+            source: oi_core::MsgRef::Unsynced("new0".into()),
+        })
+        .unwrap();
+        st.commit().unwrap();
+    }
+    s.remote.with("INBOX", |d| {
+        let body = oi_core::marker::insert_marker(b"Subject: new 0\n\nbody\n", "M1");
+        d.lands_after_next_append = Some((body, Flags::SEEN));
+    });
+    block_on(run(&s, &w.policy, &ExecOptions::default())).unwrap();
+    let (remote, local) = final_state(&s);
+    assert_eq!(remote.len(), 1, "the late copy stayed: {remote:?}");
+    assert_eq!(remote, local);
+    let pending = s.status.committed.lock().unwrap()["INBOX"].pending.clone();
+    assert!(pending.is_empty(), "{pending:?}");
+    assert!(block_on(replan(&s, &w.policy)).is_empty());
+}
+
 /// Several folders at once (maxconnections) end exactly where one at a time ends.
 #[test]
 fn parallel_folders_match_sequential() {

@@ -1,0 +1,235 @@
+//! Incremental change detection with CONDSTORE/QRESYNC (RFC 7162) against Dovecot: a run
+//! asks only for what changed since the listing kept from the last run, and ends exactly
+//! where a full scan would.
+
+use std::collections::BTreeMap;
+use std::process::Output;
+
+use crate::common::*;
+use crate::compat::offlineimap8;
+
+const FULL_LISTING: &str = "UID FETCH 1:* (UID FLAGS RFC822.SIZE)\\r\\n";
+
+fn stderr(out: &Output) -> String {
+    String::from_utf8_lossy(&out.stderr).to_string()
+}
+
+/// Runs with the IMAP trace; asserts success; returns the trace.
+fn traced(w: &World, no_condstore: bool) -> String {
+    let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_offlineimap"));
+    cmd.env_clear()
+        .env("PATH", std::env::var("PATH").unwrap_or_default())
+        .env("HOME", w.dir.path())
+        .arg("-c")
+        .arg(w.rc())
+        .args(["-o", "-u", "basic", "-d", "imap"]);
+    if no_condstore {
+        cmd.env("OFFLINEIMAP_TEST_NO_CONDSTORE", "1");
+    }
+    let out = cmd.output().unwrap();
+    let err = stderr(&out);
+    assert!(out.status.success(), "sync failed:\n{err}");
+    err
+}
+
+/// Subject → sorted flag letters, from both sides, which must agree.
+fn converged(w: &World, folder: &str) -> BTreeMap<String, String> {
+    let letters = |flags: &[String]| {
+        let mut v: Vec<char> = flags
+            .iter()
+            .filter_map(|f| match f.as_str() {
+                "\\Seen" => Some('S'),
+                "\\Flagged" => Some('F'),
+                "\\Answered" => Some('R'),
+                "\\Deleted" => Some('T'),
+                "\\Draft" => Some('D'),
+                _ => None,
+            })
+            .collect();
+        v.sort_unstable();
+        v.into_iter().collect::<String>()
+    };
+    let server: BTreeMap<String, String> = w
+        .server_messages(folder)
+        .into_values()
+        .map(|(s, f)| (s, letters(&f)))
+        .collect();
+    let local: BTreeMap<String, String> = local_messages(&w.maildir().join(folder))
+        .into_iter()
+        .map(|m| (m.subject, m.flags))
+        .collect();
+    assert_eq!(server, local, "{folder}: the sides differ");
+    let count = local_messages(&w.maildir().join(folder)).len();
+    assert_eq!(
+        count,
+        server.len(),
+        "{folder}: duplicates on the local side"
+    );
+    server
+}
+
+fn expunge(w: &World, folder: &str, uid: u32) {
+    w.doveadm(&[
+        "expunge",
+        "-u",
+        USER,
+        "mailbox",
+        folder,
+        "uid",
+        &uid.to_string(),
+    ]);
+}
+
+#[test]
+fn changes_are_asked_for_since_the_last_run_and_converge() {
+    let Some(w) = World::new("incremental_changes") else {
+        return;
+    };
+    w.write_config("", "");
+    let uids: Vec<u32> = (0..20)
+        .map(|i| w.put("INBOX", &format!("m{i:02}")))
+        .collect();
+    w.server.create_mailbox(USER, "Other").unwrap();
+    w.put("Other", "o1");
+    let first = traced(&w, false);
+    assert!(
+        first.contains("ENABLE QRESYNC"),
+        "QRESYNC not enabled:\n{first}"
+    );
+    assert!(first.contains(FULL_LISTING), "first run lists in full");
+    converged(&w, "INBOX");
+
+    // Nothing changed: not a single message is listed.
+    let noop = traced(&w, false);
+    assert!(
+        !noop.contains(FULL_LISTING),
+        "no-op run listed in full:\n{noop}"
+    );
+    assert!(
+        !noop.contains("CHANGEDSINCE"),
+        "no-op run asked for changes:\n{noop}"
+    );
+
+    // Changes by another client on the server, and a local one.
+    w.server
+        .add_flags(USER, "INBOX", uids[3], &["\\Flagged"])
+        .unwrap();
+    w.server
+        .add_flags(USER, "INBOX", uids[4], &["\\Seen"])
+        .unwrap();
+    expunge(&w, "INBOX", uids[5]);
+    expunge(&w, "INBOX", uids[6]);
+    let new = w.put("INBOX", "new on server");
+    let inbox = w.maildir().join("INBOX");
+    let m7 = local_messages(&inbox)
+        .into_iter()
+        .find(|m| m.subject == "m07")
+        .unwrap();
+    set_local_flags(&m7, "RS");
+    let changed = traced(&w, false);
+    assert!(
+        changed.contains("CHANGEDSINCE") && changed.contains("VANISHED"),
+        "changes not asked for incrementally:\n{changed}"
+    );
+    assert!(
+        !changed.contains(FULL_LISTING),
+        "listed in full:\n{changed}"
+    );
+    let state = converged(&w, "INBOX");
+    assert_eq!(state["m03"], "F");
+    assert_eq!(state["m04"], "S");
+    assert_eq!(state["m07"], "RS");
+    assert!(!state.contains_key("m05") && !state.contains_key("m06"));
+    assert!(state.contains_key("new on server"));
+    assert_eq!(state.len(), 19);
+    assert!(w.server_messages("INBOX").contains_key(&new));
+
+    // Our own changes of that run come back as changes, and change nothing more.
+    let after = traced(&w, false);
+    assert!(!after.contains(FULL_LISTING), "listed in full:\n{after}");
+    assert_eq!(converged(&w, "INBOX"), state);
+    assert!(!after.contains("UID STORE"), "a change repeated:\n{after}");
+}
+
+#[test]
+fn switching_between_full_scans_and_condstore_stays_correct() {
+    let Some(w) = World::new("incremental_switch") else {
+        return;
+    };
+    w.write_config("", "");
+    let uids: Vec<u32> = (0..8).map(|i| w.put("INBOX", &format!("s{i}"))).collect();
+    traced(&w, false);
+    // A run without CONDSTORE (an older binary, another server) changes things and
+    // drops the kept listing; CONDSTORE runs must not trust a listing they did not see.
+    w.server
+        .add_flags(USER, "INBOX", uids[0], &["\\Seen"])
+        .unwrap();
+    expunge(&w, "INBOX", uids[1]);
+    let full = traced(&w, true);
+    assert!(
+        full.contains(FULL_LISTING),
+        "no full scan without CONDSTORE:\n{full}"
+    );
+    assert!(!full.contains("ENABLE QRESYNC"));
+    converged(&w, "INBOX");
+    expunge(&w, "INBOX", uids[2]);
+    w.server
+        .add_flags(USER, "INBOX", uids[3], &["\\Answered"])
+        .unwrap();
+    let back = traced(&w, false);
+    assert!(
+        back.contains(FULL_LISTING),
+        "a listing was trusted after a full-scan run"
+    );
+    let state = converged(&w, "INBOX");
+    assert_eq!(state.len(), 6);
+    assert_eq!(state["s3"], "R");
+    assert_eq!(state["s0"], "S");
+}
+
+#[test]
+fn kept_listing_survives_offlineimap8_runs_in_between() {
+    let Some(w) = World::new("incremental_interop") else {
+        return;
+    };
+    let Some(oi8) = offlineimap8() else {
+        return;
+    };
+    w.write_config("", "");
+    let uids: Vec<u32> = (0..6).map(|i| w.put("INBOX", &format!("i{i}"))).collect();
+    traced(&w, false);
+    // OfflineIMAP 8 syncs a local flag change and a server expunge in between.
+    let inbox = w.maildir().join("INBOX");
+    let m = local_messages(&inbox)
+        .into_iter()
+        .find(|m| m.subject == "i0")
+        .unwrap();
+    set_local_flags(&m, "F");
+    expunge(&w, "INBOX", uids[1]);
+    let out = std::process::Command::new(&oi8)
+        .env("HOME", w.dir.path())
+        .args(["-c"])
+        .arg(w.rc())
+        .args(["-o", "-u", "basic"])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "OfflineIMAP 8: {}", stderr(&out));
+    converged(&w, "INBOX");
+    w.server
+        .add_flags(USER, "INBOX", uids[2], &["\\Seen"])
+        .unwrap();
+    let ours = traced(&w, false);
+    assert!(!ours.contains(FULL_LISTING), "listed in full:\n{ours}");
+    let state = converged(&w, "INBOX");
+    assert_eq!(state.len(), 5);
+    assert_eq!((state["i0"].as_str(), state["i2"].as_str()), ("F", "S"));
+    // Nothing left to do.
+    let again = traced(&w, false);
+    let sent: Vec<&str> = again.lines().filter(|l| l.contains(" C: ")).collect();
+    assert!(
+        !sent
+            .iter()
+            .any(|l| l.contains(" UID STORE ") || l.contains(" APPEND ")),
+        "something left to do: {sent:#?}"
+    );
+}
