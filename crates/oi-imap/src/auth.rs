@@ -193,8 +193,12 @@ fn breaks_connection(e: &ImapError) -> bool {
     )
 }
 
-/// Logs in with the first configured mechanism that works.
-pub(crate) async fn login(conn: &mut Connection, s: &ConnectSettings) -> Result<(), ImapError> {
+/// Logs in with the first configured mechanism that works; returns the failures of the
+/// mechanisms tried before it.
+pub(crate) async fn login(
+    conn: &mut Connection,
+    s: &ConnectSettings,
+) -> Result<Vec<String>, ImapError> {
     let mut failures: Vec<String> = Vec::new();
     for &mech in &s.mechanisms {
         // LOGIN is a command, not a SASL mechanism: it needs no AUTH= capability.
@@ -206,7 +210,13 @@ pub(crate) async fn login(conn: &mut Connection, s: &ConnectSettings) -> Result<
             Ok(Attempt::Skipped) => {}
             Ok(Attempt::Done(done)) if done.outcome == Outcome::Ok => {
                 conn.after_login(done.code).await?;
-                return Ok(());
+                return Ok(failures
+                    .iter()
+                    .map(|f| match f.split_once(": ") {
+                        Some((m, why)) => format!("{m} authentication failed: {why}"),
+                        None => f.clone(),
+                    })
+                    .collect());
             }
             Ok(Attempt::Done(done)) => {
                 let why = format!("{} {}", done.outcome, done.text);

@@ -113,6 +113,8 @@ pub struct Connection {
     session: Session,
     capabilities: Vec<String>,
     bye: Option<String>,
+    /// Mechanisms that failed before the one that logged in (OfflineIMAP warns of them).
+    auth_failures: Vec<String>,
 }
 
 fn upper(caps: Vec<String>) -> Vec<String> {
@@ -153,6 +155,7 @@ impl Connection {
             }),
             capabilities: Vec::new(),
             bye: None,
+            auth_failures: Vec::new(),
         };
         let (kind, code) = conn.greeting().await?;
         if let Some(RespCode::Capability(c)) = code {
@@ -194,11 +197,12 @@ impl Connection {
                 session,
                 capabilities: Vec::new(),
                 bye,
+                auth_failures: Vec::new(),
             };
             conn.refresh_capabilities().await?;
         }
         if !preauth {
-            crate::auth::login(&mut conn, s).await?;
+            conn.auth_failures = crate::auth::login(&mut conn, s).await?;
         }
         Ok(conn)
     }
@@ -214,6 +218,12 @@ impl Connection {
     /// True when the server announced this capability (upper case, e.g. `UIDPLUS`).
     pub fn has(&self, cap: &str) -> bool {
         self.capabilities.iter().any(|c| c == cap)
+    }
+
+    /// The authentication mechanisms that failed before one succeeded, each as
+    /// `MECHANISM authentication failed: why`; empty afterwards.
+    pub fn take_auth_failures(&mut self) -> Vec<String> {
+        std::mem::take(&mut self.auth_failures)
     }
 
     /// The capabilities, upper case.

@@ -204,14 +204,21 @@ impl ImapRepository {
             host: settings.host.clone(),
             port: settings.tunnel.is_none().then_some(settings.port),
         });
-        Connection::open_with(&settings, &self.config.net)
+        let mut conn = Connection::open_with(&settings, &self.config.net)
             .await
             .map_err(|e| {
                 e.into_store(
                     Severity::Repository,
                     format!("connecting to {} as {}", self.config.host, self.config.user),
                 )
-            })
+            })?;
+        for message in conn.take_auth_failures() {
+            self.events.emit(oi_core::Event::Warning {
+                account: None,
+                message,
+            });
+        }
+        Ok(conn)
     }
 }
 

@@ -117,6 +117,20 @@ fn xoauth2_with_a_refresh_token_never_shows_the_secrets() {
     assert_eq!(out.status.code(), Some(1), "{all}");
     assert!(all.contains("XOAUTH2: NO"), "{all}");
     assert!(!all.contains("not-a-valid-token"), "{all}");
+
+    // The next mechanism is tried, and the failed one is reported as a warning, as
+    // OfflineIMAP does.
+    write_config(
+        &w,
+        "",
+        &format!(
+            "auth_mechanisms = XOAUTH2, PLAIN\noauth2_access_token = not-a-valid-token\nremotepass = {PASS}\n"
+        ),
+    );
+    let out = w.run(&[]);
+    let all = output(&out);
+    assert!(out.status.success(), "{all}");
+    assert!(all.contains("XOAUTH2 authentication failed: NO"), "{all}");
 }
 
 #[test]
