@@ -223,3 +223,97 @@ fn authentication_options_that_cannot_work_are_refused() {
         assert!(all.contains(option), "{all}");
     }
 }
+
+/// Polls a condition for up to a minute (a bound against hangs, not a speed assertion).
+fn eventually(what: &str, mut f: impl FnMut() -> bool) {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    while !f() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "never happened: {what}"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+}
+
+fn signal(child: &std::process::Child, sig: &str) {
+    let ok = std::process::Command::new("kill")
+        .args([&format!("-{sig}"), &child.id().to_string()])
+        .status()
+        .unwrap()
+        .success();
+    assert!(ok, "kill -{sig}");
+}
+
+#[test]
+fn a_long_running_process_keeps_its_token_until_it_expires() {
+    let mock = MockOAuth::start("alice").unwrap();
+    let Some(w) = world(
+        "a_long_running_process_keeps_its_token_until_it_expires",
+        DovecotOptions {
+            oauth2_introspection_url: Some(mock.introspection_url()),
+            ..DovecotOptions::default()
+        },
+    ) else {
+        return;
+    };
+    w.put("INBOX", "one");
+    write_config(
+        &w,
+        "autorefresh = 10",
+        &format!(
+            "auth_mechanisms = XOAUTH2\noauth2_request_url = {}\noauth2_client_id = {CLIENT_ID}\n\
+             oauth2_client_secret = {CLIENT_SECRET}\noauth2_refresh_token = {REFRESH_TOKEN}\n",
+            mock.token_url()
+        ),
+    );
+    // The first token lives 4 s (the mock refuses it afterwards).
+    mock.set_expires_in(Some(4));
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_offlineimap"))
+        .env_clear()
+        .env("PATH", std::env::var("PATH").unwrap_or_default())
+        .env("HOME", w.dir.path())
+        .arg("-c")
+        .arg(w.rc())
+        .args(["-u", "basic"])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let inbox = w.maildir().join("INBOX");
+    eventually("first sync", || local_messages(&inbox).len() == 1);
+    assert_eq!(mock.token_requests().len(), 1);
+    std::thread::sleep(std::time::Duration::from_millis(4500));
+    // Expired: the next sync gets a second token, which lives long.
+    mock.set_expires_in(Some(3600));
+    w.put("INBOX", "two");
+    eventually("second sync", || {
+        signal(&child, "USR1");
+        std::thread::sleep(std::time::Duration::from_millis(300));
+        local_messages(&inbox).len() == 2
+    });
+    let issued = mock.issued_tokens();
+    assert_eq!(issued.len(), 2);
+    assert!(mock.introspections().contains(&(issued[1].clone(), true)));
+    // Still fresh: the third sync reuses it.
+    w.put("INBOX", "three");
+    eventually("third sync", || {
+        signal(&child, "USR1");
+        std::thread::sleep(std::time::Duration::from_millis(300));
+        local_messages(&inbox).len() == 3
+    });
+    assert_eq!(mock.token_requests().len(), 2);
+    signal(&child, "TERM");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    let status = loop {
+        if let Some(s) = child.try_wait().unwrap() {
+            break s;
+        }
+        if std::time::Instant::now() > deadline {
+            let _ = child.kill();
+            panic!("the process did not exit after SIGTERM");
+        }
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    };
+    assert!(status.success(), "{status}");
+}
