@@ -3,6 +3,7 @@
 //! that knows about processes, signals and exit codes, and the only one using anyhow.
 
 mod args;
+mod auth;
 mod control;
 mod maintenance;
 mod mbnames;

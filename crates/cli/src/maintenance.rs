@@ -60,7 +60,7 @@ pub async fn info(config: &Config, path: &Path, python: &Python) -> Result<()> {
                     }
                     let events: Arc<dyn EventSink> = Arc::new(NullSink);
                     let r = oi_imap::ImapRepository::new(
-                        imap_config(c, &config.general, python, &[])?,
+                        imap_config(account, c, &config.general, python, &[])?,
                         events,
                     );
                     let listed = r.list_folders().await;
@@ -120,7 +120,10 @@ pub async fn delete_folder(config: &Config, folder: &str, python: &Python) -> Re
         bail!("the remote repository {} is not IMAP", account.remote.name);
     };
     let events: Arc<dyn EventSink> = Arc::new(NullSink);
-    let r = oi_imap::ImapRepository::new(imap_config(c, &config.general, python, &[])?, events);
+    let r = oi_imap::ImapRepository::new(
+        imap_config(account, c, &config.general, python, &[])?,
+        events,
+    );
     let result = r.delete_folder(folder).await;
     r.shutdown().await;
     result.with_context(|| format!("deleting folder {folder} of {}", account.remote.name))?;

@@ -42,6 +42,26 @@ impl Python {
         }
     }
 
+    /// Evaluates an expression to a string or `None` (the `oauth2_*_eval` options).
+    pub fn opt_string(&self, e: &PyExpr) -> Result<Option<String>> {
+        match self.eval(e)? {
+            Value::None => Ok(None),
+            Value::Str(s) => Ok(Some(s)),
+            other => Err(anyhow!(
+                "[{}] {}: expected a string or None, got {}",
+                e.section,
+                e.option,
+                match other {
+                    Value::Bool(_) => "a bool",
+                    Value::Int(_) => "an int",
+                    Value::List(_) => "a list",
+                    Value::Tuple(_) => "a tuple",
+                    _ => "another type",
+                }
+            )),
+        }
+    }
+
     /// Evaluates an expression for its effect (newmail_hook's call).
     pub fn call(&self, e: &PyExpr) -> Result<()> {
         self.eval(e).map(|_| ())

@@ -313,7 +313,7 @@ fn start_watchers(
             return set;
         }
     };
-    let config = match imap_config(imap, general, python, &[]) {
+    let config = match imap_config(account, imap, general, python, &[]) {
         Ok(c) => c,
         Err(e) => {
             warn(format!("IDLE: {e:#}"));
@@ -512,7 +512,7 @@ async fn sync_one(
         RepositoryKind::Imap(_) => &[],
     };
     let remote = oi_imap::ImapRepository::new(
-        imap_config(imap, general, python, custom_flags)?,
+        imap_config(account, imap, general, python, custom_flags)?,
         events.clone(),
     );
     let naming = Arc::new(
@@ -587,7 +587,7 @@ async fn sync_one(
             // IMAP <-> IMAP: the local server's UIDs are mapped to the remote's in
             // OfflineIMAP's Repository-<local>/UIDMapping files.
             let inner = oi_imap::ImapRepository::new(
-                imap_config(local_imap, general, python, &[])?,
+                imap_config(account, local_imap, general, python, &[])?,
                 local_events.clone(),
             );
             let local = oi_imapmap::MappedImapRepository::new(
@@ -692,6 +692,7 @@ impl Pair<'_> {
 
 /// The IMAP store's settings from the repository's options.
 pub(crate) fn imap_config(
+    account: &AccountConfig,
     c: &ImapConfig,
     general: &oi_config::General,
     python: &Python,
@@ -733,7 +734,9 @@ pub(crate) fn imap_config(
         (None, Some(cmd)) => Some(oi_imap::Tunnel::Transport(cmd.clone())),
         (None, None) => None,
     };
-    if tunnel.is_none() && password.is_none() {
+    // XOAUTH2 needs no password; the password mechanisms fail on their own without one.
+    let oauth2 = crate::auth::oauth2(account, c, general, python)?;
+    if tunnel.is_none() && password.is_none() && oauth2.is_none() {
         bail!(
             "no password configured (remotepass, remotepassfile, remotepasseval or ~/.netrc); \
              prompting is not supported yet"
@@ -763,7 +766,9 @@ pub(crate) fn imap_config(
         timeout: general.socktimeout,
         expunge: c.expunge,
         pipeline_depth: 32,
-        auth_mechanisms: vec![oi_imap::AuthMechanism::Plain, oi_imap::AuthMechanism::Login],
+        auth_mechanisms: crate::auth::mechanisms(&c.auth_mechanisms),
+        identity: c.remote_identity.clone(),
+        oauth2,
         net: oi_imap::NetOptions {
             family: match c.ipv6 {
                 None => oi_imap::IpFamily::Any,
@@ -778,6 +783,7 @@ pub(crate) fn imap_config(
                 cert,
                 key: c.sslclientkey.clone(),
             }),
+            proxy: account.proxy.as_ref().map(crate::auth::proxy),
         },
         keywords: oi_imap::keywords::KeywordMap::new(custom_flags.iter().cloned())
             .map_err(|e| anyhow::anyhow!("customflag: {e}"))?,

@@ -48,8 +48,7 @@ const GENERAL: &[(&str, Support)] = &[
     ("update-keyring", WarnIfTrue),
 ];
 
-/// `[Account X]`. The proxies are rejected because ignoring them would connect directly,
-/// bypassing what the user set up on purpose.
+/// `[Account X]`.
 const ACCOUNT: &[(&str, Support)] = &[
     ("localrepository", Read),
     ("remoterepository", Read),
@@ -68,8 +67,8 @@ const ACCOUNT: &[(&str, Support)] = &[
     ("maildir-windows-compatible", Read),
     ("synclabels", RejectIfTrue),
     ("filterheaders", Reject),
-    ("proxy", Reject),
-    ("authproxy", Reject),
+    ("proxy", Read),
+    ("authproxy", Read),
     ("utf8foldernames", Read),
 ];
 
@@ -117,16 +116,16 @@ const IMAP: &[(&str, Support)] = &[
     ("remoteporteval", Read),
     ("remoteusereval", Read),
     ("remotepasseval", Read),
-    ("remote_identity", Reject),
-    ("oauth2_client_id", Reject),
-    ("oauth2_client_id_eval", Reject),
-    ("oauth2_client_secret", Reject),
-    ("oauth2_client_secret_eval", Reject),
-    ("oauth2_refresh_token", Reject),
-    ("oauth2_refresh_token_eval", Reject),
-    ("oauth2_access_token", Reject),
-    ("oauth2_access_token_eval", Reject),
-    ("oauth2_request_url", Reject),
+    ("remote_identity", Read),
+    ("oauth2_client_id", Read),
+    ("oauth2_client_id_eval", Read),
+    ("oauth2_client_secret", Read),
+    ("oauth2_client_secret_eval", Read),
+    ("oauth2_refresh_token", Read),
+    ("oauth2_refresh_token_eval", Read),
+    ("oauth2_access_token", Read),
+    ("oauth2_access_token_eval", Read),
+    ("oauth2_request_url", Read),
     ("sslclientcert", Read),
     ("sslclientkey", Read),
     ("reference", Reject),
@@ -203,6 +202,39 @@ fn parse_py_float(text: &str) -> Option<f64> {
     }
     let v: f64 = t.replace('_', "").parse().ok()?;
     v.is_finite().then_some(v)
+}
+
+/// OfflineIMAP's `TYPE:host:port` (split on every `:`, so no IPv6 addresses), TYPE being
+/// a PySocks proxy type (case-sensitive, as Python's `getattr`).
+fn parse_proxy(text: &str) -> Result<ProxySetting, String> {
+    let parts: Vec<&str> = text.split(':').collect();
+    let [kind, host, port] = parts.as_slice() else {
+        return Err(format!(
+            "{text:?} is not TYPE:host:port (for example SOCKS5:localhost:1080)"
+        ));
+    };
+    let kind = match *kind {
+        "SOCKS5" | "PROXY_TYPE_SOCKS5" => ProxyType::Socks5,
+        "SOCKS4" | "PROXY_TYPE_SOCKS4" => ProxyType::Socks4,
+        "HTTP" | "PROXY_TYPE_HTTP" => ProxyType::Http,
+        other => {
+            return Err(format!(
+                "{other:?} is not a proxy type: SOCKS5, SOCKS4 or HTTP (in capitals)"
+            ));
+        }
+    };
+    if host.is_empty() {
+        return Err(format!("{text:?} names no proxy host"));
+    }
+    let port = parse_py_int(port)
+        .and_then(|p| u16::try_from(p).ok())
+        .filter(|p| *p != 0)
+        .ok_or_else(|| format!("{port:?} is not a port number"))?;
+    Ok(ProxySetting {
+        kind,
+        host: (*host).to_string(),
+        port,
+    })
 }
 
 /// configparser's `BOOLEAN_STATES`.
@@ -592,6 +624,11 @@ impl<'a> Builder<'a> {
             .filter(|n| *n > 0);
         let presynchook = self.string(section, "presynchook").map(|(v, _)| v);
         let postsynchook = self.string(section, "postsynchook").map(|(v, _)| v);
+        let proxy = self.proxy(section, "proxy");
+        let authproxy = match self.raw.raw_entry(section, "authproxy") {
+            Some(_) => self.proxy(section, "authproxy"),
+            None => proxy.clone(),
+        };
         Some(AccountConfig {
             name: name.to_string(),
             local: local?,
@@ -604,7 +641,26 @@ impl<'a> Builder<'a> {
             maildir_windows_compatible,
             utf8foldernames,
             maxsize,
+            proxy,
+            authproxy,
         })
+    }
+
+    /// `proxy` / `authproxy`: `TYPE:host:port` with a PySocks type name; empty means none.
+    /// OfflineIMAP warns and connects directly when the value is bad; connecting around a
+    /// proxy the user asked for is refused here instead.
+    fn proxy(&mut self, section: &str, key: &str) -> Option<ProxySetting> {
+        let (text, at) = self.string(section, key)?;
+        if text.is_empty() {
+            return None;
+        }
+        match parse_proxy(&text) {
+            Ok(p) => Some(p),
+            Err(e) => {
+                self.option_error(section, key, &at, e);
+                None
+            }
+        }
     }
 
     /// maxage with startdate, utf8foldernames with decodefoldernames: both pairs are
@@ -934,31 +990,9 @@ impl<'a> Builder<'a> {
                 cert_fingerprints.push(fp);
             }
         }
-        if let Some((list, at)) = self.string(s, "auth_mechanisms") {
-            let mechs: Vec<String> = list
-                .split(',')
-                .map(|m| m.trim().to_uppercase())
-                .filter(|m| !m.is_empty())
-                .collect();
-            let others: Vec<&str> = mechs
-                .iter()
-                .map(String::as_str)
-                .filter(|m| *m != "PLAIN" && *m != "LOGIN")
-                .collect();
-            if others.len() == mechs.len() {
-                self.option_error(
-                    s,
-                    "auth_mechanisms",
-                    &at,
-                    format!("not supported yet: {list:?} (only PLAIN and LOGIN are implemented)"),
-                );
-            } else if !others.is_empty() {
-                self.warnings.push(format!(
-                    "not supported yet: auth_mechanisms {} ({at}); only PLAIN and LOGIN will be tried",
-                    others.join(", ")
-                ));
-            }
-        }
+        let oauth2 = self.oauth2(s, gmail);
+        let auth_mechanisms = self.auth_mechanisms(s, &oauth2);
+        let remote_identity = self.string(s, "remote_identity").map(|(v, _)| v);
         if let Some((_, at)) = self.string(s, "sep") {
             self.warnings.push(format!(
                 "{at}: [{s}] sep is ignored for IMAP repositories (the server's separator is used), as in OfflineIMAP"
@@ -1027,7 +1061,84 @@ impl<'a> Builder<'a> {
             sslclientkey,
             decodefoldernames,
             gmail,
+            auth_mechanisms,
+            remote_identity,
+            oauth2,
         })
+    }
+
+    /// `oauth2_X`, else `oauth2_X_eval` (OfflineIMAP never evaluates the latter when the
+    /// former is set).
+    fn secret_source(&mut self, s: &str, key: &str) -> Option<SecretSource> {
+        if let Some((v, _)) = self.string(s, key) {
+            return Some(SecretSource::Inline(Secret::new(v)));
+        }
+        self.py_expr(s, &format!("{key}_eval"))
+            .map(SecretSource::Eval)
+    }
+
+    fn oauth2(&mut self, s: &str, gmail: bool) -> OAuth2Config {
+        let request_url = self
+            .string(s, "oauth2_request_url")
+            .map(|(v, _)| v)
+            // OfflineIMAP's Gmail repository falls back to Google's token endpoint.
+            .or_else(|| gmail.then(|| "https://accounts.google.com/o/oauth2/token".to_string()));
+        OAuth2Config {
+            access_token: self.secret_source(s, "oauth2_access_token"),
+            refresh_token: self.secret_source(s, "oauth2_refresh_token"),
+            client_id: self.secret_source(s, "oauth2_client_id"),
+            client_secret: self.secret_source(s, "oauth2_client_secret"),
+            request_url,
+        }
+    }
+
+    /// `auth_mechanisms`: names separated by commas, each known to OfflineIMAP (which
+    /// is case-sensitive; we accept any case). A list that cannot log in is refused:
+    /// GSSAPI is never used (no Kerberos here), and XOAUTH2 needs an OAuth2 token.
+    fn auth_mechanisms(&mut self, s: &str, oauth2: &OAuth2Config) -> Vec<AuthMech> {
+        let Some((list, at)) = self.string(s, "auth_mechanisms") else {
+            return AuthMech::DEFAULT.to_vec();
+        };
+        let mut mechs = Vec::new();
+        for name in list.split(',').map(str::trim).filter(|n| !n.is_empty()) {
+            match AuthMech::DEFAULT
+                .into_iter()
+                .find(|m| m.name().eq_ignore_ascii_case(name))
+            {
+                Some(m) => mechs.push(m),
+                None => {
+                    self.option_error(
+                        s,
+                        "auth_mechanisms",
+                        &at,
+                        format!(
+                            "unknown authentication mechanism {name:?} (OfflineIMAP knows GSSAPI, XOAUTH2, CRAM-MD5, PLAIN and LOGIN)"
+                        ),
+                    );
+                    return AuthMech::DEFAULT.to_vec();
+                }
+            }
+        }
+        let usable = mechs.iter().any(|m| match m {
+            AuthMech::Gssapi => false,
+            AuthMech::XOAuth2 => oauth2.configured(),
+            _ => true,
+        });
+        if !usable {
+            let why = if mechs.is_empty() {
+                "names no mechanism".to_string()
+            } else if mechs.contains(&AuthMech::XOAuth2) {
+                format!(
+                    "{list:?} leaves nothing to log in with: GSSAPI (Kerberos) is not supported, and XOAUTH2 needs oauth2_access_token or oauth2_refresh_token (or their _eval)"
+                )
+            } else {
+                format!(
+                    "{list:?} leaves nothing to log in with: GSSAPI (Kerberos) is not supported; add PLAIN, LOGIN, CRAM-MD5 or XOAUTH2"
+                )
+            };
+            self.option_error(s, "auth_mechanisms", &at, why);
+        }
+        mechs
     }
 
     /// `ssl_version` and `tls_level` as imaplib2 checks them (its `TLS_MAP`), then mapped
@@ -1144,5 +1255,40 @@ mod tests {
         assert_eq!(lookup(&[REPOSITORY, IMAP], "maxconnections"), Some(Read));
         assert!(known_anywhere("trashfolder"));
         assert!(!known_anywhere("remotehots"));
+    }
+}
+
+#[cfg(test)]
+mod proxy_tests {
+    use super::*;
+
+    #[test]
+    fn proxy_values_as_pysocks_reads_them() {
+        assert_eq!(
+            parse_proxy("SOCKS5:localhost:1080"),
+            Ok(ProxySetting {
+                kind: ProxyType::Socks5,
+                host: "localhost".into(),
+                port: 1080
+            })
+        );
+        assert_eq!(
+            parse_proxy("PROXY_TYPE_HTTP:10.0.0.1:3128").map(|p| p.kind),
+            Ok(ProxyType::Http)
+        );
+        assert_eq!(
+            parse_proxy("SOCKS4:h:1").map(|p| p.kind),
+            Ok(ProxyType::Socks4)
+        );
+        for bad in [
+            "socks5:localhost:1080",
+            "SOCKS5:localhost",
+            "SOCKS5::1080",
+            "SOCKS5:h:0",
+            "SOCKS5:h:x",
+            "SOCKS5:::1:1080",
+        ] {
+            assert!(parse_proxy(bad).is_err(), "{bad}");
+        }
     }
 }

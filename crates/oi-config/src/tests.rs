@@ -420,12 +420,6 @@ fn unsupported_options_warn_or_fail() {
         ),
         "{e:?}"
     );
-
-    let e = errs(&BASE.replace(
-        "remoterepository = Remote",
-        "remoterepository = Remote\nproxy = SOCKS5:localhost:9050",
-    ));
-    assert!(has(&e, "[Account Main] proxy: not supported yet"), "{e:?}");
 }
 
 #[test]
@@ -442,16 +436,108 @@ fn options_of_another_type_are_only_noted() {
 
 #[test]
 fn auth_mechanisms() {
-    let c = ok(&BASE.replace("remoteuser = me", "auth_mechanisms = GSSAPI, PLAIN"));
-    assert!(
-        has(&c.warnings, "auth_mechanisms GSSAPI"),
-        "{:?}",
-        c.warnings
+    use crate::AuthMech::*;
+    assert_eq!(
+        imap(&ok(BASE)).auth_mechanisms,
+        [Gssapi, XOAuth2, CramMd5, Plain, Login]
     );
-    let c = ok(&BASE.replace("remoteuser = me", "auth_mechanisms = login"));
-    assert!(c.warnings.is_empty());
-    let e = errs(&BASE.replace("remoteuser = me", "auth_mechanisms = XOAUTH2"));
-    assert!(has(&e, "auth_mechanisms: not supported yet"), "{e:?}");
+    // Any case (OfflineIMAP wants capitals), in the given order.
+    let c = ok(&BASE.replace(
+        "remoteuser = me",
+        "auth_mechanisms = GSSAPI, login,CRAM-MD5",
+    ));
+    assert_eq!(imap(&c).auth_mechanisms, [Gssapi, Login, CramMd5]);
+    assert!(c.warnings.is_empty(), "{:?}", c.warnings);
+    let e = errs(&BASE.replace("remoteuser = me", "auth_mechanisms = PLAIN, OAUTHBEARER"));
+    assert!(
+        has(
+            &e,
+            "rc:15: [Repository Remote] auth_mechanisms: unknown authentication mechanism \"OAUTHBEARER\""
+        ),
+        "{e:?}"
+    );
+    // Nothing left to log in with.
+    let e = errs(&BASE.replace("remoteuser = me", "auth_mechanisms = GSSAPI"));
+    assert!(has(&e, "GSSAPI (Kerberos) is not supported"), "{e:?}");
+    let e = errs(&BASE.replace("remoteuser = me", "auth_mechanisms = XOAUTH2, GSSAPI"));
+    assert!(has(&e, "XOAUTH2 needs oauth2_access_token"), "{e:?}");
+    let c = ok(&BASE.replace(
+        "remoteuser = me",
+        "auth_mechanisms = XOAUTH2\noauth2_access_token_eval = get_token()",
+    ));
+    assert_eq!(imap(&c).auth_mechanisms, [XOAuth2]);
+    let e = errs(&BASE.replace("remoteuser = me", "auth_mechanisms = ,"));
+    assert!(has(&e, "auth_mechanisms: names no mechanism"), "{e:?}");
+}
+
+#[test]
+fn oauth2_options_and_remote_identity() {
+    use crate::SecretSource;
+    let c = ok(&BASE.replace(
+        "remoteuser = me",
+        "remoteuser = me\nremote_identity = boss\noauth2_refresh_token = rt\n\
+         oauth2_refresh_token_eval = never()\noauth2_client_id_eval = cid()\n\
+         oauth2_client_secret = s3\noauth2_request_url = https://idp.example/token",
+    ));
+    let i = imap(&c);
+    assert_eq!(i.remote_identity.as_deref(), Some("boss"));
+    let o = &i.oauth2;
+    // The plain option wins over its _eval, as OfflineIMAP reads them.
+    assert!(matches!(&o.refresh_token, Some(SecretSource::Inline(s)) if s.expose() == "rt"));
+    assert!(matches!(&o.client_id, Some(SecretSource::Eval(e)) if e.source == "cid()"));
+    assert!(matches!(&o.client_secret, Some(SecretSource::Inline(s)) if s.expose() == "s3"));
+    assert_eq!(o.request_url.as_deref(), Some("https://idp.example/token"));
+    assert!(o.access_token.is_none() && o.configured());
+    // Gmail has Google's token endpoint by default.
+    let c = ok(&BASE.replace("type = IMAP", "type = Gmail"));
+    assert_eq!(
+        imap(&c).oauth2.request_url.as_deref(),
+        Some("https://accounts.google.com/o/oauth2/token")
+    );
+}
+
+#[test]
+fn proxies() {
+    use crate::{ProxySetting, ProxyType};
+    let c = ok(&BASE.replace(
+        "remoterepository = Remote",
+        "remoterepository = Remote\nproxy = SOCKS5:localhost:9050",
+    ));
+    let socks = ProxySetting {
+        kind: ProxyType::Socks5,
+        host: "localhost".into(),
+        port: 9050,
+    };
+    // authproxy defaults to proxy.
+    assert_eq!(c.accounts[0].proxy, Some(socks.clone()));
+    assert_eq!(c.accounts[0].authproxy, Some(socks.clone()));
+    // An empty authproxy means none; an empty proxy too.
+    let c = ok(&BASE.replace(
+        "remoterepository = Remote",
+        "remoterepository = Remote\nproxy = SOCKS5:localhost:9050\nauthproxy =",
+    ));
+    assert_eq!(c.accounts[0].proxy, Some(socks));
+    assert_eq!(c.accounts[0].authproxy, None);
+    let c = ok(&BASE.replace(
+        "remoterepository = Remote",
+        "remoterepository = Remote\nproxy =\nauthproxy = HTTP:10.1.1.1:3128",
+    ));
+    assert_eq!(c.accounts[0].proxy, None);
+    assert_eq!(
+        c.accounts[0].authproxy.as_ref().map(|p| p.kind),
+        Some(ProxyType::Http)
+    );
+    let e = errs(&BASE.replace(
+        "remoterepository = Remote",
+        "remoterepository = Remote\nproxy = SOCKS5:[::1]:1080",
+    ));
+    assert!(
+        has(
+            &e,
+            "rc:7: [Account Main] proxy: \"SOCKS5:[::1]:1080\" is not TYPE:host:port"
+        ),
+        "{e:?}"
+    );
 }
 
 #[test]

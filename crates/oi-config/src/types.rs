@@ -96,6 +96,103 @@ pub struct AccountConfig {
     /// `utf8foldernames`: local folder names are UTF-8 and the server's are modified UTF-7
     /// (every remote name is decoded when listed and encoded when sent). Default false.
     pub utf8foldernames: bool,
+    /// `proxy`: the IMAP connection goes through this proxy. `None` when unset or empty.
+    pub proxy: Option<ProxySetting>,
+    /// `authproxy`: the OAuth2 token request goes through this proxy. Unset means the
+    /// same as `proxy`; an empty value means none.
+    pub authproxy: Option<ProxySetting>,
+}
+
+/// A proxy protocol (PySocks' proxy types).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ProxyType {
+    /// `SOCKS5` (no authentication).
+    Socks5,
+    /// `SOCKS4` (4a for host names).
+    Socks4,
+    /// `HTTP` (`CONNECT`).
+    Http,
+}
+
+/// A proxy (`TYPE:host:port`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ProxySetting {
+    /// The protocol.
+    pub kind: ProxyType,
+    /// The proxy's host.
+    pub host: String,
+    /// The proxy's port.
+    pub port: u16,
+}
+
+/// An `auth_mechanisms` entry.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AuthMech {
+    /// `GSSAPI` (Kerberos; not supported, skipped).
+    Gssapi,
+    /// `XOAUTH2`.
+    XOAuth2,
+    /// `CRAM-MD5`.
+    CramMd5,
+    /// `PLAIN`.
+    Plain,
+    /// `LOGIN`.
+    Login,
+}
+
+impl AuthMech {
+    /// OfflineIMAP's default order.
+    pub const DEFAULT: [AuthMech; 5] = [
+        AuthMech::Gssapi,
+        AuthMech::XOAuth2,
+        AuthMech::CramMd5,
+        AuthMech::Plain,
+        AuthMech::Login,
+    ];
+
+    /// The name as written in `auth_mechanisms`.
+    pub fn name(self) -> &'static str {
+        match self {
+            AuthMech::Gssapi => "GSSAPI",
+            AuthMech::XOAuth2 => "XOAUTH2",
+            AuthMech::CramMd5 => "CRAM-MD5",
+            AuthMech::Plain => "PLAIN",
+            AuthMech::Login => "LOGIN",
+        }
+    }
+}
+
+/// A value given either as is (`oauth2_client_id`) or as a Python expression
+/// (`oauth2_client_id_eval`), evaluated by the binary.
+#[derive(Debug, Clone, PartialEq)]
+pub enum SecretSource {
+    /// The option's value.
+    Inline(Secret),
+    /// The `_eval` option's expression.
+    Eval(PyExpr),
+}
+
+/// The `oauth2_*` options of an IMAP repository (each from the plain option if set,
+/// else from its `_eval` form, as OfflineIMAP reads them).
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct OAuth2Config {
+    /// `oauth2_access_token` / `_eval` (the eval is asked at every login).
+    pub access_token: Option<SecretSource>,
+    /// `oauth2_refresh_token` / `_eval`.
+    pub refresh_token: Option<SecretSource>,
+    /// `oauth2_client_id` / `_eval`.
+    pub client_id: Option<SecretSource>,
+    /// `oauth2_client_secret` / `_eval`.
+    pub client_secret: Option<SecretSource>,
+    /// `oauth2_request_url` (Gmail: Google's token endpoint by default).
+    pub request_url: Option<String>,
+}
+
+impl OAuth2Config {
+    /// True when XOAUTH2 can be attempted (an access or a refresh token is configured).
+    pub fn configured(&self) -> bool {
+        self.access_token.is_some() || self.refresh_token.is_some()
+    }
 }
 
 /// The guard's default: deleting more than half of a folder at once is far more often a
@@ -223,6 +320,12 @@ pub struct ImapConfig {
     pub decodefoldernames: bool,
     /// `type = Gmail`: the Gmail-specific options (label sync is not supported).
     pub gmail: Option<GmailOptions>,
+    /// `auth_mechanisms`, in order (default [`AuthMech::DEFAULT`]).
+    pub auth_mechanisms: Vec<AuthMech>,
+    /// `remote_identity`: the SASL authorization identity for PLAIN.
+    pub remote_identity: Option<String>,
+    /// The `oauth2_*` options.
+    pub oauth2: OAuth2Config,
 }
 
 /// Which TLS versions an IMAP connection may use.

@@ -7,7 +7,7 @@ use oi_core::Secret;
 
 use crate::ImapError;
 use crate::response::{GreetingType, Outcome, RespCode, Response, Untagged};
-use crate::session::{Command, Event, Part, Session, SessionConfig};
+use crate::session::{Command, Event, Session, SessionConfig};
 use crate::transport::{NetOptions, TlsSettings, Transport};
 
 /// How the connection is secured (OfflineIMAP's `ssl` and `starttls`).
@@ -30,9 +30,16 @@ pub enum Tunnel {
     Transport(String),
 }
 
-/// SASL / login mechanisms we can use, in the order to try them.
+/// The mechanisms of OfflineIMAP's `auth_mechanisms` (see [`crate::auth`] for how they
+/// are tried).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum AuthMechanism {
+    /// Kerberos: never used (not supported), skipped as OfflineIMAP without gssapi does.
+    Gssapi,
+    /// AUTHENTICATE XOAUTH2 with an OAuth2 access token.
+    XOAuth2,
+    /// AUTHENTICATE CRAM-MD5 (RFC 2195).
+    CramMd5,
     /// AUTHENTICATE PLAIN (with SASL-IR when offered).
     Plain,
     /// The LOGIN command.
@@ -88,9 +95,16 @@ pub struct ConnectSettings {
     pub password: Option<Secret>,
     /// Mechanisms to try, in order.
     pub mechanisms: Vec<AuthMechanism>,
+    /// SASL authorization identity for PLAIN (`remote_identity`).
+    pub identity: Option<String>,
+    /// OAuth2 access tokens for XOAUTH2.
+    pub oauth2: Option<std::sync::Arc<crate::oauth2::OAuth2>>,
     /// Commands in flight at once.
     pub pipeline_depth: usize,
 }
+
+/// Answers one SASL challenge (already base64-decoded) with the client's response.
+pub(crate) type SaslResponder<'a> = dyn FnMut(&[u8]) -> Result<Vec<u8>, ImapError> + Send + 'a;
 
 /// One authenticated IMAP connection.
 #[derive(Debug)]
@@ -99,6 +113,8 @@ pub struct Connection {
     session: Session,
     capabilities: Vec<String>,
     bye: Option<String>,
+    /// Mechanisms that failed before the one that logged in (OfflineIMAP warns of them).
+    auth_failures: Vec<String>,
 }
 
 fn upper(caps: Vec<String>) -> Vec<String> {
@@ -118,7 +134,12 @@ impl Connection {
                 Transport::tunnel(cmd, s.timeout)?
             }
             None => {
-                let t = Transport::tcp_with(&s.host, s.port, s.timeout, net.family).await?;
+                let t = match &net.proxy {
+                    Some(p) => {
+                        Transport::via_proxy(p, &s.host, s.port, s.timeout, net.family).await?
+                    }
+                    None => Transport::tcp_with(&s.host, s.port, s.timeout, net.family).await?,
+                };
                 if s.security == Security::Tls {
                     t.start_tls_with(&s.host, &s.tls, net).await?
                 } else {
@@ -134,6 +155,7 @@ impl Connection {
             }),
             capabilities: Vec::new(),
             bye: None,
+            auth_failures: Vec::new(),
         };
         let (kind, code) = conn.greeting().await?;
         if let Some(RespCode::Capability(c)) = code {
@@ -175,11 +197,12 @@ impl Connection {
                 session,
                 capabilities: Vec::new(),
                 bye,
+                auth_failures: Vec::new(),
             };
             conn.refresh_capabilities().await?;
         }
         if !preauth {
-            conn.login(s).await?;
+            conn.auth_failures = crate::auth::login(&mut conn, s).await?;
         }
         Ok(conn)
     }
@@ -197,6 +220,12 @@ impl Connection {
         self.capabilities.iter().any(|c| c == cap)
     }
 
+    /// The authentication mechanisms that failed before one succeeded, each as
+    /// `MECHANISM authentication failed: why`; empty afterwards.
+    pub fn take_auth_failures(&mut self) -> Vec<String> {
+        std::mem::take(&mut self.auth_failures)
+    }
+
     /// The capabilities, upper case.
     pub fn capabilities(&self) -> &[String] {
         &self.capabilities
@@ -212,76 +241,142 @@ impl Connection {
         Ok(())
     }
 
-    async fn login(&mut self, s: &ConnectSettings) -> Result<(), ImapError> {
-        let Some(password) = &s.password else {
-            return Err(ImapError::Config(format!(
-                "no password for {}@{}",
-                s.user, s.host
-            )));
-        };
-        let mut last = None;
-        for mech in &s.mechanisms {
-            let cmd = match mech {
-                AuthMechanism::Plain if self.has("AUTH=PLAIN") => {
-                    let mut raw = Vec::new();
-                    raw.push(0);
-                    raw.extend_from_slice(s.user.as_bytes());
-                    raw.push(0);
-                    raw.extend_from_slice(password.expose().as_bytes());
-                    let b64 = base64::engine::general_purpose::STANDARD.encode(raw);
-                    if self.has("SASL-IR") {
-                        // SASL-IR (RFC 4959): the initial response is on the command line.
-                        Command {
-                            name: "AUTHENTICATE".into(),
-                            parts: vec![
-                                Part::Raw(b"AUTHENTICATE PLAIN ".to_vec()),
-                                Part::Sensitive(b64.into_bytes()),
-                            ],
-                        }
-                    } else {
-                        Command {
-                            name: "AUTHENTICATE".into(),
-                            parts: vec![
-                                Part::Raw(b"AUTHENTICATE PLAIN".to_vec()),
-                                Part::Continuation {
-                                    bytes: b64.into_bytes(),
-                                    secret: true,
-                                },
-                            ],
+    /// Takes the capabilities a successful login announced, or asks for them: servers may
+    /// change them after login (RFC 3501 §6.2.3).
+    pub(crate) async fn after_login(&mut self, code: Option<RespCode>) -> Result<(), ImapError> {
+        match code {
+            Some(RespCode::Capability(c)) => {
+                self.set_capabilities(upper(c));
+                Ok(())
+            }
+            _ => self.refresh_capabilities().await,
+        }
+    }
+
+    /// AUTHENTICATE (RFC 3501 §6.2.2) as a challenge-response dialogue, which the
+    /// session's fixed continuation parts cannot express: the connection is idle at login,
+    /// so the exchange is driven here line by line. `initial` goes on the command line
+    /// with SASL-IR (RFC 4959), else answers the first challenge; every other challenge
+    /// (base64-decoded) is answered by `respond`. An error from `respond` cancels the
+    /// exchange (`*`) and is returned once the server has completed the command. The
+    /// trace shows every client response as `<redacted>`.
+    pub(crate) async fn authenticate(
+        &mut self,
+        mechanism: &str,
+        initial: Option<Vec<u8>>,
+        respond: &mut SaslResponder<'_>,
+    ) -> Result<Completion, ImapError> {
+        use base64::engine::general_purpose::STANDARD;
+        if self.session.pending() > 0 || self.session.buffered_input() > 0 {
+            return Err(ImapError::Protocol(
+                "AUTHENTICATE while other commands are in progress".into(),
+            ));
+        }
+        let tag = "L1";
+        let mut line = format!("{tag} AUTHENTICATE {mechanism}");
+        let mut initial = initial;
+        let sasl_ir = self.has("SASL-IR");
+        let mut traced = line.clone();
+        if sasl_ir && let Some(ir) = initial.take() {
+            // RFC 4959: an empty initial response is sent as `=`.
+            let b64 = if ir.is_empty() {
+                "=".to_string()
+            } else {
+                STANDARD.encode(ir)
+            };
+            line.push(' ');
+            line.push_str(&b64);
+            traced.push_str(" <redacted>");
+        }
+        line.push_str("\r\n");
+        tracing::trace!(target: "imap", "C: {traced}");
+        self.transport.write_all(line.as_bytes()).await?;
+        let mut buf: Vec<u8> = Vec::new();
+        let config = SessionConfig::default();
+        let mut failed: Option<ImapError> = None;
+        loop {
+            let len = loop {
+                if let Some(n) = crate::session::frame(&buf, &config)? {
+                    break n;
+                }
+                let mut chunk = vec![0u8; 16 * 1024];
+                let n = self.transport.read(&mut chunk).await?;
+                if n == 0 {
+                    return Err(match self.bye.take() {
+                        Some(t) => ImapError::Bye(t),
+                        None => ImapError::Closed,
+                    });
+                }
+                buf.extend_from_slice(&chunk[..n]);
+            };
+            let response: Vec<u8> = buf.drain(..len).collect();
+            tracing::trace!(target: "imap", "S: {}", response.escape_ascii());
+            if let Some(rest) = response.strip_prefix(b"+") {
+                let text = rest.strip_prefix(b" ").unwrap_or(rest);
+                let text = text.trim_ascii_end();
+                let answer = if failed.is_some() {
+                    None
+                } else if let Some(ir) = initial.take() {
+                    Some(ir)
+                } else {
+                    match STANDARD.decode(text) {
+                        Ok(challenge) => match respond(&challenge) {
+                            Ok(a) => Some(a),
+                            Err(e) => {
+                                failed = Some(e);
+                                None
+                            }
+                        },
+                        Err(_) => {
+                            failed = Some(ImapError::Protocol(format!(
+                                "{mechanism}: the server's challenge is not base64"
+                            )));
+                            None
                         }
                     }
-                }
-                AuthMechanism::Login if !self.has("LOGINDISABLED") => Command {
-                    name: "LOGIN".into(),
-                    parts: vec![
-                        Part::Raw(b"LOGIN ".to_vec()),
-                        Part::Str {
-                            bytes: s.user.as_bytes().to_vec(),
-                            secret: false,
-                        },
-                        Part::Raw(b" ".to_vec()),
-                        Part::Str {
-                            bytes: password.expose().as_bytes().to_vec(),
-                            secret: true,
-                        },
-                    ],
-                },
-                _ => continue,
-            };
-            let (_, done) = self.run_unchecked(cmd).await?;
-            if done.outcome == Outcome::Ok {
-                match done.code {
-                    Some(RespCode::Capability(c)) => self.set_capabilities(upper(c)),
-                    // Servers may change capabilities after login (RFC 3501 §6.2.3).
-                    _ => self.refresh_capabilities().await?,
-                }
-                return Ok(());
+                };
+                let out = match answer {
+                    Some(a) => {
+                        tracing::trace!(target: "imap", "C: <redacted>");
+                        format!("{}\r\n", STANDARD.encode(a))
+                    }
+                    None => {
+                        tracing::trace!(target: "imap", "C: *");
+                        "*\r\n".to_string()
+                    }
+                };
+                self.transport.write_all(out.as_bytes()).await?;
+                continue;
             }
-            last = Some(format!("{} {}: {}", done.command, done.outcome, done.text));
+            match crate::response::parse_response(&response)? {
+                Response::Tagged {
+                    tag: t,
+                    outcome,
+                    code,
+                    text,
+                } if t == tag => {
+                    // Whatever followed the completion belongs to the session.
+                    self.session.feed(&buf);
+                    if let Some(e) = failed {
+                        return Err(e);
+                    }
+                    return Ok(Completion {
+                        command: "AUTHENTICATE".into(),
+                        outcome,
+                        code,
+                        text,
+                    });
+                }
+                Response::Untagged(Untagged::Capability(c)) => self.set_capabilities(upper(c)),
+                Response::Untagged(Untagged::Bye(t)) => self.bye = Some(t),
+                Response::Tagged { tag: t, .. } => {
+                    return Err(ImapError::Protocol(format!(
+                        "completion for unknown tag {t} during AUTHENTICATE"
+                    )));
+                }
+                _ => {}
+            }
         }
-        Err(ImapError::Auth(last.unwrap_or_else(|| {
-            "no usable authentication mechanism offered by the server".into()
-        })))
     }
 
     async fn greeting(&mut self) -> Result<(GreetingType, Option<RespCode>), ImapError> {

@@ -12,10 +12,13 @@
 //! traces go to `tracing` target `imap`, secrets replaced by `<redacted>`).
 #![deny(missing_docs)]
 
+mod auth;
 pub mod client;
 mod error;
 pub mod keywords;
 pub mod netrc;
+pub mod oauth2;
+pub mod proxy;
 pub mod response;
 pub mod session;
 mod store;
@@ -24,6 +27,8 @@ pub mod utf7;
 
 pub use client::{AuthMechanism, Connection, Security, Tunnel};
 pub use error::ImapError;
+pub use oauth2::{OAuth2, RefreshSettings, TokenGetter};
+pub use proxy::{Proxy, ProxyKind};
 pub use store::{
     ImapConfig, ImapFolder, ImapRepository, Watcher, insert_header, uid_set, unique_header_value,
 };

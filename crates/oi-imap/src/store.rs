@@ -44,6 +44,10 @@ pub struct ImapConfig {
     pub pipeline_depth: usize,
     /// Authentication mechanisms to try, in order (OfflineIMAP's `auth_mechanisms`).
     pub auth_mechanisms: Vec<AuthMechanism>,
+    /// SASL authorization identity for PLAIN (`remote_identity`).
+    pub identity: Option<String>,
+    /// OAuth2 tokens for XOAUTH2, shared by every connection.
+    pub oauth2: Option<Arc<crate::oauth2::OAuth2>>,
     /// Address family, TLS versions and client certificate.
     pub net: crate::transport::NetOptions,
     /// IMAP keywords that stand for custom Maildir flag letters (`customflag_x`).
@@ -67,7 +71,9 @@ impl ImapConfig {
             timeout: None,
             expunge: true,
             pipeline_depth: 8,
-            auth_mechanisms: vec![AuthMechanism::Plain, AuthMechanism::Login],
+            auth_mechanisms: AuthMechanism::DEFAULT.to_vec(),
+            identity: None,
+            oauth2: None,
             net: crate::transport::NetOptions::default(),
             keywords: crate::keywords::KeywordMap::default(),
             condstore: true,
@@ -91,6 +97,8 @@ impl ImapConfig {
             user: self.user.clone(),
             password: self.password.clone(),
             mechanisms: self.auth_mechanisms.clone(),
+            identity: self.identity.clone(),
+            oauth2: self.oauth2.clone(),
             pipeline_depth: self.pipeline_depth,
         }
     }
@@ -231,6 +239,12 @@ impl ImapRepository {
         let mut conn = Connection::open_with(&settings, &self.config.net)
             .await
             .map_err(|e| e.into_store(Severity::Repository, ctx()))?;
+        for message in conn.take_auth_failures() {
+            self.events.emit(oi_core::Event::Warning {
+                account: None,
+                message,
+            });
+        }
         let mode = self
             .enable_modseq(&mut conn)
             .await

@@ -75,6 +75,8 @@ pub struct NetOptions {
     pub tls_versions: TlsVersions,
     /// Client certificate authentication.
     pub client_cert: Option<ClientCert>,
+    /// A proxy in front of the TCP connection (`proxy`).
+    pub proxy: Option<crate::proxy::Proxy>,
 }
 
 /// A connected transport; `Box<dyn Stream>` keeps the session code independent of it.
@@ -106,6 +108,41 @@ async fn with_timeout<T>(
     }
 }
 
+/// A TCP connection to the first reachable address of `host` in the family, as Python's
+/// `socket.create_connection` tries them in turn.
+pub(crate) async fn tcp_stream(
+    host: &str,
+    port: u16,
+    family: IpFamily,
+) -> std::io::Result<tokio::net::TcpStream> {
+    let mut last = None;
+    for addr in tokio::net::lookup_host((host, port)).await? {
+        let wanted = match family {
+            IpFamily::Any => true,
+            IpFamily::V4 => addr.is_ipv4(),
+            IpFamily::V6 => addr.is_ipv6(),
+        };
+        if !wanted {
+            continue;
+        }
+        match tokio::net::TcpStream::connect(addr).await {
+            Ok(s) => return Ok(s),
+            Err(e) => last = Some(e),
+        }
+    }
+    Err(last.unwrap_or_else(|| {
+        let which = match family {
+            IpFamily::V4 => "IPv4 ",
+            IpFamily::V6 => "IPv6 ",
+            IpFamily::Any => "",
+        };
+        std::io::Error::new(
+            std::io::ErrorKind::AddrNotAvailable,
+            format!("{host} has no {which}address"),
+        )
+    }))
+}
+
 impl Transport {
     /// A plain TCP connection.
     pub async fn tcp(host: &str, port: u16, timeout: Option<Duration>) -> Result<Self, ImapError> {
@@ -121,35 +158,25 @@ impl Transport {
         timeout: Option<Duration>,
         family: IpFamily,
     ) -> Result<Self, ImapError> {
-        let connect = async {
-            let mut last = None;
-            for addr in tokio::net::lookup_host((host, port)).await? {
-                let wanted = match family {
-                    IpFamily::Any => true,
-                    IpFamily::V4 => addr.is_ipv4(),
-                    IpFamily::V6 => addr.is_ipv6(),
-                };
-                if !wanted {
-                    continue;
-                }
-                match tokio::net::TcpStream::connect(addr).await {
-                    Ok(s) => return Ok(s),
-                    Err(e) => last = Some(e),
-                }
-            }
-            Err(last.unwrap_or_else(|| {
-                let which = match family {
-                    IpFamily::V4 => "IPv4 ",
-                    IpFamily::V6 => "IPv6 ",
-                    IpFamily::Any => "",
-                };
-                std::io::Error::new(
-                    std::io::ErrorKind::AddrNotAvailable,
-                    format!("{host} has no {which}address"),
-                )
-            }))
-        };
-        let tcp = with_timeout(timeout, connect).await?;
+        let tcp = with_timeout(timeout, tcp_stream(host, port, family)).await?;
+        tcp.set_nodelay(true)?;
+        Ok(Transport {
+            stream: Box::new(tcp),
+            timeout,
+            _child: None,
+        })
+    }
+
+    /// A TCP connection through a proxy (`proxy`); the timeout covers reaching the
+    /// proxy and its set-up of the tunnel.
+    pub async fn via_proxy(
+        proxy: &crate::proxy::Proxy,
+        host: &str,
+        port: u16,
+        timeout: Option<Duration>,
+        family: IpFamily,
+    ) -> Result<Self, ImapError> {
+        let tcp = crate::proxy::connect(proxy, host, port, timeout, family).await?;
         tcp.set_nodelay(true)?;
         Ok(Transport {
             stream: Box::new(tcp),
@@ -727,12 +754,15 @@ mod tests {
             user: "alice".into(),
             password: Some(oi_core::Secret::new("alicepass")),
             mechanisms: vec![AuthMechanism::Plain],
+            identity: None,
+            oauth2: None,
             pipeline_depth: 4,
         };
         let net = NetOptions {
             family: IpFamily::V4,
             tls_versions: TlsVersions::Tls12Only,
             client_cert: None,
+            proxy: None,
         };
         for (security, port) in [
             (Security::Tls, d.imaps_port()),

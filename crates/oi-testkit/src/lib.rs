@@ -13,11 +13,15 @@
 
 mod courier;
 mod cyrus;
+pub mod oauth;
 pub mod packages;
+pub mod proxy;
 pub mod script;
 
 pub use courier::Courier;
 pub use cyrus::Cyrus;
+pub use oauth::MockOAuth;
+pub use proxy::MockProxy;
 
 use std::fmt;
 use std::io::{self, Write};
@@ -83,6 +87,22 @@ impl ServerMessage {
     }
 }
 
+/// Extra authentication settings of a test Dovecot (the default is `plain login` with
+/// the [`USERS`]).
+#[derive(Debug, Clone, Default)]
+pub struct DovecotOptions {
+    /// More SASL mechanisms to offer, Dovecot's names (`cram-md5`). The passwords are
+    /// stored in plain text, so every password mechanism works.
+    pub extra_mechanisms: Vec<String>,
+    /// Offer XOAUTH2 and OAUTHBEARER, checking tokens with this introspection URL
+    /// (`POST token=…`, answered `{"active": true, "username": …}`), as [`MockOAuth`]
+    /// serves it.
+    pub oauth2_introspection_url: Option<String>,
+    /// A master user `(name, password)`: PLAIN with authorization identity `alice`,
+    /// authentication identity `name` and its password logs in as alice.
+    pub master_user: Option<(String, String)>,
+}
+
 /// A private Dovecot on 127.0.0.1, stopped when dropped.
 #[derive(Debug)]
 pub struct Dovecot {
@@ -134,7 +154,12 @@ impl Dovecot {
     /// is not installed. Under CI (`CI=true`) a missing server panics instead, and so does
     /// any other start failure: a test cannot go on without its server.
     pub fn start_or_skip(test: &str) -> Option<Dovecot> {
-        match Dovecot::start() {
+        Dovecot::start_or_skip_with(test, &DovecotOptions::default())
+    }
+
+    /// [`Dovecot::start_or_skip`] with extra authentication settings.
+    pub fn start_or_skip_with(test: &str, options: &DovecotOptions) -> Option<Dovecot> {
+        match Dovecot::start_with(options) {
             Ok(d) => Some(d),
             Err(StartError::NotInstalled) => {
                 eprintln!("SKIPPED: {test}: dovecot not installed (apt-get install dovecot-imapd)");
@@ -150,6 +175,14 @@ impl Dovecot {
     /// When dovecot is not installed and `CI` is `true`: under CI a missing server is a
     /// failure, never a skip.
     pub fn start() -> Result<Dovecot, StartError> {
+        Dovecot::start_with(&DovecotOptions::default())
+    }
+
+    /// [`Dovecot::start`] with extra authentication settings.
+    ///
+    /// # Panics
+    /// As [`Dovecot::start`].
+    pub fn start_with(options: &DovecotOptions) -> Result<Dovecot, StartError> {
         let Some(binary) = dovecot_binary() else {
             if std::env::var("CI").is_ok_and(|v| v == "true") {
                 panic!("dovecot is not installed, and CI=true: install dovecot-imapd");
@@ -200,6 +233,42 @@ impl Dovecot {
         }
         std::fs::write(&passwd, pw)?;
 
+        let mut mechanisms = String::from("plain login");
+        for m in &options.extra_mechanisms {
+            mechanisms.push(' ');
+            mechanisms.push_str(m);
+        }
+        // An oauth2 passdb (RFC 7628 tokens checked by the identity provider's
+        // introspection endpoint) for XOAUTH2 and OAUTHBEARER only; the passwd-file
+        // passdb keeps serving the password mechanisms.
+        let mut oauth2_passdb = String::new();
+        if let Some(url) = &options.oauth2_introspection_url {
+            mechanisms.push_str(" xoauth2 oauthbearer");
+            let ext = root.join("oauth2.conf.ext");
+            std::fs::write(
+                &ext,
+                format!(
+                    "introspection_mode = post\nintrospection_url = {url}\n\
+                     username_attribute = username\nactive_attribute = active\n\
+                     active_value = true\ntimeout_msecs = 10000\n"
+                ),
+            )?;
+            chmod(&ext, "a+r")?;
+            oauth2_passdb = format!(
+                "passdb {{\n  driver = oauth2\n  mechanisms = xoauth2 oauthbearer\n  args = {}\n}}\n",
+                ext.display()
+            );
+        }
+        let mut master_passdb = String::new();
+        if let Some((user, pass)) = &options.master_user {
+            let file = root.join("master-users");
+            std::fs::write(&file, format!("{user}:{{PLAIN}}{pass}\n"))?;
+            chmod(&file, "a+r")?;
+            master_passdb = format!(
+                "passdb {{\n  driver = passwd-file\n  master = yes\n  args = scheme=PLAIN {}\n}}\n",
+                file.display()
+            );
+        }
         let uid = id_of("-u", MAIL_OWNER)?;
         let gid = id_of("-g", MAIL_OWNER)?;
         let imap_port = free_port()?;
@@ -222,9 +291,9 @@ ssl = yes
 ssl_cert = <{crt}
 ssl_key = <{key}
 disable_plaintext_auth = no
-auth_mechanisms = plain login
+auth_mechanisms = {mechanisms}
 mail_location = maildir:~/Maildir
-passdb {{
+{oauth2_passdb}{master_passdb}passdb {{
   driver = passwd-file
   args = scheme=PLAIN {passwd}
 }}

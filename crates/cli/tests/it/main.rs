@@ -1,5 +1,6 @@
 //! End-to-end tests of the `offlineimap` binary against a real Dovecot on 127.0.0.1 that
 //! each test starts for itself (oi-testkit). One binary, grouped by topic:
+//! - `auth`: auth_mechanisms (CRAM-MD5), XOAUTH2 with OAuth2 tokens, proxies.
 //! - `sync`: the two-way IMAP ↔ Maildir sync (new, deleted, flagged both ways; policies).
 //! - `transport`: TLS, STARTTLS, fingerprints, tunnels.
 //! - `cli`: flags, config discovery and errors, exit status, dry run, locking.
@@ -13,6 +14,7 @@
 //! - `ui`: machineui against OfflineIMAP 8, blinkenlights under tmux.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
+mod auth;
 mod cli;
 mod common;
 mod compat;

@@ -1,0 +1,319 @@
+//! Authentication options through the binary: `auth_mechanisms` with CRAM-MD5, the
+//! `oauth2_*` options (XOAUTH2 against Dovecot's oauth2 passdb and oi-testkit's mock
+//! identity provider), `proxy` / `authproxy` through oi-testkit's mock proxy, and the
+//! configuration errors.
+
+use oi_testkit::oauth::{CLIENT_ID, CLIENT_SECRET, REFRESH_TOKEN};
+use oi_testkit::{Dovecot, DovecotOptions, MockOAuth, MockProxy};
+
+use crate::common::{PASS, World, local_messages};
+
+fn world(test: &str, options: DovecotOptions) -> Option<World> {
+    let server = Dovecot::start_or_skip_with(test, &options)?;
+    let dir = tempfile::tempdir().unwrap();
+    Some(World { server, dir })
+}
+
+fn output(out: &std::process::Output) -> String {
+    format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    )
+}
+
+/// A config whose remote has no password: only what `remote` says.
+fn write_config(w: &World, account_extra: &str, remote: &str) {
+    let text = format!(
+        "[general]\naccounts = Test\nmetadata = {meta}\n\n\
+         [Account Test]\nlocalrepository = Local\nremoterepository = Remote\n{account_extra}\n\n\
+         [Repository Local]\ntype = Maildir\nlocalfolders = {mail}\n\n\
+         [Repository Remote]\ntype = IMAP\nremotehost = 127.0.0.1\nremoteport = {port}\n\
+         remoteuser = alice\nssl = no\nstarttls = no\n{remote}\n",
+        meta = w.metadata().display(),
+        mail = w.maildir().display(),
+        port = w.server.imap_port(),
+    );
+    std::fs::write(w.rc(), text).unwrap();
+}
+
+#[test]
+fn cram_md5_is_preferred_when_offered() {
+    let Some(w) = world(
+        "cram_md5_is_preferred_when_offered",
+        DovecotOptions {
+            extra_mechanisms: vec!["cram-md5".into()],
+            ..DovecotOptions::default()
+        },
+    ) else {
+        return;
+    };
+    w.put("INBOX", "hashed");
+    // OfflineIMAP's default auth_mechanisms: CRAM-MD5 comes before PLAIN and LOGIN.
+    w.write_config("", "");
+    let out = w.run(&["-d", "imap"]);
+    let all = output(&out);
+    assert!(out.status.success(), "{all}");
+    assert!(all.contains("AUTHENTICATE CRAM-MD5"), "{all}");
+    assert!(!all.contains("AUTHENTICATE PLAIN"), "{all}");
+    assert!(!all.contains(PASS), "password in the debug output");
+    assert_eq!(local_messages(&w.maildir().join("INBOX")).len(), 1);
+    // An explicit order wins.
+    w.write_config("auth_mechanisms = LOGIN, CRAM-MD5", "");
+    let out = w.run(&["-d", "imap"]);
+    let all = output(&out);
+    assert!(out.status.success(), "{all}");
+    assert!(all.contains("C: A1 LOGIN "), "{all}");
+    assert!(!all.contains("AUTHENTICATE CRAM-MD5"), "{all}");
+}
+
+#[test]
+fn xoauth2_with_a_refresh_token_never_shows_the_secrets() {
+    let mock = MockOAuth::start("alice").unwrap();
+    let Some(w) = world(
+        "xoauth2_with_a_refresh_token",
+        DovecotOptions {
+            oauth2_introspection_url: Some(mock.introspection_url()),
+            ..DovecotOptions::default()
+        },
+    ) else {
+        return;
+    };
+    w.put("INBOX", "tokened");
+    // The client secret through the Python evaluator, as users keep it out of the file.
+    write_config(
+        &w,
+        "",
+        &format!(
+            "auth_mechanisms = XOAUTH2\noauth2_request_url = {}\noauth2_client_id = {CLIENT_ID}\n\
+             oauth2_client_secret_eval = \"{CLIENT_SECRET}\"\noauth2_refresh_token = {REFRESH_TOKEN}\n",
+            mock.token_url()
+        ),
+    );
+    let out = w.run(&["-d", "ALL"]);
+    let all = output(&out);
+    assert!(out.status.success(), "{all}\n{}", w.server.logs());
+    assert!(all.contains("AUTHENTICATE XOAUTH2"), "{all}");
+    assert_eq!(local_messages(&w.maildir().join("INBOX")).len(), 1);
+    let issued = mock.issued_tokens();
+    assert_eq!(issued.len(), 1);
+    for secret in [REFRESH_TOKEN, CLIENT_SECRET, issued[0].as_str()] {
+        assert!(!all.contains(secret), "{secret} in the debug output");
+    }
+    // base64 of the XOAUTH2 string would hide the token from a plain search.
+    assert!(
+        !all.contains("dXNlcj1hbGljZQ"),
+        "an XOAUTH2 string in the output"
+    );
+
+    // A token the server refuses: a clear authentication error, exit status 1.
+    write_config(
+        &w,
+        "",
+        "auth_mechanisms = XOAUTH2\noauth2_access_token = not-a-valid-token\n",
+    );
+    let out = w.run(&[]);
+    let all = output(&out);
+    assert_eq!(out.status.code(), Some(1), "{all}");
+    assert!(all.contains("XOAUTH2: NO"), "{all}");
+    assert!(!all.contains("not-a-valid-token"), "{all}");
+
+    // The next mechanism is tried, and the failed one is reported as a warning, as
+    // OfflineIMAP does.
+    write_config(
+        &w,
+        "",
+        &format!(
+            "auth_mechanisms = XOAUTH2, PLAIN\noauth2_access_token = not-a-valid-token\nremotepass = {PASS}\n"
+        ),
+    );
+    let out = w.run(&[]);
+    let all = output(&out);
+    assert!(out.status.success(), "{all}");
+    assert!(all.contains("XOAUTH2 authentication failed: NO"), "{all}");
+}
+
+#[test]
+fn the_imap_connection_goes_through_the_proxy() {
+    let proxy = MockProxy::start().unwrap();
+    let Some(w) = World::new("the_imap_connection_goes_through_the_proxy") else {
+        return;
+    };
+    w.put("INBOX", "proxied");
+    let text = std::fs::read_to_string({
+        w.write_config("", "");
+        w.rc()
+    })
+    .unwrap()
+    .replace(
+        "remoterepository = Remote\n",
+        &format!(
+            "remoterepository = Remote\nproxy = SOCKS5:127.0.0.1:{}\n",
+            proxy.port()
+        ),
+    );
+    std::fs::write(w.rc(), text).unwrap();
+    let out = w.run(&[]);
+    assert!(out.status.success(), "{}", output(&out));
+    assert_eq!(local_messages(&w.maildir().join("INBOX")).len(), 1);
+    let tunnels = proxy.tunnels();
+    assert!(!tunnels.is_empty());
+    assert!(
+        tunnels
+            .iter()
+            .all(|t| t.protocol == "SOCKS5" && t.port == w.server.imap_port()),
+        "{tunnels:?}"
+    );
+}
+
+#[test]
+fn authentication_options_that_cannot_work_are_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let rc = dir.path().join("rc");
+    let run = |account: &str, remote: &str| {
+        std::fs::write(
+            &rc,
+            format!(
+                "[general]\naccounts = T\nmetadata = {m}\n\n[Account T]\nlocalrepository = L\n\
+                 remoterepository = R\n{account}\n\n[Repository L]\ntype = Maildir\n\
+                 localfolders = {m}/mail\n\n[Repository R]\ntype = IMAP\nremotehost = 127.0.0.1\n\
+                 remoteuser = u\nremotepass = p\n{remote}\n",
+                m = dir.path().display()
+            ),
+        )
+        .unwrap();
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_offlineimap"))
+            .env_clear()
+            .env("HOME", dir.path())
+            .arg("-c")
+            .arg(&rc)
+            .args(["-o", "-u", "basic"])
+            .output()
+            .unwrap();
+        (out.status.code(), output(&out))
+    };
+    for (account, remote, wanted) in [
+        (
+            "",
+            "auth_mechanisms = GSSAPI",
+            "GSSAPI (Kerberos) is not supported",
+        ),
+        (
+            "",
+            "auth_mechanisms = XOAUTH2",
+            "XOAUTH2 needs oauth2_access_token",
+        ),
+        (
+            "",
+            "auth_mechanisms = PLAIN, DIGEST-MD5",
+            "unknown authentication mechanism \"DIGEST-MD5\"",
+        ),
+        ("proxy = SOCKS5:localhost", "", "is not TYPE:host:port"),
+        ("proxy = socks5:localhost:1080", "", "is not a proxy type"),
+        ("authproxy = HTTP:h:99999", "", "is not a port number"),
+    ] {
+        let (code, all) = run(account, remote);
+        assert_eq!(code, Some(2), "{account}{remote}: {all}");
+        assert!(all.contains(wanted), "{account}{remote}: {all}");
+        let option = if remote.is_empty() {
+            account.split(' ').next().unwrap()
+        } else {
+            "auth_mechanisms"
+        };
+        assert!(all.contains(option), "{all}");
+    }
+}
+
+/// Polls a condition for up to a minute (a bound against hangs, not a speed assertion).
+fn eventually(what: &str, mut f: impl FnMut() -> bool) {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    while !f() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "never happened: {what}"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+}
+
+fn signal(child: &std::process::Child, sig: &str) {
+    let ok = std::process::Command::new("kill")
+        .args([&format!("-{sig}"), &child.id().to_string()])
+        .status()
+        .unwrap()
+        .success();
+    assert!(ok, "kill -{sig}");
+}
+
+#[test]
+fn a_long_running_process_keeps_its_token_until_it_expires() {
+    let mock = MockOAuth::start("alice").unwrap();
+    let Some(w) = world(
+        "a_long_running_process_keeps_its_token_until_it_expires",
+        DovecotOptions {
+            oauth2_introspection_url: Some(mock.introspection_url()),
+            ..DovecotOptions::default()
+        },
+    ) else {
+        return;
+    };
+    w.put("INBOX", "one");
+    write_config(
+        &w,
+        "autorefresh = 10",
+        &format!(
+            "auth_mechanisms = XOAUTH2\noauth2_request_url = {}\noauth2_client_id = {CLIENT_ID}\n\
+             oauth2_client_secret = {CLIENT_SECRET}\noauth2_refresh_token = {REFRESH_TOKEN}\n",
+            mock.token_url()
+        ),
+    );
+    // The first token lives 4 s (the mock refuses it afterwards).
+    mock.set_expires_in(Some(4));
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_offlineimap"))
+        .env_clear()
+        .env("PATH", std::env::var("PATH").unwrap_or_default())
+        .env("HOME", w.dir.path())
+        .arg("-c")
+        .arg(w.rc())
+        .args(["-u", "basic"])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let inbox = w.maildir().join("INBOX");
+    eventually("first sync", || local_messages(&inbox).len() == 1);
+    assert_eq!(mock.token_requests().len(), 1);
+    std::thread::sleep(std::time::Duration::from_millis(4500));
+    // Expired: the next sync gets a second token, which lives long.
+    mock.set_expires_in(Some(3600));
+    w.put("INBOX", "two");
+    eventually("second sync", || {
+        signal(&child, "USR1");
+        std::thread::sleep(std::time::Duration::from_millis(300));
+        local_messages(&inbox).len() == 2
+    });
+    let issued = mock.issued_tokens();
+    assert_eq!(issued.len(), 2);
+    assert!(mock.introspections().contains(&(issued[1].clone(), true)));
+    // Still fresh: the third sync reuses it.
+    w.put("INBOX", "three");
+    eventually("third sync", || {
+        signal(&child, "USR1");
+        std::thread::sleep(std::time::Duration::from_millis(300));
+        local_messages(&inbox).len() == 3
+    });
+    assert_eq!(mock.token_requests().len(), 2);
+    signal(&child, "TERM");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    let status = loop {
+        if let Some(s) = child.try_wait().unwrap() {
+            break s;
+        }
+        if std::time::Instant::now() > deadline {
+            let _ = child.kill();
+            panic!("the process did not exit after SIGTERM");
+        }
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    };
+    assert!(status.success(), "{status}");
+}
