@@ -218,6 +218,7 @@ async fn run_accounts(
             crash_after: crash_hook(),
             cancel: control.cancel.clone(),
             quick: false,
+            large_message_bytes: None,
         };
         // -q makes every sync quick, as `quick = -1` does for one account.
         let quick_setting = if args.quick { -1 } else { account.quick };

@@ -22,6 +22,11 @@ fn header_end(body: &[u8]) -> Option<usize> {
     }
 }
 
+/// Whether the bytes hold the empty line that ends the header section.
+pub fn has_header_end(body: &[u8]) -> bool {
+    header_end(body).is_some()
+}
+
 fn find(hay: &[u8], needle: &[u8]) -> Option<usize> {
     hay.windows(needle.len()).position(|w| w == needle)
 }

@@ -79,6 +79,110 @@ pub struct Message {
     pub internal_date: Option<i64>,
 }
 
+/// A large message on its way between the stores in a file rather than in memory, so
+/// that memory stays flat whatever the size of a message (see [`Folder::fetch_large`]).
+#[derive(Debug)]
+pub struct LargeMessage {
+    /// Which message this is on the side it came from.
+    pub source: MsgRef,
+    /// The message's bytes (read from offset 0; readers seek).
+    pub file: std::fs::File,
+    /// How many bytes of `file` are the message.
+    pub len: u64,
+    /// Its flags on the side it came from.
+    pub flags: Flags,
+    /// IMAP INTERNALDATE (or the Maildir file's mtime) as seconds since the epoch.
+    pub internal_date: Option<i64>,
+    /// The spool file to remove once the message is stored (`None`: `file` belongs to the
+    /// store it came from, such as a Maildir message file).
+    pub spool: Option<tempfile::TempPath>,
+}
+
+/// The longest header section a large message may have for the upload marker to be
+/// inserted while streaming.
+pub const LARGE_HEAD_MAX: u64 = 1 << 20;
+
+impl LargeMessage {
+    /// Spools a message held in memory (the fallback of stores that cannot stream).
+    pub fn spool_message(message: &Message, dir: &std::path::Path) -> std::io::Result<Self> {
+        use std::io::Write;
+        let mut tmp = tempfile::Builder::new()
+            .prefix(".offlineimap-spool-")
+            .tempfile_in(dir)?;
+        tmp.write_all(&message.body)?;
+        let (file, path) = tmp.into_parts();
+        Ok(LargeMessage {
+            source: message.source.clone(),
+            file,
+            len: message.body.len() as u64,
+            flags: message.flags,
+            internal_date: message.internal_date,
+            spool: Some(path),
+        })
+    }
+
+    /// The first `max` bytes (fewer when the message is shorter).
+    pub fn head(&mut self, max: u64) -> std::io::Result<Vec<u8>> {
+        use std::io::{Read, Seek, SeekFrom};
+        self.file.seek(SeekFrom::Start(0))?;
+        let mut head = Vec::new();
+        (&mut self.file)
+            .take(max.min(self.len))
+            .read_to_end(&mut head)?;
+        Ok(head)
+    }
+
+    /// The bytes to store: the message, with the upload marker inserted into its header
+    /// when one is given; returns their length and a reader of them.
+    pub fn reader(
+        &mut self,
+        marker: Option<&str>,
+    ) -> std::io::Result<(u64, impl std::io::Read + Send + '_)> {
+        use std::io::{Read, Seek, SeekFrom};
+        let (head, skip) = match marker {
+            Some(marker) => {
+                let prefix = self.head(LARGE_HEAD_MAX)?;
+                let marked = crate::marker::insert_marker(&prefix, marker);
+                if prefix.len() as u64 == LARGE_HEAD_MAX && !crate::marker::has_header_end(&prefix)
+                {
+                    return Err(std::io::Error::new(
+                        std::io::ErrorKind::InvalidData,
+                        "the message's header is longer than 1 MiB",
+                    ));
+                }
+                let skip = prefix.len() as u64;
+                (marked, skip)
+            }
+            None => (Vec::new(), 0),
+        };
+        self.file.seek(SeekFrom::Start(skip))?;
+        let rest = self.len.saturating_sub(skip);
+        let total = head.len() as u64 + rest;
+        Ok((
+            total,
+            std::io::Cursor::new(head).chain((&mut self.file).take(rest)),
+        ))
+    }
+
+    /// The whole message in memory (marked when a marker is given): the fallback of stores
+    /// that cannot stream.
+    pub fn to_message(&mut self, marker: Option<&str>) -> std::io::Result<Message> {
+        use std::io::Read;
+        let mut body = Vec::new();
+        {
+            let (len, mut r) = self.reader(marker)?;
+            body.reserve(usize::try_from(len).unwrap_or(0));
+            r.read_to_end(&mut body)?;
+        }
+        Ok(Message {
+            source: self.source.clone(),
+            body,
+            flags: self.flags,
+            internal_date: self.internal_date,
+        })
+    }
+}
+
 /// OfflineIMAP's quick-sync check of a folder: its message count and its last UID.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct QuickState {
@@ -267,6 +371,54 @@ pub trait Folder: Send {
         &mut self,
         which: &[MsgRef],
     ) -> impl Future<Output = Result<Vec<Message>, StoreError>> + Send;
+
+    /// Where large messages coming into this folder are spooled (Maildir: its `tmp/`, so
+    /// that a spooled message is renamed into place, not copied); `None`: the system's
+    /// temporary directory.
+    fn spool_dir(&self) -> Option<std::path::PathBuf> {
+        None
+    }
+
+    /// One message, in a file rather than in memory (see [`LargeMessage`]): a spool file
+    /// in `spool_dir` filled in bounded pieces (IMAP: partial `BODY[]<offset.length>`
+    /// fetches), or the store's own file. `None` when the message vanished. The default
+    /// fetches it whole and spools it.
+    fn fetch_large(
+        &mut self,
+        which: &MsgRef,
+        spool_dir: &std::path::Path,
+    ) -> impl Future<Output = Result<Option<LargeMessage>, StoreError>> + Send {
+        let which = which.clone();
+        let dir = spool_dir.to_path_buf();
+        async move {
+            let fetched = self.fetch(std::slice::from_ref(&which)).await?;
+            let Some(message) = fetched.into_iter().find(|m| m.source == which) else {
+                return Ok(None);
+            };
+            LargeMessage::spool_message(&message, &dir)
+                .map(Some)
+                .map_err(|e| StoreError::new(crate::Severity::Folder, format!("spooling: {e}")))
+        }
+    }
+
+    /// Stores a [`LargeMessage`] as [`Folder::append`] stores a message, streaming it
+    /// (IMAP: the APPEND literal is sent from the file), with the upload marker inserted
+    /// into its header when one is given. The default reads it into memory.
+    fn append_large(
+        &mut self,
+        message: &mut LargeMessage,
+        marker: Option<&str>,
+        flags: Flags,
+        uid: Option<Uid>,
+    ) -> impl Future<Output = Result<Option<Uid>, StoreError>> + Send {
+        let whole = message.to_message(marker).map_err(|e| {
+            StoreError::new(
+                crate::Severity::Message,
+                format!("reading a large message: {e}"),
+            )
+        });
+        async move { self.append(&whole?, flags, uid).await }
+    }
 
     /// Stores a message with the given flags. `uid` is the sync UID the message must carry
     /// (Maildir: written into the file name); stores that assign UIDs themselves (IMAP)

@@ -410,6 +410,66 @@ impl Connection {
         &mut self,
         commands: Vec<Command>,
     ) -> Result<(Vec<Untagged>, Vec<Completion>), ImapError> {
+        self.run_batch_from(commands, None).await
+    }
+
+    /// Runs one command holding a [`crate::session::Part::Stream`] literal, whose bytes
+    /// are read from `source` in bounded pieces as the session asks for them; NO and BAD
+    /// are errors. A source shorter than the literal is an error (the connection is then
+    /// unusable: the server waits for the rest).
+    pub async fn run_streaming(
+        &mut self,
+        command: Command,
+        source: &mut (dyn std::io::Read + Send),
+    ) -> Result<(Vec<Untagged>, Completion), ImapError> {
+        let (u, mut c) = self.run_batch_from(vec![command], Some(source)).await?;
+        let done = c
+            .pop()
+            .ok_or_else(|| ImapError::Protocol("command lost its completion".into()))?;
+        Ok((u, done.ok()?))
+    }
+
+    /// Writes what the session has to send, and a streamed literal when one is due.
+    async fn flush_output(
+        &mut self,
+        source: &mut Option<&mut (dyn std::io::Read + Send)>,
+    ) -> Result<(), ImapError> {
+        loop {
+            let out = self.session.take_output();
+            if !out.is_empty() {
+                self.transport.write_all(&out).await?;
+            }
+            let Some(len) = self.session.stream_pending() else {
+                return Ok(());
+            };
+            let Some(src) = source.as_mut() else {
+                return Err(ImapError::Protocol(
+                    "a streamed literal without a source".into(),
+                ));
+            };
+            let mut left = len;
+            let mut buf = vec![0u8; 256 * 1024];
+            while left > 0 {
+                let want = usize::try_from(left.min(buf.len() as u64)).unwrap_or(buf.len());
+                let n = src.read(&mut buf[..want]).map_err(ImapError::Io)?;
+                if n == 0 {
+                    return Err(ImapError::Io(std::io::Error::new(
+                        std::io::ErrorKind::UnexpectedEof,
+                        format!("message file ended {left} bytes early"),
+                    )));
+                }
+                self.transport.write_all(&buf[..n]).await?;
+                left -= n as u64;
+            }
+            self.session.stream_sent();
+        }
+    }
+
+    async fn run_batch_from(
+        &mut self,
+        commands: Vec<Command>,
+        mut source: Option<&mut (dyn std::io::Read + Send)>,
+    ) -> Result<(Vec<Untagged>, Vec<Completion>), ImapError> {
         let tags: Vec<String> = commands
             .into_iter()
             .map(|c| self.session.enqueue(c))
@@ -417,10 +477,7 @@ impl Connection {
         let mut done: HashMap<String, Completion> = HashMap::new();
         let mut untagged = Vec::new();
         loop {
-            let out = self.session.take_output();
-            if !out.is_empty() {
-                self.transport.write_all(&out).await?;
-            }
+            self.flush_output(&mut source).await?;
             while let Some(ev) = self.session.next_event()? {
                 match ev {
                     Event::Untagged(Untagged::Bye(t)) => self.bye = Some(t),
@@ -447,10 +504,7 @@ impl Connection {
                     }
                 }
             }
-            let out = self.session.take_output();
-            if !out.is_empty() {
-                self.transport.write_all(&out).await?;
-            }
+            self.flush_output(&mut source).await?;
             if tags.iter().all(|t| done.contains_key(t)) {
                 let completions = tags
                     .iter()

@@ -29,6 +29,9 @@ pub enum Part {
     },
     /// A literal whatever its contents (message bodies for APPEND).
     Literal(Vec<u8>),
+    /// A literal of this many bytes that the driver writes itself, straight from a file,
+    /// when [`Session::stream_pending`] says so (large message bodies for APPEND).
+    Stream(u64),
     /// Ends the current line, waits for `+`, then sends these bytes (a SASL response).
     Continuation {
         /// The bytes (already base64).
@@ -48,6 +51,7 @@ impl std::fmt::Debug for Part {
             }
             Part::Str { bytes, .. } => write!(f, "Str({})", bytes.escape_ascii()),
             Part::Literal(b) => write!(f, "Literal({} bytes)", b.len()),
+            Part::Stream(n) => write!(f, "Stream({n} bytes)"),
             Part::Continuation { bytes, .. } => write!(f, "Continuation({})", bytes.escape_ascii()),
         }
     }
@@ -130,6 +134,16 @@ enum Step {
         bytes: Vec<u8>,
         secret: bool,
     },
+    /// A streamed literal whose header already went out.
+    StreamData(u64),
+}
+
+/// A streamed literal the driver is to write, and what follows it.
+#[derive(Debug)]
+struct Streaming {
+    len: u64,
+    tag: String,
+    rest: VecDeque<Step>,
 }
 
 /// A command being sent: the remaining steps wait for a `+`.
@@ -157,6 +171,8 @@ pub struct Session {
     idle_tag: Option<String>,
     /// The server accepted the IDLE (`+`) and has not been told `DONE` yet.
     idling: bool,
+    /// A streamed literal due from the driver: nothing else is sent meanwhile.
+    streaming: Option<Streaming>,
 }
 
 /// Whether a string can travel as a quoted string (RFC 3501 §9 `quoted`).
@@ -197,6 +213,23 @@ impl Session {
             literal_minus: false,
             idle_tag: None,
             idling: false,
+            streaming: None,
+        }
+    }
+
+    /// The length of a [`Part::Stream`] literal the driver must write now (after the
+    /// output taken so far), then report with [`Session::stream_sent`].
+    pub fn stream_pending(&self) -> Option<u64> {
+        self.streaming.as_ref().map(|s| s.len)
+    }
+
+    /// The driver wrote the streamed literal: the rest of its command follows.
+    pub fn stream_sent(&mut self) {
+        if let Some(st) = self.streaming.take() {
+            let note = format!("<{} bytes streamed>", st.len);
+            self.trace_line.extend_from_slice(note.as_bytes());
+            self.emit_parts(st.tag, st.rest);
+            self.pump();
         }
     }
 
@@ -310,6 +343,9 @@ impl Session {
                     if self.waiting.as_ref().is_some_and(|w| w.tag == tag) {
                         self.waiting = None;
                     }
+                    if self.streaming.as_ref().is_some_and(|w| w.tag == tag) {
+                        self.streaming = None;
+                    }
                     if self.idle_tag.as_ref() == Some(&tag) {
                         self.idle_tag = None;
                         self.idling = false;
@@ -335,6 +371,7 @@ impl Session {
     fn pump(&mut self) {
         while self.greeted
             && self.waiting.is_none()
+            && self.streaming.is_none()
             && self.in_flight.len() < self.config.pipeline_depth
         {
             // Nothing may follow IDLE until it completes (RFC 2177 §3).
@@ -364,6 +401,24 @@ impl Session {
                     self.output_data(&bytes, secret);
                     continue;
                 }
+                Step::StreamData(len) => {
+                    self.streaming = Some(Streaming {
+                        len,
+                        tag,
+                        rest: steps,
+                    });
+                    return;
+                }
+                Step::Part(Part::Stream(len)) => {
+                    if self.literal_header(len) {
+                        steps.push_front(Step::StreamData(len));
+                    } else {
+                        steps.push_front(Step::StreamData(len));
+                        self.waiting = Some(InProgress { tag, rest: steps });
+                        return;
+                    }
+                    continue;
+                }
                 Step::Part(Part::Raw(b)) => {
                     self.output_traced(&b, None);
                     continue;
@@ -379,11 +434,11 @@ impl Session {
                     continue;
                 }
                 Step::Part(Part::Str { bytes, secret }) => {
-                    let sync = !self.literal_header(bytes.len());
+                    let sync = !self.literal_header(bytes.len() as u64);
                     (bytes, secret, sync)
                 }
                 Step::Part(Part::Literal(bytes)) => {
-                    let sync = !self.literal_header(bytes.len());
+                    let sync = !self.literal_header(bytes.len() as u64);
                     (bytes, false, sync)
                 }
                 Step::Part(Part::Continuation { bytes, secret }) => {
@@ -414,7 +469,7 @@ impl Session {
     }
 
     /// Writes `{n}` / `{n+}` and the line end; true when the data may follow at once.
-    fn literal_header(&mut self, len: usize) -> bool {
+    fn literal_header(&mut self, len: u64) -> bool {
         let non_sync = self.literal_plus || (self.literal_minus && len <= 4096);
         let head = if non_sync {
             format!("{{{len}+}}\r\n")

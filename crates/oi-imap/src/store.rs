@@ -478,6 +478,11 @@ pub struct ImapFolder {
     qresync: bool,
 }
 
+/// The piece size of [`Folder::fetch_large`] on IMAP.
+const LARGE_CHUNK: u64 = 1 << 20;
+/// How many pieces are requested at once.
+const LARGE_DEPTH: u64 = 4;
+
 /// A compact UID set (`1:3,7,9:10`), RFC 3501 §9 `sequence-set`.
 pub fn uid_set(uids: &[Uid]) -> String {
     let mut v: Vec<u32> = uids.iter().map(|u| u.get()).collect();
@@ -638,6 +643,16 @@ impl ImapFolder {
     /// The IMAP flags and keywords of a set, space-separated (unmapped letters dropped).
     fn flag_list(&self, flags: Flags) -> String {
         self.keywords.imap_flag_names(flags).join(" ")
+    }
+
+    /// A local I/O error while streaming: the connection stays usable only if nothing
+    /// was sent, which the caller cannot tell, so it is not pooled again.
+    fn io_err(&self, e: std::io::Error, what: &str) -> StoreError {
+        self.failed.store(true, Ordering::Relaxed);
+        StoreError::new(
+            Severity::Message,
+            format!("folder {}: {what}: {e}", self.name),
+        )
     }
 
     fn err(&self, e: ImapError, severity: Severity, what: &str) -> StoreError {
@@ -813,6 +828,153 @@ impl Folder for ImapFolder {
             return Ok(None);
         };
         // Several matches would mean the value is not unique: better no UID than a wrong one.
+        Ok(match self.search_marker(&value).await?.as_slice() {
+            [one] => Some(*one),
+            _ => None,
+        })
+    }
+
+    /// A large message in pieces of [`LARGE_CHUNK`] bytes (`BODY.PEEK[]<offset.length>`,
+    /// RFC 3501 §6.4.5), a few requests in flight, each piece written to the spool file
+    /// as it comes: memory holds a few pieces, whatever the size of the message.
+    async fn fetch_large(
+        &mut self,
+        which: &MsgRef,
+        spool_dir: &std::path::Path,
+    ) -> Result<Option<oi_core::LargeMessage>, StoreError> {
+        use std::io::Write;
+        let MsgRef::Uid(uid) = which else {
+            return Ok(None);
+        };
+        let r = self
+            .conn()?
+            .run(Command::raw(format!(
+                "UID FETCH {uid} (UID FLAGS INTERNALDATE RFC822.SIZE)"
+            )))
+            .await;
+        let (untagged, _) = r.map_err(|e| self.err(e, Severity::Folder, "fetching"))?;
+        let Some(meta) = untagged.into_iter().find_map(|u| match u {
+            Untagged::Fetch(f) if f.uid == Some(uid.get()) && f.flags.is_some() => Some(f),
+            _ => None,
+        }) else {
+            return Ok(None);
+        };
+        let folder = self.name.clone();
+        let spool_err = |e: std::io::Error| {
+            StoreError::new(
+                Severity::Folder,
+                format!("folder {folder}: spooling message {uid}: {e}"),
+            )
+        };
+        let mut tmp = tempfile::Builder::new()
+            .prefix(".offlineimap-spool-")
+            .tempfile_in(spool_dir)
+            .map_err(spool_err)?;
+        let mut offset = 0u64;
+        'pieces: loop {
+            let cmds: Vec<Command> = (0..LARGE_DEPTH)
+                .map(|i| {
+                    Command::raw(format!(
+                        "UID FETCH {uid} (UID BODY.PEEK[]<{}.{LARGE_CHUNK}>)",
+                        offset + i * LARGE_CHUNK
+                    ))
+                })
+                .collect();
+            let r = self.conn()?.run_batch(cmds).await;
+            let (untagged, done) = r.map_err(|e| self.err(e, Severity::Folder, "fetching"))?;
+            for d in done {
+                d.ok()
+                    .map_err(|e| self.err(e, Severity::Folder, "fetching"))?;
+            }
+            // The server answers the requests in order (RFC 3501 §5.5 allows no other
+            // order for FETCHes of one message without side effects on each other).
+            let mut pieces = 0;
+            for u in untagged {
+                let Untagged::Fetch(f) = u else { continue };
+                if f.uid != Some(uid.get()) {
+                    continue;
+                }
+                let Some(piece) = f.body else { continue };
+                pieces += 1;
+                tmp.write_all(&piece).map_err(spool_err)?;
+                offset += piece.len() as u64;
+                if (piece.len() as u64) < LARGE_CHUNK {
+                    break 'pieces;
+                }
+            }
+            if pieces == 0 {
+                if offset == 0 {
+                    return Ok(None); // expunged meanwhile
+                }
+                break;
+            }
+        }
+        tmp.flush().map_err(spool_err)?;
+        let (file, path) = tmp.into_parts();
+        Ok(Some(oi_core::LargeMessage {
+            source: which.clone(),
+            file,
+            len: offset,
+            flags: self
+                .keywords
+                .flags_from_imap(meta.flags.as_deref().unwrap_or_default())
+                .0,
+            internal_date: meta.internal_date,
+            spool: Some(path),
+        }))
+    }
+
+    /// APPENDs a large message with its literal read from the file as it is sent.
+    async fn append_large(
+        &mut self,
+        message: &mut oi_core::LargeMessage,
+        marker: Option<&str>,
+        flags: Flags,
+        _uid: Option<Uid>,
+    ) -> Result<Option<Uid>, StoreError> {
+        let uidplus = self.conn()?.has("UIDPLUS");
+        let value = match marker {
+            Some(m) => Some(m.to_string()),
+            None if uidplus => None,
+            None => {
+                let head = message
+                    .head(oi_core::LARGE_HEAD_MAX)
+                    .map_err(|e| self.io_err(e, "reading a large message"))?;
+                Some(unique_header_value(&head))
+            }
+        };
+        let mut parts = vec![Part::Raw(b"APPEND ".to_vec()), mailbox(&self.name)];
+        parts.push(Part::Raw(
+            format!(" ({})", self.flag_list(flags)).into_bytes(),
+        ));
+        if let Some(date) = message.internal_date.and_then(imap_date) {
+            parts.push(Part::Raw(format!(" \"{date}\"").into_bytes()));
+        }
+        parts.push(Part::Raw(b" ".to_vec()));
+        let (len, mut reader) = message
+            .reader(value.as_deref())
+            .map_err(|e| self.io_err(e, "reading a large message"))?;
+        parts.push(Part::Stream(len));
+        let conn = self.conn.as_mut().ok_or_else(|| {
+            StoreError::new(Severity::Folder, format!("folder {} is closed", self.name))
+        })?;
+        let r = conn
+            .run_streaming(
+                Command {
+                    name: "APPEND".into(),
+                    parts,
+                },
+                &mut reader,
+            )
+            .await;
+        drop(reader);
+        let (_, done) = r.map_err(|e| self.err(e, Severity::Message, "appending"))?;
+        if let Some(RespCode::AppendUid { uid, .. }) = done.code {
+            return Ok(Uid::new(uid));
+        }
+        let Some(value) = value else {
+            return Ok(None);
+        };
         Ok(match self.search_marker(&value).await?.as_slice() {
             [one] => Some(*one),
             _ => None,

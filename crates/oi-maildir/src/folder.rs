@@ -191,6 +191,12 @@ impl MaildirFolder {
                         index.synced.insert(uid, entry);
                     }
                     _ => {
+                        // New local mail is few and about to be uploaded: its size (one
+                        // stat each) picks the messages to stream and applies maxsize.
+                        let mut entry = entry;
+                        if entry.size.is_none() {
+                            entry.size = fs::metadata(dir.join(&file_name)).ok().map(|m| m.len());
+                        }
                         let mut key = p.base.to_owned();
                         if index.unsynced.contains_key(&key) {
                             // The same base in new/ and cur/; '/' cannot occur in a name.
@@ -288,6 +294,52 @@ impl MaildirFolder {
         flags: Flags,
         uid: Option<Uid>,
     ) -> Result<Option<Uid>, MaildirError> {
+        let size = message.body.len() as u64;
+        self.store_new(&message.body, size, flags, uid, |f| {
+            f.write_all(&message.body)
+        })
+    }
+
+    /// The large-message twin of [`Self::do_append`]: the file is written from the
+    /// message's reader, a buffer at a time.
+    fn do_append_large(
+        &mut self,
+        message: &mut oi_core::LargeMessage,
+        marker: Option<&str>,
+        flags: Flags,
+        uid: Option<Uid>,
+    ) -> Result<Option<Uid>, MaildirError> {
+        let head = message
+            .head(oi_core::LARGE_HEAD_MAX)
+            .map_err(msg_io(self.path.join("tmp")))?;
+        let (len, mut reader) = message
+            .reader(marker)
+            .map_err(msg_io(self.path.join("tmp")))?;
+        self.store_new(&head, len, flags, uid, |f| {
+            let mut w = io::BufWriter::with_capacity(256 * 1024, f);
+            let copied = io::copy(&mut reader, &mut w)?;
+            w.flush()?;
+            if copied != len {
+                return Err(io::Error::new(
+                    io::ErrorKind::UnexpectedEof,
+                    format!("the message ended after {copied} of {len} bytes"),
+                ));
+            }
+            Ok(())
+        })
+    }
+
+    /// Stores a new message under `uid`: `head` (at least the header section) supplies the
+    /// dates of `filename_use_mail_timestamp` and `utime_from_header`, `write` fills the
+    /// file in `tmp/`, which is then renamed into `new/` or `cur/`.
+    fn store_new(
+        &mut self,
+        head: &[u8],
+        size: u64,
+        flags: Flags,
+        uid: Option<Uid>,
+        write: impl FnOnce(&mut File) -> io::Result<()>,
+    ) -> Result<Option<Uid>, MaildirError> {
         self.writable()?;
         let uid = uid.ok_or(MaildirError::NoUid)?;
         if self.index()?.synced.contains_key(&uid.get()) {
@@ -298,13 +350,12 @@ impl MaildirFolder {
         let letters = flags.to_maildir();
         let name_time = if self.options.filename_use_mail_timestamp {
             // An unusable date falls back to the clock, as in OfflineIMAP (which warns).
-            message_date(&message.body, "Date")
-                .or_else(|| message_date(&message.body, "Delivery-date"))
+            message_date(head, "Date").or_else(|| message_date(head, "Delivery-date"))
         } else {
             None
         };
         let file_time = if self.options.utime_from_header {
-            message_date(&message.body, "Date").and_then(epoch_time)
+            message_date(head, "Date").and_then(epoch_time)
         } else {
             None
         };
@@ -332,8 +383,7 @@ impl MaildirFolder {
             }
         };
         let tmp = tmp_dir.join(&file_name);
-        let written = file
-            .write_all(&message.body)
+        let written = write(&mut file)
             .and_then(|()| match file_time {
                 Some(t) => file.set_times(fs::FileTimes::new().set_accessed(t).set_modified(t)),
                 None => Ok(()),
@@ -354,7 +404,7 @@ impl MaildirFolder {
         if !self.unflushed.contains(&sub) {
             self.unflushed.push(sub);
         }
-        let size = u64::try_from(message.body.len()).ok();
+        let size = Some(size);
         self.index()?.synced.insert(
             uid.get(),
             Entry {
@@ -575,6 +625,60 @@ impl Folder for MaildirFolder {
         Ok(self.do_append(message, flags, uid)?)
     }
 
+    fn spool_dir(&self) -> Option<PathBuf> {
+        Some(self.path.join("tmp"))
+    }
+
+    /// The message file itself, opened: nothing is copied.
+    async fn fetch_large(
+        &mut self,
+        which: &MsgRef,
+        _spool_dir: &Path,
+    ) -> Result<Option<oi_core::LargeMessage>, StoreError> {
+        let mut rescanned = false;
+        loop {
+            let Some(e) = self.lookup(which)? else {
+                return Ok(None);
+            };
+            let path = self.file(&e);
+            let opened = File::open(&path).and_then(|f| f.metadata().map(|m| (f, m)));
+            let (file, meta) = match opened {
+                Ok(v) => v,
+                // A mail client renamed it since the scan (flag change): look again once.
+                Err(err) if err.kind() == io::ErrorKind::NotFound && !rescanned => {
+                    rescanned = true;
+                    self.index = Some(self.scan()?);
+                    continue;
+                }
+                Err(err) if err.kind() == io::ErrorKind::NotFound => return Ok(None),
+                Err(err) => return Err(msg_io(path)(err).into()),
+            };
+            let internal_date = meta
+                .modified()
+                .ok()
+                .and_then(|t| t.duration_since(UNIX_EPOCH).ok())
+                .and_then(|d| i64::try_from(d.as_secs()).ok());
+            return Ok(Some(oi_core::LargeMessage {
+                source: which.clone(),
+                file,
+                len: meta.len(),
+                flags: Flags::from_maildir(&e.letters),
+                internal_date,
+                spool: None,
+            }));
+        }
+    }
+
+    async fn append_large(
+        &mut self,
+        message: &mut oi_core::LargeMessage,
+        marker: Option<&str>,
+        flags: Flags,
+        uid: Option<Uid>,
+    ) -> Result<Option<Uid>, StoreError> {
+        Ok(self.do_append_large(message, marker, flags, uid)?)
+    }
+
     async fn set_flags(&mut self, updates: &[FlagUpdate]) -> Result<(), StoreError> {
         Ok(self.do_set_flags(updates)?)
     }
@@ -603,8 +707,8 @@ impl Folder for MaildirFolder {
         for (r, e) in entries {
             // One file at a time: recovery reads every message once, memory stays bounded
             // by the largest message.
-            match fs::read(self.file(e)) {
-                Ok(body) => out.push((r, oi_core::Identity::of_message(&body))),
+            match identity_of_file(&self.file(e)) {
+                Ok(id) => out.push((r, id)),
                 // Removed by a mail client since the scan: nothing to pair.
                 Err(err) if err.kind() == io::ErrorKind::NotFound => {}
                 Err(err) => return Err(msg_io(self.file(e))(err).into()),
@@ -636,4 +740,37 @@ fn epoch_time(secs: i64) -> Option<SystemTime> {
     } else {
         UNIX_EPOCH.checked_sub(Duration::from_secs(secs.unsigned_abs()))
     }
+}
+
+/// [`oi_core::Identity::of_message`] of a file, read a buffer at a time: the Message-ID
+/// from the header section, the size counted as with CRLF line ends.
+fn identity_of_file(path: &Path) -> io::Result<oi_core::Identity> {
+    use std::io::Read;
+    let mut file = File::open(path)?;
+    let mut buf = vec![0u8; 256 * 1024];
+    let mut head: Vec<u8> = Vec::new();
+    let mut head_done = false;
+    let (mut size, mut prev) = (0u64, 0u8);
+    loop {
+        let n = file.read(&mut buf)?;
+        if n == 0 {
+            break;
+        }
+        for &b in &buf[..n] {
+            if b == b'\n' && prev != b'\r' {
+                size += 1;
+            }
+            prev = b;
+        }
+        size += n as u64;
+        if !head_done {
+            head.extend_from_slice(&buf[..n]);
+            head_done = oi_core::marker::has_header_end(&head)
+                || head.len() as u64 >= oi_core::LARGE_HEAD_MAX;
+        }
+    }
+    Ok(oi_core::Identity {
+        message_id: oi_core::message_id_of(&head),
+        size: Some(size),
+    })
 }

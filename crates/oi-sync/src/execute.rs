@@ -58,7 +58,13 @@ pub struct ExecOptions {
     /// match the status and whose local messages and flags match it too (so a change of
     /// flags only on the server waits for the next full sync, as in OfflineIMAP).
     pub quick: bool,
+    /// Messages larger than this go through files instead of memory
+    /// ([`Folder::fetch_large`]); `None`: [`LARGE_MESSAGE_BYTES`].
+    pub large_message_bytes: Option<u64>,
 }
+
+/// Above this size a message is streamed through a file rather than held in memory.
+pub const LARGE_MESSAGE_BYTES: u64 = 8 << 20;
 
 /// Why a folder sync failed.
 #[derive(Debug, thiserror::Error)]
@@ -276,7 +282,19 @@ pub async fn sync_folder<R: Folder, L: Folder, S: StatusStore>(
         .iter()
         .filter_map(|(uid, m)| m.size.map(|s| (*uid, s)))
         .collect();
+    let local_sizes: BTreeMap<MsgRef, u64> = local_list
+        .messages
+        .iter()
+        .filter_map(|(uid, m)| m.size.map(|s| (MsgRef::Uid(*uid), s)))
+        .chain(
+            local_list
+                .unsynced
+                .iter()
+                .filter_map(|m| m.size.map(|s| (MsgRef::Unsynced(m.key.clone()), s))),
+        )
+        .collect();
     let mut run = Run {
+        local_sizes,
         max_size: policy.max_size,
         remote,
         local,
@@ -562,6 +580,8 @@ fn new_marker(body: &[u8]) -> String {
 }
 
 struct Run<'a, R, L, S> {
+    /// Sizes of the local messages, to pick the ones to stream.
+    local_sizes: BTreeMap<MsgRef, u64>,
     max_size: Option<u64>,
     remote: &'a mut R,
     local: &'a mut L,
@@ -733,6 +753,73 @@ impl<R: Folder, L: Folder, S: StatusStore> Run<'_, R, L, S> {
     /// Uploads a local message with an upload marker recorded first (see
     /// [`recover_uploads`]); the marker is cleared with the next commit, after the caller
     /// recorded the new UID.
+    fn large(&self) -> u64 {
+        self.opts.large_message_bytes.unwrap_or(LARGE_MESSAGE_BYTES)
+    }
+
+    fn is_large_local(&self, which: &MsgRef) -> bool {
+        self.local_sizes
+            .get(which)
+            .is_some_and(|&s| s > self.large())
+    }
+
+    /// Uploads one large local message through a file, with its marker recorded first as
+    /// for any upload. `None` when the local message vanished; else the new UID, if the
+    /// server said.
+    async fn upload_large(
+        &mut self,
+        source: &MsgRef,
+        flags: Flags,
+    ) -> Result<Option<Option<Uid>>, SyncError> {
+        let dir = self.remote.spool_dir().unwrap_or_else(std::env::temp_dir);
+        let Some(mut message) = self.local.fetch_large(source, &dir).await? else {
+            return Ok(None);
+        };
+        if self.max_size.is_some_and(|max| message.len > max) {
+            return Ok(None);
+        }
+        if message.len <= self.large() {
+            let small = message.to_message(None).map_err(|e| {
+                StoreError::new(
+                    Severity::Message,
+                    format!("reading {}: {e}", source.to_text()),
+                )
+            })?;
+            return self.marked_append(&small, flags).await.map(Some);
+        }
+        let marker = new_marker(source.to_text().as_bytes());
+        self.status.add_pending_upload(&oi_core::PendingUpload {
+            marker: marker.clone(),
+            source: source.clone(),
+        })?;
+        self.status.commit()?;
+        self.effect()?;
+        let uid = self
+            .remote
+            .append_large(&mut message, Some(&marker), flags, None)
+            .await?;
+        self.status.clear_pending_upload(&marker)?;
+        Ok(Some(uid))
+    }
+
+    /// Downloads one large remote message through a file.
+    async fn download_large(&mut self, uid: Uid, flags: Flags) -> Result<(), SyncError> {
+        let dir = self.local.spool_dir().unwrap_or_else(std::env::temp_dir);
+        self.effect()?;
+        let Some(mut message) = self.remote.fetch_large(&MsgRef::Uid(uid), &dir).await? else {
+            self.warn(format!(
+                "message {uid} vanished from the server while being fetched"
+            ));
+            return Ok(());
+        };
+        self.local
+            .append_large(&mut message, None, flags, Some(uid))
+            .await?;
+        self.status.set(uid, flags)?;
+        self.stats.copied_to_local += 1;
+        self.checkpoint().await
+    }
+
     async fn marked_append(
         &mut self,
         message: &Message,
@@ -785,7 +872,57 @@ impl<R: Folder, L: Folder, S: StatusStore> Run<'_, R, L, S> {
     /// New local messages: fetch, append to the server, give the local copy the new UID,
     /// record.
     async fn upload_unsynced(&mut self, uploads: &[(String, Flags)]) -> Result<(), SyncError> {
-        for chunk in uploads.chunks(BATCH_MESSAGES) {
+        let (large, small): (Vec<_>, Vec<_>) = uploads
+            .iter()
+            .cloned()
+            .partition(|(k, _)| self.is_large_local(&MsgRef::Unsynced(k.clone())));
+        for (num, (key, flags)) in large.iter().enumerate() {
+            self.events.emit(Event::CopyingMessage {
+                account: self.label.account.clone(),
+                folder: self.label.folder.clone(),
+                from: Side::Local,
+                uid: None,
+                num: small.len() + num + 1,
+                total: uploads.len(),
+            });
+            let source = MsgRef::Unsynced(key.clone());
+            let Some(uploaded) = self.upload_large(&source, *flags).await? else {
+                continue;
+            };
+            let Some(uid) = uploaded else {
+                self.warn(format!(
+                    "uploaded local message {key} but the server did not tell its UID; \
+                     it stays unsynced locally"
+                ));
+                continue;
+            };
+            self.effect()?;
+            self.local.assign_uid(&source, uid).await?;
+            self.status.set(uid, *flags)?;
+            self.stats.copied_to_remote += 1;
+            self.checkpoint().await?;
+        }
+        let uploads = small.as_slice();
+        let sizes: BTreeMap<String, u64> = uploads
+            .iter()
+            .map(|(k, _)| {
+                let size = self.local_sizes.get(&MsgRef::Unsynced(k.clone()));
+                (k.clone(), size.copied().unwrap_or(0))
+            })
+            .collect();
+        let mut chunks = Vec::new();
+        let mut rest = uploads;
+        while !rest.is_empty() {
+            let (mut take, mut bytes) = (0, 0u64);
+            while take < rest.len() && take < BATCH_MESSAGES && bytes < BATCH_BYTES {
+                bytes += sizes.get(&rest[take].0).copied().unwrap_or(0);
+                take += 1;
+            }
+            let (chunk, tail) = rest.split_at(take);
+            chunks.push(chunk);
+            rest = tail;
+        }
+        for chunk in chunks {
             let which: Vec<MsgRef> = chunk
                 .iter()
                 .map(|(k, _)| MsgRef::Unsynced(k.clone()))
@@ -847,11 +984,13 @@ impl<R: Folder, L: Folder, S: StatusStore> Run<'_, R, L, S> {
                 num: i + 1,
                 total: reuploads.len(),
             });
-            let messages = self.local.fetch(&[MsgRef::Uid(old)]).await?;
-            let Some(message) = messages.first() else {
-                continue;
+            // One at a time: the local store opens the message (Maildir: its file, with
+            // no copy), and only a small one is read into memory.
+            let uploaded = match self.upload_large(&MsgRef::Uid(old), flags).await? {
+                Some(uid) => uid,
+                None => continue,
             };
-            let Some(uid) = self.marked_append(message, flags).await? else {
+            let Some(uid) = uploaded else {
                 self.warn(format!(
                     "uploaded local message {old} but the server did not tell its UID"
                 ));
@@ -889,6 +1028,23 @@ impl<R: Folder, L: Folder, S: StatusStore> Run<'_, R, L, S> {
         downloads: &[(Uid, Flags)],
         sizes: &BTreeMap<Uid, u64>,
     ) -> Result<(), SyncError> {
+        let large = self.large();
+        let (big, small): (Vec<_>, Vec<_>) = downloads
+            .iter()
+            .copied()
+            .partition(|(uid, _)| sizes.get(uid).is_some_and(|&s| s > large));
+        for (i, (uid, flags)) in big.iter().enumerate() {
+            self.events.emit(Event::CopyingMessage {
+                account: self.label.account.clone(),
+                folder: self.label.folder.clone(),
+                from: Side::Remote,
+                uid: Some(*uid),
+                num: small.len() + i + 1,
+                total: downloads.len(),
+            });
+            self.download_large(*uid, *flags).await?;
+        }
+        let downloads = small.as_slice();
         let batches = batches(downloads, sizes);
         let refs = |chunk: &[(Uid, Flags)]| -> Vec<MsgRef> {
             chunk.iter().map(|(u, _)| MsgRef::Uid(*u)).collect()

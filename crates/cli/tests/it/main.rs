@@ -21,6 +21,7 @@ mod compat;
 mod crash;
 mod incremental;
 mod kill;
+mod large;
 mod long_running;
 mod maintenance;
 mod packaging;

@@ -385,9 +385,10 @@ proptest! {
 
     /// Applying a plan and planning again yields nothing to do.
     #[test]
-    fn sync_then_replan_is_empty(w in world()) {
+    fn sync_then_replan_is_empty(w in world(), large in proptest::option::of(0u64..40)) {
         let s = setup(&w);
-        block_on(run(&s, &w.policy, &ExecOptions::default())).unwrap();
+        let opts = ExecOptions { large_message_bytes: large, ..ExecOptions::default() };
+        block_on(run(&s, &w.policy, &opts)).unwrap();
         let again = block_on(replan(&s, &w.policy));
         prop_assert!(again.is_empty(), "second plan not empty: {:?}", again.steps);
     }
@@ -469,26 +470,38 @@ fn interrupted_at_every_step_converges() {
         block_on(run(&s, &w.policy, &ExecOptions::default())).unwrap();
         final_state(&s)
     };
-    let mut crashed = 0;
-    for n in 0..64 {
-        let s = setup(&w);
-        let opts = ExecOptions {
-            crash_after: Some(n),
-            ..ExecOptions::default()
-        };
-        match block_on(run(&s, &w.policy, &opts)) {
-            Err(SyncError::CrashHook) => crashed += 1,
-            Ok(()) => {
-                assert_eq!(final_state(&s), expected, "uninterrupted at n={n}");
-                break;
+    // Every message small (in memory), then every message "large" (through files).
+    for large in [None, Some(0)] {
+        let mut crashed = 0;
+        for n in 0..64 {
+            let s = setup(&w);
+            let opts = ExecOptions {
+                crash_after: Some(n),
+                large_message_bytes: large,
+                ..ExecOptions::default()
+            };
+            match block_on(run(&s, &w.policy, &opts)) {
+                Err(SyncError::CrashHook) => crashed += 1,
+                Ok(()) => {
+                    assert_eq!(final_state(&s), expected, "uninterrupted at n={n}");
+                    break;
+                }
+                Err(e) => panic!("n={n}: {e}"),
             }
-            Err(e) => panic!("n={n}: {e}"),
+            let resume = ExecOptions {
+                large_message_bytes: large,
+                ..ExecOptions::default()
+            };
+            block_on(run(&s, &w.policy, &resume)).unwrap();
+            assert_eq!(
+                final_state(&s),
+                expected,
+                "after a stop at effect {n} ({large:?})"
+            );
+            assert!(block_on(replan(&s, &w.policy)).is_empty(), "n={n}");
         }
-        block_on(run(&s, &w.policy, &ExecOptions::default())).unwrap();
-        assert_eq!(final_state(&s), expected, "after a stop at effect {n}");
-        assert!(block_on(replan(&s, &w.policy)).is_empty(), "n={n}");
+        assert!(crashed > 5, "the hook never fired often enough: {crashed}");
     }
-    assert!(crashed > 5, "the hook never fired often enough: {crashed}");
 }
 
 /// The server renumbers the folder (new UIDVALIDITY): messages are re-paired by
