@@ -54,6 +54,9 @@ pub struct ImapConfig {
     pub keywords: crate::keywords::KeywordMap,
     /// Use CONDSTORE/QRESYNC (RFC 7162) where offered to list only what changed.
     pub condstore: bool,
+    /// `retrycount`: attempts of a message fetch whose connection broke, each on a new
+    /// connection (at least 1; OfflineIMAP's default is 2).
+    pub fetch_attempts: u32,
 }
 
 impl ImapConfig {
@@ -77,6 +80,7 @@ impl ImapConfig {
             net: crate::transport::NetOptions::default(),
             keywords: crate::keywords::KeywordMap::default(),
             condstore: true,
+            fetch_attempts: 2,
         }
     }
 
@@ -418,6 +422,13 @@ impl Repository for ImapRepository {
             keywords: self.config.keywords.clone(),
             highest_modseq,
             qresync: mode == ModSeqMode::Qresync,
+            reconnect: crate::retry::Reconnect {
+                settings: self.config.connect_settings(),
+                net: self.config.net.clone(),
+                events: self.events.clone(),
+                fetch_attempts: self.config.fetch_attempts.max(1),
+                verb,
+            },
         })
     }
 }
@@ -476,6 +487,8 @@ pub struct ImapFolder {
     highest_modseq: Option<u64>,
     /// QRESYNC is on: `VANISHED` reports expunges.
     qresync: bool,
+    /// How to open the folder again when a fetch loses its connection (`retrycount`).
+    reconnect: crate::retry::Reconnect,
 }
 
 /// A compact UID set (`1:3,7,9:10`), RFC 3501 §9 `sequence-set`.
@@ -747,8 +760,40 @@ impl Folder for ImapFolder {
             "UID FETCH {} (UID FLAGS INTERNALDATE BODY.PEEK[])",
             uid_set(&uids)
         ));
-        let r = self.conn()?.run(cmd).await;
-        let (untagged, _) = r.map_err(|e| self.err(e, Severity::Folder, "fetching"))?;
+        let attempts = self.reconnect.fetch_attempts;
+        let mut attempt = 1;
+        let untagged = loop {
+            let r = self.conn()?.run(cmd.clone()).await;
+            match r {
+                Ok((untagged, _)) => break untagged,
+                Err(e) if crate::retry::connection_lost(&e) && attempt < attempts => {
+                    attempt += 1;
+                    self.reconnect.events.emit(oi_core::Event::Warning {
+                        account: None,
+                        message: format!(
+                            "folder {}: fetching messages failed ({e}); retrying on a new \
+                             connection (attempt {attempt} of {attempts}, retrycount)",
+                            self.name
+                        ),
+                    });
+                    // The broken connection is dropped, not logged out: it is gone.
+                    self.conn = None;
+                    let conn = self
+                        .reconnect
+                        .reopen(&self.name, self.meta.uid_validity)
+                        .await?;
+                    self.conn = Some(conn);
+                }
+                Err(e) => {
+                    let what = if attempt > 1 {
+                        format!("fetching (gave up after {attempt} attempts, retrycount)")
+                    } else {
+                        "fetching".to_string()
+                    };
+                    return Err(self.err(e, Severity::Folder, &what));
+                }
+            }
+        };
         let mut by_uid = BTreeMap::new();
         for u in untagged {
             if let Untagged::Fetch(f) = u

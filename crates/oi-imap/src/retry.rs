@@ -1,0 +1,100 @@
+//! Another connection for a folder whose connection broke: what `retrycount` needs.
+//!
+//! OfflineIMAP's `_fetch_from_imap` tries a message fetch up to `retrycount` times (default
+//! 2), each time on a fresh connection, when the connection is aborted under it (imaplib's
+//! `abort`: the server closed it or said BYE). A NO is the server's answer and is not
+//! retried, and neither is a socket timeout (imaplib raises it as a plain socket error).
+//! Only fetches are retried: they change nothing on the server, so repeating one is safe.
+//! The new connection does not turn on CONDSTORE/QRESYNC: the folder's listing, the only
+//! thing that uses mod-sequences, was read before any message is fetched.
+
+use std::sync::Arc;
+
+use oi_core::{EventSink, Severity, StoreError, UidValidity};
+
+use crate::ImapError;
+use crate::client::{ConnectSettings, Connection};
+use crate::response::{RespCode, Untagged};
+use crate::session::{Command, Part};
+use crate::transport::NetOptions;
+
+/// True when the error means the connection is gone (closed, reset, BYE): the cases
+/// OfflineIMAP retries.
+pub(crate) fn connection_lost(e: &ImapError) -> bool {
+    matches!(e, ImapError::Closed | ImapError::Bye(_) | ImapError::Io(_))
+}
+
+/// How to open the folder again on a new connection.
+#[derive(Clone)]
+pub(crate) struct Reconnect {
+    pub(crate) settings: ConnectSettings,
+    pub(crate) net: NetOptions,
+    pub(crate) events: Arc<dyn EventSink>,
+    /// `retrycount`: attempts of a fetch in all (at least 1).
+    pub(crate) fetch_attempts: u32,
+    /// `SELECT` or `EXAMINE`, as the folder was opened.
+    pub(crate) verb: &'static str,
+}
+
+impl std::fmt::Debug for Reconnect {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Reconnect")
+            .field("host", &self.settings.host)
+            .field("fetch_attempts", &self.fetch_attempts)
+            .field("verb", &self.verb)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Reconnect {
+    /// A new connection with `folder` selected again. The folder must still have the
+    /// UIDVALIDITY it was opened with, else the UIDs the caller holds mean other messages.
+    pub(crate) async fn reopen(
+        &self,
+        folder: &str,
+        validity: UidValidity,
+    ) -> Result<Connection, StoreError> {
+        self.events.emit(oi_core::Event::Connecting {
+            account: None,
+            repository: None,
+            host: self.settings.host.clone(),
+            port: self.settings.tunnel.is_none().then_some(self.settings.port),
+        });
+        let ctx = || format!("folder {folder}: reconnecting");
+        let mut conn = Connection::open_with(&self.settings, &self.net)
+            .await
+            .map_err(|e| e.into_store(Severity::Folder, ctx()))?;
+        let verb = self.verb;
+        let (untagged, _) = conn
+            .run(Command {
+                name: verb.into(),
+                parts: vec![
+                    Part::Raw(format!("{verb} ").into_bytes()),
+                    Part::Str {
+                        bytes: folder.as_bytes().to_vec(),
+                        secret: false,
+                    },
+                ],
+            })
+            .await
+            .map_err(|e| e.into_store(Severity::Folder, ctx()))?;
+        let now = untagged.into_iter().find_map(|u| match u {
+            Untagged::Status {
+                code: Some(RespCode::UidValidity(v)),
+                ..
+            } => Some(v),
+            _ => None,
+        });
+        if now != Some(validity.0) {
+            return Err(StoreError::new(
+                Severity::Folder,
+                format!(
+                    "folder {folder}: UIDVALIDITY changed from {} to {} while reconnecting",
+                    validity.0,
+                    now.map_or_else(|| "none".to_string(), |v| v.to_string())
+                ),
+            ));
+        }
+        Ok(conn)
+    }
+}
