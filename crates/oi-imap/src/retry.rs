@@ -24,6 +24,18 @@ pub(crate) fn connection_lost(e: &ImapError) -> bool {
     matches!(e, ImapError::Closed | ImapError::Bye(_) | ImapError::Io(_))
 }
 
+/// True when the connection cannot be used any more, whatever the cause (also timeouts
+/// and garbled responses). Such an error stops the folder, not the repository: the next
+/// folder opens a connection of its own, and if the server is really gone that fails and
+/// stops the account then.
+pub(crate) fn connection_unusable(e: &ImapError) -> bool {
+    connection_lost(e)
+        || matches!(
+            e,
+            ImapError::Timeout(_) | ImapError::Protocol(_) | ImapError::LiteralTooLarge(_)
+        )
+}
+
 /// How to open the folder again on a new connection.
 #[derive(Clone)]
 pub(crate) struct Reconnect {

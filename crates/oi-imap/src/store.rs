@@ -655,7 +655,13 @@ impl ImapFolder {
 
     fn err(&self, e: ImapError, severity: Severity, what: &str) -> StoreError {
         self.failed.store(true, Ordering::Relaxed);
-        e.into_store(severity, format!("folder {}: {what}", self.name))
+        let context = format!("folder {}: {what}", self.name);
+        if crate::retry::connection_unusable(&e) {
+            // This folder's own connection broke: the folder stops, the next folder opens
+            // a connection of its own (OfflineIMAP too fails only the folder's sync).
+            return StoreError::with_source(severity.max(Severity::Folder), context, e);
+        }
+        e.into_store(severity, context)
     }
 }
 
