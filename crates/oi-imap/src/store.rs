@@ -373,13 +373,23 @@ impl Repository for ImapRepository {
         if mode == ModSeqMode::CondstoreSelect {
             parts.push(Part::Raw(b" (CONDSTORE)".to_vec()));
         }
-        let (untagged, done) = conn
-            .run(Command {
-                name: verb.into(),
-                parts,
-            })
-            .await
-            .map_err(|e| e.into_store(Severity::Folder, format!("{verb} {name}")))?;
+        let select = Command {
+            name: verb.into(),
+            parts,
+        };
+        let context = || format!("{verb} {name}");
+        let (untagged, done) = match conn.run(select.clone()).await {
+            // A pooled connection the server closed while it sat idle, or one lost under
+            // this SELECT: once more on a new connection. If the server is gone, connecting
+            // fails and stops the account; otherwise only this folder can fail.
+            Err(e) if crate::retry::connection_unusable(&e) => {
+                conn = self.connect().await?;
+                conn.run(select)
+                    .await
+                    .map_err(|e| StoreError::with_source(Severity::Folder, context(), e))?
+            }
+            r => r.map_err(|e| e.into_store(Severity::Folder, context()))?,
+        };
         let _ = done;
         // (A failed SELECT drops the connection with the error: simple and rare.)
         let mut validity = None;

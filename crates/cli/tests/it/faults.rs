@@ -516,3 +516,19 @@ fn full_disk_fails_the_folder_and_loses_nothing() {
         check_folder(&w, f, &model[f], true);
     }
 }
+
+/// The folder cannot even be selected: the connection drops, stalls, or the server says
+/// NO or BYE to SELECT.
+#[test]
+fn faults_at_select() {
+    fault_matrix(
+        "faults_select",
+        Trigger::command(&["SELECT "]),
+        &[
+            (Fault::Drop, &["closed"]),
+            (Fault::Stall, &["timed out"]),
+            (Fault::No, &["injected"]),
+            (Fault::Bye, &["BYE"]),
+        ],
+    );
+}
