@@ -209,6 +209,30 @@ fn check_no_duplicates(w: &World, folder: &str) {
     }
 }
 
+/// Whatever reached cur/ or new/ of a folder with a UID is whole: the server's bytes
+/// (line endings and the upload marker aside).
+fn check_whole_files(w: &World, folder: &str) {
+    let server = w.server.messages(USER, folder).unwrap();
+    // Uploads carry the X-OfflineIMAP marker on the server only.
+    let bare = |b: &[u8]| -> String {
+        String::from_utf8_lossy(b)
+            .replace('\r', "")
+            .lines()
+            .filter(|l| !l.starts_with("X-OfflineIMAP: "))
+            .collect::<Vec<_>>()
+            .join("\n")
+    };
+    for m in local_messages(&w.maildir().join(folder)) {
+        let Some(uid) = m.uid else { continue };
+        let on_server = server
+            .iter()
+            .find(|s| s.uid == uid)
+            .unwrap_or_else(|| panic!("{m:?} has a UID the server does not know"));
+        let body = std::fs::read(&m.path).unwrap();
+        assert_eq!(bare(&body), bare(&on_server.body), "partial file {m:?}");
+    }
+}
+
 fn assert_clean_failure(out: &Output, what: &str, expect_text: &[&str]) {
     let text = &out.text;
     assert_eq!(out.status.code(), Some(1), "{what}: exit status\n{text}");
@@ -276,6 +300,7 @@ fn fault_matrix(test: &str, trigger: Trigger, faults: &[(Fault, &[&str])]) {
         for f in FOLDERS {
             if f == FAULTY {
                 check_no_duplicates(&w, f);
+                check_whole_files(&w, f);
             } else {
                 check_folder(&w, f, &model[f], true);
             }
@@ -493,15 +518,7 @@ fn full_disk_fails_the_folder_and_loses_nothing() {
             check_folder(&w, f, &model[f], true);
         }
     }
-    // Whatever reached cur/ or new/ in Beta is whole: the same bytes as on the server.
-    let server = w.server.messages(USER, FAULTY).unwrap();
-    for m in local_messages(&maildir.join(FAULTY)) {
-        let crlf = |b: &[u8]| -> Vec<u8> { b.iter().copied().filter(|&c| c != b'\r').collect() };
-        let body = std::fs::read(&m.path).unwrap();
-        let uid = m.uid.unwrap();
-        let on_server = server.iter().find(|s| s.uid == uid).unwrap();
-        assert!(crlf(&body) == crlf(&on_server.body), "partial file {m:?}");
-    }
+    check_whole_files(&w, FAULTY);
     assert!(
         !local_messages(&maildir.join(FAULTY))
             .iter()
