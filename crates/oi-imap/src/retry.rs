@@ -5,8 +5,8 @@
 //! `abort`: the server closed it or said BYE). A NO is the server's answer and is not
 //! retried, and neither is a socket timeout (imaplib raises it as a plain socket error).
 //! Only fetches are retried: they change nothing on the server, so repeating one is safe.
-//! The new connection does not turn on CONDSTORE/QRESYNC: the folder's listing, the only
-//! thing that uses mod-sequences, was read before any message is fetched.
+//! The new connection is put in the same state as the repository's others (ENABLE
+//! QRESYNC / CONDSTORE, or `SELECT … (CONDSTORE)`), since it goes back to the pool after.
 
 use std::sync::Arc;
 
@@ -46,6 +46,10 @@ pub(crate) struct Reconnect {
     pub(crate) fetch_attempts: u32,
     /// `SELECT` or `EXAMINE`, as the folder was opened.
     pub(crate) verb: &'static str,
+    /// What the repository's connections ENABLE (RFC 7162 §3.1, §3.2.3).
+    pub(crate) enable: Option<&'static str>,
+    /// The folder is selected with `(CONDSTORE)` (a server without ENABLE).
+    pub(crate) select_condstore: bool,
 }
 
 impl std::fmt::Debug for Reconnect {
@@ -76,17 +80,26 @@ impl Reconnect {
         let mut conn = Connection::open_with(&self.settings, &self.net)
             .await
             .map_err(|e| e.into_store(Severity::Folder, ctx()))?;
+        if let Some(what) = self.enable {
+            conn.run(Command::raw(format!("ENABLE {what}")))
+                .await
+                .map_err(|e| e.into_store(Severity::Folder, ctx()))?;
+        }
         let verb = self.verb;
+        let mut parts = vec![
+            Part::Raw(format!("{verb} ").into_bytes()),
+            Part::Str {
+                bytes: folder.as_bytes().to_vec(),
+                secret: false,
+            },
+        ];
+        if self.select_condstore {
+            parts.push(Part::Raw(b" (CONDSTORE)".to_vec()));
+        }
         let (untagged, _) = conn
             .run(Command {
                 name: verb.into(),
-                parts: vec![
-                    Part::Raw(format!("{verb} ").into_bytes()),
-                    Part::Str {
-                        bytes: folder.as_bytes().to_vec(),
-                        secret: false,
-                    },
-                ],
+                parts,
             })
             .await
             .map_err(|e| e.into_store(Severity::Folder, ctx()))?;

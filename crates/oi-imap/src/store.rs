@@ -438,6 +438,14 @@ impl Repository for ImapRepository {
                 events: self.events.clone(),
                 fetch_attempts: self.config.fetch_attempts.max(1),
                 verb,
+                // The same mod-sequence state as every other connection of this repository
+                // (the replacement is pooled afterwards like any other).
+                enable: match mode {
+                    ModSeqMode::Qresync => Some("QRESYNC"),
+                    ModSeqMode::Condstore => Some("CONDSTORE"),
+                    ModSeqMode::None | ModSeqMode::CondstoreSelect => None,
+                },
+                select_condstore: mode == ModSeqMode::CondstoreSelect,
             },
         })
     }
