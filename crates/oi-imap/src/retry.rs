@@ -5,18 +5,17 @@
 //! `abort`: the server closed it or said BYE). A NO is the server's answer and is not
 //! retried, and neither is a socket timeout (imaplib raises it as a plain socket error).
 //! Only fetches are retried: they change nothing on the server, so repeating one is safe.
-//! The new connection is put in the same state as the repository's others (ENABLE
-//! QRESYNC / CONDSTORE, or `SELECT … (CONDSTORE)`), since it goes back to the pool after.
+//! The new connection is opened as the repository's others are (login, ENABLE QRESYNC /
+//! CONDSTORE, `SELECT … (CONDSTORE)`), since it goes back to the pool afterwards.
 
 use std::sync::Arc;
 
 use oi_core::{EventSink, Severity, StoreError, UidValidity};
 
 use crate::ImapError;
-use crate::client::{ConnectSettings, Connection};
+use crate::client::Connection;
 use crate::response::{RespCode, Untagged};
-use crate::session::{Command, Part};
-use crate::transport::NetOptions;
+use crate::store::{ImapConfig, open_connection, select_command};
 
 /// True when the error means the connection is gone (closed, reset, BYE): the cases
 /// OfflineIMAP retries.
@@ -39,23 +38,20 @@ pub(crate) fn connection_unusable(e: &ImapError) -> bool {
 /// How to open the folder again on a new connection.
 #[derive(Clone)]
 pub(crate) struct Reconnect {
-    pub(crate) settings: ConnectSettings,
-    pub(crate) net: NetOptions,
+    /// The repository's configuration: the new connection is opened as all its others
+    /// (login, ENABLE), since it goes back to the pool afterwards.
+    pub(crate) config: ImapConfig,
     pub(crate) events: Arc<dyn EventSink>,
     /// `retrycount`: attempts of a fetch in all (at least 1).
     pub(crate) fetch_attempts: u32,
     /// `SELECT` or `EXAMINE`, as the folder was opened.
     pub(crate) verb: &'static str,
-    /// What the repository's connections ENABLE (RFC 7162 §3.1, §3.2.3).
-    pub(crate) enable: Option<&'static str>,
-    /// The folder is selected with `(CONDSTORE)` (a server without ENABLE).
-    pub(crate) select_condstore: bool,
 }
 
 impl std::fmt::Debug for Reconnect {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Reconnect")
-            .field("host", &self.settings.host)
+            .field("host", &self.config.host)
             .field("fetch_attempts", &self.fetch_attempts)
             .field("verb", &self.verb)
             .finish_non_exhaustive()
@@ -70,39 +66,17 @@ impl Reconnect {
         folder: &str,
         validity: UidValidity,
     ) -> Result<Connection, StoreError> {
-        self.events.emit(oi_core::Event::Connecting {
-            account: None,
-            repository: None,
-            host: self.settings.host.clone(),
-            port: self.settings.tunnel.is_none().then_some(self.settings.port),
-        });
-        let ctx = || format!("folder {folder}: reconnecting");
-        let mut conn = Connection::open_with(&self.settings, &self.net)
-            .await
-            .map_err(|e| e.into_store(Severity::Folder, ctx()))?;
-        if let Some(what) = self.enable {
-            conn.run(Command::raw(format!("ENABLE {what}")))
-                .await
-                .map_err(|e| e.into_store(Severity::Folder, ctx()))?;
-        }
-        let verb = self.verb;
-        let mut parts = vec![
-            Part::Raw(format!("{verb} ").into_bytes()),
-            Part::Str {
-                bytes: folder.as_bytes().to_vec(),
-                secret: false,
-            },
-        ];
-        if self.select_condstore {
-            parts.push(Part::Raw(b" (CONDSTORE)".to_vec()));
-        }
+        let (mut conn, mode) = open_connection(&self.config, &*self.events).await?;
         let (untagged, _) = conn
-            .run(Command {
-                name: verb.into(),
-                parts,
-            })
+            .run(select_command(self.verb, folder, mode))
             .await
-            .map_err(|e| e.into_store(Severity::Folder, ctx()))?;
+            .map_err(|e| {
+                StoreError::with_source(
+                    Severity::Folder,
+                    format!("folder {folder}: {} again", self.verb),
+                    e,
+                )
+            })?;
         let now = untagged.into_iter().find_map(|u| match u {
             Untagged::Status {
                 code: Some(RespCode::UidValidity(v)),

@@ -134,7 +134,7 @@ pub struct ImapRepository {
 /// What the server offers to tell changes since an earlier state (RFC 7162).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[repr(u8)]
-enum ModSeqMode {
+pub(crate) enum ModSeqMode {
     /// Neither CONDSTORE nor QRESYNC: every sync lists all UIDs and flags.
     None = 0,
     /// CONDSTORE without ENABLE: `SELECT … (CONDSTORE)` turns it on per mailbox.
@@ -232,68 +232,94 @@ impl ImapRepository {
 
     /// Opens an authenticated connection.
     pub async fn connect(&self) -> Result<Connection, StoreError> {
-        let settings = self.config.connect_settings();
-        self.events.emit(oi_core::Event::Connecting {
-            account: None,
-            repository: None,
-            host: settings.host.clone(),
-            port: settings.tunnel.is_none().then_some(settings.port),
-        });
-        let ctx = || format!("connecting to {} as {}", self.config.host, self.config.user);
-        let mut conn = Connection::open_with(&settings, &self.config.net)
-            .await
-            .map_err(|e| e.into_store(Severity::Repository, ctx()))?;
-        for message in conn.take_auth_failures() {
-            self.events.emit(oi_core::Event::Warning {
-                account: None,
-                message,
-            });
-        }
-        let mode = self
-            .enable_modseq(&mut conn)
-            .await
-            .map_err(|e| e.into_store(Severity::Repository, format!("{}: ENABLE", ctx())))?;
+        let (conn, mode) = open_connection(&self.config, &*self.events).await?;
         self.modseq_mode.store(mode as u8, Ordering::Relaxed);
         Ok(conn)
     }
 
-    /// Turns on mod-sequences where the server offers them (RFC 7162 §3.1, §3.2.3), so that
-    /// a folder's changes since the last sync can be asked for instead of every flag.
-    async fn enable_modseq(&self, conn: &mut Connection) -> Result<ModSeqMode, ImapError> {
-        if !self.config.condstore {
-            return Ok(ModSeqMode::None);
-        }
-        let (condstore, qresync) = (conn.has("CONDSTORE"), conn.has("QRESYNC"));
-        if !conn.has("ENABLE") {
-            return Ok(if condstore || qresync {
-                ModSeqMode::CondstoreSelect
-            } else {
-                ModSeqMode::None
-            });
-        }
-        let what = match (condstore, qresync) {
-            (_, true) => "QRESYNC",
-            (true, false) => "CONDSTORE",
-            (false, false) => return Ok(ModSeqMode::None),
-        };
-        let (untagged, _) = conn.run(Command::raw(format!("ENABLE {what}"))).await?;
-        // A server may accept ENABLE and enable nothing: only what `* ENABLED` names is on.
-        let enabled = |cap: &str| {
-            untagged.iter().any(|u| {
-                matches!(u, Untagged::Enabled(caps) if caps.iter().any(|c| c.eq_ignore_ascii_case(cap)))
-            })
-        };
-        Ok(if enabled("QRESYNC") {
-            ModSeqMode::Qresync
-        } else if enabled("CONDSTORE") {
-            ModSeqMode::Condstore
-        } else {
-            ModSeqMode::None
-        })
-    }
-
     fn modseq_mode(&self) -> ModSeqMode {
         ModSeqMode::from_u8(self.modseq_mode.load(Ordering::Relaxed))
+    }
+}
+
+/// Opens an authenticated connection with mod-sequences turned on where the server offers
+/// them: every connection of a repository, the replacement of a broken one included
+/// (`retry`), goes through here, so that any of them can be pooled for any folder.
+pub(crate) async fn open_connection(
+    config: &ImapConfig,
+    events: &dyn EventSink,
+) -> Result<(Connection, ModSeqMode), StoreError> {
+    let settings = config.connect_settings();
+    events.emit(oi_core::Event::Connecting {
+        account: None,
+        repository: None,
+        host: settings.host.clone(),
+        port: settings.tunnel.is_none().then_some(settings.port),
+    });
+    let ctx = || format!("connecting to {} as {}", config.host, config.user);
+    let mut conn = Connection::open_with(&settings, &config.net)
+        .await
+        .map_err(|e| e.into_store(Severity::Repository, ctx()))?;
+    for message in conn.take_auth_failures() {
+        events.emit(oi_core::Event::Warning {
+            account: None,
+            message,
+        });
+    }
+    let mode = enable_modseq(config, &mut conn)
+        .await
+        .map_err(|e| e.into_store(Severity::Repository, format!("{}: ENABLE", ctx())))?;
+    Ok((conn, mode))
+}
+
+/// Turns on mod-sequences where the server offers them (RFC 7162 §3.1, §3.2.3), so that
+/// a folder's changes since the last sync can be asked for instead of every flag.
+async fn enable_modseq(
+    config: &ImapConfig,
+    conn: &mut Connection,
+) -> Result<ModSeqMode, ImapError> {
+    if !config.condstore {
+        return Ok(ModSeqMode::None);
+    }
+    let (condstore, qresync) = (conn.has("CONDSTORE"), conn.has("QRESYNC"));
+    if !conn.has("ENABLE") {
+        return Ok(if condstore || qresync {
+            ModSeqMode::CondstoreSelect
+        } else {
+            ModSeqMode::None
+        });
+    }
+    let what = match (condstore, qresync) {
+        (_, true) => "QRESYNC",
+        (true, false) => "CONDSTORE",
+        (false, false) => return Ok(ModSeqMode::None),
+    };
+    let (untagged, _) = conn.run(Command::raw(format!("ENABLE {what}"))).await?;
+    // A server may accept ENABLE and enable nothing: only what `* ENABLED` names is on.
+    let enabled = |cap: &str| {
+        untagged.iter().any(|u| {
+            matches!(u, Untagged::Enabled(caps) if caps.iter().any(|c| c.eq_ignore_ascii_case(cap)))
+        })
+    };
+    Ok(if enabled("QRESYNC") {
+        ModSeqMode::Qresync
+    } else if enabled("CONDSTORE") {
+        ModSeqMode::Condstore
+    } else {
+        ModSeqMode::None
+    })
+}
+
+/// `SELECT name` / `EXAMINE name`, with `(CONDSTORE)` when the server has CONDSTORE but no
+/// ENABLE (RFC 7162 §3.1.8).
+pub(crate) fn select_command(verb: &str, name: &str, mode: ModSeqMode) -> Command {
+    let mut parts = vec![Part::Raw(format!("{verb} ").into_bytes()), mailbox(name)];
+    if mode == ModSeqMode::CondstoreSelect {
+        parts.push(Part::Raw(b" (CONDSTORE)".to_vec()));
+    }
+    Command {
+        name: verb.into(),
+        parts,
     }
 }
 
@@ -369,14 +395,7 @@ impl Repository for ImapRepository {
             Access::ReadWrite => "SELECT",
         };
         let mode = self.modseq_mode();
-        let mut parts = vec![Part::Raw(format!("{verb} ").into_bytes()), mailbox(name)];
-        if mode == ModSeqMode::CondstoreSelect {
-            parts.push(Part::Raw(b" (CONDSTORE)".to_vec()));
-        }
-        let select = Command {
-            name: verb.into(),
-            parts,
-        };
+        let select = select_command(verb, name, mode);
         let context = || format!("{verb} {name}");
         let (untagged, done) = match conn.run(select.clone()).await {
             // A pooled connection the server closed while it sat idle, or one lost under
@@ -433,19 +452,10 @@ impl Repository for ImapRepository {
             highest_modseq,
             qresync: mode == ModSeqMode::Qresync,
             reconnect: crate::retry::Reconnect {
-                settings: self.config.connect_settings(),
-                net: self.config.net.clone(),
+                config: self.config.clone(),
                 events: self.events.clone(),
                 fetch_attempts: self.config.fetch_attempts.max(1),
                 verb,
-                // The same mod-sequence state as every other connection of this repository
-                // (the replacement is pooled afterwards like any other).
-                enable: match mode {
-                    ModSeqMode::Qresync => Some("QRESYNC"),
-                    ModSeqMode::Condstore => Some("CONDSTORE"),
-                    ModSeqMode::None | ModSeqMode::CondstoreSelect => None,
-                },
-                select_condstore: mode == ModSeqMode::CondstoreSelect,
             },
         })
     }
