@@ -144,7 +144,7 @@ const IMAP: &[(&str, Support)] = &[
     ("holdconnectionopen", WarnIfTrue),
     ("keepalive", Warn),
     ("newmail_hook", Read),
-    ("retrycount", Warn),
+    ("retrycount", Read),
 ];
 
 /// `type = Gmail`, on top of [`REPOSITORY`] and [`IMAP`].
@@ -1055,6 +1055,7 @@ impl<'a> Builder<'a> {
             maxconnections: self
                 .parsed(s, "maxconnections", "a number of connections", parse_py_int)
                 .map_or(1, |(n, _)| usize::try_from(n).unwrap_or(1).max(1)),
+            retrycount: self.retrycount(s),
             ipv6,
             tls_version,
             sslclientcert,
@@ -1139,6 +1140,24 @@ impl<'a> Builder<'a> {
             self.option_error(s, "auth_mechanisms", &at, why);
         }
         mechs
+    }
+
+    /// `retrycount`: how many times OfflineIMAP's `_fetch_from_imap` tries a message fetch
+    /// whose connection broke (default 2). It counts attempts, so 0 would fetch nothing.
+    fn retrycount(&mut self, s: &str) -> u32 {
+        match self.parsed(s, "retrycount", "a whole number", parse_py_int) {
+            None => 2,
+            Some((n, _)) if n >= 1 => u32::try_from(n).unwrap_or(u32::MAX),
+            Some((n, at)) => {
+                self.option_error(
+                    s,
+                    "retrycount",
+                    &at,
+                    format!("must be at least 1 (the number of attempts of a fetch): {n}"),
+                );
+                2
+            }
+        }
     }
 
     /// `ssl_version` and `tls_level` as imaplib2 checks them (its `TLS_MAP`), then mapped

@@ -975,3 +975,23 @@ fn maxconnections_is_read() {
     };
     assert_eq!(imap.maxconnections, 1);
 }
+
+#[test]
+fn retrycount_is_read_and_must_allow_one_attempt() {
+    let imap_of = |c: &Config| match &c.accounts[0].remote.kind {
+        RepositoryKind::Imap(imap) => imap.retrycount,
+        _ => panic!("not IMAP"),
+    };
+    assert_eq!(imap_of(&ok(BASE)), 2);
+    let c = ok(&BASE.replace("remoteuser = me", "remoteuser = me\nretrycount = 5"));
+    assert_eq!(imap_of(&c), 5);
+    assert!(c.warnings.is_empty(), "{:?}", c.warnings);
+    let e = errs(&BASE.replace("remoteuser = me", "remoteuser = me\nretrycount = 0"));
+    assert!(
+        e.iter()
+            .any(|e| e.contains("retrycount") && e.contains("at least 1")),
+        "{e:?}"
+    );
+    let e = errs(&BASE.replace("remoteuser = me", "remoteuser = me\nretrycount = many"));
+    assert!(e.iter().any(|e| e.contains("retrycount")), "{e:?}");
+}

@@ -307,6 +307,9 @@ pub struct ImapConfig {
     pub newmail_hook: Option<PyExpr>,
     /// `maxconnections`: folders synced at once, each on its own connection. Default 1.
     pub maxconnections: usize,
+    /// `retrycount`: attempts of a message fetch whose connection broke, each on a new
+    /// connection (OfflineIMAP's `_fetch_from_imap`). Default 2; at least 1.
+    pub retrycount: u32,
     /// `ipv6`: `Some(true)` IPv6 only, `Some(false)` IPv4 only, `None` either.
     pub ipv6: Option<bool>,
     /// `ssl_version` within `tls_level`, as far as TLS 1.2/1.3 can honour it.

@@ -83,13 +83,20 @@ impl StoreError {
 impl fmt::Display for StoreError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(&self.context)?;
-        // Render the chain inline: UIs print one line per error.
+        // Render the chain inline: UIs print one line per error. A cause that the error
+        // above already quotes at its end (`message file X: No space left on device`, then
+        // the io::Error itself) is not repeated.
         let mut next = self
             .source
             .as_deref()
             .map(|e| e as &(dyn StdError + 'static));
+        let mut above = self.context.clone();
         while let Some(e) = next {
-            write!(f, ": {e}")?;
+            let text = e.to_string();
+            if !above.ends_with(&text) {
+                write!(f, ": {text}")?;
+            }
+            above = text;
             next = e.source();
         }
         Ok(())
@@ -111,5 +118,31 @@ mod tests {
         assert_eq!(e.to_string(), "folder INBOX: writing message: disk on fire");
         assert_eq!(e.severity(), Severity::Folder);
         assert_eq!(e.at_least(Severity::Message).severity(), Severity::Folder);
+    }
+
+    /// An error that quotes its cause (thiserror's `{source}` in the message) prints it once.
+    #[test]
+    fn a_quoted_cause_is_not_repeated() {
+        #[derive(Debug)]
+        struct Quoting(std::io::Error);
+        impl fmt::Display for Quoting {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                write!(f, "message file x: {}", self.0)
+            }
+        }
+        impl StdError for Quoting {
+            fn source(&self) -> Option<&(dyn StdError + 'static)> {
+                Some(&self.0)
+            }
+        }
+        let e = StoreError::with_source(
+            Severity::Message,
+            "Maildir",
+            Quoting(std::io::Error::other("No space left on device")),
+        );
+        assert_eq!(
+            e.to_string(),
+            "Maildir: message file x: No space left on device"
+        );
     }
 }

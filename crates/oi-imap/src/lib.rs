@@ -20,6 +20,7 @@ pub mod netrc;
 pub mod oauth2;
 pub mod proxy;
 pub mod response;
+mod retry;
 pub mod session;
 mod store;
 pub mod transport;

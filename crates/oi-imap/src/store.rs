@@ -54,6 +54,9 @@ pub struct ImapConfig {
     pub keywords: crate::keywords::KeywordMap,
     /// Use CONDSTORE/QRESYNC (RFC 7162) where offered to list only what changed.
     pub condstore: bool,
+    /// `retrycount`: attempts of a message fetch whose connection broke, each on a new
+    /// connection (at least 1; OfflineIMAP's default is 2).
+    pub fetch_attempts: u32,
 }
 
 impl ImapConfig {
@@ -77,6 +80,7 @@ impl ImapConfig {
             net: crate::transport::NetOptions::default(),
             keywords: crate::keywords::KeywordMap::default(),
             condstore: true,
+            fetch_attempts: 2,
         }
     }
 
@@ -130,7 +134,7 @@ pub struct ImapRepository {
 /// What the server offers to tell changes since an earlier state (RFC 7162).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[repr(u8)]
-enum ModSeqMode {
+pub(crate) enum ModSeqMode {
     /// Neither CONDSTORE nor QRESYNC: every sync lists all UIDs and flags.
     None = 0,
     /// CONDSTORE without ENABLE: `SELECT … (CONDSTORE)` turns it on per mailbox.
@@ -228,68 +232,94 @@ impl ImapRepository {
 
     /// Opens an authenticated connection.
     pub async fn connect(&self) -> Result<Connection, StoreError> {
-        let settings = self.config.connect_settings();
-        self.events.emit(oi_core::Event::Connecting {
-            account: None,
-            repository: None,
-            host: settings.host.clone(),
-            port: settings.tunnel.is_none().then_some(settings.port),
-        });
-        let ctx = || format!("connecting to {} as {}", self.config.host, self.config.user);
-        let mut conn = Connection::open_with(&settings, &self.config.net)
-            .await
-            .map_err(|e| e.into_store(Severity::Repository, ctx()))?;
-        for message in conn.take_auth_failures() {
-            self.events.emit(oi_core::Event::Warning {
-                account: None,
-                message,
-            });
-        }
-        let mode = self
-            .enable_modseq(&mut conn)
-            .await
-            .map_err(|e| e.into_store(Severity::Repository, format!("{}: ENABLE", ctx())))?;
+        let (conn, mode) = open_connection(&self.config, &*self.events).await?;
         self.modseq_mode.store(mode as u8, Ordering::Relaxed);
         Ok(conn)
     }
 
-    /// Turns on mod-sequences where the server offers them (RFC 7162 §3.1, §3.2.3), so that
-    /// a folder's changes since the last sync can be asked for instead of every flag.
-    async fn enable_modseq(&self, conn: &mut Connection) -> Result<ModSeqMode, ImapError> {
-        if !self.config.condstore {
-            return Ok(ModSeqMode::None);
-        }
-        let (condstore, qresync) = (conn.has("CONDSTORE"), conn.has("QRESYNC"));
-        if !conn.has("ENABLE") {
-            return Ok(if condstore || qresync {
-                ModSeqMode::CondstoreSelect
-            } else {
-                ModSeqMode::None
-            });
-        }
-        let what = match (condstore, qresync) {
-            (_, true) => "QRESYNC",
-            (true, false) => "CONDSTORE",
-            (false, false) => return Ok(ModSeqMode::None),
-        };
-        let (untagged, _) = conn.run(Command::raw(format!("ENABLE {what}"))).await?;
-        // A server may accept ENABLE and enable nothing: only what `* ENABLED` names is on.
-        let enabled = |cap: &str| {
-            untagged.iter().any(|u| {
-                matches!(u, Untagged::Enabled(caps) if caps.iter().any(|c| c.eq_ignore_ascii_case(cap)))
-            })
-        };
-        Ok(if enabled("QRESYNC") {
-            ModSeqMode::Qresync
-        } else if enabled("CONDSTORE") {
-            ModSeqMode::Condstore
-        } else {
-            ModSeqMode::None
-        })
-    }
-
     fn modseq_mode(&self) -> ModSeqMode {
         ModSeqMode::from_u8(self.modseq_mode.load(Ordering::Relaxed))
+    }
+}
+
+/// Opens an authenticated connection with mod-sequences turned on where the server offers
+/// them: every connection of a repository, the replacement of a broken one included
+/// (`retry`), goes through here, so that any of them can be pooled for any folder.
+pub(crate) async fn open_connection(
+    config: &ImapConfig,
+    events: &dyn EventSink,
+) -> Result<(Connection, ModSeqMode), StoreError> {
+    let settings = config.connect_settings();
+    events.emit(oi_core::Event::Connecting {
+        account: None,
+        repository: None,
+        host: settings.host.clone(),
+        port: settings.tunnel.is_none().then_some(settings.port),
+    });
+    let ctx = || format!("connecting to {} as {}", config.host, config.user);
+    let mut conn = Connection::open_with(&settings, &config.net)
+        .await
+        .map_err(|e| e.into_store(Severity::Repository, ctx()))?;
+    for message in conn.take_auth_failures() {
+        events.emit(oi_core::Event::Warning {
+            account: None,
+            message,
+        });
+    }
+    let mode = enable_modseq(config, &mut conn)
+        .await
+        .map_err(|e| e.into_store(Severity::Repository, format!("{}: ENABLE", ctx())))?;
+    Ok((conn, mode))
+}
+
+/// Turns on mod-sequences where the server offers them (RFC 7162 §3.1, §3.2.3), so that
+/// a folder's changes since the last sync can be asked for instead of every flag.
+async fn enable_modseq(
+    config: &ImapConfig,
+    conn: &mut Connection,
+) -> Result<ModSeqMode, ImapError> {
+    if !config.condstore {
+        return Ok(ModSeqMode::None);
+    }
+    let (condstore, qresync) = (conn.has("CONDSTORE"), conn.has("QRESYNC"));
+    if !conn.has("ENABLE") {
+        return Ok(if condstore || qresync {
+            ModSeqMode::CondstoreSelect
+        } else {
+            ModSeqMode::None
+        });
+    }
+    let what = match (condstore, qresync) {
+        (_, true) => "QRESYNC",
+        (true, false) => "CONDSTORE",
+        (false, false) => return Ok(ModSeqMode::None),
+    };
+    let (untagged, _) = conn.run(Command::raw(format!("ENABLE {what}"))).await?;
+    // A server may accept ENABLE and enable nothing: only what `* ENABLED` names is on.
+    let enabled = |cap: &str| {
+        untagged.iter().any(|u| {
+            matches!(u, Untagged::Enabled(caps) if caps.iter().any(|c| c.eq_ignore_ascii_case(cap)))
+        })
+    };
+    Ok(if enabled("QRESYNC") {
+        ModSeqMode::Qresync
+    } else if enabled("CONDSTORE") {
+        ModSeqMode::Condstore
+    } else {
+        ModSeqMode::None
+    })
+}
+
+/// `SELECT name` / `EXAMINE name`, with `(CONDSTORE)` when the server has CONDSTORE but no
+/// ENABLE (RFC 7162 §3.1.8).
+pub(crate) fn select_command(verb: &str, name: &str, mode: ModSeqMode) -> Command {
+    let mut parts = vec![Part::Raw(format!("{verb} ").into_bytes()), mailbox(name)];
+    if mode == ModSeqMode::CondstoreSelect {
+        parts.push(Part::Raw(b" (CONDSTORE)".to_vec()));
+    }
+    Command {
+        name: verb.into(),
+        parts,
     }
 }
 
@@ -365,17 +395,20 @@ impl Repository for ImapRepository {
             Access::ReadWrite => "SELECT",
         };
         let mode = self.modseq_mode();
-        let mut parts = vec![Part::Raw(format!("{verb} ").into_bytes()), mailbox(name)];
-        if mode == ModSeqMode::CondstoreSelect {
-            parts.push(Part::Raw(b" (CONDSTORE)".to_vec()));
-        }
-        let (untagged, done) = conn
-            .run(Command {
-                name: verb.into(),
-                parts,
-            })
-            .await
-            .map_err(|e| e.into_store(Severity::Folder, format!("{verb} {name}")))?;
+        let select = select_command(verb, name, mode);
+        let context = || format!("{verb} {name}");
+        let (untagged, done) = match conn.run(select.clone()).await {
+            // A pooled connection the server closed while it sat idle, or one lost under
+            // this SELECT: once more on a new connection. If the server is gone, connecting
+            // fails and stops the account; otherwise only this folder can fail.
+            Err(e) if crate::retry::connection_unusable(&e) => {
+                conn = self.connect().await?;
+                conn.run(select)
+                    .await
+                    .map_err(|e| StoreError::with_source(Severity::Folder, context(), e))?
+            }
+            r => r.map_err(|e| e.into_store(Severity::Folder, context()))?,
+        };
         let _ = done;
         // (A failed SELECT drops the connection with the error: simple and rare.)
         let mut validity = None;
@@ -418,6 +451,12 @@ impl Repository for ImapRepository {
             keywords: self.config.keywords.clone(),
             highest_modseq,
             qresync: mode == ModSeqMode::Qresync,
+            reconnect: crate::retry::Reconnect {
+                config: self.config.clone(),
+                events: self.events.clone(),
+                fetch_attempts: self.config.fetch_attempts.max(1),
+                verb,
+            },
         })
     }
 }
@@ -476,6 +515,8 @@ pub struct ImapFolder {
     highest_modseq: Option<u64>,
     /// QRESYNC is on: `VANISHED` reports expunges.
     qresync: bool,
+    /// How to open the folder again when a fetch loses its connection (`retrycount`).
+    reconnect: crate::retry::Reconnect,
 }
 
 /// The piece size of [`Folder::fetch_large`] on IMAP.
@@ -657,7 +698,13 @@ impl ImapFolder {
 
     fn err(&self, e: ImapError, severity: Severity, what: &str) -> StoreError {
         self.failed.store(true, Ordering::Relaxed);
-        e.into_store(severity, format!("folder {}: {what}", self.name))
+        let context = format!("folder {}: {what}", self.name);
+        if crate::retry::connection_unusable(&e) {
+            // This folder's own connection broke: the folder stops, the next folder opens
+            // a connection of its own (OfflineIMAP too fails only the folder's sync).
+            return StoreError::with_source(severity.max(Severity::Folder), context, e);
+        }
+        e.into_store(severity, context)
     }
 }
 
@@ -762,8 +809,40 @@ impl Folder for ImapFolder {
             "UID FETCH {} (UID FLAGS INTERNALDATE BODY.PEEK[])",
             uid_set(&uids)
         ));
-        let r = self.conn()?.run(cmd).await;
-        let (untagged, _) = r.map_err(|e| self.err(e, Severity::Folder, "fetching"))?;
+        let attempts = self.reconnect.fetch_attempts;
+        let mut attempt = 1;
+        let untagged = loop {
+            let r = self.conn()?.run(cmd.clone()).await;
+            match r {
+                Ok((untagged, _)) => break untagged,
+                Err(e) if crate::retry::connection_lost(&e) && attempt < attempts => {
+                    attempt += 1;
+                    self.reconnect.events.emit(oi_core::Event::Warning {
+                        account: None,
+                        message: format!(
+                            "folder {}: fetching messages failed ({e}); retrying on a new \
+                             connection (attempt {attempt} of {attempts}, retrycount)",
+                            self.name
+                        ),
+                    });
+                    // The broken connection is dropped, not logged out: it is gone.
+                    self.conn = None;
+                    let conn = self
+                        .reconnect
+                        .reopen(&self.name, self.meta.uid_validity)
+                        .await?;
+                    self.conn = Some(conn);
+                }
+                Err(e) => {
+                    let what = if attempt > 1 {
+                        format!("fetching (gave up after {attempt} attempts, retrycount)")
+                    } else {
+                        "fetching".to_string()
+                    };
+                    return Err(self.err(e, Severity::Folder, &what));
+                }
+            }
+        };
         let mut by_uid = BTreeMap::new();
         for u in untagged {
             if let Untagged::Fetch(f) = u

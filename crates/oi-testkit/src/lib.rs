@@ -13,6 +13,7 @@
 
 mod courier;
 mod cyrus;
+pub mod faultproxy;
 pub mod oauth;
 pub mod packages;
 pub mod proxy;
@@ -20,6 +21,7 @@ pub mod script;
 
 pub use courier::Courier;
 pub use cyrus::Cyrus;
+pub use faultproxy::{Fault, FaultProxy, Times, Trigger};
 pub use oauth::MockOAuth;
 pub use proxy::MockProxy;
 

@@ -6,6 +6,8 @@
 //! - `cli`: flags, config discovery and errors, exit status, dry run, locking.
 //! - `compat`: continuing an OfflineIMAP 8 state without transferring anything.
 //! - `long_running`: hooks, autorefresh and signals.
+//! - `faults`: dropped, stalled, refused (NO, BYE) commands through a fault-injecting
+//!   proxy, and a full disk on the Maildir side.
 //! - `crash`: the binary killed after every step, then resumed.
 //! - `kill`: a 2000-message two-way sync killed at random instants, 50 times.
 //! - `maintenance`: --info, --delete-folder, --migrate-fmd5-using-nametrans, exit codes.
@@ -19,6 +21,7 @@ mod cli;
 mod common;
 mod compat;
 mod crash;
+mod faults;
 mod incremental;
 mod kill;
 mod large;
