@@ -220,7 +220,11 @@ async fn run_accounts(
             quick: false,
         };
         // -q makes every sync quick, as `quick = -1` does for one account.
-        let quick_setting = if args.quick { -1 } else { account.quick };
+        let quick_setting = crate::window::quick_setting(
+            &account,
+            if args.quick { -1 } else { account.quick },
+            &ui,
+        );
         let mut quick_count = 0;
         let only = only_folders.clone();
         let mut control = control.clone();
@@ -542,6 +546,10 @@ async fn sync_one(
                 max_percent: account.max_delete_percent,
             },
             max_size: account.maxsize,
+            max_age: account
+                .maxage
+                .map(|m| crate::window::max_age(m, chrono::Utc::now()))
+                .transpose()?,
             remote_flags: RemoteFlags(
                 oi_core::Flags::from_maildir("DFRST")
                     | oi_imap::keywords::KeywordMap::new(custom_flags.iter().cloned())

@@ -63,7 +63,7 @@ const ACCOUNT: &[(&str, Support)] = &[
     ("labelsheader", Warn),
     ("ignorelabels", Warn),
     ("maxsize", Read),
-    ("maxage", Reject),
+    ("maxage", Read),
     ("maildir-windows-compatible", Read),
     ("synclabels", RejectIfTrue),
     ("filterheaders", Reject),
@@ -235,6 +235,34 @@ fn parse_proxy(text: &str) -> Result<ProxySetting, String> {
         host: (*host).to_string(),
         port,
     })
+}
+
+/// Python's `time.strptime(text, "%Y-%m-%d")` for the days `maxage` and `startdate` take:
+/// a four-digit year, a month and day of one or two digits, the day valid for the month;
+/// OfflineIMAP refuses years before 1900.
+pub(crate) fn parse_day(text: &str) -> Option<Day> {
+    let mut parts = text.split('-');
+    let (y, m, d) = (parts.next()?, parts.next()?, parts.next()?);
+    if parts.next().is_some()
+        || y.len() != 4
+        || !(1..=2).contains(&m.len())
+        || !(1..=2).contains(&d.len())
+        || ![y, m, d]
+            .iter()
+            .all(|p| p.bytes().all(|b| b.is_ascii_digit()))
+    {
+        return None;
+    }
+    let (year, month, day): (i32, u8, u8) = (y.parse().ok()?, m.parse().ok()?, d.parse().ok()?);
+    let leap = (year % 4 == 0 && year % 100 != 0) || year % 400 == 0;
+    let days_in_month = match month {
+        1 | 3 | 5 | 7 | 8 | 10 | 12 => 31,
+        4 | 6 | 9 | 11 => 30,
+        2 if leap => 29,
+        2 => 28,
+        _ => return None,
+    };
+    (year >= 1900 && (1..=days_in_month).contains(&day)).then_some(Day { year, month, day })
 }
 
 /// configparser's `BOOLEAN_STATES`.
@@ -622,6 +650,7 @@ impl<'a> Builder<'a> {
             .parsed(section, "maxsize", "a number of bytes", parse_py_int)
             .and_then(|(n, _)| u64::try_from(n).ok())
             .filter(|n| *n > 0);
+        let maxage = self.maxage(section, local.as_ref());
         let presynchook = self.string(section, "presynchook").map(|(v, _)| v);
         let postsynchook = self.string(section, "postsynchook").map(|(v, _)| v);
         let proxy = self.proxy(section, "proxy");
@@ -641,6 +670,7 @@ impl<'a> Builder<'a> {
             maildir_windows_compatible,
             utf8foldernames,
             maxsize,
+            maxage,
             proxy,
             authproxy,
         })
@@ -663,8 +693,53 @@ impl<'a> Builder<'a> {
         }
     }
 
-    /// maxage with startdate, utf8foldernames with decodefoldernames: both pairs are
-    /// unsupported anyway, but the user deserves to hear the pair is wrong in OfflineIMAP too.
+    /// `maxage`: a whole number of days (at least 1) or a `yyyy-mm-dd` day, not with an
+    /// IMAP local repository (OfflineIMAP: "maxage is not supported on IMAP-IMAP sync").
+    fn maxage(&mut self, section: &str, local: Option<&RepositoryConfig>) -> Option<MaxAge> {
+        let (text, at) = self.string(section, "maxage")?;
+        let value = match parse_py_int(&text) {
+            Some(n) if n >= 1 => MaxAge::Days(u32::try_from(n).unwrap_or(u32::MAX)),
+            Some(n) => {
+                self.option_error(
+                    section,
+                    "maxage",
+                    &at,
+                    format!("invalid maxage value {n}: must be at least 1 day"),
+                );
+                return None;
+            }
+            None => match parse_day(&text) {
+                Some(day) => MaxAge::Since(day),
+                None => {
+                    self.option_error(
+                        section,
+                        "maxage",
+                        &at,
+                        format!("invalid maxage value {text:?}: expected a number of days or a date yyyy-mm-dd (from 1900 on)"),
+                    );
+                    return None;
+                }
+            },
+        };
+        if let Some(RepositoryConfig {
+            kind: RepositoryKind::Imap(_),
+            name,
+            ..
+        }) = local
+        {
+            self.option_error(
+                section,
+                "maxage",
+                &at,
+                format!("maxage is not supported on IMAP-IMAP sync (the local repository {name} is IMAP); use startdate instead"),
+            );
+            return None;
+        }
+        Some(value)
+    }
+
+    /// maxage with startdate, utf8foldernames with decodefoldernames: OfflineIMAP refuses
+    /// both pairs too (maxage and startdate only when it syncs the folder).
     fn incompatible(&mut self, section: &str) {
         let repos: Vec<String> = ["localrepository", "remoterepository"]
             .iter()
@@ -1244,6 +1319,31 @@ mod tests {
         }
         assert_eq!(parse_py_bool("maybe"), None);
         assert_eq!(parse_py_bool(" yes"), None);
+    }
+
+    #[test]
+    fn days_are_read_like_strptime() {
+        let d = |y, m, dd| {
+            Some(Day {
+                year: y,
+                month: m,
+                day: dd,
+            })
+        };
+        assert_eq!(parse_day("2024-02-29"), d(2024, 2, 29));
+        assert_eq!(parse_day("2024-1-5"), d(2024, 1, 5));
+        for bad in [
+            "2023-02-29",
+            "1899-12-31",
+            "24-01-01",
+            "2024-13-01",
+            "2024-01-01x",
+            "2024/01/01",
+            "2024-01-001",
+            "",
+        ] {
+            assert_eq!(parse_day(bad), None, "{bad}");
+        }
     }
 
     #[test]

@@ -90,6 +90,8 @@ pub struct AccountConfig {
     pub max_delete_percent: u8,
     /// `maxsize`: messages larger than this many bytes are left out of the sync.
     pub maxsize: Option<u64>,
+    /// `maxage`: only messages newer than this take part in the sync.
+    pub maxage: Option<MaxAge>,
     /// `maildir-windows-compatible`: the account's Maildir names use `!` instead of `:`
     /// before the flags. Default false.
     pub maildir_windows_compatible: bool,
@@ -193,6 +195,26 @@ impl OAuth2Config {
     pub fn configured(&self) -> bool {
         self.access_token.is_some() || self.refresh_token.is_some()
     }
+}
+
+/// `maxage` of an account: a number of days before now, or a fixed day.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum MaxAge {
+    /// This many days (at least 1) before the start of each sync.
+    Days(u32),
+    /// Since this day (local midnight).
+    Since(Day),
+}
+
+/// A calendar day of `maxage` or `startdate` (`yyyy-mm-dd`, as Python's `strptime` reads it).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Day {
+    /// The year (1900 or later).
+    pub year: i32,
+    /// The month, 1-12.
+    pub month: u8,
+    /// The day of the month, valid for the month.
+    pub day: u8,
 }
 
 /// The guard's default: deleting more than half of a folder at once is far more often a

@@ -21,6 +21,7 @@ pub use flags::Flags;
 pub use ids::{Side, Uid, UidValidity};
 pub use secret::Secret;
 pub use store::{
-    Access, CachedListing, FlagUpdate, Folder, FolderMeta, Identity, Listing, Message, MessageMeta,
-    MsgRef, PendingUpload, QuickState, Repository, StatusStore, UnsyncedMessage, message_id_of,
+    Access, AgeCutoff, CachedListing, FlagUpdate, Folder, FolderMeta, Identity, Listing, Message,
+    MessageMeta, MsgRef, PendingUpload, QuickState, Repository, StatusStore, UnsyncedMessage,
+    message_id_of,
 };

@@ -230,6 +230,16 @@ pub struct FlagUpdate {
     pub remove: Flags,
 }
 
+/// Where `maxage` starts, as each kind of store can test it (see [`Folder::messages_since`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct AgeCutoff {
+    /// The calendar day of an IMAP `SEARCH SINCE` (year, month 1-12, day 1-31).
+    pub day: (i32, u8, u8),
+    /// Seconds since the epoch: a Maildir message whose file name starts with an older
+    /// delivery time is outside the window.
+    pub epoch: i64,
+}
+
 /// One repository of an account: a tree of folders.
 pub trait Repository: Send + Sync {
     /// The folder type this repository opens.
@@ -337,6 +347,17 @@ pub trait Folder: Send {
     ) -> impl Future<Output = Result<Vec<Uid>, StoreError>> + Send {
         let _ = marker;
         async { Ok(Vec::new()) }
+    }
+
+    /// `maxage`: the messages this side considers newer than `since` (IMAP: `SEARCH SINCE`
+    /// the cutoff's day; Maildir: the delivery time at the start of the file name), or
+    /// `None` when the store cannot tell, which keeps every message in the window.
+    fn messages_since(
+        &mut self,
+        since: AgeCutoff,
+    ) -> impl Future<Output = Result<Option<Vec<MsgRef>>, StoreError>> + Send {
+        let _ = since;
+        async { Ok(None) }
     }
 
     /// Makes the changes so far durable (Maildir: fsyncs the directories that new files

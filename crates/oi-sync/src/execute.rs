@@ -239,6 +239,19 @@ pub async fn sync_folder<R: Folder, L: Folder, S: StatusStore>(
             .unsynced
             .retain(|m| m.size.is_none_or(|s| s <= max));
     }
+    if let Some(max_age) = policy.max_age {
+        crate::window::apply_max_age(
+            remote,
+            local,
+            status,
+            opts.dry_run,
+            max_age,
+            &mut remote_list,
+            &mut local_list,
+            &mut records,
+        )
+        .await?;
+    }
     let plan = plan(&remote_list, &local_list, &records, policy);
     for (side, listing) in [(Side::Remote, &remote_list), (Side::Local, &local_list)] {
         let deletes = plan

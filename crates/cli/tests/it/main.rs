@@ -8,6 +8,7 @@
 //! - `long_running`: hooks, autorefresh and signals.
 //! - `crash`: the binary killed after every step, then resumed.
 //! - `kill`: a 2000-message two-way sync killed at random instants, 50 times.
+//! - `options`: message and folder selection (maxage, startdate, …).
 //! - `maintenance`: --info, --delete-folder, --migrate-fmd5-using-nametrans, exit codes.
 //! - `packaging`: man page, completions, systemd units and example config in contrib/.
 //! - `servers`: the core scenario against Cyrus and Courier.
@@ -23,6 +24,7 @@ mod incremental;
 mod kill;
 mod long_running;
 mod maintenance;
+mod options;
 mod packaging;
 mod servers;
 mod sync;

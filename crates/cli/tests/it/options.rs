@@ -1,0 +1,185 @@
+//! Message and folder selection options through the binary: `maxage`, `startdate`.
+
+use std::io::{BufRead, BufReader, Write};
+use std::net::TcpStream;
+
+use crate::common::*;
+
+/// APPENDs a message with an INTERNALDATE over IMAP (doveadm save would date it now).
+fn append_dated(w: &World, mailbox: &str, subject: &str, date: &str) {
+    let stream = TcpStream::connect(("127.0.0.1", w.server.imap_port())).unwrap();
+    stream
+        .set_read_timeout(Some(std::time::Duration::from_secs(30)))
+        .unwrap();
+    let mut reader = BufReader::new(stream.try_clone().unwrap());
+    let mut writer = stream;
+    let mut line = String::new();
+    let mut read_until = |prefix: &str| loop {
+        line.clear();
+        assert!(reader.read_line(&mut line).unwrap() > 0, "server closed");
+        if line.starts_with(prefix) {
+            assert!(!line.contains(" NO ") && !line.contains(" BAD "), "{line}");
+            return;
+        }
+    };
+    read_until("* OK");
+    writer
+        .write_all(format!("a LOGIN {USER} {PASS}\r\n").as_bytes())
+        .unwrap();
+    read_until("a ");
+    let body = message(subject);
+    writer
+        .write_all(format!("b APPEND {mailbox} \"{date}\" {{{}}}\r\n", body.len()).as_bytes())
+        .unwrap();
+    read_until("+");
+    writer.write_all(body.as_bytes()).unwrap();
+    writer.write_all(b"\r\n").unwrap();
+    read_until("b ");
+    writer.write_all(b"c LOGOUT\r\n").unwrap();
+}
+
+fn set_account_option(w: &World, option: &str) {
+    let text = std::fs::read_to_string(w.rc()).unwrap().replace(
+        "remoterepository = Remote\n",
+        &format!("remoterepository = Remote\n{option}\n"),
+    );
+    std::fs::write(w.rc(), text).unwrap();
+}
+
+fn subjects(w: &World, folder: &str) -> Vec<String> {
+    local_messages(&w.maildir().join(folder))
+        .into_iter()
+        .map(|m| m.subject)
+        .collect()
+}
+
+fn server_subjects(w: &World, mailbox: &str) -> Vec<String> {
+    let mut v: Vec<String> = w
+        .server_messages(mailbox)
+        .into_values()
+        .map(|(s, _)| s)
+        .collect();
+    v.sort();
+    v
+}
+
+const OLD: &str = "02-Jan-2020 10:00:00 +0000";
+
+/// maxage = N days: only the server's recent messages are downloaded; a new local message
+/// is uploaded; nothing else moves, and a second run has nothing to do.
+#[test]
+fn maxage_days_downloads_only_recent_messages() {
+    let Some(w) = World::new("maxage_days") else {
+        return;
+    };
+    append_dated(&w, "INBOX", "old one", OLD);
+    append_dated(&w, "INBOX", "old two", OLD);
+    w.put("INBOX", "recent");
+    w.write_config("", "");
+    set_account_option(&w, "maxage = 30");
+    let inbox = w.maildir().join("INBOX");
+    for sub in ["cur", "new", "tmp"] {
+        std::fs::create_dir_all(inbox.join(sub)).unwrap();
+    }
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs();
+    std::fs::write(
+        inbox.join(format!("new/{now}.local.host")),
+        message("local new"),
+    )
+    .unwrap();
+    w.sync_ok();
+    assert_eq!(subjects(&w, "INBOX"), ["local new", "recent"]);
+    assert_eq!(
+        server_subjects(&w, "INBOX"),
+        ["local new", "old one", "old two", "recent"]
+    );
+    assert_nothing_done(&w.sync_ok());
+}
+
+/// A message synced before maxage was set, once outside the window, is neither deleted
+/// on the server when its local copy goes nor changed locally when its server flags
+/// change; its record is forgotten (as OfflineIMAP forgets it), so dropping maxage later
+/// brings it back instead of deleting it on the server.
+#[test]
+fn maxage_never_reads_an_old_message_as_deleted() {
+    let Some(w) = World::new("maxage_old") else {
+        return;
+    };
+    let old1 = {
+        append_dated(&w, "INBOX", "old one", OLD);
+        *w.server_messages("INBOX").keys().max().unwrap()
+    };
+    append_dated(&w, "INBOX", "old two", OLD);
+    let old2 = *w.server_messages("INBOX").keys().max().unwrap();
+    w.put("INBOX", "recent");
+    w.write_config("", "");
+    w.sync_ok();
+    assert_eq!(subjects(&w, "INBOX"), ["old one", "old two", "recent"]);
+
+    let plain = std::fs::read_to_string(w.rc()).unwrap();
+    set_account_option(&w, "maxage = 30");
+    let local = local_messages(&w.maildir().join("INBOX"));
+    std::fs::remove_file(&local.iter().find(|m| m.subject == "old one").unwrap().path).unwrap();
+    w.server
+        .add_flags(USER, "INBOX", old2, &["\\Flagged"])
+        .unwrap();
+    let out = w.sync_ok();
+    assert_nothing_done(&out);
+    assert_eq!(
+        server_subjects(&w, "INBOX"),
+        ["old one", "old two", "recent"]
+    );
+    let local = local_messages(&w.maildir().join("INBOX"));
+    let two = local.iter().find(|m| m.subject == "old two").unwrap();
+    assert!(!two.flags.contains('F'), "{two:?}");
+    assert!(w.server_messages("INBOX").contains_key(&old1));
+
+    // Without maxage the whole folder is seen again: the old message comes back.
+    std::fs::write(w.rc(), plain).unwrap();
+    w.sync_ok();
+    assert_eq!(subjects(&w, "INBOX"), ["old one", "old two", "recent"]);
+    assert_eq!(
+        server_subjects(&w, "INBOX"),
+        ["old one", "old two", "recent"]
+    );
+}
+
+/// maxage = yyyy-mm-dd; a day in the future and a bad value are refused with the option
+/// named; quick syncs are turned off with OfflineIMAP's warning.
+#[test]
+fn maxage_date_and_errors() {
+    let Some(w) = World::new("maxage_date") else {
+        return;
+    };
+    append_dated(&w, "INBOX", "ancient", "02-Jan-2010 10:00:00 +0000");
+    append_dated(&w, "INBOX", "old", OLD);
+    w.write_config("", "");
+    let plain = std::fs::read_to_string(w.rc()).unwrap();
+    set_account_option(&w, "maxage = 2015-06-01");
+    let out = w.run(&["-q"]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{err}");
+    assert!(
+        err.contains("not supported in conjunction with maxage"),
+        "{err}"
+    );
+    assert_eq!(subjects(&w, "INBOX"), ["old"]);
+
+    for (value, expect) in [
+        ("2999-01-01", "future date 2999-01-01"),
+        ("0", "invalid maxage value 0"),
+        ("2020-02-30", "invalid maxage value"),
+        ("last week", "invalid maxage value"),
+    ] {
+        std::fs::write(w.rc(), &plain).unwrap();
+        set_account_option(&w, &format!("maxage = {value}"));
+        let out = w.run(&[]);
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(!out.status.success(), "{value}: {err}");
+        assert!(err.contains(expect), "{value}: {err}");
+        assert!(err.contains("maxage"), "{value}: {err}");
+    }
+}
