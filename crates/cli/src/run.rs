@@ -550,6 +550,7 @@ async fn sync_one(
                 .maxage
                 .map(|m| crate::window::max_age(m, chrono::Utc::now()))
                 .transpose()?,
+            start_date: crate::window::start_date(account, chrono::Utc::now())?,
             remote_flags: RemoteFlags(
                 oi_core::Flags::from_maildir("DFRST")
                     | oi_imap::keywords::KeywordMap::new(custom_flags.iter().cloned())

@@ -53,7 +53,10 @@ pub fn max_age(maxage: MaxAge, now: DateTime<Utc>) -> Result<oi_sync::MaxAge> {
 /// Quick syncs cannot be combined with `maxage` (the quick check sees the whole folder):
 /// OfflineIMAP warns and syncs fully.
 pub fn quick_setting(account: &AccountConfig, setting: i64, ui: &oi_ui::Ui) -> i64 {
-    if setting != 0 && account.maxage.is_some() {
+    let restricted = account.maxage.is_some()
+        || account.local.startdate.is_some()
+        || account.remote.startdate.is_some();
+    if setting != 0 && restricted {
         ui.emit(oi_core::Event::Warning {
             account: Some(account.name.clone()),
             message: "Quick syncs (-q) not supported in conjunction with maxage or startdate; \
@@ -63,6 +66,34 @@ pub fn quick_setting(account: &AccountConfig, setting: i64, ui: &oi_ui::Ui) -> i
         return 0;
     }
     setting
+}
+
+/// The `startdate` of an account's folders (at most one repository has one).
+pub fn start_date(
+    account: &AccountConfig,
+    now: DateTime<Utc>,
+) -> Result<Option<oi_sync::StartDate>> {
+    let (partial, day) = match (account.remote.startdate, account.local.startdate) {
+        (Some(day), _) => (oi_core::Side::Remote, day),
+        (None, Some(day)) => (oi_core::Side::Local, day),
+        (None, None) => return Ok(None),
+    };
+    let epoch = midnight(day)?;
+    if epoch > now.timestamp() {
+        bail!(
+            "startdate led to future date {:04}-{:02}-{:02}. Abort syncing.",
+            day.year,
+            day.month,
+            day.day
+        );
+    }
+    Ok(Some(oi_sync::StartDate {
+        partial,
+        since: AgeCutoff {
+            day: (day.year, day.month, day.day),
+            epoch,
+        },
+    }))
 }
 
 /// The local midnight that starts `day`, as seconds since the epoch.

@@ -83,7 +83,7 @@ const REPOSITORY: &[(&str, Support)] = &[
     ("folderfilter", Read),
     ("folderincludes", Read),
     ("foldersort", Read),
-    ("startdate", Reject),
+    ("startdate", Read),
 ];
 
 /// `type = Maildir`, on top of [`REPOSITORY`]; `customflag_[a-z]` is handled by pattern.
@@ -651,6 +651,20 @@ impl<'a> Builder<'a> {
             .and_then(|(n, _)| u64::try_from(n).ok())
             .filter(|n| *n > 0);
         let maxage = self.maxage(section, local.as_ref());
+        if let (Some(l), Some(r)) = (&local, &remote)
+            && l.startdate.is_some()
+            && r.startdate.is_some()
+            && let Some(at) = self.header(section)
+        {
+            self.errors.push(ConfigError::Section {
+                at: Some(at),
+                section: section.to_string(),
+                message: format!(
+                    "startdate is set on both repositories ({} and {}): OfflineIMAP allows only one of maxage, startdate (local), startdate (remote)",
+                    l.name, r.name
+                ),
+            });
+        }
         let presynchook = self.string(section, "presynchook").map(|(v, _)| v);
         let postsynchook = self.string(section, "postsynchook").map(|(v, _)| v);
         let proxy = self.proxy(section, "proxy");
@@ -870,14 +884,47 @@ impl<'a> Builder<'a> {
             folderincludes: self.py_expr(s, "folderincludes"),
             foldersort: self.py_expr(s, "foldersort"),
         };
+        let startdate = self.startdate(s, side, &kind);
         Some(RepositoryConfig {
             name: name.to_string(),
             readonly,
             createfolders,
             sync_deletes,
             folders,
+            startdate,
             kind,
         })
+    }
+
+    /// `startdate = yyyy-mm-dd` (empty: unset, as in OfflineIMAP).
+    fn startdate(&mut self, s: &str, side: Side, kind: &RepositoryKind) -> Option<Day> {
+        let (text, at) = self.string(s, "startdate")?;
+        if text.is_empty() {
+            return None;
+        }
+        let Some(day) = parse_day(&text) else {
+            self.option_error(
+                s,
+                "startdate",
+                &at,
+                format!(
+                    "invalid startdate value {text:?}: expected a date yyyy-mm-dd (from 1900 on)"
+                ),
+            );
+            return None;
+        };
+        if side == Side::Local && matches!(kind, RepositoryKind::Imap(_)) {
+            // Its StartUID is in the local server's UIDs, which our IMAP-IMAP sync maps
+            // away before the engine sees them.
+            self.option_error(
+                s,
+                "startdate",
+                &at,
+                "not supported yet on an IMAP local repository (set it on the remote repository)",
+            );
+            return None;
+        }
+        Some(day)
     }
 
     /// A Python option, kept as text: it is evaluated by the binary, and only if

@@ -234,6 +234,9 @@ pub struct RepositoryConfig {
     pub sync_deletes: bool,
     /// The Python folder options (nametrans, folderfilter, folderincludes, foldersort).
     pub folders: FolderOptions,
+    /// `startdate`: this side takes part only from its first message since the day
+    /// (saved as the folder's StartUID on the first sync, when the other side is empty).
+    pub startdate: Option<Day>,
     /// What kind of store it is, with its own options.
     pub kind: RepositoryKind,
 }

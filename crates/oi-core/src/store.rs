@@ -423,6 +423,22 @@ pub trait StatusStore: Send {
 
     /// Saves the UIDVALIDITY of a side.
     fn save_validity(&mut self, side: crate::Side, value: UidValidity) -> Result<(), StoreError>;
+
+    /// `startdate`: the first UID of a side's folder that takes part in the sync, saved on
+    /// the first sync (OfflineIMAP's `Repository-<name>/StartUID/<folder>`); `None` before.
+    fn start_uid(&self, side: crate::Side) -> Result<Option<u32>, StoreError> {
+        let _ = side;
+        Ok(None)
+    }
+
+    /// Saves [`StatusStore::start_uid`]. Stores without such a file refuse.
+    fn save_start_uid(&mut self, side: crate::Side, uid: u32) -> Result<(), StoreError> {
+        let _ = (side, uid);
+        Err(StoreError::new(
+            crate::Severity::Folder,
+            "this status store cannot keep a startdate's first UID",
+        ))
+    }
 }
 
 #[cfg(test)]

@@ -252,6 +252,19 @@ pub async fn sync_folder<R: Folder, L: Folder, S: StatusStore>(
         )
         .await?;
     }
+    if let Some(start) = policy.start_date {
+        crate::window::apply_start_date(
+            remote,
+            local,
+            status,
+            opts.dry_run,
+            start,
+            &mut remote_list,
+            &mut local_list,
+            &label.folder,
+        )
+        .await?;
+    }
     let plan = plan(&remote_list, &local_list, &records, policy);
     for (side, listing) in [(Side::Remote, &remote_list), (Side::Local, &local_list)] {
         let deletes = plan

@@ -20,4 +20,4 @@ pub use account::{
 };
 pub use execute::{Cancel, ExecOptions, FolderLabel, SyncError, sync_folder};
 pub use planner::{DeletionGuard, Plan, Policy, RemoteFlags, SidePolicy, Step, plan};
-pub use window::MaxAge;
+pub use window::{MaxAge, StartDate};

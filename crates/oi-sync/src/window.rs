@@ -13,7 +13,9 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use oi_core::{AgeCutoff, Flags, Folder, Listing, MsgRef, StatusStore, StoreError, Uid};
+use oi_core::{
+    AgeCutoff, Flags, Folder, Listing, MsgRef, Severity, Side, StatusStore, StoreError, Uid,
+};
 
 /// The two cutoffs of `maxage`. They differ as in OfflineIMAP: the server is searched
 /// from the day after the local cutoff (`accounts.py` adds a day before `SEARCH SINCE`).
@@ -89,4 +91,78 @@ fn uids_of(within: Option<Vec<MsgRef>>, listing: &Listing) -> Vec<Uid> {
     };
     uids.sort();
     uids
+}
+
+/// `startdate` on one repository (OfflineIMAP's `cachemessagelists_startdate`): that side
+/// (the "partial" one) takes part only from its first message since the day; the other
+/// side must be empty when the folder is first synced this way.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct StartDate {
+    /// The side whose repository has `startdate`.
+    pub partial: Side,
+    /// The day (IMAP: `SEARCH SINCE` that day; Maildir: local midnight).
+    pub since: AgeCutoff,
+}
+
+/// Narrows the partial side's listing to its window: on the first sync, to its messages
+/// since the day (whose smallest UID is saved as the folder's StartUID, 1 when there is
+/// none); afterwards, to the UIDs from the saved one on.
+#[allow(clippy::too_many_arguments)]
+pub async fn apply_start_date<R: Folder, L: Folder, S: StatusStore>(
+    remote: &mut R,
+    local: &mut L,
+    status: &mut S,
+    dry_run: bool,
+    start: StartDate,
+    remote_list: &mut Listing,
+    local_list: &mut Listing,
+    folder: &str,
+) -> Result<(), StoreError> {
+    let (partial_list, new_list) = match start.partial {
+        Side::Remote => (remote_list, &*local_list),
+        Side::Local => (local_list, &*remote_list),
+    };
+    if let Some(first) = status.start_uid(start.partial)? {
+        // Messages without a UID yet are new, so always taken.
+        partial_list.messages.retain(|uid, _| uid.get() >= first);
+        return Ok(());
+    }
+    if !new_list.messages.is_empty() || !new_list.unsynced.is_empty() {
+        return Err(StoreError::new(
+            Severity::Folder,
+            format!(
+                "folder {folder}: to use startdate on the {} repository, the {} repository must be empty (it is only read from the day on when the folder is first synced)",
+                start.partial,
+                start.partial.other(),
+            ),
+        ));
+    }
+    let within = match start.partial {
+        Side::Remote => remote.messages_since(start.since).await?,
+        Side::Local => local.messages_since(start.since).await?,
+    };
+    if let Some(within) = within {
+        let keys: BTreeSet<&str> = within
+            .iter()
+            .filter_map(|r| match r {
+                MsgRef::Unsynced(k) => Some(k.as_str()),
+                MsgRef::Uid(_) => None,
+            })
+            .collect();
+        partial_list
+            .unsynced
+            .retain(|m| keys.contains(m.key.as_str()));
+        let recent = uids_of(Some(within), partial_list);
+        // As OfflineIMAP's Maildir scan: older messages above the first recent UID (a
+        // re-uploaded copy) are kept, so that the list is the UID range it saves.
+        match recent.first() {
+            Some(&first) => partial_list.messages.retain(|uid, _| *uid >= first),
+            None => partial_list.messages.clear(),
+        }
+    }
+    let first = partial_list.messages.keys().next().map_or(1, |u| u.get());
+    if !dry_run {
+        status.save_start_uid(start.partial, first)?;
+    }
+    Ok(())
 }

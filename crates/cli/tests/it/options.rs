@@ -183,3 +183,92 @@ fn maxage_date_and_errors() {
         assert!(err.contains("maxage"), "{value}: {err}");
     }
 }
+
+fn add_to_section(w: &World, header: &str, option: &str) {
+    let text = std::fs::read_to_string(w.rc())
+        .unwrap()
+        .replace(header, &format!("{header}\n{option}"));
+    std::fs::write(w.rc(), text).unwrap();
+}
+
+/// startdate on the remote repository: the first sync takes the server's messages since the
+/// day and saves the first one's UID in Repository-Remote/StartUID/INBOX (OfflineIMAP's
+/// file); later syncs take every UID from there on, whatever its date.
+#[test]
+fn startdate_on_remote_saves_the_first_uid() {
+    let Some(w) = World::new("startdate") else {
+        return;
+    };
+    append_dated(&w, "INBOX", "before", OLD);
+    append_dated(&w, "INBOX", "after", "05-Mar-2022 10:00:00 +0000");
+    let after = *w.server_messages("INBOX").keys().max().unwrap();
+    w.put("INBOX", "recent");
+    w.write_config("startdate = 2021-01-01", "");
+    let out = w.run(&["-q"]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{err}");
+    assert!(err.contains("not supported in conjunction with maxage or startdate"), "{err}");
+    assert_eq!(subjects(&w, "INBOX"), ["after", "recent"]);
+    let saved = w.metadata().join("Repository-Remote/StartUID/INBOX");
+    assert_eq!(std::fs::read_to_string(&saved).unwrap(), format!("{after}\n"));
+    assert_nothing_done(&w.sync_ok());
+
+    // An old-dated message arriving later has a UID above the saved one: it is synced.
+    append_dated(&w, "INBOX", "late but old", "01-Jan-2019 10:00:00 +0000");
+    w.sync_ok();
+    assert_eq!(subjects(&w, "INBOX"), ["after", "late but old", "recent"]);
+    assert_eq!(
+        server_subjects(&w, "INBOX"),
+        ["after", "before", "late but old", "recent"]
+    );
+}
+
+/// The other side must be empty when a folder is first synced with startdate: the folder
+/// fails with OfflineIMAP's explanation and nothing is saved or changed.
+#[test]
+fn startdate_needs_an_empty_other_side_at_first() {
+    let Some(w) = World::new("startdate_nonempty") else {
+        return;
+    };
+    append_dated(&w, "INBOX", "after", "05-Mar-2022 10:00:00 +0000");
+    w.write_config("startdate = 2021-01-01", "");
+    let inbox = w.maildir().join("INBOX");
+    for sub in ["cur", "new", "tmp"] {
+        std::fs::create_dir_all(inbox.join(sub)).unwrap();
+    }
+    std::fs::write(inbox.join("new/1700000000.x.host"), message("local")).unwrap();
+    let out = w.run(&[]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "{err}");
+    assert!(err.contains("must be empty"), "{err}");
+    assert!(!w.metadata().join("Repository-Remote/StartUID/INBOX").exists());
+    assert_eq!(server_subjects(&w, "INBOX"), ["after"]);
+    assert_eq!(subjects(&w, "INBOX"), ["local"]);
+}
+
+/// Bad startdate values and forbidden combinations are configuration errors naming the
+/// option.
+#[test]
+fn startdate_errors() {
+    let Some(w) = World::new("startdate_errors") else {
+        return;
+    };
+    w.write_config("", "");
+    let plain = std::fs::read_to_string(w.rc()).unwrap();
+    for (remote, local, account, expect) in [
+        ("startdate = 2021-13-01", "", "", "invalid startdate value"),
+        ("startdate = 2999-01-01", "", "", "future date 2999-01-01"),
+        ("startdate = 2021-01-01", "startdate = 2021-01-01", "", "both repositories"),
+        ("startdate = 2021-01-01", "", "maxage = 3", "cannot be used together"),
+    ] {
+        std::fs::write(w.rc(), &plain).unwrap();
+        add_to_section(&w, "[Repository Remote]", remote);
+        add_to_section(&w, "[Repository Local]", local);
+        set_account_option(&w, account);
+        let out = w.run(&[]);
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(!out.status.success(), "{remote}: {err}");
+        assert!(err.contains(expect), "{remote} {local} {account}: {err}");
+        assert!(err.contains("startdate"), "{err}");
+    }
+}
