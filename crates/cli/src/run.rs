@@ -218,6 +218,7 @@ async fn run_accounts(
             crash_after: crash_hook(),
             cancel: control.cancel.clone(),
             quick: false,
+            copy_ignore: Vec::new(),
         };
         // -q makes every sync quick, as `quick = -1` does for one account.
         let quick_setting = crate::window::quick_setting(
@@ -525,7 +526,8 @@ async fn sync_one(
             account.remote.folders.clone(),
             account.local.folders.clone(),
         )
-        .with_folder_encoding(account.utf8foldernames, imap.decodefoldernames),
+        .with_folder_encoding(account.utf8foldernames, imap.decodefoldernames)
+        .with_copy_ignore(imap.copy_ignore_eval.clone()),
     );
     let status = Status(oi_status::StatusDir::new(
         general.metadata.clone(),

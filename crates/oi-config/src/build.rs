@@ -131,7 +131,7 @@ const IMAP: &[(&str, Support)] = &[
     ("reference", Reject),
     ("decodefoldernames", Read),
     ("subscribedonly", RejectIfTrue),
-    ("copy_ignore_eval", Reject),
+    ("copy_ignore_eval", Read),
     ("ssl_version", Read),
     ("tls_level", Read),
     ("ipv6", Read),
@@ -885,6 +885,19 @@ impl<'a> Builder<'a> {
             foldersort: self.py_expr(s, "foldersort"),
         };
         let startdate = self.startdate(s, side, &kind);
+        if let RepositoryKind::Imap(imap) = &kind
+            && side == Side::Local
+            && imap.copy_ignore_eval.is_some()
+            && let Some((_, at)) = self.string(s, "copy_ignore_eval")
+        {
+            // Its UIDs would be the local server's, which IMAP-IMAP maps away.
+            self.option_error(
+                s,
+                "copy_ignore_eval",
+                &at,
+                "not supported yet on an IMAP local repository",
+            );
+        }
         Some(RepositoryConfig {
             name: name.to_string(),
             readonly,
@@ -1174,6 +1187,7 @@ impl<'a> Builder<'a> {
             usereval,
             idlefolders: self.py_expr(s, "idlefolders"),
             newmail_hook: self.py_expr(s, "newmail_hook"),
+            copy_ignore_eval: self.py_expr(s, "copy_ignore_eval"),
             maxconnections: self
                 .parsed(s, "maxconnections", "a number of connections", parse_py_int)
                 .map_or(1, |(n, _)| usize::try_from(n).unwrap_or(1).max(1)),

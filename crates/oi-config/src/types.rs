@@ -330,6 +330,9 @@ pub struct ImapConfig {
     pub idlefolders: Option<PyExpr>,
     /// `newmail_hook`: a Python callable called after new mail was copied from INBOX.
     pub newmail_hook: Option<PyExpr>,
+    /// `copy_ignore_eval`: a function of the folder's visible name giving the UIDs of
+    /// messages never copied from this repository.
+    pub copy_ignore_eval: Option<PyExpr>,
     /// `maxconnections`: folders synced at once, each on its own connection. Default 1.
     pub maxconnections: usize,
     /// `ipv6`: `Some(true)` IPv6 only, `Some(false)` IPv4 only, `None` either.

@@ -58,6 +58,8 @@ pub struct ExecOptions {
     /// match the status and whose local messages and flags match it too (so a change of
     /// flags only on the server waits for the next full sync, as in OfflineIMAP).
     pub quick: bool,
+    /// `copy_ignore_eval`: remote UIDs of this folder that are never downloaded.
+    pub copy_ignore: Vec<Uid>,
 }
 
 /// Why a folder sync failed.
@@ -266,6 +268,7 @@ pub async fn sync_folder<R: Folder, L: Folder, S: StatusStore>(
         .await?;
     }
     let plan = plan(&remote_list, &local_list, &records, policy);
+    let plan = crate::window::skip_ignored_copies(plan, &opts.copy_ignore, events, label);
     for (side, listing) in [(Side::Remote, &remote_list), (Side::Local, &local_list)] {
         let deletes = plan
             .steps

@@ -166,3 +166,33 @@ pub async fn apply_start_date<R: Folder, L: Folder, S: StatusStore>(
     }
     Ok(())
 }
+
+/// `copy_ignore_eval`: drops the downloads of the listed remote UIDs from a plan (only
+/// copies: the messages still get their flags and deletions synced once recorded).
+pub fn skip_ignored_copies(
+    mut plan: crate::planner::Plan,
+    ignored: &[Uid],
+    events: &dyn oi_core::EventSink,
+    label: &crate::execute::FolderLabel,
+) -> crate::planner::Plan {
+    if ignored.is_empty() {
+        return plan;
+    }
+    plan.steps.retain(|step| match step {
+        crate::planner::Step::Copy {
+            from: Side::Remote,
+            uid,
+            ..
+        } if ignored.contains(uid) => {
+            events.emit(oi_core::Event::Info {
+                message: format!(
+                    "IGNORED: Copy message UID {uid} of folder {} (account {}): listed by copy_ignore_eval",
+                    label.folder, label.account
+                ),
+            });
+            false
+        }
+        _ => true,
+    });
+    plan
+}

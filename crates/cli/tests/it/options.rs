@@ -207,10 +207,16 @@ fn startdate_on_remote_saves_the_first_uid() {
     let out = w.run(&["-q"]);
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(out.status.success(), "{err}");
-    assert!(err.contains("not supported in conjunction with maxage or startdate"), "{err}");
+    assert!(
+        err.contains("not supported in conjunction with maxage or startdate"),
+        "{err}"
+    );
     assert_eq!(subjects(&w, "INBOX"), ["after", "recent"]);
     let saved = w.metadata().join("Repository-Remote/StartUID/INBOX");
-    assert_eq!(std::fs::read_to_string(&saved).unwrap(), format!("{after}\n"));
+    assert_eq!(
+        std::fs::read_to_string(&saved).unwrap(),
+        format!("{after}\n")
+    );
     assert_nothing_done(&w.sync_ok());
 
     // An old-dated message arriving later has a UID above the saved one: it is synced.
@@ -241,7 +247,11 @@ fn startdate_needs_an_empty_other_side_at_first() {
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(!out.status.success(), "{err}");
     assert!(err.contains("must be empty"), "{err}");
-    assert!(!w.metadata().join("Repository-Remote/StartUID/INBOX").exists());
+    assert!(
+        !w.metadata()
+            .join("Repository-Remote/StartUID/INBOX")
+            .exists()
+    );
     assert_eq!(server_subjects(&w, "INBOX"), ["after"]);
     assert_eq!(subjects(&w, "INBOX"), ["local"]);
 }
@@ -258,8 +268,18 @@ fn startdate_errors() {
     for (remote, local, account, expect) in [
         ("startdate = 2021-13-01", "", "", "invalid startdate value"),
         ("startdate = 2999-01-01", "", "", "future date 2999-01-01"),
-        ("startdate = 2021-01-01", "startdate = 2021-01-01", "", "both repositories"),
-        ("startdate = 2021-01-01", "", "maxage = 3", "cannot be used together"),
+        (
+            "startdate = 2021-01-01",
+            "startdate = 2021-01-01",
+            "",
+            "both repositories",
+        ),
+        (
+            "startdate = 2021-01-01",
+            "",
+            "maxage = 3",
+            "cannot be used together",
+        ),
     ] {
         std::fs::write(w.rc(), &plain).unwrap();
         add_to_section(&w, "[Repository Remote]", remote);
@@ -271,4 +291,39 @@ fn startdate_errors() {
         assert!(err.contains(expect), "{remote} {local} {account}: {err}");
         assert!(err.contains("startdate"), "{err}");
     }
+}
+
+/// copy_ignore_eval: the UIDs the function returns for a folder (by its visible name) are
+/// never downloaded, never deleted from the server for it, and come down once the option
+/// is gone.
+#[test]
+fn copy_ignore_eval_skips_listed_uids() {
+    let Some(w) = World::new("copy_ignore") else {
+        return;
+    };
+    w.put("INBOX", "one");
+    let two = w.put("INBOX", "two");
+    w.put("INBOX", "three");
+    w.write_config("", "");
+    let plain = std::fs::read_to_string(w.rc()).unwrap();
+    add_to_section(
+        &w,
+        "[Repository Remote]",
+        &format!("copy_ignore_eval = lambda folder: [{two}] if folder == 'INBOX' else None"),
+    );
+    w.sync_ok();
+    assert_eq!(subjects(&w, "INBOX"), ["one", "three"]);
+    assert_nothing_done(&w.sync_ok());
+    assert_eq!(server_subjects(&w, "INBOX"), ["one", "three", "two"]);
+
+    std::fs::write(w.rc(), &plain).unwrap();
+    w.sync_ok();
+    assert_eq!(subjects(&w, "INBOX"), ["one", "three", "two"]);
+
+    // A result that is not a list of UIDs fails the folder with the option named.
+    add_to_section(&w, "[Repository Remote]", "copy_ignore_eval = lambda folder: 'x'");
+    let out = w.run(&[]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "{err}");
+    assert!(err.contains("copy_ignore_eval"), "{err}");
 }
