@@ -219,6 +219,7 @@ async fn run_accounts(
             cancel: control.cancel.clone(),
             quick: false,
             copy_ignore: Vec::new(),
+            filter_headers: account.filterheaders.clone(),
         };
         // -q makes every sync quick, as `quick = -1` does for one account.
         let quick_setting = crate::window::quick_setting(

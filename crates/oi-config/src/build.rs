@@ -66,7 +66,7 @@ const ACCOUNT: &[(&str, Support)] = &[
     ("maxage", Read),
     ("maildir-windows-compatible", Read),
     ("synclabels", RejectIfTrue),
-    ("filterheaders", Reject),
+    ("filterheaders", Read),
     ("proxy", Read),
     ("authproxy", Read),
     ("utf8foldernames", Read),
@@ -651,6 +651,35 @@ impl<'a> Builder<'a> {
             .and_then(|(n, _)| u64::try_from(n).ok())
             .filter(|n| *n > 0);
         let maxage = self.maxage(section, local.as_ref());
+        // OfflineIMAP: re.split(r'\s*,\s*', value), empty names dropped.
+        let filterheaders: Vec<String> = match self.string(section, "filterheaders") {
+            Some((text, at)) => {
+                let names: Vec<String> = text
+                    .split(',')
+                    .map(str::trim)
+                    .filter(|n| !n.is_empty())
+                    .map(str::to_string)
+                    .collect();
+                if !names.is_empty()
+                    && matches!(
+                        &local,
+                        Some(RepositoryConfig {
+                            kind: RepositoryKind::Imap(_),
+                            ..
+                        })
+                    )
+                {
+                    self.option_error(
+                        section,
+                        "filterheaders",
+                        &at,
+                        "not supported yet with an IMAP local repository",
+                    );
+                }
+                names
+            }
+            None => Vec::new(),
+        };
         if let (Some(l), Some(r)) = (&local, &remote)
             && l.startdate.is_some()
             && r.startdate.is_some()
@@ -685,6 +714,7 @@ impl<'a> Builder<'a> {
             utf8foldernames,
             maxsize,
             maxage,
+            filterheaders,
             proxy,
             authproxy,
         })

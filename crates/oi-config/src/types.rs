@@ -92,6 +92,9 @@ pub struct AccountConfig {
     pub maxsize: Option<u64>,
     /// `maxage`: only messages newer than this take part in the sync.
     pub maxage: Option<MaxAge>,
+    /// `filterheaders`: header fields removed from messages before they are uploaded to
+    /// the remote.
+    pub filterheaders: Vec<String>,
     /// `maildir-windows-compatible`: the account's Maildir names use `!` instead of `:`
     /// before the flags. Default false.
     pub maildir_windows_compatible: bool,

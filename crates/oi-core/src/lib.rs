@@ -10,6 +10,7 @@
 mod error;
 mod event;
 mod flags;
+pub mod headers;
 mod ids;
 pub mod marker;
 mod secret;

@@ -60,6 +60,8 @@ pub struct ExecOptions {
     pub quick: bool,
     /// `copy_ignore_eval`: remote UIDs of this folder that are never downloaded.
     pub copy_ignore: Vec<Uid>,
+    /// `filterheaders`: header fields removed from every message uploaded to the remote.
+    pub filter_headers: Vec<String>,
 }
 
 /// Why a folder sync failed.
@@ -802,7 +804,10 @@ impl<R: Folder, L: Folder, S: StatusStore> Run<'_, R, L, S> {
         flags: Flags,
     ) -> Result<Option<Uid>, SyncError> {
         let marked = Message {
-            body: oi_core::marker::insert_marker(&message.body, marker),
+            body: oi_core::marker::insert_marker(
+                &oi_core::headers::remove_headers(&message.body, &self.opts.filter_headers),
+                marker,
+            ),
             ..message.clone()
         };
         self.effect()?;

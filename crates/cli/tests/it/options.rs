@@ -321,9 +321,48 @@ fn copy_ignore_eval_skips_listed_uids() {
     assert_eq!(subjects(&w, "INBOX"), ["one", "three", "two"]);
 
     // A result that is not a list of UIDs fails the folder with the option named.
-    add_to_section(&w, "[Repository Remote]", "copy_ignore_eval = lambda folder: 'x'");
+    add_to_section(
+        &w,
+        "[Repository Remote]",
+        "copy_ignore_eval = lambda folder: 'x'",
+    );
     let out = w.run(&[]);
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(!out.status.success(), "{err}");
     assert!(err.contains("copy_ignore_eval"), "{err}");
+}
+
+/// filterheaders ([Account]): the named header fields are removed from the copy uploaded to
+/// the server (OfflineIMAP's IMAP savemessage), every occurrence and any case; the local
+/// file keeps them.
+#[test]
+fn filterheaders_strips_uploaded_copies() {
+    let Some(w) = World::new("filterheaders") else {
+        return;
+    };
+    w.write_config("", "");
+    set_account_option(&w, "filterheaders = X-Spam-Score , x-junk");
+    let inbox = w.maildir().join("INBOX");
+    for sub in ["cur", "new", "tmp"] {
+        std::fs::create_dir_all(inbox.join(sub)).unwrap();
+    }
+    let body = message("filtered").replacen(
+        "Subject:",
+        "X-Spam-Score: 5\r\n  more\r\nX-Junk: 1\r\nX-Keep: yes\r\nx-spam-score: 6\r\nSubject:",
+        1,
+    );
+    std::fs::write(inbox.join("new/1700000000.f.host"), &body).unwrap();
+    w.sync_ok();
+    let server = w.server.messages(USER, "INBOX").unwrap();
+    assert_eq!(server.len(), 1);
+    let text = String::from_utf8_lossy(&server[0].body).to_string();
+    assert!(text.contains("X-Keep: yes"), "{text}");
+    assert!(text.contains("Subject: filtered"), "{text}");
+    assert!(!text.to_ascii_lowercase().contains("x-spam-score"), "{text}");
+    assert!(!text.contains("more"), "{text}");
+    assert!(!text.contains("X-Junk"), "{text}");
+    let local = local_messages(&inbox);
+    let kept = std::fs::read_to_string(&local[0].path).unwrap();
+    assert!(kept.contains("X-Spam-Score: 5"), "{kept}");
+    assert_nothing_done(&w.sync_ok());
 }
