@@ -802,6 +802,7 @@ pub(crate) fn imap_config(
         // A test hook, like OFFLINEIMAP_TEST_CRASH_AFTER: proves the full-scan path against a
         // server that does offer CONDSTORE/QRESYNC.
         condstore: std::env::var_os("OFFLINEIMAP_TEST_NO_CONDSTORE").is_none(),
+        folders: oi_imap::FolderListing::from_config(None, c.subscribedonly),
     })
 }
 

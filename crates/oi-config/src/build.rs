@@ -128,9 +128,12 @@ const IMAP: &[(&str, Support)] = &[
     ("oauth2_request_url", Read),
     ("sslclientcert", Read),
     ("sslclientkey", Read),
+    // OfflineIMAP 8 lists `LIST <reference> "*"` (full server names) but creates folders
+    // as `<reference><sep><name>`: a folder created from the local side would be synced
+    // under a name the server does not have. Kept refused until that is settled.
     ("reference", Reject),
     ("decodefoldernames", Read),
-    ("subscribedonly", RejectIfTrue),
+    ("subscribedonly", Read),
     ("copy_ignore_eval", Read),
     ("ssl_version", Read),
     ("tls_level", Read),
@@ -1218,6 +1221,7 @@ impl<'a> Builder<'a> {
             idlefolders: self.py_expr(s, "idlefolders"),
             newmail_hook: self.py_expr(s, "newmail_hook"),
             copy_ignore_eval: self.py_expr(s, "copy_ignore_eval"),
+            subscribedonly: self.boolean(s, "subscribedonly", false),
             maxconnections: self
                 .parsed(s, "maxconnections", "a number of connections", parse_py_int)
                 .map_or(1, |(n, _)| usize::try_from(n).unwrap_or(1).max(1)),
@@ -1443,6 +1447,7 @@ mod tests {
         assert_eq!(lookup(&[REPOSITORY, IMAP], "customflag_x"), None);
         assert_eq!(lookup(&[REPOSITORY, IMAP], "nametrans"), Some(Read));
         assert_eq!(lookup(&[REPOSITORY, IMAP], "reference"), Some(Reject));
+        assert_eq!(lookup(&[REPOSITORY, IMAP], "remote_identity"), Some(Reject));
         assert_eq!(lookup(&[REPOSITORY, IMAP], "maxconnections"), Some(Read));
         assert!(known_anywhere("trashfolder"));
         assert!(!known_anywhere("remotehots"));

@@ -336,6 +336,8 @@ pub struct ImapConfig {
     /// `copy_ignore_eval`: a function of the folder's visible name giving the UIDs of
     /// messages never copied from this repository.
     pub copy_ignore_eval: Option<PyExpr>,
+    /// `subscribedonly`: only subscribed folders (LSUB). Default false.
+    pub subscribedonly: bool,
     /// `maxconnections`: folders synced at once, each on its own connection. Default 1.
     pub maxconnections: usize,
     /// `ipv6`: `Some(true)` IPv6 only, `Some(false)` IPv4 only, `None` either.

@@ -54,6 +54,8 @@ pub struct ImapConfig {
     pub keywords: crate::keywords::KeywordMap,
     /// Use CONDSTORE/QRESYNC (RFC 7162) where offered to list only what changed.
     pub condstore: bool,
+    /// `reference` and `subscribedonly`.
+    pub folders: crate::FolderListing,
 }
 
 impl ImapConfig {
@@ -77,6 +79,7 @@ impl ImapConfig {
             net: crate::transport::NetOptions::default(),
             keywords: crate::keywords::KeywordMap::default(),
             condstore: true,
+            folders: crate::FolderListing::default(),
         }
     }
 
@@ -312,7 +315,7 @@ impl Repository for ImapRepository {
         let mut conn = self.take().await?;
         let ctx = "LIST";
         let (untagged, _) = conn
-            .run(Command::raw("LIST \"\" \"*\""))
+            .run(self.config.folders.command())
             .await
             .map_err(|e| e.into_store(Severity::Repository, ctx))?;
         self.give_back(conn);
@@ -339,6 +342,8 @@ impl Repository for ImapRepository {
     }
 
     async fn create_folder(&self, name: &str) -> Result<(), StoreError> {
+        let full = self.config.folders.create_name(name, self.separator());
+        let name = full.as_str();
         let mut conn = self.take().await?;
         let r = conn
             .run(Command {

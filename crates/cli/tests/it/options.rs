@@ -358,11 +358,43 @@ fn filterheaders_strips_uploaded_copies() {
     let text = String::from_utf8_lossy(&server[0].body).to_string();
     assert!(text.contains("X-Keep: yes"), "{text}");
     assert!(text.contains("Subject: filtered"), "{text}");
-    assert!(!text.to_ascii_lowercase().contains("x-spam-score"), "{text}");
+    assert!(
+        !text.to_ascii_lowercase().contains("x-spam-score"),
+        "{text}"
+    );
     assert!(!text.contains("more"), "{text}");
     assert!(!text.contains("X-Junk"), "{text}");
     let local = local_messages(&inbox);
     let kept = std::fs::read_to_string(&local[0].path).unwrap();
     assert!(kept.contains("X-Spam-Score: 5"), "{kept}");
     assert_nothing_done(&w.sync_ok());
+}
+
+fn local_folders(w: &World) -> Vec<String> {
+    let mut v: Vec<String> = std::fs::read_dir(w.maildir())
+        .map(|rd| {
+            rd.map(|e| e.unwrap().file_name().to_string_lossy().to_string())
+                .collect()
+        })
+        .unwrap_or_default();
+    v.sort();
+    v
+}
+
+/// subscribedonly: only the folders the server lists with LSUB are synced.
+#[test]
+fn subscribedonly_syncs_subscribed_folders() {
+    let Some(w) = World::new("subscribedonly") else {
+        return;
+    };
+    for name in ["Sub", "Unsub"] {
+        w.server.create_mailbox(USER, name).unwrap();
+        w.put(name, &format!("in {name}"));
+    }
+    w.put("INBOX", "inbox");
+    w.doveadm(&["mailbox", "subscribe", "-u", USER, "Sub"]);
+    w.write_config("subscribedonly = yes", "");
+    w.sync_ok();
+    assert_eq!(local_folders(&w), ["Sub"]);
+    assert_eq!(subjects(&w, "Sub"), ["in Sub"]);
 }
