@@ -78,7 +78,11 @@ const REPOSITORY: &[(&str, Support)] = &[
     ("readonly", Read),
     ("createfolders", Read),
     ("sync_deletes", Read),
-    ("dynamic_folderfilter", WarnIfTrue),
+    // Both values behave alike: OfflineIMAP 8 forgets its folder objects after every sync
+    // (accounts.py), so even its static filter is evaluated again at each autorefresh;
+    // `true` only moves the call later within one sync. We apply folderfilter afresh at
+    // every sync too. Read so that a non-boolean value is an error.
+    ("dynamic_folderfilter", Read),
     ("nametrans", Read),
     ("folderfilter", Read),
     ("folderincludes", Read),
@@ -895,6 +899,7 @@ impl<'a> Builder<'a> {
         let readonly = self.boolean(s, "readonly", false);
         let createfolders = self.boolean(s, "createfolders", true);
         let sync_deletes = self.boolean(s, "sync_deletes", true);
+        let _dynamic_folderfilter = self.boolean(s, "dynamic_folderfilter", false);
         let kind = match kind_text.as_str() {
             "Maildir" | "GmailMaildir" => {
                 self.classify(s, &[REPOSITORY, MAILDIR], "a Maildir repository");

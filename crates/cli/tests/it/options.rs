@@ -398,3 +398,76 @@ fn subscribedonly_syncs_subscribed_folders() {
     assert_eq!(local_folders(&w), ["Sub"]);
     assert_eq!(subjects(&w, "Sub"), ["in Sub"]);
 }
+
+/// dynamic_folderfilter: in autorefresh mode each sync applies folderfilter afresh, so a
+/// filter whose answer changes (here: it reads a file) brings in the new folder at the next
+/// sync, without a restart.
+#[test]
+fn dynamic_folderfilter_is_evaluated_at_each_sync() {
+    use std::process::{Command, Stdio};
+    use std::time::{Duration, Instant};
+    let Some(w) = World::new("dynamic_folderfilter") else {
+        return;
+    };
+    w.server.create_mailbox(USER, "Extra").unwrap();
+    w.put("Extra", "extra mail");
+    w.put("INBOX", "inbox mail");
+    let list = w.dir.path().join("folders");
+    std::fs::write(&list, "INBOX\n").unwrap();
+    let py = w.dir.path().join("filter.py");
+    std::fs::write(
+        &py,
+        format!(
+            "def wanted(name):\n    with open({:?}) as f:\n        return name in f.read().split()\n",
+            list.display().to_string()
+        ),
+    )
+    .unwrap();
+    w.write_config("folderfilter = wanted\ndynamic_folderfilter = yes", "");
+    let text = std::fs::read_to_string(w.rc()).unwrap().replacen(
+        "[general]\n",
+        &format!("[general]\npythonfile = {}\n", py.display()),
+        1,
+    );
+    std::fs::write(w.rc(), text).unwrap();
+    set_account_option(&w, "autorefresh = 10");
+    let mut child = Command::new(env!("CARGO_BIN_EXE_offlineimap"))
+        .env_clear()
+        .env("PATH", std::env::var("PATH").unwrap_or_default())
+        .env("HOME", w.dir.path())
+        .arg("-c")
+        .arg(w.rc())
+        .args(["-u", "basic"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let eventually = |what: &str, f: &mut dyn FnMut() -> bool| {
+        // A bound against hangs, not a speed assertion.
+        let deadline = Instant::now() + Duration::from_secs(60);
+        while !f() {
+            assert!(Instant::now() < deadline, "never happened: {what}");
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    };
+    eventually("first sync", &mut || {
+        subjects(&w, "INBOX") == ["inbox mail"]
+    });
+    assert!(!w.maildir().join("Extra").exists());
+    std::fs::write(&list, "INBOX\nExtra\n").unwrap();
+    let pid = child.id().to_string();
+    eventually("Extra synced after the filter changed", &mut || {
+        let _ = Command::new("kill").args(["-USR1", &pid]).status();
+        std::thread::sleep(Duration::from_millis(300));
+        subjects(&w, "Extra") == ["extra mail"]
+    });
+    let _ = Command::new("kill").args(["-TERM", &pid]).status();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while child.try_wait().unwrap().is_none() {
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            panic!("the process did not exit after SIGTERM");
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
