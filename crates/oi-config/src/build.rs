@@ -272,6 +272,15 @@ pub(crate) fn parse_day(text: &str) -> Option<Day> {
     (year >= 1900 && (1..=days_in_month).contains(&day)).then_some(Day { year, month, day })
 }
 
+/// The part of a value that a reader would take for an inline comment: from a `#` or `;`
+/// that follows white space.
+fn inline_comment(value: &str) -> Option<&str> {
+    let bytes = value.as_bytes();
+    (1..bytes.len())
+        .find(|&i| matches!(bytes[i], b'#' | b';') && bytes[i - 1].is_ascii_whitespace())
+        .map(|i| &value[i..])
+}
+
 /// configparser's `BOOLEAN_STATES`.
 fn parse_py_bool(text: &str) -> Option<bool> {
     match text.to_lowercase().as_str() {
@@ -482,6 +491,7 @@ impl<'a> Builder<'a> {
             Some((n, _)) => usize::try_from(n).unwrap_or(usize::MAX),
             None => 1,
         };
+        self.inline_comments(S, &["pythonfile"], &["metadata"]);
         let fsync = self.boolean(S, "fsync", true);
         let utime_from_header = self.boolean(S, "utime_from_header", false);
         let filename_use_mail_timestamp = self.boolean(S, "filename_use_mail_timestamp", false);
@@ -978,6 +988,40 @@ impl<'a> Builder<'a> {
         Some(day)
     }
 
+    /// Path options whose value looks like it ends in an inline comment (`path  # note`).
+    /// Python's configparser keeps such text in the value (offlineimaprc has no inline
+    /// comments), and so do we; when the path then does not exist, say why: an error for
+    /// the files OfflineIMAP must read, a warning for the directories it creates.
+    fn inline_comments(&mut self, section: &str, must_exist: &[&str], created: &[&str]) {
+        for (key, fatal) in must_exist
+            .iter()
+            .map(|k| (*k, true))
+            .chain(created.iter().map(|k| (*k, false)))
+        {
+            let Some((value, at)) = self.string(section, key) else {
+                continue;
+            };
+            let Some(comment) = inline_comment(&value) else {
+                continue;
+            };
+            let path = self.env.expand_path(&value);
+            if path.exists() {
+                continue;
+            }
+            let why = format!(
+                "{} does not exist: {comment:?} is part of the value, because inline comments are not comments in offlineimaprc (Python's configparser keeps them); put the comment on a line of its own",
+                path.display()
+            );
+            if fatal {
+                self.option_error(section, key, &at, why);
+            } else {
+                self.warnings.push(format!(
+                    "{at}: [{section}] {key}: {why} (the directory will be created with this name)"
+                ));
+            }
+        }
+    }
+
     /// A Python option, kept as text: it is evaluated by the binary, and only if
     /// OfflineIMAP would evaluate it.
     fn py_expr(&mut self, s: &str, option: &str) -> Option<PyExpr> {
@@ -989,6 +1033,7 @@ impl<'a> Builder<'a> {
     }
 
     fn maildir(&mut self, s: &str) -> Option<MaildirConfig> {
+        self.inline_comments(s, &[], &["localfolders"]);
         let localfolders = self
             .required(s, "localfolders")
             .map(|(v, _)| self.env.expand_path(&v));
@@ -1128,6 +1173,13 @@ impl<'a> Builder<'a> {
             (None, Some((f, _))) => PasswordSource::File(self.env.expand_path(&f)),
             (None, None) => PasswordSource::None,
         };
+        self.inline_comments(s, &["remotepassfile", "sslclientcert", "sslclientkey"], &[]);
+        if self
+            .string(s, "sslcacertfile")
+            .is_some_and(|(v, _)| v != "OS-DEFAULT")
+        {
+            self.inline_comments(s, &["sslcacertfile"], &[]);
+        }
         let ssl = self.boolean(s, "ssl", true);
         let starttls = self.boolean(s, "starttls", true);
         let expunge = self.boolean(s, "expunge", true);
@@ -1419,6 +1471,14 @@ mod tests {
         }
         assert_eq!(parse_py_bool("maybe"), None);
         assert_eq!(parse_py_bool(" yes"), None);
+    }
+
+    #[test]
+    fn inline_comments_are_spotted() {
+        assert_eq!(inline_comment("~/Mail  # my mail"), Some("# my mail"));
+        assert_eq!(inline_comment("/x/y\t; note"), Some("; note"));
+        assert_eq!(inline_comment("/x/#y;z"), None);
+        assert_eq!(inline_comment("# only"), None);
     }
 
     #[test]

@@ -471,3 +471,58 @@ fn dynamic_folderfilter_is_evaluated_at_each_sync() {
         std::thread::sleep(Duration::from_millis(100));
     }
 }
+
+/// issue #3 point 6: an inline `# comment` after a path stays in the value, as Python's
+/// configparser keeps it; a file that then does not exist is an error that says so, and a
+/// directory OfflineIMAP would create is created under that name, with a warning.
+#[test]
+fn inline_comment_after_a_path_is_part_of_it() {
+    let Some(w) = World::new("inline_comment") else {
+        return;
+    };
+    w.put("INBOX", "hello");
+    w.write_config("", "");
+    let plain = std::fs::read_to_string(w.rc()).unwrap();
+    let mail = w.maildir().display().to_string();
+    std::fs::write(
+        w.rc(),
+        plain.replace(
+            &format!("localfolders = {mail}\n"),
+            &format!("localfolders = {mail}  # my mail\n"),
+        ),
+    )
+    .unwrap();
+    let err = w.sync_ok();
+    assert!(
+        err.contains("inline comments are not comments in offlineimaprc"),
+        "{err}"
+    );
+    let kept = w.dir.path().join("Mail  # my mail");
+    assert_eq!(
+        local_messages(&kept.join("INBOX")).len(),
+        1,
+        "the folder should be under {}",
+        kept.display()
+    );
+
+    let helpers = w.dir.path().join("helpers.py");
+    std::fs::write(&helpers, "X = 1\n").unwrap();
+    std::fs::write(
+        w.rc(),
+        plain.replacen(
+            "[general]\n",
+            &format!("[general]\npythonfile = {} # helpers\n", helpers.display()),
+            1,
+        ),
+    )
+    .unwrap();
+    let out = w.run(&[]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    assert!(err.contains("pythonfile"), "{err}");
+    assert!(err.contains(":2:"), "the error names the line: {err}");
+    assert!(
+        err.contains("inline comments are not comments in offlineimaprc"),
+        "{err}"
+    );
+}
