@@ -526,3 +526,56 @@ fn inline_comment_after_a_path_is_part_of_it() {
         "{err}"
     );
 }
+
+/// OfflineIMAP 8 and we agree on maxage and startdate: after its syncs of the same server,
+/// ours has nothing to do (reading its StartUID files).
+#[test]
+fn maxage_and_startdate_continue_offlineimap8() {
+    use crate::compat::{offlineimap8, run_offlineimap8};
+    let Some(bin) = offlineimap8() else { return };
+    for option in ["maxage", "startdate"] {
+        let Some(w) = World::new("window_compat") else {
+            return;
+        };
+        append_dated(&w, "INBOX", "old", OLD);
+        append_dated(&w, "INBOX", "after", "05-Mar-2022 10:00:00 +0000");
+        w.put("INBOX", "recent");
+        w.server.create_mailbox(USER, "Quiet").unwrap();
+        append_dated(&w, "Quiet", "old quiet", OLD);
+        match option {
+            "maxage" => {
+                w.write_config("", "");
+                set_account_option(&w, "maxage = 30");
+            }
+            _ => {
+                w.write_config("startdate = 2021-01-01", "");
+                // OfflineIMAP 8 races its folder threads on mkdir of this directory
+                // (FileExistsError fails a folder now and then): have it already.
+                std::fs::create_dir_all(w.metadata().join("Repository-Remote/StartUID")).unwrap();
+            }
+        }
+        // Twice: a second run of OfflineIMAP itself still moves mail with startdate.
+        run_offlineimap8(&bin, &w);
+        run_offlineimap8(&bin, &w);
+        let theirs = (subjects(&w, "INBOX"), subjects(&w, "Quiet"));
+        let out = w.sync_ok();
+        assert_nothing_done(&out);
+        assert_eq!(
+            (subjects(&w, "INBOX"), subjects(&w, "Quiet")),
+            theirs,
+            "{option}"
+        );
+        match option {
+            "maxage" => assert_eq!(theirs.0, ["recent"]),
+            _ => {
+                assert_eq!(theirs.0, ["after", "recent"]);
+                let start = w.metadata().join("Repository-Remote/StartUID");
+                assert_eq!(std::fs::read_to_string(start.join("INBOX")).unwrap(), "2\n");
+                // OfflineIMAP's quirk, kept: a folder with nothing since the day saves 1,
+                // so its old mail comes down from the second sync on.
+                assert_eq!(std::fs::read_to_string(start.join("Quiet")).unwrap(), "1\n");
+                assert_eq!(theirs.1, ["old quiet"]);
+            }
+        }
+    }
+}
