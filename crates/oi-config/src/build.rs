@@ -1512,7 +1512,6 @@ mod tests {
         assert_eq!(lookup(&[REPOSITORY, IMAP], "customflag_x"), None);
         assert_eq!(lookup(&[REPOSITORY, IMAP], "nametrans"), Some(Read));
         assert_eq!(lookup(&[REPOSITORY, IMAP], "reference"), Some(Reject));
-        assert_eq!(lookup(&[REPOSITORY, IMAP], "remote_identity"), Some(Reject));
         assert_eq!(lookup(&[REPOSITORY, IMAP], "maxconnections"), Some(Read));
         assert!(known_anywhere("trashfolder"));
         assert!(!known_anywhere("remotehots"));

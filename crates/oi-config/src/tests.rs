@@ -403,13 +403,13 @@ fn unsupported_options_warn_or_fail() {
 
     let e = errs(&BASE.replace(
         "remoteuser = me",
-        "remoteuser = me\nremote_identity = Mail\ncopy_ignore_eval = f\nsubscribedonly = no",
+        "remoteuser = me\nreference = Mail\ncopy_ignore_eval = f\nsubscribedonly = no",
     ));
     assert_eq!(e.len(), 1, "{e:?}");
     assert!(
         has(
             &e,
-            "rc:16: [Repository Remote] remote_identity: not supported yet"
+            "rc:16: [Repository Remote] reference: not supported yet"
         ),
         "{e:?}"
     );
