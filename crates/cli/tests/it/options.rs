@@ -579,3 +579,29 @@ fn maxage_and_startdate_continue_offlineimap8() {
         }
     }
 }
+
+/// startdate on the local Maildir: the first sync uploads only its messages since the day
+/// (the remote must be empty) and saves StartUID 1 in Repository-Local (nothing had a UID);
+/// from then on every local message takes part, as in OfflineIMAP, so the old one follows.
+#[test]
+fn startdate_on_local_maildir() {
+    let Some(w) = World::new("startdate_local") else {
+        return;
+    };
+    w.write_config("", "startdate = 2021-01-01");
+    let inbox = w.maildir().join("INBOX");
+    for sub in ["cur", "new", "tmp"] {
+        std::fs::create_dir_all(inbox.join(sub)).unwrap();
+    }
+    // 1500000000 is in 2017, 1700000000 in 2023.
+    std::fs::write(inbox.join("new/1500000000.old.host"), message("old local")).unwrap();
+    std::fs::write(inbox.join("new/1700000000.new.host"), message("new local")).unwrap();
+    w.server.create_mailbox(USER, "INBOX").ok();
+    w.sync_ok();
+    assert_eq!(server_subjects(&w, "INBOX"), ["new local"]);
+    let start = w.metadata().join("Repository-Local/StartUID/INBOX");
+    assert_eq!(std::fs::read_to_string(&start).unwrap(), "1\n");
+    w.sync_ok();
+    assert_eq!(server_subjects(&w, "INBOX"), ["new local", "old local"]);
+    assert_nothing_done(&w.sync_ok());
+}
