@@ -220,6 +220,7 @@ async fn run_accounts(
             quick: false,
             copy_ignore: Vec::new(),
             filter_headers: account.filterheaders.clone(),
+            filter_headers_local: matches!(account.local.kind, RepositoryKind::Imap(_)),
         };
         // -q makes every sync quick, as `quick = -1` does for one account.
         let quick_setting = crate::window::quick_setting(

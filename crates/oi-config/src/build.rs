@@ -670,31 +670,12 @@ impl<'a> Builder<'a> {
         let maxage = self.maxage(section, local.as_ref());
         // OfflineIMAP: re.split(r'\s*,\s*', value), empty names dropped.
         let filterheaders: Vec<String> = match self.string(section, "filterheaders") {
-            Some((text, at)) => {
-                let names: Vec<String> = text
-                    .split(',')
-                    .map(str::trim)
-                    .filter(|n| !n.is_empty())
-                    .map(str::to_string)
-                    .collect();
-                if !names.is_empty()
-                    && matches!(
-                        &local,
-                        Some(RepositoryConfig {
-                            kind: RepositoryKind::Imap(_),
-                            ..
-                        })
-                    )
-                {
-                    self.option_error(
-                        section,
-                        "filterheaders",
-                        &at,
-                        "not supported yet with an IMAP local repository",
-                    );
-                }
-                names
-            }
+            Some((text, _)) => text
+                .split(',')
+                .map(str::trim)
+                .filter(|n| !n.is_empty())
+                .map(str::to_string)
+                .collect(),
             None => Vec::new(),
         };
         if let (Some(l), Some(r)) = (&local, &remote)

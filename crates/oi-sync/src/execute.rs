@@ -62,6 +62,9 @@ pub struct ExecOptions {
     pub copy_ignore: Vec<Uid>,
     /// `filterheaders`: header fields removed from every message uploaded to the remote.
     pub filter_headers: Vec<String>,
+    /// Apply [`ExecOptions::filter_headers`] to downloads too: the local side is an IMAP
+    /// repository, and OfflineIMAP filters whatever any IMAP folder saves.
+    pub filter_headers_local: bool,
 }
 
 /// Why a folder sync failed.
@@ -951,6 +954,11 @@ impl<R: Folder, L: Folder, S: StatusStore> Run<'_, R, L, S> {
                 effects: &mut self.effects,
                 crash_after: self.opts.crash_after,
                 stats: &mut self.stats,
+                filter_headers: if self.opts.filter_headers_local {
+                    &self.opts.filter_headers
+                } else {
+                    &[]
+                },
             };
             let remote = &mut *self.remote;
             let prefetch = async {
@@ -1006,6 +1014,8 @@ struct Writer<'a, L, S> {
     effects: &'a mut usize,
     crash_after: Option<usize>,
     stats: &'a mut SyncStats,
+    /// `filterheaders` for an IMAP local side (empty otherwise).
+    filter_headers: &'a [String],
 }
 
 impl<L: Folder, S: StatusStore> Writer<'_, L, S> {
@@ -1028,7 +1038,15 @@ impl<L: Folder, S: StatusStore> Writer<'_, L, S> {
                 return Err(SyncError::CrashHook);
             }
             *self.effects += 1;
-            self.local.append(message, *flags, Some(uid)).await?;
+            if self.filter_headers.is_empty() {
+                self.local.append(message, *flags, Some(uid)).await?;
+            } else {
+                let filtered = Message {
+                    body: oi_core::headers::remove_headers(&message.body, self.filter_headers),
+                    ..message.clone()
+                };
+                self.local.append(&filtered, *flags, Some(uid)).await?;
+            }
             self.status.set(uid, *flags)?;
             self.stats.copied_to_local += 1;
             written += 1;

@@ -605,3 +605,44 @@ fn startdate_on_local_maildir() {
     assert_eq!(server_subjects(&w, "INBOX"), ["new local", "old local"]);
     assert_nothing_done(&w.sync_ok());
 }
+
+/// filterheaders with an IMAP local repository: OfflineIMAP filters whatever an IMAP folder
+/// saves, so the fields go from downloads into the local server as well as from uploads.
+#[test]
+fn filterheaders_imap_to_imap_filters_both_ways() {
+    let Some(w) = World::new("filterheaders_imap") else {
+        return;
+    };
+    let with_junk =
+        |subject: &str| message(subject).replacen("Subject:", "X-Junk: 1\r\nSubject:", 1);
+    w.server
+        .put_message(USER, "INBOX", with_junk("from alice").as_bytes())
+        .unwrap();
+    w.server
+        .put_message("bob", "INBOX", with_junk("from bob").as_bytes())
+        .unwrap();
+    let text = format!(
+        "[general]\naccounts = Test\nmetadata = {meta}\n\n\
+         [Account Test]\nlocalrepository = Bob\nremoterepository = Remote\nfilterheaders = X-Junk\n\n\
+         [Repository Bob]\ntype = IMAP\nremotehost = 127.0.0.1\nremoteport = {port}\n\
+         remoteuser = bob\nremotepass = bobpass\nssl = no\nstarttls = no\n\n\
+         [Repository Remote]\ntype = IMAP\nremotehost = 127.0.0.1\nremoteport = {port}\n\
+         remoteuser = {USER}\nremotepass = {PASS}\nssl = no\nstarttls = no\n",
+        meta = w.metadata().display(),
+        port = w.server.imap_port(),
+    );
+    std::fs::write(w.rc(), text).unwrap();
+    w.sync_ok();
+    for user in [USER, "bob"] {
+        let msgs = w.server.messages(user, "INBOX").unwrap();
+        assert_eq!(msgs.len(), 2, "{user}");
+        for m in msgs {
+            let body = String::from_utf8_lossy(&m.body).to_string();
+            let subject = subject_of(&m.body);
+            // Each side's own message keeps the field; the copy does not.
+            let own = (user == USER) == (subject == "from alice");
+            assert_eq!(body.contains("X-Junk"), own, "{user}: {body}");
+        }
+    }
+    assert_nothing_done(&w.sync_ok());
+}
