@@ -9,6 +9,7 @@ mod maintenance;
 mod mbnames;
 mod py;
 mod run;
+mod window;
 
 use std::process::ExitCode;
 

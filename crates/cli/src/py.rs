@@ -132,6 +132,8 @@ pub struct PyNaming {
     utf8: bool,
     /// `decodefoldernames` (deprecated): remote visible names are decoded from UTF-7.
     decode: bool,
+    /// The remote repository's `copy_ignore_eval`.
+    copy_ignore: Option<PyExpr>,
 }
 
 impl PyNaming {
@@ -143,6 +145,7 @@ impl PyNaming {
             local,
             utf8: false,
             decode: false,
+            copy_ignore: None,
         }
     }
 
@@ -150,6 +153,12 @@ impl PyNaming {
     pub fn with_folder_encoding(mut self, utf8: bool, decode: bool) -> PyNaming {
         self.utf8 = utf8;
         self.decode = decode;
+        self
+    }
+
+    /// Sets the remote repository's `copy_ignore_eval`.
+    pub fn with_copy_ignore(mut self, expr: Option<PyExpr>) -> PyNaming {
+        self.copy_ignore = expr;
         self
     }
 
@@ -292,6 +301,48 @@ impl FolderNaming for PyNaming {
                 "[{}] folderincludes: must be a list, got {other:?}",
                 e.section
             ))),
+        }
+    }
+
+    /// OfflineIMAP calls the function with the folder's visible name (after nametrans)
+    /// and skips the UIDs it returns (`None`: none) when copying from the server.
+    fn copy_ignore(&self, remote_folder: &str) -> Result<Vec<oi_core::Uid>, StoreError> {
+        let Some(e) = &self.copy_ignore else {
+            return Ok(Vec::new());
+        };
+        let sep = '/';
+        let visible = self
+            .translate(Side::Remote, &[remote_folder.to_string()], sep, sep, false)?
+            .into_iter()
+            .next()
+            .flatten()
+            .map_or_else(|| remote_folder.to_string(), |t| t.visible);
+        let bad = |what: String| {
+            StoreError::new(
+                Severity::Folder,
+                format!(
+                    "[{}] copy_ignore_eval: for folder {visible:?}: {what}",
+                    e.section
+                ),
+            )
+        };
+        match self
+            .apply(e, std::slice::from_ref(&visible))?
+            .into_iter()
+            .next()
+        {
+            None | Some(Value::None) => Ok(Vec::new()),
+            Some(Value::List(items) | Value::Tuple(items)) => items
+                .into_iter()
+                .map(|v| match v {
+                    Value::Int(n) => u32::try_from(n)
+                        .ok()
+                        .and_then(oi_core::Uid::new)
+                        .ok_or_else(|| bad(format!("{n} is not a UID"))),
+                    other => Err(bad(format!("items must be UIDs (ints), got {other:?}"))),
+                })
+                .collect(),
+            Some(other) => Err(bad(format!("must return a list of UIDs, got {other:?}"))),
         }
     }
 

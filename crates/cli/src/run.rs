@@ -219,9 +219,16 @@ async fn run_accounts(
             cancel: control.cancel.clone(),
             quick: false,
             large_message_bytes: None,
+            copy_ignore: Vec::new(),
+            filter_headers: account.filterheaders.clone(),
+            filter_headers_local: matches!(account.local.kind, RepositoryKind::Imap(_)),
         };
         // -q makes every sync quick, as `quick = -1` does for one account.
-        let quick_setting = if args.quick { -1 } else { account.quick };
+        let quick_setting = crate::window::quick_setting(
+            &account,
+            if args.quick { -1 } else { account.quick },
+            &ui,
+        );
         let mut quick_count = 0;
         let only = only_folders.clone();
         let mut control = control.clone();
@@ -522,7 +529,8 @@ async fn sync_one(
             account.remote.folders.clone(),
             account.local.folders.clone(),
         )
-        .with_folder_encoding(account.utf8foldernames, imap.decodefoldernames),
+        .with_folder_encoding(account.utf8foldernames, imap.decodefoldernames)
+        .with_copy_ignore(imap.copy_ignore_eval.clone()),
     );
     let status = Status(oi_status::StatusDir::new(
         general.metadata.clone(),
@@ -543,6 +551,11 @@ async fn sync_one(
                 max_percent: account.max_delete_percent,
             },
             max_size: account.maxsize,
+            max_age: account
+                .maxage
+                .map(|m| crate::window::max_age(m, chrono::Utc::now()))
+                .transpose()?,
+            start_date: crate::window::start_date(account, chrono::Utc::now())?,
             remote_flags: RemoteFlags(
                 oi_core::Flags::from_maildir("DFRST")
                     | oi_imap::keywords::KeywordMap::new(custom_flags.iter().cloned())
@@ -792,6 +805,7 @@ pub(crate) fn imap_config(
         // server that does offer CONDSTORE/QRESYNC.
         condstore: std::env::var_os("OFFLINEIMAP_TEST_NO_CONDSTORE").is_none(),
         fetch_attempts: c.retrycount,
+        folders: oi_imap::FolderListing::from_config(None, c.subscribedonly),
     })
 }
 

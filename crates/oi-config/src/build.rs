@@ -63,10 +63,10 @@ const ACCOUNT: &[(&str, Support)] = &[
     ("labelsheader", Warn),
     ("ignorelabels", Warn),
     ("maxsize", Read),
-    ("maxage", Reject),
+    ("maxage", Read),
     ("maildir-windows-compatible", Read),
     ("synclabels", RejectIfTrue),
-    ("filterheaders", Reject),
+    ("filterheaders", Read),
     ("proxy", Read),
     ("authproxy", Read),
     ("utf8foldernames", Read),
@@ -78,12 +78,16 @@ const REPOSITORY: &[(&str, Support)] = &[
     ("readonly", Read),
     ("createfolders", Read),
     ("sync_deletes", Read),
-    ("dynamic_folderfilter", WarnIfTrue),
+    // Both values behave alike: OfflineIMAP 8 forgets its folder objects after every sync
+    // (accounts.py), so even its static filter is evaluated again at each autorefresh;
+    // `true` only moves the call later within one sync. We apply folderfilter afresh at
+    // every sync too. Read so that a non-boolean value is an error.
+    ("dynamic_folderfilter", Read),
     ("nametrans", Read),
     ("folderfilter", Read),
     ("folderincludes", Read),
     ("foldersort", Read),
-    ("startdate", Reject),
+    ("startdate", Read),
 ];
 
 /// `type = Maildir`, on top of [`REPOSITORY`]; `customflag_[a-z]` is handled by pattern.
@@ -128,10 +132,13 @@ const IMAP: &[(&str, Support)] = &[
     ("oauth2_request_url", Read),
     ("sslclientcert", Read),
     ("sslclientkey", Read),
+    // OfflineIMAP 8 lists `LIST <reference> "*"` (full server names) but creates folders
+    // as `<reference><sep><name>`: a folder created from the local side would be synced
+    // under a name the server does not have. Kept refused until that is settled.
     ("reference", Reject),
     ("decodefoldernames", Read),
-    ("subscribedonly", RejectIfTrue),
-    ("copy_ignore_eval", Reject),
+    ("subscribedonly", Read),
+    ("copy_ignore_eval", Read),
     ("ssl_version", Read),
     ("tls_level", Read),
     ("ipv6", Read),
@@ -235,6 +242,43 @@ fn parse_proxy(text: &str) -> Result<ProxySetting, String> {
         host: (*host).to_string(),
         port,
     })
+}
+
+/// Python's `time.strptime(text, "%Y-%m-%d")` for the days `maxage` and `startdate` take:
+/// a four-digit year, a month and day of one or two digits, the day valid for the month;
+/// OfflineIMAP refuses years before 1900.
+pub(crate) fn parse_day(text: &str) -> Option<Day> {
+    let mut parts = text.split('-');
+    let (y, m, d) = (parts.next()?, parts.next()?, parts.next()?);
+    if parts.next().is_some()
+        || y.len() != 4
+        || !(1..=2).contains(&m.len())
+        || !(1..=2).contains(&d.len())
+        || ![y, m, d]
+            .iter()
+            .all(|p| p.bytes().all(|b| b.is_ascii_digit()))
+    {
+        return None;
+    }
+    let (year, month, day): (i32, u8, u8) = (y.parse().ok()?, m.parse().ok()?, d.parse().ok()?);
+    let leap = (year % 4 == 0 && year % 100 != 0) || year % 400 == 0;
+    let days_in_month = match month {
+        1 | 3 | 5 | 7 | 8 | 10 | 12 => 31,
+        4 | 6 | 9 | 11 => 30,
+        2 if leap => 29,
+        2 => 28,
+        _ => return None,
+    };
+    (year >= 1900 && (1..=days_in_month).contains(&day)).then_some(Day { year, month, day })
+}
+
+/// The part of a value that a reader would take for an inline comment: from a `#` or `;`
+/// that follows white space.
+fn inline_comment(value: &str) -> Option<&str> {
+    let bytes = value.as_bytes();
+    (1..bytes.len())
+        .find(|&i| matches!(bytes[i], b'#' | b';') && bytes[i - 1].is_ascii_whitespace())
+        .map(|i| &value[i..])
 }
 
 /// configparser's `BOOLEAN_STATES`.
@@ -447,6 +491,7 @@ impl<'a> Builder<'a> {
             Some((n, _)) => usize::try_from(n).unwrap_or(usize::MAX),
             None => 1,
         };
+        self.inline_comments(S, &["pythonfile"], &["metadata"]);
         let fsync = self.boolean(S, "fsync", true);
         let utime_from_header = self.boolean(S, "utime_from_header", false);
         let filename_use_mail_timestamp = self.boolean(S, "filename_use_mail_timestamp", false);
@@ -622,6 +667,31 @@ impl<'a> Builder<'a> {
             .parsed(section, "maxsize", "a number of bytes", parse_py_int)
             .and_then(|(n, _)| u64::try_from(n).ok())
             .filter(|n| *n > 0);
+        let maxage = self.maxage(section, local.as_ref());
+        // OfflineIMAP: re.split(r'\s*,\s*', value), empty names dropped.
+        let filterheaders: Vec<String> = match self.string(section, "filterheaders") {
+            Some((text, _)) => text
+                .split(',')
+                .map(str::trim)
+                .filter(|n| !n.is_empty())
+                .map(str::to_string)
+                .collect(),
+            None => Vec::new(),
+        };
+        if let (Some(l), Some(r)) = (&local, &remote)
+            && l.startdate.is_some()
+            && r.startdate.is_some()
+            && let Some(at) = self.header(section)
+        {
+            self.errors.push(ConfigError::Section {
+                at: Some(at),
+                section: section.to_string(),
+                message: format!(
+                    "startdate is set on both repositories ({} and {}): OfflineIMAP allows only one of maxage, startdate (local), startdate (remote)",
+                    l.name, r.name
+                ),
+            });
+        }
         let presynchook = self.string(section, "presynchook").map(|(v, _)| v);
         let postsynchook = self.string(section, "postsynchook").map(|(v, _)| v);
         let proxy = self.proxy(section, "proxy");
@@ -641,6 +711,8 @@ impl<'a> Builder<'a> {
             maildir_windows_compatible,
             utf8foldernames,
             maxsize,
+            maxage,
+            filterheaders,
             proxy,
             authproxy,
         })
@@ -663,8 +735,53 @@ impl<'a> Builder<'a> {
         }
     }
 
-    /// maxage with startdate, utf8foldernames with decodefoldernames: both pairs are
-    /// unsupported anyway, but the user deserves to hear the pair is wrong in OfflineIMAP too.
+    /// `maxage`: a whole number of days (at least 1) or a `yyyy-mm-dd` day, not with an
+    /// IMAP local repository (OfflineIMAP: "maxage is not supported on IMAP-IMAP sync").
+    fn maxage(&mut self, section: &str, local: Option<&RepositoryConfig>) -> Option<MaxAge> {
+        let (text, at) = self.string(section, "maxage")?;
+        let value = match parse_py_int(&text) {
+            Some(n) if n >= 1 => MaxAge::Days(u32::try_from(n).unwrap_or(u32::MAX)),
+            Some(n) => {
+                self.option_error(
+                    section,
+                    "maxage",
+                    &at,
+                    format!("invalid maxage value {n}: must be at least 1 day"),
+                );
+                return None;
+            }
+            None => match parse_day(&text) {
+                Some(day) => MaxAge::Since(day),
+                None => {
+                    self.option_error(
+                        section,
+                        "maxage",
+                        &at,
+                        format!("invalid maxage value {text:?}: expected a number of days or a date yyyy-mm-dd (from 1900 on)"),
+                    );
+                    return None;
+                }
+            },
+        };
+        if let Some(RepositoryConfig {
+            kind: RepositoryKind::Imap(_),
+            name,
+            ..
+        }) = local
+        {
+            self.option_error(
+                section,
+                "maxage",
+                &at,
+                format!("maxage is not supported on IMAP-IMAP sync (the local repository {name} is IMAP); use startdate instead"),
+            );
+            return None;
+        }
+        Some(value)
+    }
+
+    /// maxage with startdate, utf8foldernames with decodefoldernames: OfflineIMAP refuses
+    /// both pairs too (maxage and startdate only when it syncs the folder).
     fn incompatible(&mut self, section: &str) {
         let repos: Vec<String> = ["localrepository", "remoterepository"]
             .iter()
@@ -773,6 +890,7 @@ impl<'a> Builder<'a> {
         let readonly = self.boolean(s, "readonly", false);
         let createfolders = self.boolean(s, "createfolders", true);
         let sync_deletes = self.boolean(s, "sync_deletes", true);
+        let _dynamic_folderfilter = self.boolean(s, "dynamic_folderfilter", false);
         let kind = match kind_text.as_str() {
             "Maildir" | "GmailMaildir" => {
                 self.classify(s, &[REPOSITORY, MAILDIR], "a Maildir repository");
@@ -795,14 +913,94 @@ impl<'a> Builder<'a> {
             folderincludes: self.py_expr(s, "folderincludes"),
             foldersort: self.py_expr(s, "foldersort"),
         };
+        let startdate = self.startdate(s, side, &kind);
+        if let RepositoryKind::Imap(imap) = &kind
+            && side == Side::Local
+            && imap.copy_ignore_eval.is_some()
+            && let Some((_, at)) = self.string(s, "copy_ignore_eval")
+        {
+            // Its UIDs would be the local server's, which IMAP-IMAP maps away.
+            self.option_error(
+                s,
+                "copy_ignore_eval",
+                &at,
+                "not supported yet on an IMAP local repository",
+            );
+        }
         Some(RepositoryConfig {
             name: name.to_string(),
             readonly,
             createfolders,
             sync_deletes,
             folders,
+            startdate,
             kind,
         })
+    }
+
+    /// `startdate = yyyy-mm-dd` (empty: unset, as in OfflineIMAP).
+    fn startdate(&mut self, s: &str, side: Side, kind: &RepositoryKind) -> Option<Day> {
+        let (text, at) = self.string(s, "startdate")?;
+        if text.is_empty() {
+            return None;
+        }
+        let Some(day) = parse_day(&text) else {
+            self.option_error(
+                s,
+                "startdate",
+                &at,
+                format!(
+                    "invalid startdate value {text:?}: expected a date yyyy-mm-dd (from 1900 on)"
+                ),
+            );
+            return None;
+        };
+        if side == Side::Local && matches!(kind, RepositoryKind::Imap(_)) {
+            // Its StartUID is in the local server's UIDs, which our IMAP-IMAP sync maps
+            // away before the engine sees them.
+            self.option_error(
+                s,
+                "startdate",
+                &at,
+                "not supported yet on an IMAP local repository (set it on the remote repository)",
+            );
+            return None;
+        }
+        Some(day)
+    }
+
+    /// Path options whose value looks like it ends in an inline comment (`path  # note`).
+    /// Python's configparser keeps such text in the value (offlineimaprc has no inline
+    /// comments), and so do we; when the path then does not exist, say why: an error for
+    /// the files OfflineIMAP must read, a warning for the directories it creates.
+    fn inline_comments(&mut self, section: &str, must_exist: &[&str], created: &[&str]) {
+        for (key, fatal) in must_exist
+            .iter()
+            .map(|k| (*k, true))
+            .chain(created.iter().map(|k| (*k, false)))
+        {
+            let Some((value, at)) = self.string(section, key) else {
+                continue;
+            };
+            let Some(comment) = inline_comment(&value) else {
+                continue;
+            };
+            let path = self.env.expand_path(&value);
+            if path.exists() {
+                continue;
+            }
+            let why = format!(
+                "{} does not exist: {comment:?} is part of the value, because inline comments are not comments in offlineimaprc (Python's configparser keeps them); put the comment on a line of its own",
+                path.display()
+            );
+            if fatal {
+                self.option_error(section, key, &at, why);
+            } else {
+                self.warnings.push(format!(
+                    "{at}: [{section}] {key}: {why} (the directory will be created with this name)"
+                ));
+            }
+        }
     }
 
     /// A Python option, kept as text: it is evaluated by the binary, and only if
@@ -816,6 +1014,7 @@ impl<'a> Builder<'a> {
     }
 
     fn maildir(&mut self, s: &str) -> Option<MaildirConfig> {
+        self.inline_comments(s, &[], &["localfolders"]);
         let localfolders = self
             .required(s, "localfolders")
             .map(|(v, _)| self.env.expand_path(&v));
@@ -955,6 +1154,13 @@ impl<'a> Builder<'a> {
             (None, Some((f, _))) => PasswordSource::File(self.env.expand_path(&f)),
             (None, None) => PasswordSource::None,
         };
+        self.inline_comments(s, &["remotepassfile", "sslclientcert", "sslclientkey"], &[]);
+        if self
+            .string(s, "sslcacertfile")
+            .is_some_and(|(v, _)| v != "OS-DEFAULT")
+        {
+            self.inline_comments(s, &["sslcacertfile"], &[]);
+        }
         let ssl = self.boolean(s, "ssl", true);
         let starttls = self.boolean(s, "starttls", true);
         let expunge = self.boolean(s, "expunge", true);
@@ -1052,6 +1258,8 @@ impl<'a> Builder<'a> {
             usereval,
             idlefolders: self.py_expr(s, "idlefolders"),
             newmail_hook: self.py_expr(s, "newmail_hook"),
+            copy_ignore_eval: self.py_expr(s, "copy_ignore_eval"),
+            subscribedonly: self.boolean(s, "subscribedonly", false),
             maxconnections: self
                 .parsed(s, "maxconnections", "a number of connections", parse_py_int)
                 .map_or(1, |(n, _)| usize::try_from(n).unwrap_or(1).max(1)),
@@ -1263,6 +1471,39 @@ mod tests {
         }
         assert_eq!(parse_py_bool("maybe"), None);
         assert_eq!(parse_py_bool(" yes"), None);
+    }
+
+    #[test]
+    fn inline_comments_are_spotted() {
+        assert_eq!(inline_comment("~/Mail  # my mail"), Some("# my mail"));
+        assert_eq!(inline_comment("/x/y\t; note"), Some("; note"));
+        assert_eq!(inline_comment("/x/#y;z"), None);
+        assert_eq!(inline_comment("# only"), None);
+    }
+
+    #[test]
+    fn days_are_read_like_strptime() {
+        let d = |y, m, dd| {
+            Some(Day {
+                year: y,
+                month: m,
+                day: dd,
+            })
+        };
+        assert_eq!(parse_day("2024-02-29"), d(2024, 2, 29));
+        assert_eq!(parse_day("2024-1-5"), d(2024, 1, 5));
+        for bad in [
+            "2023-02-29",
+            "1899-12-31",
+            "24-01-01",
+            "2024-13-01",
+            "2024-01-01x",
+            "2024/01/01",
+            "2024-01-001",
+            "",
+        ] {
+            assert_eq!(parse_day(bad), None, "{bad}");
+        }
     }
 
     #[test]

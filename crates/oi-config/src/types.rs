@@ -90,6 +90,11 @@ pub struct AccountConfig {
     pub max_delete_percent: u8,
     /// `maxsize`: messages larger than this many bytes are left out of the sync.
     pub maxsize: Option<u64>,
+    /// `maxage`: only messages newer than this take part in the sync.
+    pub maxage: Option<MaxAge>,
+    /// `filterheaders`: header fields removed from messages before they are uploaded to
+    /// the remote.
+    pub filterheaders: Vec<String>,
     /// `maildir-windows-compatible`: the account's Maildir names use `!` instead of `:`
     /// before the flags. Default false.
     pub maildir_windows_compatible: bool,
@@ -195,6 +200,26 @@ impl OAuth2Config {
     }
 }
 
+/// `maxage` of an account: a number of days before now, or a fixed day.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum MaxAge {
+    /// This many days (at least 1) before the start of each sync.
+    Days(u32),
+    /// Since this day (local midnight).
+    Since(Day),
+}
+
+/// A calendar day of `maxage` or `startdate` (`yyyy-mm-dd`, as Python's `strptime` reads it).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Day {
+    /// The year (1900 or later).
+    pub year: i32,
+    /// The month, 1-12.
+    pub month: u8,
+    /// The day of the month, valid for the month.
+    pub day: u8,
+}
+
 /// The guard's default: deleting more than half of a folder at once is far more often a
 /// vanished directory or a changed nametrans than a user's wish.
 pub const DEFAULT_MAX_DELETE_PERCENT: u8 = 50;
@@ -212,6 +237,9 @@ pub struct RepositoryConfig {
     pub sync_deletes: bool,
     /// The Python folder options (nametrans, folderfilter, folderincludes, foldersort).
     pub folders: FolderOptions,
+    /// `startdate`: this side takes part only from its first message since the day
+    /// (saved as the folder's StartUID on the first sync, when the other side is empty).
+    pub startdate: Option<Day>,
     /// What kind of store it is, with its own options.
     pub kind: RepositoryKind,
 }
@@ -305,6 +333,11 @@ pub struct ImapConfig {
     pub idlefolders: Option<PyExpr>,
     /// `newmail_hook`: a Python callable called after new mail was copied from INBOX.
     pub newmail_hook: Option<PyExpr>,
+    /// `copy_ignore_eval`: a function of the folder's visible name giving the UIDs of
+    /// messages never copied from this repository.
+    pub copy_ignore_eval: Option<PyExpr>,
+    /// `subscribedonly`: only subscribed folders (LSUB). Default false.
+    pub subscribedonly: bool,
     /// `maxconnections`: folders synced at once, each on its own connection. Default 1.
     pub maxconnections: usize,
     /// `retrycount`: attempts of a message fetch whose connection broke, each on a new

@@ -96,6 +96,8 @@ pub struct LargeMessage {
     /// The spool file to remove once the message is stored (`None`: `file` belongs to the
     /// store it came from, such as a Maildir message file).
     pub spool: Option<tempfile::TempPath>,
+    /// Header fields left out when the message is read (`filterheaders`).
+    pub drop_headers: Vec<String>,
 }
 
 /// The longest header section a large message may have for the upload marker to be
@@ -118,6 +120,7 @@ impl LargeMessage {
             flags: message.flags,
             internal_date: message.internal_date,
             spool: Some(path),
+            drop_headers: Vec::new(),
         })
     }
 
@@ -139,21 +142,21 @@ impl LargeMessage {
         marker: Option<&str>,
     ) -> std::io::Result<(u64, impl std::io::Read + Send + '_)> {
         use std::io::{Read, Seek, SeekFrom};
-        let (head, skip) = match marker {
-            Some(marker) => {
-                let prefix = self.head(LARGE_HEAD_MAX)?;
-                let marked = crate::marker::insert_marker(&prefix, marker);
-                if prefix.len() as u64 == LARGE_HEAD_MAX && !crate::marker::has_header_end(&prefix)
-                {
-                    return Err(std::io::Error::new(
-                        std::io::ErrorKind::InvalidData,
-                        "the message's header is longer than 1 MiB",
-                    ));
-                }
-                let skip = prefix.len() as u64;
-                (marked, skip)
+        let (head, skip) = if marker.is_some() || !self.drop_headers.is_empty() {
+            let prefix = self.head(LARGE_HEAD_MAX)?;
+            if prefix.len() as u64 == LARGE_HEAD_MAX && !crate::marker::has_header_end(&prefix) {
+                return Err(std::io::Error::new(
+                    std::io::ErrorKind::InvalidData,
+                    "the message's header is longer than 1 MiB",
+                ));
             }
-            None => (Vec::new(), 0),
+            let mut head = crate::headers::remove_headers(&prefix, &self.drop_headers);
+            if let Some(marker) = marker {
+                head = crate::marker::insert_marker(&head, marker);
+            }
+            (head, prefix.len() as u64)
+        } else {
+            (Vec::new(), 0)
         };
         self.file.seek(SeekFrom::Start(skip))?;
         let rest = self.len.saturating_sub(skip);
@@ -334,6 +337,16 @@ pub struct FlagUpdate {
     pub remove: Flags,
 }
 
+/// Where `maxage` starts, as each kind of store can test it (see [`Folder::messages_since`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct AgeCutoff {
+    /// The calendar day of an IMAP `SEARCH SINCE` (year, month 1-12, day 1-31).
+    pub day: (i32, u8, u8),
+    /// Seconds since the epoch: a Maildir message whose file name starts with an older
+    /// delivery time is outside the window.
+    pub epoch: i64,
+}
+
 /// One repository of an account: a tree of folders.
 pub trait Repository: Send + Sync {
     /// The folder type this repository opens.
@@ -491,6 +504,17 @@ pub trait Folder: Send {
         async { Ok(Vec::new()) }
     }
 
+    /// `maxage`: the messages this side considers newer than `since` (IMAP: `SEARCH SINCE`
+    /// the cutoff's day; Maildir: the delivery time at the start of the file name), or
+    /// `None` when the store cannot tell, which keeps every message in the window.
+    fn messages_since(
+        &mut self,
+        since: AgeCutoff,
+    ) -> impl Future<Output = Result<Option<Vec<MsgRef>>, StoreError>> + Send {
+        let _ = since;
+        async { Ok(None) }
+    }
+
     /// Makes the changes so far durable (Maildir: fsyncs the directories that new files
     /// were renamed into). The engine calls it before committing the status, so that a
     /// record never outlives the message it describes. Stores that are durable at each
@@ -554,6 +578,22 @@ pub trait StatusStore: Send {
 
     /// Saves the UIDVALIDITY of a side.
     fn save_validity(&mut self, side: crate::Side, value: UidValidity) -> Result<(), StoreError>;
+
+    /// `startdate`: the first UID of a side's folder that takes part in the sync, saved on
+    /// the first sync (OfflineIMAP's `Repository-<name>/StartUID/<folder>`); `None` before.
+    fn start_uid(&self, side: crate::Side) -> Result<Option<u32>, StoreError> {
+        let _ = side;
+        Ok(None)
+    }
+
+    /// Saves [`StatusStore::start_uid`]. Stores without such a file refuse.
+    fn save_start_uid(&mut self, side: crate::Side, uid: u32) -> Result<(), StoreError> {
+        let _ = (side, uid);
+        Err(StoreError::new(
+            crate::Severity::Folder,
+            "this status store cannot keep a startdate's first UID",
+        ))
+    }
 }
 
 #[cfg(test)]

@@ -16,6 +16,7 @@ mod auth;
 pub mod client;
 mod error;
 pub mod keywords;
+mod listing;
 pub mod netrc;
 pub mod oauth2;
 pub mod proxy;
@@ -28,6 +29,7 @@ pub mod utf7;
 
 pub use client::{AuthMechanism, Connection, Security, Tunnel};
 pub use error::ImapError;
+pub use listing::FolderListing;
 pub use oauth2::{OAuth2, RefreshSettings, TokenGetter};
 pub use proxy::{Proxy, ProxyKind};
 pub use store::{

@@ -286,7 +286,13 @@ fn map_response(r: CResponse<'_>) -> Response {
             Data::Capability(caps) => {
                 Untagged::Capability(caps.as_ref().iter().map(|c| c.to_string()).collect())
             }
+            // LSUB answers the same way (subscribedonly).
             Data::List {
+                items,
+                delimiter,
+                mailbox,
+            }
+            | Data::Lsub {
                 items,
                 delimiter,
                 mailbox,
@@ -959,6 +965,19 @@ mod tests {
                 flags: Some(vec!["nil".into(), "\\Seen".into()]),
                 ..FetchData::default()
             }))
+        );
+    }
+
+    #[test]
+    fn lsub_is_read_like_list() {
+        // imap-codec parses this one itself (as Data::Lsub): it must not become "other".
+        assert_eq!(
+            parse_response(b"* LSUB (\\HasNoChildren) \".\" Sub\r\n").unwrap(),
+            Response::Untagged(Untagged::List {
+                attributes: vec!["\\HasNoChildren".into()],
+                delimiter: Some('.'),
+                name: "Sub".into(),
+            })
         );
     }
 

@@ -57,6 +57,8 @@ pub struct ImapConfig {
     /// `retrycount`: attempts of a message fetch whose connection broke, each on a new
     /// connection (at least 1; OfflineIMAP's default is 2).
     pub fetch_attempts: u32,
+    /// `reference` and `subscribedonly`.
+    pub folders: crate::FolderListing,
 }
 
 impl ImapConfig {
@@ -81,6 +83,7 @@ impl ImapConfig {
             keywords: crate::keywords::KeywordMap::default(),
             condstore: true,
             fetch_attempts: 2,
+            folders: crate::FolderListing::default(),
         }
     }
 
@@ -342,7 +345,7 @@ impl Repository for ImapRepository {
         let mut conn = self.take().await?;
         let ctx = "LIST";
         let (untagged, _) = conn
-            .run(Command::raw("LIST \"\" \"*\""))
+            .run(self.config.folders.command())
             .await
             .map_err(|e| e.into_store(Severity::Repository, ctx))?;
         self.give_back(conn);
@@ -369,6 +372,8 @@ impl Repository for ImapRepository {
     }
 
     async fn create_folder(&self, name: &str) -> Result<(), StoreError> {
+        let full = self.config.folders.create_name(name, self.separator());
+        let name = full.as_str();
         let mut conn = self.take().await?;
         let r = conn
             .run(Command {
@@ -1000,6 +1005,7 @@ impl Folder for ImapFolder {
                 .0,
             internal_date: meta.internal_date,
             spool: Some(path),
+            drop_headers: Vec::new(),
         }))
     }
 
@@ -1112,6 +1118,13 @@ impl Folder for ImapFolder {
         self.search_marker(marker).await
     }
 
+    async fn messages_since(
+        &mut self,
+        since: oi_core::AgeCutoff,
+    ) -> Result<Option<Vec<MsgRef>>, StoreError> {
+        self.search_since(since).await.map(Some)
+    }
+
     async fn set_flags(&mut self, updates: &[FlagUpdate]) -> Result<(), StoreError> {
         // Group messages that get the same change into one UID STORE each way.
         let mut add: BTreeMap<Flags, Vec<Uid>> = BTreeMap::new();
@@ -1193,6 +1206,49 @@ impl Folder for ImapFolder {
     }
 }
 
+/// `maxage` on an IMAP folder.
+impl ImapFolder {
+    /// The UIDs of the messages whose internal date is on or after the cutoff's day
+    /// (`UID SEARCH SINCE`, as OfflineIMAP's `SEARCH SINCE` for `maxage`).
+    async fn search_since(&mut self, since: oi_core::AgeCutoff) -> Result<Vec<MsgRef>, StoreError> {
+        if self.meta.exists == Some(0) {
+            return Ok(Vec::new());
+        }
+        let Some(day) = search_day(since.day) else {
+            return Err(StoreError::new(
+                Severity::Folder,
+                format!("folder {}: maxage led to an impossible date", self.name),
+            ));
+        };
+        let r = self
+            .conn()?
+            .run(Command::raw(format!("UID SEARCH SINCE {day}")))
+            .await;
+        let (untagged, _) = r.map_err(|e| self.err(e, Severity::Folder, "searching by date"))?;
+        let mut uids: Vec<Uid> = untagged
+            .into_iter()
+            .filter_map(|u| match u {
+                Untagged::Search(v) => Some(v),
+                _ => None,
+            })
+            .flatten()
+            .filter_map(Uid::new)
+            .collect();
+        uids.sort();
+        uids.dedup();
+        Ok(uids.into_iter().map(MsgRef::Uid).collect())
+    }
+}
+
+/// An IMAP `date` (RFC 3501 §9: `d-Mon-yyyy`).
+fn search_day((year, month, day): (i32, u8, u8)) -> Option<String> {
+    const MONTHS: [&str; 12] = [
+        "Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec",
+    ];
+    let name = MONTHS.get(usize::from(month).checked_sub(1)?)?;
+    ((1..=31).contains(&day) && year > 0).then(|| format!("{day:02}-{name}-{year}"))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -1226,6 +1282,14 @@ mod tests {
         assert_eq!(crc, crc32(b"x").to_string());
         assert!(rnd.parse::<u64>().unwrap() < 10_000_000_000);
         assert_ne!(unique_header_value(b"x"), unique_header_value(b"x"));
+    }
+
+    #[test]
+    fn search_day_format() {
+        assert_eq!(search_day((2024, 3, 7)).as_deref(), Some("07-Mar-2024"));
+        assert_eq!(search_day((2024, 12, 31)).as_deref(), Some("31-Dec-2024"));
+        assert_eq!(search_day((2024, 13, 1)), None);
+        assert_eq!(search_day((2024, 0, 1)), None);
     }
 
     #[test]

@@ -665,6 +665,7 @@ impl Folder for MaildirFolder {
                 flags: Flags::from_maildir(&e.letters),
                 internal_date,
                 spool: None,
+                drop_headers: Vec::new(),
             }));
         }
     }
@@ -718,6 +719,28 @@ impl Folder for MaildirFolder {
         Ok(out)
     }
 
+    async fn messages_since(
+        &mut self,
+        since: oi_core::AgeCutoff,
+    ) -> Result<Option<Vec<MsgRef>>, StoreError> {
+        let index = self.index()?;
+        let within = |e: &Entry| name_time(&e.name).is_none_or(|t| t >= i128::from(since.epoch));
+        let mut out: Vec<MsgRef> = index
+            .synced
+            .iter()
+            .filter(|(_, e)| within(e))
+            .filter_map(|(uid, _)| Uid::new(*uid).map(MsgRef::Uid))
+            .collect();
+        out.extend(
+            index
+                .unsynced
+                .iter()
+                .filter(|(_, e)| within(e))
+                .map(|(k, _)| MsgRef::Unsynced(k.clone())),
+        );
+        Ok(Some(out))
+    }
+
     async fn flush(&mut self) -> Result<(), StoreError> {
         for sub in std::mem::take(&mut self.unflushed) {
             self.sync_dir(sub.dir())?;
@@ -731,6 +754,18 @@ impl Folder for MaildirFolder {
         self.restore_atimes()?;
         Ok(())
     }
+}
+
+/// The delivery time OfflineIMAP reads from a file name for `maxage`: the first run of
+/// digits anywhere in it (its `re.search(r'(\d+)')`); `None` when there is none, which
+/// OfflineIMAP counts as within the window. Absurdly long runs saturate (always within).
+fn name_time(name: &str) -> Option<i128> {
+    let start = name.find(|c: char| c.is_ascii_digit())?;
+    let digits = &name[start..];
+    let end = digits
+        .find(|c: char| !c.is_ascii_digit())
+        .unwrap_or(digits.len());
+    Some(digits[..end].parse().unwrap_or(i128::MAX))
 }
 
 /// Seconds since the epoch as a file time; `None` for times the system cannot represent.
@@ -773,4 +808,22 @@ fn identity_of_file(path: &Path) -> io::Result<oi_core::Identity> {
         message_id: oi_core::message_id_of(&head),
         size: Some(size),
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::name_time;
+
+    #[test]
+    fn name_time_is_the_first_digit_run() {
+        assert_eq!(
+            name_time("1700000000_0.123.host,U=5,FMD5=ab:2,S"),
+            Some(1_700_000_000)
+        );
+        assert_eq!(name_time("msg-42.eml"), Some(42));
+        assert_eq!(name_time("no-digits"), None);
+        // As in OfflineIMAP, the info part counts when nothing comes before it.
+        assert_eq!(name_time("no-digits:2,S"), Some(2));
+        assert_eq!(name_time(&"9".repeat(60)), Some(i128::MAX));
+    }
 }

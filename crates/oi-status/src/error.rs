@@ -39,6 +39,14 @@ pub enum StatusError {
         /// Its first line.
         content: String,
     },
+    /// A StartUID file (`startdate`) that does not hold a number.
+    #[error("StartUID file {path}: not a UID: {content:?}")]
+    BadStartUid {
+        /// The file.
+        path: PathBuf,
+        /// Its first line.
+        content: String,
+    },
     /// Another process (our binary or OfflineIMAP) holds the account lock.
     #[error("could not lock account {account} ({path}): is another instance using this account?")]
     Locked {
@@ -58,7 +66,8 @@ impl StatusError {
             StatusError::Io { .. }
             | StatusError::Sqlite { .. }
             | StatusError::BadDatabase { .. }
-            | StatusError::BadValidity { .. } => Severity::Folder,
+            | StatusError::BadValidity { .. }
+            | StatusError::BadStartUid { .. } => Severity::Folder,
         }
     }
 }

@@ -18,6 +18,7 @@ mod error;
 mod lock;
 mod plain;
 mod sqlite;
+mod startuid;
 
 use std::fs;
 use std::path::PathBuf;

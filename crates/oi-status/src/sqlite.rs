@@ -408,4 +408,16 @@ impl StatusStore for SqliteStatus {
     fn save_validity(&mut self, side: Side, value: UidValidity) -> Result<(), StoreError> {
         Ok(self.write_validity(side, value)?)
     }
+
+    fn start_uid(&self, side: Side) -> Result<Option<u32>, StoreError> {
+        Ok(crate::startuid::read(self.validity_file(side))?)
+    }
+
+    fn save_start_uid(&mut self, side: Side, uid: u32) -> Result<(), StoreError> {
+        Ok(crate::startuid::write(
+            self.validity_file(side),
+            uid,
+            self.fsync,
+        )?)
+    }
 }

@@ -68,6 +68,13 @@ pub trait FolderNaming: Send + Sync {
     /// The order in which to sync remote folders, given their visible names: a
     /// permutation of `0..visible.len()`.
     fn order(&self, visible: &[String]) -> Result<Vec<usize>, StoreError>;
+
+    /// `copy_ignore_eval` of the remote repository: the UIDs of the remote folder (its
+    /// server name) that are never copied to the local side.
+    fn copy_ignore(&self, remote_folder: &str) -> Result<Vec<oi_core::Uid>, StoreError> {
+        let _ = remote_folder;
+        Ok(Vec::new())
+    }
 }
 
 /// No Python options: every folder, names equal but for the separators.
@@ -357,6 +364,15 @@ where
                     local: &lname,
                     status: &sname,
                 };
+                let folder_opts = match naming.copy_ignore(&rname) {
+                    Ok(ignored) if ignored.is_empty() => None,
+                    Ok(ignored) => Some(ExecOptions {
+                        copy_ignore: ignored,
+                        ..opts.clone()
+                    }),
+                    Err(e) => return (rname, Err(e.into())),
+                };
+                let opts = folder_opts.as_ref().unwrap_or(opts);
                 let result =
                     sync_pair(remote, local, status, &names, policy, opts, events, &label).await;
                 (rname, result)

@@ -61,6 +61,13 @@ pub struct ExecOptions {
     /// Messages larger than this go through files instead of memory
     /// ([`Folder::fetch_large`]); `None`: [`LARGE_MESSAGE_BYTES`].
     pub large_message_bytes: Option<u64>,
+    /// `copy_ignore_eval`: remote UIDs of this folder that are never downloaded.
+    pub copy_ignore: Vec<Uid>,
+    /// `filterheaders`: header fields removed from every message uploaded to the remote.
+    pub filter_headers: Vec<String>,
+    /// Apply [`ExecOptions::filter_headers`] to downloads too: the local side is an IMAP
+    /// repository, and OfflineIMAP filters whatever any IMAP folder saves.
+    pub filter_headers_local: bool,
 }
 
 /// Above this size a message is streamed through a file rather than held in memory.
@@ -245,7 +252,34 @@ pub async fn sync_folder<R: Folder, L: Folder, S: StatusStore>(
             .unsynced
             .retain(|m| m.size.is_none_or(|s| s <= max));
     }
+    if let Some(max_age) = policy.max_age {
+        crate::window::apply_max_age(
+            remote,
+            local,
+            status,
+            opts.dry_run,
+            max_age,
+            &mut remote_list,
+            &mut local_list,
+            &mut records,
+        )
+        .await?;
+    }
+    if let Some(start) = policy.start_date {
+        crate::window::apply_start_date(
+            remote,
+            local,
+            status,
+            opts.dry_run,
+            start,
+            &mut remote_list,
+            &mut local_list,
+            &label.folder,
+        )
+        .await?;
+    }
     let plan = plan(&remote_list, &local_list, &records, policy);
+    let plan = crate::window::skip_ignored_copies(plan, &opts.copy_ignore, events, label);
     for (side, listing) in [(Side::Remote, &remote_list), (Side::Local, &local_list)] {
         let deletes = plan
             .steps
@@ -787,6 +821,7 @@ impl<R: Folder, L: Folder, S: StatusStore> Run<'_, R, L, S> {
             })?;
             return self.marked_append(&small, flags).await.map(Some);
         }
+        message.drop_headers = self.opts.filter_headers.clone();
         let marker = new_marker(source.to_text().as_bytes());
         self.status.add_pending_upload(&oi_core::PendingUpload {
             marker: marker.clone(),
@@ -812,6 +847,9 @@ impl<R: Folder, L: Folder, S: StatusStore> Run<'_, R, L, S> {
             ));
             return Ok(());
         };
+        if self.opts.filter_headers_local {
+            message.drop_headers = self.opts.filter_headers.clone();
+        }
         self.local
             .append_large(&mut message, None, flags, Some(uid))
             .await?;
@@ -860,7 +898,10 @@ impl<R: Folder, L: Folder, S: StatusStore> Run<'_, R, L, S> {
         flags: Flags,
     ) -> Result<Option<Uid>, SyncError> {
         let marked = Message {
-            body: oi_core::marker::insert_marker(&message.body, marker),
+            body: oi_core::marker::insert_marker(
+                &oi_core::headers::remove_headers(&message.body, &self.opts.filter_headers),
+                marker,
+            ),
             ..message.clone()
         };
         self.effect()?;
@@ -1073,6 +1114,11 @@ impl<R: Folder, L: Folder, S: StatusStore> Run<'_, R, L, S> {
                 effects: &mut self.effects,
                 crash_after: self.opts.crash_after,
                 stats: &mut self.stats,
+                filter_headers: if self.opts.filter_headers_local {
+                    &self.opts.filter_headers
+                } else {
+                    &[]
+                },
             };
             let remote = &mut *self.remote;
             let prefetch = async {
@@ -1128,6 +1174,8 @@ struct Writer<'a, L, S> {
     effects: &'a mut usize,
     crash_after: Option<usize>,
     stats: &'a mut SyncStats,
+    /// `filterheaders` for an IMAP local side (empty otherwise).
+    filter_headers: &'a [String],
 }
 
 impl<L: Folder, S: StatusStore> Writer<'_, L, S> {
@@ -1150,7 +1198,15 @@ impl<L: Folder, S: StatusStore> Writer<'_, L, S> {
                 return Err(SyncError::CrashHook);
             }
             *self.effects += 1;
-            self.local.append(message, *flags, Some(uid)).await?;
+            if self.filter_headers.is_empty() {
+                self.local.append(message, *flags, Some(uid)).await?;
+            } else {
+                let filtered = Message {
+                    body: oi_core::headers::remove_headers(&message.body, self.filter_headers),
+                    ..message.clone()
+                };
+                self.local.append(&filtered, *flags, Some(uid)).await?;
+            }
             self.status.set(uid, *flags)?;
             self.stats.copied_to_local += 1;
             written += 1;

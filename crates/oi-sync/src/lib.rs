@@ -12,6 +12,7 @@ pub mod execute;
 pub mod memory;
 pub mod planner;
 pub mod repair;
+pub mod window;
 
 pub use account::{
     AccountPolicy, AccountReport, FolderNaming, PlainNaming, StatusFactory, Translated,
@@ -19,3 +20,4 @@ pub use account::{
 };
 pub use execute::{Cancel, ExecOptions, FolderLabel, SyncError, sync_folder};
 pub use planner::{DeletionGuard, Plan, Policy, RemoteFlags, SidePolicy, Step, plan};
+pub use window::{MaxAge, StartDate};

@@ -44,6 +44,10 @@ pub struct Policy {
     /// `maxsize`: messages larger than this are left out of the sync (neither copied nor
     /// deleted, on either side).
     pub max_size: Option<u64>,
+    /// `maxage`: only messages in the recent window take part (see [`crate::window`]).
+    pub max_age: Option<crate::window::MaxAge>,
+    /// `startdate` of one repository (see [`crate::window::StartDate`]).
+    pub start_date: Option<crate::window::StartDate>,
     /// The flags the remote can hold (IMAP: the system flags and the keywords mapped to
     /// custom letters). Other local letters stay local: they are never offered to the
     /// remote, so their absence there is never read as a removal.

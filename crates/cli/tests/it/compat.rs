@@ -26,7 +26,7 @@ pub(crate) fn offlineimap8() -> Option<PathBuf> {
     None
 }
 
-fn run_offlineimap8(bin: &PathBuf, w: &World) {
+pub(crate) fn run_offlineimap8(bin: &PathBuf, w: &World) {
     let out = Command::new(bin)
         .env("HOME", w.dir.path())
         .arg("-c")

@@ -10,6 +10,7 @@
 //!   proxy, and a full disk on the Maildir side.
 //! - `crash`: the binary killed after every step, then resumed.
 //! - `kill`: a 2000-message two-way sync killed at random instants, 50 times.
+//! - `options`: message and folder selection (maxage, startdate, …).
 //! - `maintenance`: --info, --delete-folder, --migrate-fmd5-using-nametrans, exit codes.
 //! - `packaging`: man page, completions, systemd units and example config in contrib/.
 //! - `servers`: the core scenario against Cyrus and Courier.
@@ -27,6 +28,7 @@ mod kill;
 mod large;
 mod long_running;
 mod maintenance;
+mod options;
 mod packaging;
 mod servers;
 mod sync;

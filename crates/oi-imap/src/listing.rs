@@ -1,0 +1,77 @@
+//! Which folders an IMAP repository lists: OfflineIMAP's `reference` and `subscribedonly`.
+
+use crate::session::{Command, Part};
+
+/// How the folders of a repository are listed and created.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct FolderListing {
+    /// `reference`: the LIST reference (UW-IMAP style prefix); new folders are created
+    /// under it (`<reference><sep><name>`), as OfflineIMAP does. The names listed are the
+    /// server's full names.
+    pub reference: Option<String>,
+    /// `subscribedonly`: list with LSUB (subscribed folders only) instead of LIST.
+    pub subscribed_only: bool,
+}
+
+impl FolderListing {
+    /// The reference as configured; OfflineIMAP's default `""` (or nothing) is none.
+    pub fn from_config(reference: Option<&str>, subscribed_only: bool) -> FolderListing {
+        let reference = reference
+            .map(|r| {
+                r.strip_prefix('"')
+                    .and_then(|r| r.strip_suffix('"'))
+                    .unwrap_or(r)
+            })
+            .filter(|r| !r.is_empty())
+            .map(str::to_string);
+        FolderListing {
+            reference,
+            subscribed_only,
+        }
+    }
+
+    /// `LIST <reference> "*"` (or LSUB).
+    pub(crate) fn command(&self) -> Command {
+        let verb = if self.subscribed_only { "LSUB" } else { "LIST" };
+        Command {
+            name: verb.into(),
+            parts: vec![
+                Part::Raw(format!("{verb} ").into_bytes()),
+                Part::Str {
+                    bytes: self.reference.clone().unwrap_or_default().into_bytes(),
+                    secret: false,
+                },
+                Part::Raw(b" \"*\"".to_vec()),
+            ],
+        }
+    }
+
+    /// The name a new folder is created with (OfflineIMAP's `makefolder`).
+    pub(crate) fn create_name(&self, name: &str, sep: char) -> String {
+        match &self.reference {
+            Some(r) => format!("{r}{sep}{name}"),
+            None => name.to_string(),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reference_is_dequoted_and_prefixes_new_folders() {
+        let none = FolderListing::from_config(Some("\"\""), false);
+        assert_eq!(none.reference, None);
+        assert_eq!(none.create_name("a/b", '/'), "a/b");
+        let mail = FolderListing::from_config(Some("Mail"), true);
+        assert_eq!(mail.create_name("x", '/'), "Mail/x");
+        assert_eq!(mail.command().name, "LSUB");
+        assert_eq!(
+            FolderListing::from_config(Some("\"Mail\""), false)
+                .reference
+                .as_deref(),
+            Some("Mail")
+        );
+    }
+}
