@@ -16,6 +16,7 @@ use oi_sync::{
 
 use crate::args::{Args, comma_list};
 use crate::control::Control;
+use crate::hold::Held;
 use crate::py::{PyNaming, Python};
 
 /// How the run ended, for the exit status.
@@ -97,6 +98,25 @@ pub fn main(args: Args) -> Result<Outcome> {
         }
     }
 
+    let tracker = Arc::new(crate::tracker::Tracker::new(args.profile.clone()));
+    if let Some(dir) = &args.profile {
+        // OfflineIMAP warns when DIR exists and uses it anyway; so do we.
+        if dir.is_dir() {
+            ui.emit(Event::Warning {
+                account: None,
+                message: format!("profile mode: directory {} already exists", dir.display()),
+            });
+        }
+        std::fs::create_dir_all(dir)
+            .with_context(|| format!("-P: cannot create profile directory {}", dir.display()))?;
+        ui.emit(Event::Info {
+            message: format!(
+                "profile mode: single-threaded; folder timings go to {}",
+                dir.display()
+            ),
+        });
+    }
+    ui.observe(tracker.clone());
     let only_folders = args.folders.as_deref().map(comma_list);
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
@@ -140,6 +160,16 @@ pub fn main(args: Args) -> Result<Outcome> {
     }
     let failed = runtime.block_on(async {
         let control = Control::install().context("installing signal handlers")?;
+        let reporter = {
+            let (control, tracker) = (control.clone(), tracker.clone());
+            tokio::spawn(async move {
+                loop {
+                    control.dump_requested().await;
+                    eprint!("{}", tracker.dump());
+                }
+            })
+        };
+        let _stop_reporter = AbortOnDrop(reporter);
         anyhow::Ok(
             run_accounts(
                 &config,
@@ -164,6 +194,15 @@ pub fn main(args: Args) -> Result<Outcome> {
     };
     ui.finish(i32::from(outcome.code()));
     Ok(outcome)
+}
+
+/// Ends a background task when the scope that started it ends.
+struct AbortOnDrop(tokio::task::JoinHandle<()>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
 }
 
 fn init_tracing(debug: Option<&str>) {
@@ -196,15 +235,21 @@ async fn run_accounts(
     control: Control,
     python: Python,
 ) -> bool {
-    let parallel = if args.single {
+    // -P implies -1, as in OfflineIMAP (one folder at a time keeps the timings readable).
+    let single = args.single || args.profile.is_some();
+    let parallel = if single {
         1
     } else {
         config.general.maxsyncaccounts.max(1)
     };
     let semaphore = Arc::new(tokio::sync::Semaphore::new(parallel));
     let mut tasks = tokio::task::JoinSet::new();
-    for mut account in config.accounts.clone() {
-        if args.single {
+    let mut accounts = config.accounts.clone();
+    if ui.kind() == oi_ui::UiKind::TtyUi {
+        ask_passwords(&mut accounts, &config.general, &python, &ui);
+    }
+    for mut account in accounts {
+        if single {
             // -1: one connection per repository too (OfflineIMAP's single-threaded mode).
             if let RepositoryKind::Imap(imap) = &mut account.remote.kind {
                 imap.maxconnections = 1;
@@ -232,6 +277,7 @@ async fn run_accounts(
             .map(|minutes| Duration::from_secs_f64(minutes * 60.0));
         tasks.spawn(async move {
             let mut failed = false;
+            let held = period.map(|_| Held::for_account(&account, general.socktimeout));
             // IDLE watchers run only in autorefresh mode, as in OfflineIMAP.
             let (idle_tx, mut idle_rx) = tokio::sync::mpsc::channel::<String>(64);
             let _watchers = match period {
@@ -244,8 +290,17 @@ async fn run_accounts(
                     // The semaphore is never closed, so acquiring only waits.
                     let _permit = semaphore.acquire().await;
                     opts.quick = next_is_quick(quick_setting, &mut quick_count);
-                    failed |=
-                        sync_with_hooks(&account, &general, &opts, &only, &ui, &python, None).await;
+                    failed |= sync_with_hooks(
+                        &account,
+                        &general,
+                        &opts,
+                        &only,
+                        &ui,
+                        &python,
+                        None,
+                        held.as_ref(),
+                    )
+                    .await;
                 }
                 let Some(period) = period else { break };
                 let deadline = tokio::time::Instant::now() + period;
@@ -257,12 +312,18 @@ async fn run_accounts(
                     let remaining = deadline.saturating_duration_since(tokio::time::Instant::now());
                     tokio::select! {
                         _ = control.sleep(remaining) => break,
+                        _ = held_keepalive(held.as_ref()) => {
+                            if let Some(held) = &held {
+                                held.keepalive().await;
+                            }
+                        }
                         Some(folder) = idle_rx.recv() => {
                             let _permit = semaphore.acquire().await;
                             let one = Some(vec![folder]);
                             let idle_opts = ExecOptions { quick: false, ..opts.clone() };
                             failed |= sync_with_hooks(
                                 &account, &general, &idle_opts, &one, &ui, &python, Some("idle"),
+                                held.as_ref(),
                             )
                             .await;
                         }
@@ -272,6 +333,9 @@ async fn run_accounts(
                     break;
                 }
             }
+            if let Some(held) = &held {
+                held.close().await;
+            }
             failed
         });
     }
@@ -280,6 +344,14 @@ async fn run_accounts(
         failed |= done.unwrap_or(true);
     }
     failed
+}
+
+/// The next keepalive time of an account's held connections (never without them).
+async fn held_keepalive(held: Option<&Held>) {
+    match held {
+        Some(held) => held.next_keepalive().await,
+        None => std::future::pending().await,
+    }
 }
 
 /// Starts one IDLE watcher per folder of the remote's `idlefolders`: each keeps an
@@ -399,6 +471,7 @@ fn crash_hook() -> Option<usize> {
 }
 
 /// One sync of one account between its pre- and post-sync hooks. True when it failed.
+#[allow(clippy::too_many_arguments)] // the sync's whole context; a struct would only rename it
 async fn sync_with_hooks(
     account: &AccountConfig,
     general: &oi_config::General,
@@ -407,6 +480,7 @@ async fn sync_with_hooks(
     ui: &Arc<oi_ui::Ui>,
     python: &Python,
     mode: Option<&str>,
+    held: Option<&Held>,
 ) -> bool {
     let mode = mode.unwrap_or(if opts.quick { "quick" } else { "full" });
     if let Some(cmd) = &account.presynchook {
@@ -419,6 +493,7 @@ async fn sync_with_hooks(
         only.clone(),
         ui.clone(),
         python,
+        held,
     )
     .await
     {
@@ -480,6 +555,7 @@ async fn sync_one(
     only_folders: Option<Vec<String>>,
     ui: Arc<oi_ui::Ui>,
     python: &Python,
+    held: Option<&Held>,
 ) -> Result<bool> {
     ui.emit(Event::AccountStart {
         account: account.name.clone(),
@@ -511,10 +587,12 @@ async fn sync_one(
         RepositoryKind::Maildir(m) => &m.custom_flags,
         RepositoryKind::Imap(_) => &[],
     };
-    let remote = oi_imap::ImapRepository::new(
+    let remote = held_or_new(
         imap_config(account, imap, general, python, custom_flags)?,
         events.clone(),
-    );
+        held.and_then(|h| h.remote.as_ref()),
+    )
+    .await;
     let naming = Arc::new(
         PyNaming::new(
             python.clone(),
@@ -586,10 +664,12 @@ async fn sync_one(
         RepositoryKind::Imap(local_imap) => {
             // IMAP <-> IMAP: the local server's UIDs are mapped to the remote's in
             // OfflineIMAP's Repository-<local>/UIDMapping files.
-            let inner = oi_imap::ImapRepository::new(
+            let inner = held_or_new(
                 imap_config(account, local_imap, general, python, &[])?,
                 local_events.clone(),
-            );
+                held.and_then(|h| h.local.as_ref()),
+            )
+            .await;
             let local = oi_imapmap::MappedImapRepository::new(
                 inner,
                 &general.metadata,
@@ -604,6 +684,27 @@ async fn sync_one(
     };
     remote.shutdown().await;
     result
+}
+
+/// An IMAP repository for one sync: on the connections held from the previous sync
+/// (checked first, so that lost ones are replaced) or on new ones.
+async fn held_or_new(
+    config: oi_imap::ImapConfig,
+    events: Arc<dyn EventSink>,
+    held: Option<&oi_imap::HeldConnections>,
+) -> oi_imap::ImapRepository {
+    match held {
+        Some(held) => {
+            let lost = held.keepalive().await;
+            if lost > 0 {
+                events.emit(Event::Info {
+                    message: format!("{lost} held connection(s) lost; reconnecting"),
+                });
+            }
+            oi_imap::ImapRepository::with_held(config, events, held)
+        }
+        None => oi_imap::ImapRepository::new(config, events),
+    }
 }
 
 /// One account's folder pairs, whatever the local repository's type.
@@ -737,10 +838,7 @@ pub(crate) fn imap_config(
     // XOAUTH2 needs no password; the password mechanisms fail on their own without one.
     let oauth2 = crate::auth::oauth2(account, c, general, python)?;
     if tunnel.is_none() && password.is_none() && oauth2.is_none() {
-        bail!(
-            "no password configured (remotepass, remotepassfile, remotepasseval or ~/.netrc); \
-             prompting is not supported yet"
-        );
+        return Err(NoPassword.into());
     }
     let security = if c.ssl {
         oi_imap::Security::Tls
@@ -791,6 +889,67 @@ pub(crate) fn imap_config(
         // server that does offer CONDSTORE/QRESYNC.
         condstore: std::env::var_os("OFFLINEIMAP_TEST_NO_CONDSTORE").is_none(),
     })
+}
+
+/// An IMAP repository with no password from anywhere (the case where ttyui asks).
+#[derive(Debug)]
+pub(crate) struct NoPassword;
+
+impl std::fmt::Display for NoPassword {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(
+            "no password configured (remotepass, remotepassfile, remotepasseval or ~/.netrc); \
+             only the ttyui interface on a terminal can ask for it",
+        )
+    }
+}
+
+impl std::error::Error for NoPassword {}
+
+/// ttyui's password prompt (OfflineIMAP's `getpass`): for every IMAP repository that has no
+/// password from its options or ~/.netrc, asks once on the terminal, without echo, before
+/// any account starts, and keeps the answer in memory only. Without a terminal nothing is
+/// asked and the sync fails with [`NoPassword`]'s explanation.
+fn ask_passwords(
+    accounts: &mut [AccountConfig],
+    general: &oi_config::General,
+    python: &Python,
+    ui: &oi_ui::Ui,
+) {
+    let mut given: std::collections::HashMap<String, Secret> = std::collections::HashMap::new();
+    for account in accounts.iter_mut() {
+        let account_name = account.name.clone();
+        // imap_config reads account options (OAuth2); the loop below changes the copy.
+        let snapshot = account.clone();
+        for repo in [&mut account.remote, &mut account.local] {
+            let RepositoryKind::Imap(imap) = &mut repo.kind else {
+                continue;
+            };
+            if let Some(secret) = given.get(&repo.name) {
+                imap.password = PasswordSource::Inline(secret.clone());
+                continue;
+            }
+            let missing = matches!(
+                imap_config(&snapshot, imap, general, python, &[]),
+                Err(e) if e.is::<NoPassword>()
+            );
+            if !missing {
+                continue;
+            }
+            let user = imap.user.clone().unwrap_or_default();
+            match tokio::task::block_in_place(|| oi_ui::prompt_password(&user)) {
+                Ok(typed) => {
+                    let secret = Secret::new(typed);
+                    given.insert(repo.name.clone(), secret.clone());
+                    imap.password = PasswordSource::Inline(secret);
+                }
+                Err(e) => ui.emit(Event::Warning {
+                    account: Some(account_name.clone()),
+                    message: format!("cannot ask for the password of {}: {e}", repo.name),
+                }),
+            }
+        }
+    }
 }
 
 fn read_password_file(path: &Path) -> Result<Secret> {

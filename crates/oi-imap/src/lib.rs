@@ -15,6 +15,7 @@
 mod auth;
 pub mod client;
 mod error;
+mod hold;
 pub mod keywords;
 pub mod netrc;
 pub mod oauth2;
@@ -27,6 +28,7 @@ pub mod utf7;
 
 pub use client::{AuthMechanism, Connection, Security, Tunnel};
 pub use error::ImapError;
+pub use hold::HeldConnections;
 pub use oauth2::{OAuth2, RefreshSettings, TokenGetter};
 pub use proxy::{Proxy, ProxyKind};
 pub use store::{

@@ -6,6 +6,8 @@
 //! - `cli`: flags, config discovery and errors, exit status, dry run, locking.
 //! - `compat`: continuing an OfflineIMAP 8 state without transferring anything.
 //! - `long_running`: hooks, autorefresh and signals.
+//! - `held`: holdconnectionopen and keepalive between autorefresh syncs.
+//! - `longrun`: -P profiles, the ttyui password prompt, SIGQUIT, signals in a 2000-message sync.
 //! - `crash`: the binary killed after every step, then resumed.
 //! - `kill`: a 2000-message two-way sync killed at random instants, 50 times.
 //! - `maintenance`: --info, --delete-folder, --migrate-fmd5-using-nametrans, exit codes.
@@ -19,9 +21,11 @@ mod cli;
 mod common;
 mod compat;
 mod crash;
+mod held;
 mod incremental;
 mod kill;
 mod long_running;
+mod longrun;
 mod maintenance;
 mod packaging;
 mod servers;

@@ -1,0 +1,159 @@
+//! `holdconnectionopen` and `keepalive`: what happens to the IMAP connections between two
+//! autorefresh syncs, seen from the server's log and the `-d imap` trace.
+
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use crate::common::*;
+use crate::long_running::{add_to_account, eventually, signal, wait_exit};
+
+fn logins(w: &World) -> usize {
+    w.server.logs().matches("Login: user=<alice>").count()
+}
+
+fn logouts(w: &World) -> usize {
+    w.server.logs().matches("Logged out").count()
+}
+
+/// The daemon with `-d imap`, its stderr (the protocol trace) going to `trace`.
+fn spawn_traced(w: &World) -> (Child, std::path::PathBuf) {
+    let trace = w.dir.path().join("trace");
+    let child = Command::new(env!("CARGO_BIN_EXE_offlineimap"))
+        .env_clear()
+        .env("PATH", std::env::var("PATH").unwrap_or_default())
+        .env("HOME", w.dir.path())
+        .arg("-c")
+        .arg(w.rc())
+        .args(["-u", "basic", "-d", "imap"])
+        .stdout(Stdio::null())
+        .stderr(std::fs::File::create(&trace).unwrap())
+        .spawn()
+        .unwrap();
+    (child, trace)
+}
+
+fn stop(mut child: Child, trace: &std::path::Path) -> String {
+    signal(&child, "TERM");
+    let status = wait_exit(&mut child);
+    let text = std::fs::read_to_string(trace).unwrap();
+    assert!(status.success(), "{status}\n{text}");
+    text
+}
+
+/// Syncs once more through SIGUSR1 and waits until `n` messages are local.
+fn sync_now_until(child: &Child, w: &World, n: usize) {
+    let inbox = w.maildir().join("INBOX");
+    eventually("sync after SIGUSR1", || {
+        signal(child, "USR1");
+        std::thread::sleep(Duration::from_millis(300));
+        local_messages(&inbox).len() == n
+    });
+}
+
+#[test]
+fn held_connection_is_reused_by_the_next_autorefresh_sync() {
+    let Some(w) = World::new("held_reused") else {
+        return;
+    };
+    w.put("INBOX", "a");
+    w.write_config("holdconnectionopen = yes", "");
+    add_to_account(&w, "autorefresh = 10");
+    let (child, trace) = spawn_traced(&w);
+    let inbox = w.maildir().join("INBOX");
+    eventually("first sync", || local_messages(&inbox).len() == 1);
+    eventually("the server logged the login", || logins(&w) >= 1);
+    let (before_in, before_out) = (logins(&w), logouts(&w));
+    w.put("INBOX", "b");
+    sync_now_until(&child, &w, 2);
+    // Two more syncs, to be sure none opened a connection.
+    w.put("INBOX", "c");
+    sync_now_until(&child, &w, 3);
+    assert_eq!(logins(&w), before_in, "{}", w.server.logs());
+    assert_eq!(logouts(&w), before_out, "{}", w.server.logs());
+    stop(child, &trace);
+    // Stopping logs the held connections out.
+    eventually("held connections logged out at exit", || {
+        logouts(&w) >= before_in
+    });
+}
+
+#[test]
+fn without_holdconnectionopen_connections_are_logged_out_between_syncs() {
+    let Some(w) = World::new("held_not") else {
+        return;
+    };
+    w.put("INBOX", "a");
+    w.write_config("", "");
+    add_to_account(&w, "autorefresh = 10");
+    let (child, trace) = spawn_traced(&w);
+    let inbox = w.maildir().join("INBOX");
+    eventually("first sync", || local_messages(&inbox).len() == 1);
+    // While the daemon waits, every connection it opened is logged out.
+    eventually("logged out after the sync", || {
+        let n = logins(&w);
+        n >= 1 && logouts(&w) == n
+    });
+    let first = logins(&w);
+    w.put("INBOX", "b");
+    sync_now_until(&child, &w, 2);
+    eventually("the next sync logs in again", || logins(&w) > first);
+    let text = stop(child, &trace);
+    assert!(!text.contains("NOOP"), "{text}");
+}
+
+#[test]
+fn keepalive_sends_noops_on_held_connections_while_waiting() {
+    let Some(w) = World::new("keepalive") else {
+        return;
+    };
+    w.put("INBOX", "a");
+    w.write_config("keepalive = 1", "");
+    add_to_account(&w, "autorefresh = 10");
+    let (child, trace) = spawn_traced(&w);
+    let inbox = w.maildir().join("INBOX");
+    eventually("first sync", || local_messages(&inbox).len() == 1);
+    eventually("two keepalive NOOPs", || {
+        std::fs::read_to_string(&trace)
+            .unwrap()
+            .lines()
+            .filter(|l| l.contains("NOOP") && l.contains("C:"))
+            .count()
+            >= 2
+    });
+    let logins_while_waiting = logins(&w);
+    assert_eq!(logouts(&w), 0, "{}", w.server.logs());
+    // The kept-alive connection serves the next sync.
+    w.put("INBOX", "b");
+    sync_now_until(&child, &w, 2);
+    assert_eq!(logins(&w), logins_while_waiting, "{}", w.server.logs());
+    stop(child, &trace);
+}
+
+#[test]
+fn a_held_connection_killed_meanwhile_is_replaced_at_the_next_sync() {
+    let Some(w) = World::new("held_killed") else {
+        return;
+    };
+    w.put("INBOX", "a");
+    w.write_config("holdconnectionopen = yes", "");
+    add_to_account(&w, "autorefresh = 10");
+    let (child, trace) = spawn_traced(&w);
+    let inbox = w.maildir().join("INBOX");
+    eventually("first sync", || local_messages(&inbox).len() == 1);
+    eventually("the server logged the login", || logins(&w) >= 1);
+    let first = logins(&w);
+    // The server drops every connection of the user (as a restart or an admin would).
+    w.doveadm(&["kick", USER]);
+    eventually("the server closed the held connection", || {
+        w.server.logs().contains("Disconnected")
+    });
+    w.put("INBOX", "b");
+    sync_now_until(&child, &w, 2);
+    assert!(
+        logins(&w) > first,
+        "no new connection:\n{}",
+        w.server.logs()
+    );
+    let text = stop(child, &trace);
+    assert!(!text.contains("ERROR"), "{text}");
+}
