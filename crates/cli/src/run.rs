@@ -354,9 +354,10 @@ async fn held_keepalive(held: Option<&Held>) {
     }
 }
 
-/// Starts one IDLE watcher per folder of the remote's `idlefolders`: each keeps an
-/// EXAMINEd connection in IDLE, re-issued every 29 minutes (servers drop it at 30), sends
-/// the folder's name when the server reports a change, and reconnects after errors.
+/// Watches the folders of the remote's `idlefolders` and sends a folder's name when the
+/// server reports a change in it: all on one connection with NOTIFY when the server offers
+/// it, else one EXAMINEd connection in IDLE per folder. IDLE is re-issued every 29 minutes
+/// (servers drop it at 30) and lost connections are replaced.
 fn start_watchers(
     account: &AccountConfig,
     general: &oi_config::General,
@@ -392,55 +393,131 @@ fn start_watchers(
             return set;
         }
     };
-    for folder in folders {
-        let (tx, ui, cancel) = (tx.clone(), ui.clone(), control.cancel.clone());
-        let repo = oi_imap::ImapRepository::new(
-            config.clone(),
+    let watch = Watch {
+        repo: Arc::new(oi_imap::ImapRepository::new(
+            config,
             ui.labelled(&account.name, &account.remote.name),
-        );
-        let name = account.name.clone();
-        set.spawn(async move {
-            const REISSUE: Duration = Duration::from_secs(29 * 60);
-            while !cancel.is_cancelled() {
-                let mut watcher = match repo.watch(&folder).await {
-                    Ok(w) => {
-                        // Mail that arrived before this IDLE started would wait for the next
-                        // change: sync the folder once now that it is watched.
-                        if tx.send(folder.clone()).await.is_err() {
-                            return;
-                        }
-                        w
-                    }
-                    Err(e) => {
-                        ui.emit(Event::Warning {
-                            account: Some(name.clone()),
-                            message: format!("IDLE on {folder}: {e}; retrying in a minute"),
-                        });
-                        tokio::time::sleep(Duration::from_secs(60)).await;
-                        continue;
-                    }
-                };
-                loop {
-                    match watcher.wait(REISSUE).await {
-                        Ok(true) => {
-                            if tx.send(folder.clone()).await.is_err() {
-                                return;
+        )),
+        ui: ui.clone(),
+        account: account.name.clone(),
+        cancel: control.cancel.clone(),
+        tx,
+    };
+    set.spawn(async move {
+        // Beyond OfflineIMAP: one NOTIFY connection for all the folders when the server
+        // offers it; else one IDLE connection per folder, as OfflineIMAP does.
+        if watch.all_with_notify(&folders).await {
+            return;
+        }
+        let mut each = tokio::task::JoinSet::new();
+        for folder in folders {
+            let watch = watch.clone();
+            each.spawn(async move { watch.one_with_idle(folder).await });
+        }
+        while each.join_next().await.is_some() {}
+    });
+    set
+}
+
+/// What an IDLE or NOTIFY watcher needs: where to connect, where to report, when to stop.
+#[derive(Clone)]
+struct Watch {
+    repo: Arc<oi_imap::ImapRepository>,
+    ui: Arc<oi_ui::Ui>,
+    account: String,
+    cancel: oi_sync::Cancel,
+    tx: tokio::sync::mpsc::Sender<String>,
+}
+
+/// Servers drop an IDLE after 30 minutes; OfflineIMAP re-issues it after 29.
+const IDLE_REISSUE: Duration = Duration::from_secs(29 * 60);
+
+impl Watch {
+    fn warn(&self, message: String) {
+        self.ui.emit(Event::Warning {
+            account: Some(self.account.clone()),
+            message,
+        });
+    }
+
+    /// Watches every folder on one connection with NOTIFY (RFC 5465), reconnecting after
+    /// errors; false at once when the server does not offer NOTIFY.
+    async fn all_with_notify(&self, folders: &[String]) -> bool {
+        while !self.cancel.is_cancelled() {
+            let mut watcher = match self.repo.watch_with_notify(folders).await {
+                Ok(Some(w)) => w,
+                Ok(None) => return false,
+                Err(e) => {
+                    self.warn(format!("NOTIFY: {e}; retrying in a minute"));
+                    tokio::time::sleep(Duration::from_secs(60)).await;
+                    continue;
+                }
+            };
+            self.ui.emit(Event::Info {
+                message: format!(
+                    "watching {} folder(s) with NOTIFY on one connection",
+                    watcher.folders().len()
+                ),
+            });
+            // Mail that arrived before the watch started: sync each folder once.
+            for folder in folders {
+                if self.tx.send(folder.clone()).await.is_err() {
+                    return true;
+                }
+            }
+            loop {
+                match watcher.wait(IDLE_REISSUE).await {
+                    Ok(changed) => {
+                        for folder in changed {
+                            if self.tx.send(folder).await.is_err() {
+                                return true;
                             }
                         }
-                        Ok(false) => {}
-                        Err(e) => {
-                            ui.emit(Event::Warning {
-                                account: Some(name.clone()),
-                                message: format!("IDLE on {folder}: {e}; reconnecting"),
-                            });
-                            break;
-                        }
+                    }
+                    Err(e) => {
+                        self.warn(format!("NOTIFY: {e}; reconnecting"));
+                        break;
                     }
                 }
             }
-        });
+        }
+        true
     }
-    set
+
+    /// Watches one folder: an EXAMINEd connection in IDLE, reconnecting after errors.
+    async fn one_with_idle(&self, folder: String) {
+        while !self.cancel.is_cancelled() {
+            let mut watcher = match self.repo.watch(&folder).await {
+                Ok(w) => {
+                    // Mail that arrived before this IDLE started would wait for the next
+                    // change: sync the folder once now that it is watched.
+                    if self.tx.send(folder.clone()).await.is_err() {
+                        return;
+                    }
+                    w
+                }
+                Err(e) => {
+                    self.warn(format!("IDLE on {folder}: {e}; retrying in a minute"));
+                    tokio::time::sleep(Duration::from_secs(60)).await;
+                    continue;
+                }
+            };
+            loop {
+                match watcher.wait(IDLE_REISSUE).await {
+                    Ok(true) => {
+                        if self.tx.send(folder.clone()).await.is_err() {
+                            return;
+                        }
+                    }
+                    Ok(false) => {}
+                    Err(e) => {
+                        self.warn(format!("IDLE on {folder}: {e}; reconnecting"));
+                        break;
+                    }
+                }
+            }
+        }
+    }
 }
 
 /// OfflineIMAP's `quick` counting: negative, every sync is quick; N > 0, N quick syncs

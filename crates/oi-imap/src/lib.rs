@@ -18,6 +18,7 @@ mod error;
 mod hold;
 pub mod keywords;
 pub mod netrc;
+mod notify;
 pub mod oauth2;
 pub mod proxy;
 pub mod response;
@@ -29,6 +30,7 @@ pub mod utf7;
 pub use client::{AuthMechanism, Connection, Security, Tunnel};
 pub use error::ImapError;
 pub use hold::HeldConnections;
+pub use notify::NotifyWatcher;
 pub use oauth2::{OAuth2, RefreshSettings, TokenGetter};
 pub use proxy::{Proxy, ProxyKind};
 pub use store::{

@@ -129,7 +129,10 @@ pub enum Untagged {
     },
     /// `* n FETCH (…)`.
     Fetch(FetchData),
-    /// Anything else that we do not need (FLAGS, RECENT, STATUS, ENABLED, ID…).
+    /// `* STATUS mailbox (…)`: the mailbox's name. Under NOTIFY (RFC 5465 §5.4) this is
+    /// how the server reports a change in a mailbox that is not selected.
+    MailboxStatus(String),
+    /// Anything else that we do not need (FLAGS, RECENT, ENABLED, ID…).
     Other,
 }
 
@@ -364,6 +367,7 @@ fn map_response(r: CResponse<'_>) -> Response {
                 }
                 Untagged::Fetch(f)
             }
+            Data::Status { mailbox, .. } => Untagged::MailboxStatus(mailbox_name(&mailbox)),
             _ => Untagged::Other,
         }),
     }
@@ -850,6 +854,23 @@ mod tests {
             panic!("not a FETCH");
         };
         assert_eq!(f.header.as_deref(), Some(&hdr[..]));
+    }
+
+    #[test]
+    fn status_names_its_mailbox() {
+        for (line, name) in [
+            (
+                &b"* STATUS Other (MESSAGES 1 UIDNEXT 2 UNSEEN 1)\r\n"[..],
+                "Other",
+            ),
+            (b"* STATUS \"A b\" (UNSEEN 0)\r\n", "A b"),
+            (b"* STATUS inbox (MESSAGES 3)\r\n", "INBOX"),
+        ] {
+            assert_eq!(
+                parse_response(line).unwrap(),
+                Response::Untagged(Untagged::MailboxStatus(name.to_string()))
+            );
+        }
     }
 
     #[test]

@@ -1,5 +1,6 @@
 //! `holdconnectionopen` and `keepalive`: what happens to the IMAP connections between two
-//! autorefresh syncs, seen from the server's log and the `-d imap` trace.
+//! autorefresh syncs, seen from the server's log and the `-d imap` trace; and idlefolders
+//! watched on one NOTIFY connection.
 
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
@@ -156,4 +157,108 @@ fn a_held_connection_killed_meanwhile_is_replaced_at_the_next_sync() {
     );
     let text = stop(child, &trace);
     assert!(!text.contains("ERROR"), "{text}");
+}
+
+/// Beyond OfflineIMAP: Dovecot offers NOTIFY (RFC 5465), so all the idlefolders are
+/// watched on one connection (no per-folder EXAMINE + IDLE), and new mail or a flag
+/// changed on the server in any of them is synced without waiting for autorefresh.
+#[test]
+fn idlefolders_are_watched_on_one_notify_connection() {
+    let Some(w) = World::new("notify") else {
+        return;
+    };
+    w.server.create_mailbox(USER, "Other").unwrap();
+    w.put("INBOX", "first");
+    w.write_config("idlefolders = ['INBOX', 'Other']", "");
+    add_to_account(&w, "autorefresh = 10");
+    let (child, trace) = spawn_traced(&w);
+    let (inbox, other) = (w.maildir().join("INBOX"), w.maildir().join("Other"));
+    eventually("first sync", || local_messages(&inbox).len() == 1);
+    let trace_text = || std::fs::read_to_string(&trace).unwrap();
+    // (The trace escapes quotes.)
+    let notify_set = "NOTIFY SET (mailboxes (";
+    for _ in 0..200 {
+        if trace_text().contains(notify_set) {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    assert!(trace_text().contains(notify_set), "{}", trace_text());
+    // Let the watcher reach IDLE (the assertions below poll anyway).
+    std::thread::sleep(Duration::from_millis(500));
+    w.put("Other", "pushed");
+    eventually("NOTIFY push in Other", || local_messages(&other).len() == 1);
+    w.put("INBOX", "pushed too");
+    eventually("NOTIFY push in INBOX", || local_messages(&inbox).len() == 2);
+    w.doveadm(&[
+        "flags",
+        "add",
+        "-u",
+        USER,
+        "\\Flagged",
+        "mailbox",
+        "Other",
+        "uid",
+        "1",
+    ]);
+    eventually("flag change pushed", || {
+        local_messages(&other).iter().all(|m| m.flags.contains('F'))
+    });
+    let text = stop(child, &trace);
+    assert!(
+        !text.contains("EXAMINE"),
+        "per-folder IDLE watchers were started:\n{text}"
+    );
+}
+
+/// A server without NOTIFY (Courier): each idlefolder gets its own EXAMINE + IDLE
+/// connection, as in OfflineIMAP.
+#[test]
+fn without_notify_each_idlefolder_is_watched_with_idle() {
+    let Some(c) = oi_testkit::Courier::start_or_skip("idle_without_notify") else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let mail = dir.path().join("Mail");
+    let rc = dir.path().join("rc");
+    std::fs::write(
+        &rc,
+        format!(
+            "[general]\naccounts = T\nmetadata = {meta}\n\n[Account T]\nlocalrepository = L\n\
+             remoterepository = R\nautorefresh = 10\n\n[Repository L]\ntype = Maildir\n\
+             localfolders = {mail}\n\n[Repository R]\ntype = IMAP\nremotehost = 127.0.0.1\n\
+             remoteport = {port}\nremoteuser = alice\nremotepass = alicepass\nssl = no\n\
+             starttls = no\nidlefolders = ['INBOX']\n",
+            meta = dir.path().join("meta").display(),
+            mail = mail.display(),
+            port = c.imap_port()
+        ),
+    )
+    .unwrap();
+    c.put_message("alice", "INBOX", &[], message("first").as_bytes())
+        .unwrap();
+    let trace = dir.path().join("trace");
+    let child = Command::new(env!("CARGO_BIN_EXE_offlineimap"))
+        .env_clear()
+        .env("PATH", std::env::var("PATH").unwrap_or_default())
+        .env("HOME", dir.path())
+        .arg("-c")
+        .arg(&rc)
+        .args(["-u", "basic", "-d", "imap"])
+        .stdout(Stdio::null())
+        .stderr(std::fs::File::create(&trace).unwrap())
+        .spawn()
+        .unwrap();
+    let inbox = mail.join("INBOX");
+    eventually("first sync", || local_messages(&inbox).len() == 1);
+    let trace_text = || std::fs::read_to_string(&trace).unwrap();
+    eventually("the IDLE watcher", || {
+        let t = trace_text();
+        t.contains("EXAMINE") && t.contains("IDLE\\r\\n")
+    });
+    // (Courier without FAM polls the Maildir once a minute during IDLE, so its push is
+    // not waited for here; the IDLE watcher's push is tested against Dovecot in
+    // crates/oi-imap/tests/watch.rs.)
+    let text = stop(child, &trace);
+    assert!(!text.contains("NOTIFY SET"), "{text}");
 }

@@ -6,7 +6,7 @@
 //! - `cli`: flags, config discovery and errors, exit status, dry run, locking.
 //! - `compat`: continuing an OfflineIMAP 8 state without transferring anything.
 //! - `long_running`: hooks, autorefresh and signals.
-//! - `held`: holdconnectionopen and keepalive between autorefresh syncs.
+//! - `held`: holdconnectionopen and keepalive between autorefresh syncs; NOTIFY watching.
 //! - `longrun`: -P profiles, the ttyui password prompt, SIGQUIT, signals in a 2000-message sync.
 //! - `crash`: the binary killed after every step, then resumed.
 //! - `kill`: a 2000-message two-way sync killed at random instants, 50 times.
