@@ -976,7 +976,7 @@ impl std::fmt::Display for NoPassword {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str(
             "no password configured (remotepass, remotepassfile, remotepasseval or ~/.netrc); \
-             only the ttyui interface on a terminal can ask for it",
+             only a sync with the ttyui interface on a terminal asks for it",
         )
     }
 }
@@ -1006,10 +1006,13 @@ fn ask_passwords(
                 imap.password = PasswordSource::Inline(secret.clone());
                 continue;
             }
-            let missing = matches!(
-                imap_config(&snapshot, imap, general, python, &[]),
-                Err(e) if e.is::<NoPassword>()
-            );
+            // Only a repository without any password option can need asking (this also
+            // keeps a remotepasseval from running one extra time here).
+            let missing = matches!(imap.password, PasswordSource::None)
+                && matches!(
+                    imap_config(&snapshot, imap, general, python, &[]),
+                    Err(e) if e.is::<NoPassword>()
+                );
             if !missing {
                 continue;
             }
