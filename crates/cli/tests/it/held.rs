@@ -71,7 +71,10 @@ fn held_connection_is_reused_by_the_next_autorefresh_sync() {
     sync_now_until(&child, &w, 3);
     assert_eq!(logins(&w), before_in, "{}", w.server.logs());
     assert_eq!(logouts(&w), before_out, "{}", w.server.logs());
-    stop(child, &trace);
+    let text = stop(child, &trace);
+    // The reused connections keep their CONDSTORE/QRESYNC mode: later syncs ask only for
+    // what changed.
+    assert!(text.contains("CHANGEDSINCE"), "{text}");
     // Stopping logs the held connections out.
     eventually("held connections logged out at exit", || {
         logouts(&w) >= before_in
