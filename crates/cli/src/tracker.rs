@@ -170,8 +170,8 @@ impl EventSink for Tracker {
         let mut state = self.lock();
         let now = Instant::now();
         let state = &mut *state;
-        let mut set_account = |account: &str, what: &str| {
-            state.accounts.insert(
+        let set_account = |accounts: &mut BTreeMap<String, Phase>, account: &str, what: &str| {
+            accounts.insert(
                 account.to_string(),
                 Phase {
                     what: what.to_string(),
@@ -180,9 +180,13 @@ impl EventSink for Tracker {
             );
         };
         match event {
-            Event::AccountStart { account } => set_account(&account, "syncing"),
+            Event::AccountStart { account } => {
+                set_account(&mut state.accounts, &account, "syncing");
+                // Folders left over by a sync that failed as a whole.
+                state.folders.retain(|(a, _), _| *a != account);
+            }
             Event::AccountDone { account, .. } => {
-                set_account(&account, "waiting for the next sync");
+                set_account(&mut state.accounts, &account, "waiting for the next sync");
                 state.folders.retain(|(a, _), _| *a != account);
             }
             Event::FolderStart { account, folder } => {
@@ -282,6 +286,18 @@ impl EventSink for Tracker {
                 let key = (account, folder);
                 self.folder_done(state, &key, "failed");
             }
+            Event::Error {
+                account: Some(account),
+                folder: None,
+                severity,
+                ..
+            } if severity >= oi_core::Severity::Repository => {
+                set_account(
+                    &mut state.accounts,
+                    &account,
+                    "waiting for the next sync (the last one failed)",
+                );
+            }
             _ => {}
         }
     }
@@ -340,6 +356,23 @@ mod tests {
         let d = t.dump();
         assert!(d.contains("account Acc: waiting for the next sync"), "{d}");
         assert!(!d.contains("INBOX"), "{d}");
+        // A sync that fails as a whole (no AccountDone) does not stay "syncing".
+        ev(
+            &t,
+            vec![
+                Event::AccountStart {
+                    account: "Acc".into(),
+                },
+                Event::Error {
+                    account: Some("Acc".into()),
+                    folder: None,
+                    severity: oi_core::Severity::Repository,
+                    message: "connection refused".into(),
+                },
+            ],
+        );
+        let d = t.dump();
+        assert!(d.contains("(the last one failed)"), "{d}");
     }
 
     #[test]
