@@ -10,7 +10,7 @@ use std::time::Duration;
 use oi_core::{Severity, StoreError};
 
 use crate::client::Connection;
-use crate::response::Untagged;
+use crate::response::{RespCode, Untagged};
 use crate::session::{Command, Part};
 use crate::store::ImapRepository;
 
@@ -79,11 +79,34 @@ impl NotifyWatcher {
     pub async fn wait(&mut self, max: Duration) -> Result<Vec<String>, StoreError> {
         let changes = self
             .conn
-            .idle_until(max, |u| matches!(u, Untagged::MailboxStatus(_)))
+            .idle_until(max, |u| {
+                matches!(
+                    u,
+                    Untagged::MailboxStatus(_)
+                        | Untagged::Status {
+                            code: Some(RespCode::NotificationOverflow),
+                            ..
+                        }
+                )
+            })
             .await
             .map_err(|e| e.into_store(Severity::Repository, "IDLE with NOTIFY"))?;
         let mut names: Vec<String> = Vec::new();
         for u in changes {
+            if matches!(
+                u,
+                Untagged::Status {
+                    code: Some(RespCode::NotificationOverflow),
+                    ..
+                }
+            ) {
+                // The server sends no more events on this connection: a new one (whose
+                // start syncs every folder once) is the way back.
+                return Err(StoreError::new(
+                    Severity::Repository,
+                    "the server stopped NOTIFY events (NOTIFICATIONOVERFLOW)",
+                ));
+            }
             if let Untagged::MailboxStatus(name) = u
                 && self.folders.contains(&name)
                 && !names.contains(&name)

@@ -61,6 +61,8 @@ pub enum RespCode {
     HighestModSeq(u64),
     /// `[NOMODSEQ]`: the mailbox keeps no mod-sequences (RFC 7162 §3.1.2.2).
     NoModSeq,
+    /// `[NOTIFICATIONOVERFLOW]`: the server stopped sending NOTIFY events (RFC 5465 §5.8).
+    NotificationOverflow,
     /// Any other code.
     Other,
 }
@@ -229,6 +231,12 @@ fn map_code(c: Code<'_>) -> RespCode {
         Code::ReadOnly => RespCode::ReadOnly,
         Code::HighestModSeq(n) => RespCode::HighestModSeq(n.get()),
         Code::NoModSeq => RespCode::NoModSeq,
+        Code::Other(o)
+            if o.inner().len() >= 20
+                && o.inner()[..20].eq_ignore_ascii_case(b"NOTIFICATIONOVERFLOW") =>
+        {
+            RespCode::NotificationOverflow
+        }
         _ => RespCode::Other,
     }
 }
@@ -854,6 +862,16 @@ mod tests {
             panic!("not a FETCH");
         };
         assert_eq!(f.header.as_deref(), Some(&hdr[..]));
+    }
+
+    #[test]
+    fn notification_overflow_is_recognised() {
+        let Response::Untagged(Untagged::Status { code, .. }) =
+            parse_response(b"* OK [NOTIFICATIONOVERFLOW] ...notifications suspended\r\n").unwrap()
+        else {
+            panic!("not an untagged status");
+        };
+        assert_eq!(code, Some(RespCode::NotificationOverflow));
     }
 
     #[test]
