@@ -265,3 +265,40 @@ fn without_notify_each_idlefolder_is_watched_with_idle() {
     let text = stop(child, &trace);
     assert!(!text.contains("NOTIFY SET"), "{text}");
 }
+
+/// IMAP ↔ IMAP: the local IMAP repository holds its connections too.
+#[test]
+fn imap_to_imap_holds_the_connections_of_both_sides() {
+    let Some(w) = World::new("held_imap_imap") else {
+        return;
+    };
+    w.put("INBOX", "a");
+    let text = format!(
+        "[general]\naccounts = Test\nmetadata = {meta}\n\n\
+         [Account Test]\nlocalrepository = Bob\nremoterepository = Remote\nautorefresh = 10\n\n\
+         [Repository Bob]\ntype = IMAP\nremotehost = 127.0.0.1\nremoteport = {port}\n\
+         remoteuser = bob\nremotepass = bobpass\nssl = no\nstarttls = no\n\
+         holdconnectionopen = yes\n\n\
+         [Repository Remote]\ntype = IMAP\nremotehost = 127.0.0.1\nremoteport = {port}\n\
+         remoteuser = {USER}\nremotepass = {PASS}\nssl = no\nstarttls = no\n\
+         holdconnectionopen = yes\n",
+        meta = w.metadata().display(),
+        port = w.server.imap_port(),
+    );
+    std::fs::write(w.rc(), text).unwrap();
+    let bob_count = || w.server.messages("bob", "INBOX").unwrap().len();
+    let bob_logins = || w.server.logs().matches("Login: user=<bob>").count();
+    let (child, trace) = spawn_traced(&w);
+    eventually("first sync", || bob_count() == 1);
+    eventually("logins logged", || logins(&w) >= 1 && bob_logins() >= 1);
+    let (alice_before, bob_before) = (logins(&w), bob_logins());
+    w.put("INBOX", "b");
+    eventually("sync after SIGUSR1", || {
+        signal(&child, "USR1");
+        std::thread::sleep(Duration::from_millis(300));
+        bob_count() == 2
+    });
+    assert_eq!(logins(&w), alice_before, "{}", w.server.logs());
+    assert_eq!(bob_logins(), bob_before, "{}", w.server.logs());
+    stop(child, &trace);
+}
