@@ -23,7 +23,7 @@ _offlineimap() {
 
     case "${cmd}" in
         offlineimap)
-            opts="-V -c -a -o -f -k -u -l -s -d -1 -q -h --version --dry-run --info --delete-folder --migrate-fmd5-using-nametrans --mbnames-prune --distinct-exit-codes --help"
+            opts="-V -c -a -o -f -k -u -l -s -d -1 -P -q -h --version --dry-run --info --delete-folder --migrate-fmd5-using-nametrans --mbnames-prune --distinct-exit-codes --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 1 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -54,6 +54,10 @@ _offlineimap() {
                     return 0
                     ;;
                 -d)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                -P)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;

@@ -5,6 +5,7 @@ complete -c offlineimap -s k -d 'Override a configuration option: [section:]opti
 complete -c offlineimap -s u -d 'User interface: quiet, basic, ttyui (others are accepted and fall back to basic)' -r
 complete -c offlineimap -s l -d 'Also write the log to this file' -r -F
 complete -c offlineimap -s d -d 'Debug output for these types: imap, maildir, thread, ALL (comma separated)' -r
+complete -c offlineimap -s P -d 'Profile mode: write a timing profile of every folder sync (its phases and how long each took) into DIR, one `ACCOUNT.FOLDER.prof` file per folder. Implies -1' -r -F
 complete -c offlineimap -l delete-folder -d 'Delete this folder on the remote repository (one account only, the server\'s own folder name and separator), then exit' -r
 complete -c offlineimap -l version -d 'Print the version and exit'
 complete -c offlineimap -s V -d 'Print the version with library details and exit'

@@ -11,6 +11,7 @@ Signals:
   SIGUSR2, SIGABRT  finish the current sync, then exit (leave autorefresh)
   SIGTERM, SIGINT, SIGHUP
                     stop at the next safe point; the third one exits at once
+  SIGQUIT           print what every account and folder is doing; go on
 
 Exit status:
   0  everything synced (with --distinct-exit-codes: something was synced)
@@ -79,6 +80,11 @@ pub struct Args {
     /// Single-threaded: one account and one connection at a time.
     #[arg(short = '1')]
     pub single: bool,
+
+    /// Profile mode: write a timing profile of every folder sync (its phases and how long
+    /// each took) into DIR, one `ACCOUNT.FOLDER.prof` file per folder. Implies -1.
+    #[arg(short = 'P', value_name = "DIR")]
+    pub profile: Option<PathBuf>,
 
     /// Quick sync: skip folders whose message counts and local flags are unchanged
     /// (server-side flag changes wait for the next full sync).

@@ -3,7 +3,7 @@
 //! OfflineIMAP's meanings: SIGUSR1 ends the current autorefresh sleep (sync now); SIGUSR2
 //! and SIGABRT leave autorefresh mode after the current sync; SIGTERM, SIGINT and SIGHUP
 //! stop at the next safe point (the engine commits what it did), and the third one exits
-//! at once.
+//! at once. SIGQUIT (ours; it kills OfflineIMAP) reports what every task is doing.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
@@ -19,6 +19,8 @@ pub struct Control {
     pub cancel: Cancel,
     finishing: Arc<AtomicBool>,
     wake: watch::Receiver<u64>,
+    /// SIGQUIT: report what every task is doing.
+    dump: Arc<tokio::sync::Notify>,
 }
 
 impl Control {
@@ -29,6 +31,7 @@ impl Control {
             cancel: Cancel::new(),
             finishing: Arc::new(AtomicBool::new(false)),
             wake: rx,
+            dump: Arc::new(tokio::sync::Notify::new()),
         };
         let tx = Arc::new(tx);
         let wake_all = {
@@ -59,6 +62,14 @@ impl Control {
                 }
             });
         }
+        // SIGQUIT would dump core by default; here it asks for a report and the run goes on.
+        let mut quit = signal(SignalKind::quit())?;
+        let dump = control.dump.clone();
+        tokio::spawn(async move {
+            while quit.recv().await.is_some() {
+                dump.notify_one();
+            }
+        });
         let count = Arc::new(AtomicUsize::new(0));
         for kind in [
             SignalKind::terminate(),
@@ -86,6 +97,11 @@ impl Control {
             });
         }
         Ok(control)
+    }
+
+    /// Waits for the next SIGQUIT.
+    pub async fn dump_requested(&self) {
+        self.dump.notified().await;
     }
 
     /// True once no further sync should start.

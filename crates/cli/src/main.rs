@@ -5,10 +5,12 @@
 mod args;
 mod auth;
 mod control;
+mod hold;
 mod maintenance;
 mod mbnames;
 mod py;
 mod run;
+mod tracker;
 mod window;
 
 use std::process::ExitCode;

@@ -16,6 +16,7 @@ use oi_sync::{
 
 use crate::args::{Args, comma_list};
 use crate::control::Control;
+use crate::hold::Held;
 use crate::py::{PyNaming, Python};
 
 /// How the run ended, for the exit status.
@@ -97,6 +98,25 @@ pub fn main(args: Args) -> Result<Outcome> {
         }
     }
 
+    let tracker = Arc::new(crate::tracker::Tracker::new(args.profile.clone()));
+    if let Some(dir) = &args.profile {
+        // OfflineIMAP warns when DIR exists and uses it anyway; so do we.
+        if dir.is_dir() {
+            ui.emit(Event::Warning {
+                account: None,
+                message: format!("profile mode: directory {} already exists", dir.display()),
+            });
+        }
+        std::fs::create_dir_all(dir)
+            .with_context(|| format!("-P: cannot create profile directory {}", dir.display()))?;
+        ui.emit(Event::Info {
+            message: format!(
+                "profile mode: single-threaded; folder timings go to {}",
+                dir.display()
+            ),
+        });
+    }
+    ui.observe(tracker.clone());
     let only_folders = args.folders.as_deref().map(comma_list);
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
@@ -140,6 +160,16 @@ pub fn main(args: Args) -> Result<Outcome> {
     }
     let failed = runtime.block_on(async {
         let control = Control::install().context("installing signal handlers")?;
+        let reporter = {
+            let (control, tracker) = (control.clone(), tracker.clone());
+            tokio::spawn(async move {
+                loop {
+                    control.dump_requested().await;
+                    eprint!("{}", tracker.dump());
+                }
+            })
+        };
+        let _stop_reporter = AbortOnDrop(reporter);
         anyhow::Ok(
             run_accounts(
                 &config,
@@ -164,6 +194,15 @@ pub fn main(args: Args) -> Result<Outcome> {
     };
     ui.finish(i32::from(outcome.code()));
     Ok(outcome)
+}
+
+/// Ends a background task when the scope that started it ends.
+struct AbortOnDrop(tokio::task::JoinHandle<()>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
 }
 
 fn init_tracing(debug: Option<&str>) {
@@ -196,15 +235,21 @@ async fn run_accounts(
     control: Control,
     python: Python,
 ) -> bool {
-    let parallel = if args.single {
+    // -P implies -1, as in OfflineIMAP (one folder at a time keeps the timings readable).
+    let single = args.single || args.profile.is_some();
+    let parallel = if single {
         1
     } else {
         config.general.maxsyncaccounts.max(1)
     };
     let semaphore = Arc::new(tokio::sync::Semaphore::new(parallel));
     let mut tasks = tokio::task::JoinSet::new();
-    for mut account in config.accounts.clone() {
-        if args.single {
+    let mut accounts = config.accounts.clone();
+    if ui.kind() == oi_ui::UiKind::TtyUi {
+        ask_passwords(&mut accounts, &config.general, &python, &ui);
+    }
+    for mut account in accounts {
+        if single {
             // -1: one connection per repository too (OfflineIMAP's single-threaded mode).
             if let RepositoryKind::Imap(imap) = &mut account.remote.kind {
                 imap.maxconnections = 1;
@@ -240,6 +285,7 @@ async fn run_accounts(
             .map(|minutes| Duration::from_secs_f64(minutes * 60.0));
         tasks.spawn(async move {
             let mut failed = false;
+            let held = period.map(|_| Held::for_account(&account, general.socktimeout));
             // IDLE watchers run only in autorefresh mode, as in OfflineIMAP.
             let (idle_tx, mut idle_rx) = tokio::sync::mpsc::channel::<String>(64);
             let _watchers = match period {
@@ -252,8 +298,17 @@ async fn run_accounts(
                     // The semaphore is never closed, so acquiring only waits.
                     let _permit = semaphore.acquire().await;
                     opts.quick = next_is_quick(quick_setting, &mut quick_count);
-                    failed |=
-                        sync_with_hooks(&account, &general, &opts, &only, &ui, &python, None).await;
+                    failed |= sync_with_hooks(
+                        &account,
+                        &general,
+                        &opts,
+                        &only,
+                        &ui,
+                        &python,
+                        None,
+                        held.as_ref(),
+                    )
+                    .await;
                 }
                 let Some(period) = period else { break };
                 let deadline = tokio::time::Instant::now() + period;
@@ -265,12 +320,18 @@ async fn run_accounts(
                     let remaining = deadline.saturating_duration_since(tokio::time::Instant::now());
                     tokio::select! {
                         _ = control.sleep(remaining) => break,
+                        _ = held_keepalive(held.as_ref()) => {
+                            if let Some(held) = &held {
+                                held.keepalive().await;
+                            }
+                        }
                         Some(folder) = idle_rx.recv() => {
                             let _permit = semaphore.acquire().await;
                             let one = Some(vec![folder]);
                             let idle_opts = ExecOptions { quick: false, ..opts.clone() };
                             failed |= sync_with_hooks(
                                 &account, &general, &idle_opts, &one, &ui, &python, Some("idle"),
+                                held.as_ref(),
                             )
                             .await;
                         }
@@ -279,6 +340,9 @@ async fn run_accounts(
                 if control.finishing() {
                     break;
                 }
+            }
+            if let Some(held) = &held {
+                held.close().await;
             }
             failed
         });
@@ -290,9 +354,18 @@ async fn run_accounts(
     failed
 }
 
-/// Starts one IDLE watcher per folder of the remote's `idlefolders`: each keeps an
-/// EXAMINEd connection in IDLE, re-issued every 29 minutes (servers drop it at 30), sends
-/// the folder's name when the server reports a change, and reconnects after errors.
+/// The next keepalive time of an account's held connections (never without them).
+async fn held_keepalive(held: Option<&Held>) {
+    match held {
+        Some(held) => held.next_keepalive().await,
+        None => std::future::pending().await,
+    }
+}
+
+/// Watches the folders of the remote's `idlefolders` and sends a folder's name when the
+/// server reports a change in it: all on one connection with NOTIFY when the server offers
+/// it, else one EXAMINEd connection in IDLE per folder. IDLE is re-issued every 29 minutes
+/// (servers drop it at 30) and lost connections are replaced.
 fn start_watchers(
     account: &AccountConfig,
     general: &oi_config::General,
@@ -328,55 +401,131 @@ fn start_watchers(
             return set;
         }
     };
-    for folder in folders {
-        let (tx, ui, cancel) = (tx.clone(), ui.clone(), control.cancel.clone());
-        let repo = oi_imap::ImapRepository::new(
-            config.clone(),
+    let watch = Watch {
+        repo: Arc::new(oi_imap::ImapRepository::new(
+            config,
             ui.labelled(&account.name, &account.remote.name),
-        );
-        let name = account.name.clone();
-        set.spawn(async move {
-            const REISSUE: Duration = Duration::from_secs(29 * 60);
-            while !cancel.is_cancelled() {
-                let mut watcher = match repo.watch(&folder).await {
-                    Ok(w) => {
-                        // Mail that arrived before this IDLE started would wait for the next
-                        // change: sync the folder once now that it is watched.
-                        if tx.send(folder.clone()).await.is_err() {
-                            return;
-                        }
-                        w
-                    }
-                    Err(e) => {
-                        ui.emit(Event::Warning {
-                            account: Some(name.clone()),
-                            message: format!("IDLE on {folder}: {e}; retrying in a minute"),
-                        });
-                        tokio::time::sleep(Duration::from_secs(60)).await;
-                        continue;
-                    }
-                };
-                loop {
-                    match watcher.wait(REISSUE).await {
-                        Ok(true) => {
-                            if tx.send(folder.clone()).await.is_err() {
-                                return;
+        )),
+        ui: ui.clone(),
+        account: account.name.clone(),
+        cancel: control.cancel.clone(),
+        tx,
+    };
+    set.spawn(async move {
+        // Beyond OfflineIMAP: one NOTIFY connection for all the folders when the server
+        // offers it; else one IDLE connection per folder, as OfflineIMAP does.
+        if watch.all_with_notify(&folders).await {
+            return;
+        }
+        let mut each = tokio::task::JoinSet::new();
+        for folder in folders {
+            let watch = watch.clone();
+            each.spawn(async move { watch.one_with_idle(folder).await });
+        }
+        while each.join_next().await.is_some() {}
+    });
+    set
+}
+
+/// What an IDLE or NOTIFY watcher needs: where to connect, where to report, when to stop.
+#[derive(Clone)]
+struct Watch {
+    repo: Arc<oi_imap::ImapRepository>,
+    ui: Arc<oi_ui::Ui>,
+    account: String,
+    cancel: oi_sync::Cancel,
+    tx: tokio::sync::mpsc::Sender<String>,
+}
+
+/// Servers drop an IDLE after 30 minutes; OfflineIMAP re-issues it after 29.
+const IDLE_REISSUE: Duration = Duration::from_secs(29 * 60);
+
+impl Watch {
+    fn warn(&self, message: String) {
+        self.ui.emit(Event::Warning {
+            account: Some(self.account.clone()),
+            message,
+        });
+    }
+
+    /// Watches every folder on one connection with NOTIFY (RFC 5465), reconnecting after
+    /// errors; false at once when the server does not offer NOTIFY.
+    async fn all_with_notify(&self, folders: &[String]) -> bool {
+        while !self.cancel.is_cancelled() {
+            let mut watcher = match self.repo.watch_with_notify(folders).await {
+                Ok(Some(w)) => w,
+                Ok(None) => return false,
+                Err(e) => {
+                    self.warn(format!("NOTIFY: {e}; retrying in a minute"));
+                    tokio::time::sleep(Duration::from_secs(60)).await;
+                    continue;
+                }
+            };
+            self.ui.emit(Event::Info {
+                message: format!(
+                    "watching {} folder(s) with NOTIFY on one connection",
+                    watcher.folders().len()
+                ),
+            });
+            // Mail that arrived before the watch started: sync each folder once.
+            for folder in folders {
+                if self.tx.send(folder.clone()).await.is_err() {
+                    return true;
+                }
+            }
+            loop {
+                match watcher.wait(IDLE_REISSUE).await {
+                    Ok(changed) => {
+                        for folder in changed {
+                            if self.tx.send(folder).await.is_err() {
+                                return true;
                             }
                         }
-                        Ok(false) => {}
-                        Err(e) => {
-                            ui.emit(Event::Warning {
-                                account: Some(name.clone()),
-                                message: format!("IDLE on {folder}: {e}; reconnecting"),
-                            });
-                            break;
-                        }
+                    }
+                    Err(e) => {
+                        self.warn(format!("NOTIFY: {e}; reconnecting"));
+                        break;
                     }
                 }
             }
-        });
+        }
+        true
     }
-    set
+
+    /// Watches one folder: an EXAMINEd connection in IDLE, reconnecting after errors.
+    async fn one_with_idle(&self, folder: String) {
+        while !self.cancel.is_cancelled() {
+            let mut watcher = match self.repo.watch(&folder).await {
+                Ok(w) => {
+                    // Mail that arrived before this IDLE started would wait for the next
+                    // change: sync the folder once now that it is watched.
+                    if self.tx.send(folder.clone()).await.is_err() {
+                        return;
+                    }
+                    w
+                }
+                Err(e) => {
+                    self.warn(format!("IDLE on {folder}: {e}; retrying in a minute"));
+                    tokio::time::sleep(Duration::from_secs(60)).await;
+                    continue;
+                }
+            };
+            loop {
+                match watcher.wait(IDLE_REISSUE).await {
+                    Ok(true) => {
+                        if self.tx.send(folder.clone()).await.is_err() {
+                            return;
+                        }
+                    }
+                    Ok(false) => {}
+                    Err(e) => {
+                        self.warn(format!("IDLE on {folder}: {e}; reconnecting"));
+                        break;
+                    }
+                }
+            }
+        }
+    }
 }
 
 /// OfflineIMAP's `quick` counting: negative, every sync is quick; N > 0, N quick syncs
@@ -407,6 +556,7 @@ fn crash_hook() -> Option<usize> {
 }
 
 /// One sync of one account between its pre- and post-sync hooks. True when it failed.
+#[allow(clippy::too_many_arguments)] // the sync's whole context; a struct would only rename it
 async fn sync_with_hooks(
     account: &AccountConfig,
     general: &oi_config::General,
@@ -415,6 +565,7 @@ async fn sync_with_hooks(
     ui: &Arc<oi_ui::Ui>,
     python: &Python,
     mode: Option<&str>,
+    held: Option<&Held>,
 ) -> bool {
     let mode = mode.unwrap_or(if opts.quick { "quick" } else { "full" });
     if let Some(cmd) = &account.presynchook {
@@ -427,6 +578,7 @@ async fn sync_with_hooks(
         only.clone(),
         ui.clone(),
         python,
+        held,
     )
     .await
     {
@@ -488,6 +640,7 @@ async fn sync_one(
     only_folders: Option<Vec<String>>,
     ui: Arc<oi_ui::Ui>,
     python: &Python,
+    held: Option<&Held>,
 ) -> Result<bool> {
     ui.emit(Event::AccountStart {
         account: account.name.clone(),
@@ -519,10 +672,12 @@ async fn sync_one(
         RepositoryKind::Maildir(m) => &m.custom_flags,
         RepositoryKind::Imap(_) => &[],
     };
-    let remote = oi_imap::ImapRepository::new(
+    let remote = held_or_new(
         imap_config(account, imap, general, python, custom_flags)?,
         events.clone(),
-    );
+        held.and_then(|h| h.remote.as_ref()),
+    )
+    .await;
     let naming = Arc::new(
         PyNaming::new(
             python.clone(),
@@ -600,10 +755,12 @@ async fn sync_one(
         RepositoryKind::Imap(local_imap) => {
             // IMAP <-> IMAP: the local server's UIDs are mapped to the remote's in
             // OfflineIMAP's Repository-<local>/UIDMapping files.
-            let inner = oi_imap::ImapRepository::new(
+            let inner = held_or_new(
                 imap_config(account, local_imap, general, python, &[])?,
                 local_events.clone(),
-            );
+                held.and_then(|h| h.local.as_ref()),
+            )
+            .await;
             let local = oi_imapmap::MappedImapRepository::new(
                 inner,
                 &general.metadata,
@@ -618,6 +775,27 @@ async fn sync_one(
     };
     remote.shutdown().await;
     result
+}
+
+/// An IMAP repository for one sync: on the connections held from the previous sync
+/// (checked first, so that lost ones are replaced) or on new ones.
+async fn held_or_new(
+    config: oi_imap::ImapConfig,
+    events: Arc<dyn EventSink>,
+    held: Option<&oi_imap::HeldConnections>,
+) -> oi_imap::ImapRepository {
+    match held {
+        Some(held) => {
+            let lost = held.keepalive().await;
+            if lost > 0 {
+                events.emit(Event::Info {
+                    message: format!("{lost} held connection(s) lost; reconnecting"),
+                });
+            }
+            oi_imap::ImapRepository::with_held(config, events, held)
+        }
+        None => oi_imap::ImapRepository::new(config, events),
+    }
 }
 
 /// One account's folder pairs, whatever the local repository's type.
@@ -751,10 +929,7 @@ pub(crate) fn imap_config(
     // XOAUTH2 needs no password; the password mechanisms fail on their own without one.
     let oauth2 = crate::auth::oauth2(account, c, general, python)?;
     if tunnel.is_none() && password.is_none() && oauth2.is_none() {
-        bail!(
-            "no password configured (remotepass, remotepassfile, remotepasseval or ~/.netrc); \
-             prompting is not supported yet"
-        );
+        return Err(NoPassword.into());
     }
     let security = if c.ssl {
         oi_imap::Security::Tls
@@ -807,6 +982,70 @@ pub(crate) fn imap_config(
         fetch_attempts: c.retrycount,
         folders: oi_imap::FolderListing::from_config(None, c.subscribedonly),
     })
+}
+
+/// An IMAP repository with no password from anywhere (the case where ttyui asks).
+#[derive(Debug)]
+pub(crate) struct NoPassword;
+
+impl std::fmt::Display for NoPassword {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(
+            "no password configured (remotepass, remotepassfile, remotepasseval or ~/.netrc); \
+             only a sync with the ttyui interface on a terminal asks for it",
+        )
+    }
+}
+
+impl std::error::Error for NoPassword {}
+
+/// ttyui's password prompt (OfflineIMAP's `getpass`): for every IMAP repository that has no
+/// password from its options or ~/.netrc, asks once on the terminal, without echo, before
+/// any account starts, and keeps the answer in memory only. Without a terminal nothing is
+/// asked and the sync fails with [`NoPassword`]'s explanation.
+fn ask_passwords(
+    accounts: &mut [AccountConfig],
+    general: &oi_config::General,
+    python: &Python,
+    ui: &oi_ui::Ui,
+) {
+    let mut given: std::collections::HashMap<String, Secret> = std::collections::HashMap::new();
+    for account in accounts.iter_mut() {
+        let account_name = account.name.clone();
+        // imap_config reads account options (OAuth2); the loop below changes the copy.
+        let snapshot = account.clone();
+        for repo in [&mut account.remote, &mut account.local] {
+            let RepositoryKind::Imap(imap) = &mut repo.kind else {
+                continue;
+            };
+            if let Some(secret) = given.get(&repo.name) {
+                imap.password = PasswordSource::Inline(secret.clone());
+                continue;
+            }
+            // Only a repository without any password option can need asking (this also
+            // keeps a remotepasseval from running one extra time here).
+            let missing = matches!(imap.password, PasswordSource::None)
+                && matches!(
+                    imap_config(&snapshot, imap, general, python, &[]),
+                    Err(e) if e.is::<NoPassword>()
+                );
+            if !missing {
+                continue;
+            }
+            let user = imap.user.clone().unwrap_or_default();
+            match tokio::task::block_in_place(|| oi_ui::prompt_password(&user)) {
+                Ok(typed) => {
+                    let secret = Secret::new(typed);
+                    given.insert(repo.name.clone(), secret.clone());
+                    imap.password = PasswordSource::Inline(secret);
+                }
+                Err(e) => ui.emit(Event::Warning {
+                    account: Some(account_name.clone()),
+                    message: format!("cannot ask for the password of {}: {e}", repo.name),
+                }),
+            }
+        }
+    }
 }
 
 fn read_password_file(path: &Path) -> Result<Secret> {

@@ -148,8 +148,8 @@ const IMAP: &[(&str, Support)] = &[
     ("usecompression", WarnIfTrue),
     ("maxconnections", Read),
     ("singlethreadperfolder", WarnIfTrue),
-    ("holdconnectionopen", WarnIfTrue),
-    ("keepalive", Warn),
+    ("holdconnectionopen", Read),
+    ("keepalive", Read),
     ("newmail_hook", Read),
     ("retrycount", Read),
 ];
@@ -1233,6 +1233,19 @@ impl<'a> Builder<'a> {
                 "{at}: [{s}] decodefoldernames is deprecated (OfflineIMAP 8 fails with it); use utf8foldernames in the account instead"
             ));
         }
+        let idlefolders = self.py_expr(s, "idlefolders");
+        // OfflineIMAP's getholdconnectionopen/getkeepalive: idlefolders turns holding on and
+        // makes the NOOP period 29 minutes unless keepalive says otherwise.
+        let holdconnectionopen =
+            self.boolean(s, "holdconnectionopen", false) || idlefolders.is_some();
+        let keepalive = match self.parsed(s, "keepalive", "a number of seconds", parse_py_int) {
+            Some((n, at)) if n < 0 => {
+                self.option_error(s, "keepalive", &at, format!("must not be negative: {n}"));
+                None
+            }
+            Some((n, _)) if n > 0 => Some(Duration::from_secs(n.unsigned_abs())),
+            _ => idlefolders.is_some().then(|| Duration::from_secs(29 * 60)),
+        };
         let gmail = gmail.then(|| GmailOptions {
             trashfolder: self
                 .string(s, "trashfolder")
@@ -1256,7 +1269,9 @@ impl<'a> Builder<'a> {
             hosteval,
             porteval,
             usereval,
-            idlefolders: self.py_expr(s, "idlefolders"),
+            holdconnectionopen,
+            keepalive,
+            idlefolders,
             newmail_hook: self.py_expr(s, "newmail_hook"),
             copy_ignore_eval: self.py_expr(s, "copy_ignore_eval"),
             subscribedonly: self.boolean(s, "subscribedonly", false),

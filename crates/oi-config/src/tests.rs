@@ -390,12 +390,9 @@ fn maildir_sep() {
 fn unsupported_options_warn_or_fail() {
     let c = ok(&BASE.replace(
         "remoteuser = me",
-        "remoteuser = me\nmaxconnections = 3\nusecompression = no\nholdconnectionopen = yes\nremotehots = typo",
+        "remoteuser = me\nmaxconnections = 3\nusecompression = no\nretrycount = 2\nremotehots = typo",
     ));
-    assert_eq!(
-        c.warnings,
-        ["not supported yet: holdconnectionopen (rc:18); ignored"]
-    );
+    assert!(c.warnings.is_empty(), "{:?}", c.warnings);
     assert_eq!(
         c.unknown,
         ["rc:19: [Repository Remote] remotehots: not an OfflineIMAP option (ignored)"]
@@ -953,6 +950,34 @@ fn legacy_options_are_accepted() {
     ));
     assert!(c.warnings.is_empty(), "{:?}", c.warnings);
     assert!(has(&c.unknown, "realdelete: obsolete"), "{:?}", c.unknown);
+}
+
+#[test]
+fn holdconnectionopen_and_keepalive_are_read() {
+    let c = ok(&BASE.replace(
+        "remoteuser = me",
+        "remoteuser = me\nholdconnectionopen = yes\nkeepalive = 60",
+    ));
+    assert!(c.warnings.is_empty(), "{:?}", c.warnings);
+    assert!(imap(&c).holdconnectionopen);
+    assert_eq!(imap(&c).keepalive, Some(Duration::from_secs(60)));
+    let c = ok(BASE);
+    assert!(!imap(&c).holdconnectionopen);
+    assert_eq!(imap(&c).keepalive, None);
+    // idlefolders implies both, as in OfflineIMAP.
+    let c = ok(&BASE.replace(
+        "remoteuser = me",
+        "remoteuser = me\nidlefolders = ['INBOX']",
+    ));
+    assert!(imap(&c).holdconnectionopen);
+    assert_eq!(imap(&c).keepalive, Some(Duration::from_secs(29 * 60)));
+    let e = errs(&BASE.replace("remoteuser = me", "remoteuser = me\nkeepalive = -5"));
+    assert!(has(&e, "keepalive"), "{e:?}");
+    let e = errs(&BASE.replace(
+        "remoteuser = me",
+        "remoteuser = me\nholdconnectionopen = maybe",
+    ));
+    assert!(has(&e, "holdconnectionopen"), "{e:?}");
 }
 
 #[test]

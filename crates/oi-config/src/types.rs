@@ -331,6 +331,13 @@ pub struct ImapConfig {
     pub usereval: Option<PyExpr>,
     /// `idlefolders`: a Python list of folders watched with IDLE between autorefresh syncs.
     pub idlefolders: Option<PyExpr>,
+    /// `holdconnectionopen` (true too when `idlefolders` is set): IMAP connections stay
+    /// logged in between autorefresh syncs instead of being logged out after each.
+    pub holdconnectionopen: bool,
+    /// `keepalive`: while waiting for the next autorefresh sync, a NOOP is sent on every held
+    /// connection this often (29 minutes by default with `idlefolders`). Any keepalive also
+    /// holds the connections, as OfflineIMAP's keepalive thread opens them if needed.
+    pub keepalive: Option<Duration>,
     /// `newmail_hook`: a Python callable called after new mail was copied from INBOX.
     pub newmail_hook: Option<PyExpr>,
     /// `copy_ignore_eval`: a function of the folder's visible name giving the UIDs of

@@ -541,11 +541,33 @@ impl Connection {
     /// to the selected mailbox (new, expunged or re-flagged messages). Servers drop an
     /// IDLE after 30 minutes, so callers re-issue it sooner (OfflineIMAP: 29 minutes).
     pub async fn idle(&mut self, max: std::time::Duration) -> Result<bool, ImapError> {
+        let changes = self
+            .idle_until(max, |u| {
+                matches!(
+                    u,
+                    Untagged::Exists(_)
+                        | Untagged::Expunge(_)
+                        | Untagged::Vanished { .. }
+                        | Untagged::Fetch(_)
+                )
+            })
+            .await?;
+        Ok(!changes.is_empty())
+    }
+
+    /// Waits in IDLE for at most `max`, ending it as soon as an untagged response that
+    /// `is_change` accepts arrives; returns those responses (several when they came in
+    /// one burst). Under NOTIFY (RFC 5465) the changes of other mailboxes come as STATUS.
+    pub async fn idle_until(
+        &mut self,
+        max: std::time::Duration,
+        is_change: impl Fn(&Untagged) -> bool,
+    ) -> Result<Vec<Untagged>, ImapError> {
         if !self.has("IDLE") {
             return Err(ImapError::Protocol("the server does not offer IDLE".into()));
         }
         let tag = self.session.idle();
-        let mut changed = false;
+        let mut changes = Vec::new();
         let mut completed: Option<Completion> = None;
         let deadline = tokio::time::Instant::now() + max;
         let mut buf = vec![0u8; 16 * 1024];
@@ -558,12 +580,7 @@ impl Connection {
             while let Some(ev) = self.session.next_event()? {
                 match ev {
                     Event::Untagged(Untagged::Bye(t)) => self.bye = Some(t),
-                    Event::Untagged(
-                        Untagged::Exists(_)
-                        | Untagged::Expunge(_)
-                        | Untagged::Vanished { .. }
-                        | Untagged::Fetch(_),
-                    ) => changed = true,
+                    Event::Untagged(u) if is_change(&u) => changes.push(u),
                     Event::Done {
                         tag: t,
                         command,
@@ -583,9 +600,9 @@ impl Connection {
             }
             if let Some(c) = completed.take() {
                 c.ok()?;
-                return Ok(changed);
+                return Ok(changes);
             }
-            if self.session.is_idling() && (changed || sent_done) {
+            if self.session.is_idling() && (!changes.is_empty() || sent_done) {
                 self.session.done();
                 sent_done = true;
                 continue;

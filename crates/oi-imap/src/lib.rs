@@ -15,9 +15,11 @@
 mod auth;
 pub mod client;
 mod error;
+mod hold;
 pub mod keywords;
 mod listing;
 pub mod netrc;
+mod notify;
 pub mod oauth2;
 pub mod proxy;
 pub mod response;
@@ -29,7 +31,9 @@ pub mod utf7;
 
 pub use client::{AuthMechanism, Connection, Security, Tunnel};
 pub use error::ImapError;
+pub use hold::HeldConnections;
 pub use listing::FolderListing;
+pub use notify::NotifyWatcher;
 pub use oauth2::{OAuth2, RefreshSettings, TokenGetter};
 pub use proxy::{Proxy, ProxyKind};
 pub use store::{

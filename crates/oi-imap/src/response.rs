@@ -61,6 +61,8 @@ pub enum RespCode {
     HighestModSeq(u64),
     /// `[NOMODSEQ]`: the mailbox keeps no mod-sequences (RFC 7162 §3.1.2.2).
     NoModSeq,
+    /// `[NOTIFICATIONOVERFLOW]`: the server stopped sending NOTIFY events (RFC 5465 §5.8).
+    NotificationOverflow,
     /// Any other code.
     Other,
 }
@@ -129,7 +131,10 @@ pub enum Untagged {
     },
     /// `* n FETCH (…)`.
     Fetch(FetchData),
-    /// Anything else that we do not need (FLAGS, RECENT, STATUS, ENABLED, ID…).
+    /// `* STATUS mailbox (…)`: the mailbox's name. Under NOTIFY (RFC 5465 §5.4) this is
+    /// how the server reports a change in a mailbox that is not selected.
+    MailboxStatus(String),
+    /// Anything else that we do not need (FLAGS, RECENT, ENABLED, ID…).
     Other,
 }
 
@@ -226,6 +231,12 @@ fn map_code(c: Code<'_>) -> RespCode {
         Code::ReadOnly => RespCode::ReadOnly,
         Code::HighestModSeq(n) => RespCode::HighestModSeq(n.get()),
         Code::NoModSeq => RespCode::NoModSeq,
+        Code::Other(o)
+            if o.inner().len() >= 20
+                && o.inner()[..20].eq_ignore_ascii_case(b"NOTIFICATIONOVERFLOW") =>
+        {
+            RespCode::NotificationOverflow
+        }
         _ => RespCode::Other,
     }
 }
@@ -370,6 +381,7 @@ fn map_response(r: CResponse<'_>) -> Response {
                 }
                 Untagged::Fetch(f)
             }
+            Data::Status { mailbox, .. } => Untagged::MailboxStatus(mailbox_name(&mailbox)),
             _ => Untagged::Other,
         }),
     }
@@ -856,6 +868,33 @@ mod tests {
             panic!("not a FETCH");
         };
         assert_eq!(f.header.as_deref(), Some(&hdr[..]));
+    }
+
+    #[test]
+    fn notification_overflow_is_recognised() {
+        let Response::Untagged(Untagged::Status { code, .. }) =
+            parse_response(b"* OK [NOTIFICATIONOVERFLOW] ...notifications suspended\r\n").unwrap()
+        else {
+            panic!("not an untagged status");
+        };
+        assert_eq!(code, Some(RespCode::NotificationOverflow));
+    }
+
+    #[test]
+    fn status_names_its_mailbox() {
+        for (line, name) in [
+            (
+                &b"* STATUS Other (MESSAGES 1 UIDNEXT 2 UNSEEN 1)\r\n"[..],
+                "Other",
+            ),
+            (b"* STATUS \"A b\" (UNSEEN 0)\r\n", "A b"),
+            (b"* STATUS inbox (MESSAGES 3)\r\n", "INBOX"),
+        ] {
+            assert_eq!(
+                parse_response(line).unwrap(),
+                Response::Untagged(Untagged::MailboxStatus(name.to_string()))
+            );
+        }
     }
 
     #[test]

@@ -117,9 +117,9 @@ impl ImapConfig {
 /// which is most of the cost of a sync that has little to do. Selecting the next folder on
 /// a reused connection implicitly closes the previous one without expunging (RFC 3501
 /// §6.4.2), so no UNSELECT is needed.
-type Pool = Arc<std::sync::Mutex<Vec<Connection>>>;
+pub(crate) type Pool = Arc<std::sync::Mutex<Vec<Connection>>>;
 
-fn lock_pool(pool: &Pool) -> std::sync::MutexGuard<'_, Vec<Connection>> {
+pub(crate) fn lock_pool(pool: &Pool) -> std::sync::MutexGuard<'_, Vec<Connection>> {
     // A panic while the lock was held left the Vec itself intact.
     pool.lock().unwrap_or_else(|p| p.into_inner())
 }
@@ -130,6 +130,10 @@ pub struct ImapRepository {
     events: Arc<dyn EventSink>,
     separator: AtomicU32,
     idle: Pool,
+    /// Set when the pool belongs to a [`crate::HeldConnections`]: then
+    /// [`ImapRepository::shutdown`] leaves it logged in for the next sync and stores here
+    /// the mod-sequence mode its connections were enabled with (they do not connect again).
+    held: Option<Arc<std::sync::atomic::AtomicU8>>,
     /// How this server tells changes (see [`ModSeqMode`]), learned at each connect.
     modseq_mode: std::sync::atomic::AtomicU8,
 }
@@ -176,6 +180,22 @@ impl ImapRepository {
             separator: AtomicU32::new('.' as u32),
             idle: Pool::default(),
             modseq_mode: std::sync::atomic::AtomicU8::new(ModSeqMode::None as u8),
+            held: None,
+        }
+    }
+
+    /// A repository whose idle connections are `held` ones (`holdconnectionopen`): it
+    /// reuses those left by the previous sync and leaves its own for the next.
+    pub fn with_held(
+        config: ImapConfig,
+        events: Arc<dyn EventSink>,
+        held: &crate::HeldConnections,
+    ) -> ImapRepository {
+        ImapRepository {
+            idle: held.pool.clone(),
+            modseq_mode: std::sync::atomic::AtomicU8::new(held.modseq_mode.load(Ordering::Relaxed)),
+            held: Some(held.modseq_mode.clone()),
+            ..ImapRepository::new(config, events)
         }
     }
 
@@ -226,7 +246,12 @@ impl ImapRepository {
     }
 
     /// Logs out every pooled connection (call once when the account is done).
+    /// Held connections ([`ImapRepository::with_held`]) stay open.
     pub async fn shutdown(&self) {
+        if let Some(mode) = &self.held {
+            mode.store(self.modseq_mode.load(Ordering::Relaxed), Ordering::Relaxed);
+            return;
+        }
         let conns: Vec<Connection> = std::mem::take(&mut *lock_pool(&self.idle));
         for conn in conns {
             conn.logout().await;

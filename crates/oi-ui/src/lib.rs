@@ -184,6 +184,8 @@ pub struct Ui {
 struct Inner {
     state: State,
     renderers: Vec<Box<dyn Renderer>>,
+    /// Sinks that see every event after the renderers (the binary's progress tracker).
+    observers: Vec<Arc<dyn EventSink>>,
     finished: bool,
 }
 
@@ -197,9 +199,15 @@ impl Ui {
             inner: Mutex::new(Inner {
                 state,
                 renderers,
+                observers: Vec::new(),
                 finished: false,
             }),
         }
+    }
+
+    /// Lets `sink` see every later event too (after the renderers, in order).
+    pub fn observe(&self, sink: Arc<dyn EventSink>) {
+        self.lock().observers.push(sink);
     }
 
     /// Which interface this is.
@@ -254,11 +262,17 @@ impl EventSink for Ui {
     fn emit(&self, event: Event) {
         let mut inner = self.lock();
         let Inner {
-            state, renderers, ..
+            state,
+            renderers,
+            observers,
+            ..
         } = &mut *inner;
         let records = state.records(&event);
         for r in renderers.iter_mut() {
             r.render(&event, &records, state);
+        }
+        for o in observers.iter() {
+            o.emit(event.clone());
         }
     }
 }

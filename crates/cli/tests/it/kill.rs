@@ -37,7 +37,7 @@ fn body(id: &str, size: usize) -> String {
 }
 
 /// The mail owner's uid and gid (Dovecot's mail processes run as `nobody`).
-fn nobody() -> (u32, u32) {
+pub(crate) fn nobody() -> (u32, u32) {
     let id = |flag: &str| {
         let out = Command::new("id").args([flag, "nobody"]).output().unwrap();
         String::from_utf8_lossy(&out.stdout).trim().parse().unwrap()
@@ -46,14 +46,14 @@ fn nobody() -> (u32, u32) {
 }
 
 /// Writes a message straight into the server's Maildir, as a delivery agent would.
-fn deliver(maildir: &Path, owner: (u32, u32), id: &str, size: usize) {
+pub(crate) fn deliver(maildir: &Path, owner: (u32, u32), id: &str, size: usize) {
     let path = maildir.join("new").join(format!("{id}.kill"));
     std::fs::write(&path, body(id, size)).unwrap();
     chown(&path, Some(owner.0), Some(owner.1)).unwrap();
 }
 
 /// Message-ID → sorted flags, for the server (doveadm) and the local Maildir.
-fn server_state(w: &World) -> BTreeMap<String, String> {
+pub(crate) fn server_state(w: &World) -> BTreeMap<String, String> {
     let out = w.doveadm(&[
         "-f",
         "flow",
@@ -104,7 +104,7 @@ fn server_state(w: &World) -> BTreeMap<String, String> {
     map
 }
 
-fn local_state(w: &World) -> BTreeMap<String, String> {
+pub(crate) fn local_state(w: &World) -> BTreeMap<String, String> {
     let mut map = BTreeMap::new();
     for m in local_messages(&w.maildir().join("INBOX")) {
         let text = std::fs::read(&m.path).unwrap();

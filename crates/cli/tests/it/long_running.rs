@@ -5,7 +5,7 @@ use std::time::{Duration, Instant};
 
 use crate::common::*;
 
-fn add_to_account(w: &World, lines: &str) {
+pub(crate) fn add_to_account(w: &World, lines: &str) {
     let text = std::fs::read_to_string(w.rc()).unwrap().replace(
         "remoterepository = Remote\n",
         &format!("remoterepository = Remote\n{lines}\n"),
@@ -14,7 +14,7 @@ fn add_to_account(w: &World, lines: &str) {
 }
 
 /// Polls a condition for up to a minute (a bound against hangs, not a speed assertion).
-fn eventually(what: &str, mut f: impl FnMut() -> bool) {
+pub(crate) fn eventually(what: &str, mut f: impl FnMut() -> bool) {
     let deadline = Instant::now() + Duration::from_secs(60);
     while !f() {
         assert!(Instant::now() < deadline, "never happened: {what}");
@@ -22,7 +22,7 @@ fn eventually(what: &str, mut f: impl FnMut() -> bool) {
     }
 }
 
-fn spawn_daemon(w: &World) -> Child {
+pub(crate) fn spawn_daemon(w: &World) -> Child {
     Command::new(env!("CARGO_BIN_EXE_offlineimap"))
         .env_clear()
         .env("PATH", std::env::var("PATH").unwrap_or_default())
@@ -36,7 +36,7 @@ fn spawn_daemon(w: &World) -> Child {
         .unwrap()
 }
 
-fn signal(child: &Child, sig: &str) {
+pub(crate) fn signal(child: &Child, sig: &str) {
     let ok = Command::new("kill")
         .args([&format!("-{sig}"), &child.id().to_string()])
         .status()
@@ -45,7 +45,7 @@ fn signal(child: &Child, sig: &str) {
     assert!(ok, "kill -{sig}");
 }
 
-fn wait_exit(child: &mut Child) -> std::process::ExitStatus {
+pub(crate) fn wait_exit(child: &mut Child) -> std::process::ExitStatus {
     let deadline = Instant::now() + Duration::from_secs(60);
     loop {
         if let Some(status) = child.try_wait().unwrap() {

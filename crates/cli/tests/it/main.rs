@@ -8,6 +8,8 @@
 //! - `long_running`: hooks, autorefresh and signals.
 //! - `faults`: dropped, stalled, refused (NO, BYE) commands through a fault-injecting
 //!   proxy, and a full disk on the Maildir side.
+//! - `held`: holdconnectionopen and keepalive between autorefresh syncs; NOTIFY watching.
+//! - `longrun`: -P profiles, the ttyui password prompt, SIGQUIT, signals in a 2000-message sync.
 //! - `crash`: the binary killed after every step, then resumed.
 //! - `kill`: a 2000-message two-way sync killed at random instants, 50 times.
 //! - `options`: message and folder selection (maxage, startdate, …).
@@ -23,10 +25,12 @@ mod common;
 mod compat;
 mod crash;
 mod faults;
+mod held;
 mod incremental;
 mod kill;
 mod large;
 mod long_running;
+mod longrun;
 mod maintenance;
 mod options;
 mod packaging;

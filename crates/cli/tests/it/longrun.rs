@@ -1,0 +1,295 @@
+//! The rest of long-running operation: `-P DIR` timing profiles, the ttyui password prompt
+//! (in a real terminal, tmux), SIGQUIT's report, and SIGUSR2/SIGTERM landing in the middle
+//! of a 2000-message sync, each followed by a check of both sides.
+
+use std::collections::BTreeMap;
+use std::process::{Child, Command, Stdio};
+
+use crate::common::*;
+use crate::kill::{deliver, local_state, nobody, server_state};
+use crate::long_running::{add_to_account, eventually, signal, wait_exit};
+
+#[test]
+fn profile_dir_gets_a_timing_file_per_folder() {
+    let Some(w) = World::new("profile") else {
+        return;
+    };
+    w.server.create_mailbox(USER, "Archive").unwrap();
+    w.put("INBOX", "a");
+    w.put("Archive", "b");
+    w.write_config("", "");
+    let prof = w.dir.path().join("prof");
+    let out = w.run(&["-P", prof.to_str().unwrap()]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{err}");
+    let mut names: Vec<String> = std::fs::read_dir(&prof)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().to_string())
+        .collect();
+    names.sort();
+    assert_eq!(names, ["Test.Archive.prof", "Test.INBOX.prof"]);
+    let text = std::fs::read_to_string(prof.join("Test.INBOX.prof")).unwrap();
+    for phase in [
+        "listing remote",
+        "listing local",
+        "total\t",
+        "copied 1 to local",
+    ] {
+        assert!(text.contains(phase), "{phase} missing:\n{text}");
+    }
+    // A second run appends its own record.
+    w.sync_ok();
+    let out = w.run(&["-P", prof.to_str().unwrap()]);
+    assert!(out.status.success());
+    let text = std::fs::read_to_string(prof.join("Test.INBOX.prof")).unwrap();
+    assert_eq!(
+        text.matches("# account Test folder INBOX").count(),
+        2,
+        "{text}"
+    );
+}
+
+#[test]
+fn profile_dir_that_cannot_be_created_is_a_clear_error() {
+    let Some(w) = World::new("profile_bad") else {
+        return;
+    };
+    w.write_config("", "");
+    let file = w.dir.path().join("plainfile");
+    std::fs::write(&file, "x").unwrap();
+    let bad = file.join("prof");
+    let out = w.run(&["-P", bad.to_str().unwrap()]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "{err}");
+    assert!(
+        err.contains("-P") && err.contains(bad.to_str().unwrap()),
+        "{err}"
+    );
+    assert!(!w.maildir().join("INBOX").exists(), "synced anyway");
+}
+
+fn have_tmux() -> bool {
+    if Command::new("tmux").arg("-V").output().is_ok() {
+        return true;
+    }
+    assert!(
+        std::env::var("CI").map_or(true, |v| v != "true"),
+        "tmux missing under CI"
+    );
+    eprintln!("SKIPPED: tmux not installed");
+    false
+}
+
+#[test]
+fn ttyui_asks_for_a_missing_password_without_echo() {
+    if !have_tmux() {
+        return;
+    }
+    let Some(w) = World::new("password_prompt") else {
+        return;
+    };
+    w.put("INBOX", "a");
+    w.write_config("", "");
+    let text = std::fs::read_to_string(w.rc())
+        .unwrap()
+        .replace(&format!("remotepass = {PASS}\n"), "");
+    std::fs::write(w.rc(), text).unwrap();
+    let log = w.dir.path().join("log");
+    let socket = w.dir.path().join("tmux.sock");
+    let session = format!("oi-prompt-{}", std::process::id());
+    let tmux = |args: &[&str]| {
+        Command::new("tmux")
+            .arg("-S")
+            .arg(&socket)
+            .args(args)
+            .output()
+            .unwrap()
+    };
+    let cmd = format!(
+        "HOME={home} {bin} -c {rc} -o -u ttyui -d imap -l {log}; echo EXIT=$?; sleep 60",
+        home = w.dir.path().display(),
+        bin = env!("CARGO_BIN_EXE_offlineimap"),
+        rc = w.rc().display(),
+        log = log.display(),
+    );
+    let started = tmux(&[
+        "new-session",
+        "-d",
+        "-s",
+        &session,
+        "-x",
+        "200",
+        "-y",
+        "50",
+        &cmd,
+    ]);
+    assert!(started.status.success());
+    let screen = || {
+        let out = tmux(&["capture-pane", "-p", "-S", "-", "-t", &session]);
+        String::from_utf8_lossy(&out.stdout).to_string()
+    };
+    eventually("the password prompt", || {
+        screen().contains("Enter password for user 'alice':")
+    });
+    tmux(&["send-keys", "-t", &session, PASS, "Enter"]);
+    eventually("the run ended", || screen().contains("EXIT="));
+    let shown = screen();
+    let _ = tmux(&["kill-server"]);
+    assert!(shown.contains("EXIT=0"), "{shown}");
+    // Neither in clear nor as the AUTHENTICATE PLAIN argument of the -d imap trace.
+    let plain_b64 = "AGFsaWNlAGFsaWNlcGFzcw==";
+    assert!(!shown.contains(PASS), "the password was echoed:\n{shown}");
+    assert!(
+        !shown.contains(plain_b64),
+        "the password was traced:\n{shown}"
+    );
+    assert!(shown.contains("C: "), "no -d imap trace to check:\n{shown}");
+    let logged = std::fs::read_to_string(&log).unwrap_or_default();
+    assert!(!logged.contains(PASS), "the password was logged:\n{logged}");
+    assert_eq!(local_messages(&w.maildir().join("INBOX")).len(), 1);
+}
+
+#[test]
+fn without_a_terminal_a_missing_password_is_a_clear_error() {
+    let Some(w) = World::new("password_none") else {
+        return;
+    };
+    w.write_config("", "");
+    let text = std::fs::read_to_string(w.rc())
+        .unwrap()
+        .replace(&format!("remotepass = {PASS}\n"), "");
+    std::fs::write(w.rc(), text).unwrap();
+    let out = w.run(&[]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(err.contains("no password configured"), "{err}");
+}
+
+/// 2000 messages delivered straight into the server's Maildir, 50 of them \Flagged.
+fn big_world(name: &str) -> Option<World> {
+    let w = World::new(name)?;
+    let maildir = w.server.maildir_of(USER);
+    let owner = nobody();
+    for sub in ["cur", "new", "tmp"] {
+        std::fs::create_dir_all(maildir.join(sub)).unwrap();
+    }
+    for i in 0..2000 {
+        deliver(&maildir, owner, &format!("big{i}"), 1500);
+    }
+    Command::new("chown")
+        .arg("-R")
+        .arg(format!("{}:{}", owner.0, owner.1))
+        .arg(&maildir)
+        .status()
+        .unwrap();
+    w.doveadm(&[
+        "flags",
+        "add",
+        "-u",
+        USER,
+        "\\Flagged",
+        "mailbox",
+        "INBOX",
+        "uid",
+        "1:50",
+    ]);
+    w.write_config("", "");
+    Some(w)
+}
+
+fn spawn(w: &World, extra: &[&str], stderr: &std::path::Path) -> Child {
+    Command::new(env!("CARGO_BIN_EXE_offlineimap"))
+        .env_clear()
+        .env("PATH", std::env::var("PATH").unwrap_or_default())
+        .env("HOME", w.dir.path())
+        .arg("-c")
+        .arg(w.rc())
+        .args(["-u", "basic"])
+        .args(extra)
+        .stdout(Stdio::null())
+        .stderr(std::fs::File::create(stderr).unwrap())
+        .spawn()
+        .unwrap()
+}
+
+/// Waits until the sync has copied some messages (a signal then lands mid-sync).
+fn wait_mid_sync(w: &World, child: &mut Child) {
+    let inbox = w.maildir().join("INBOX");
+    eventually("the download started", || {
+        !local_messages(&inbox).is_empty() || child.try_wait().unwrap().is_some()
+    });
+}
+
+/// A clean run changes nothing more, and both sides hold the same 2000 messages with the
+/// same flags, none twice (the state readers fail on duplicates).
+fn verify_both_sides(w: &World) {
+    let out = w.sync_ok();
+    let (server, local): (BTreeMap<_, _>, BTreeMap<_, _>) = (server_state(w), local_state(w));
+    assert_eq!(server.len(), 2000);
+    assert_eq!(server, local, "the sides differ after:\n{out}");
+    assert_eq!(server.values().filter(|f| f.contains('F')).count(), 50);
+    assert_nothing_done(&w.sync_ok());
+}
+
+#[test]
+fn sigquit_reports_every_task_and_the_sync_goes_on() {
+    let Some(w) = big_world("sigquit") else {
+        return;
+    };
+    let err = w.dir.path().join("stderr");
+    let mut child = spawn(&w, &["-o"], &err);
+    wait_mid_sync(&w, &mut child);
+    signal(&child, "QUIT");
+    let status = wait_exit(&mut child);
+    let text = std::fs::read_to_string(&err).unwrap();
+    assert!(status.success(), "{status}\n{text}");
+    assert!(text.contains("SIGQUIT: what every task is doing"), "{text}");
+    assert!(text.contains("account Test: syncing"), "{text}");
+    assert!(text.contains("folder INBOX: "), "{text}");
+    // It went on to the end: everything is there without another run.
+    assert_eq!(local_messages(&w.maildir().join("INBOX")).len(), 2000);
+    verify_both_sides(&w);
+}
+
+#[test]
+fn sigusr2_during_a_2000_message_sync_finishes_it_then_exits() {
+    let Some(w) = big_world("sigusr2_big") else {
+        return;
+    };
+    add_to_account(&w, "autorefresh = 10");
+    let err = w.dir.path().join("stderr");
+    let mut child = spawn(&w, &[], &err);
+    wait_mid_sync(&w, &mut child);
+    signal(&child, "USR2");
+    let status = wait_exit(&mut child);
+    let text = std::fs::read_to_string(&err).unwrap();
+    assert!(status.success(), "{status}\n{text}");
+    // The current sync was finished, not cut short.
+    assert_eq!(
+        local_messages(&w.maildir().join("INBOX")).len(),
+        2000,
+        "{text}"
+    );
+    verify_both_sides(&w);
+}
+
+#[test]
+fn sigterm_during_a_2000_message_sync_stops_safely_and_resumes() {
+    let Some(w) = big_world("sigterm_big") else {
+        return;
+    };
+    add_to_account(&w, "autorefresh = 10");
+    let err = w.dir.path().join("stderr");
+    let mut child = spawn(&w, &[], &err);
+    wait_mid_sync(&w, &mut child);
+    signal(&child, "TERM");
+    let status = wait_exit(&mut child);
+    let text = std::fs::read_to_string(&err).unwrap();
+    assert!(status.success(), "{status}\n{text}");
+    assert!(
+        text.contains("stopped by a signal at a safe point"),
+        "{text}"
+    );
+    assert!(local_messages(&w.maildir().join("INBOX")).len() < 2000);
+    verify_both_sides(&w);
+}
