@@ -14,6 +14,7 @@
 
 mod auth;
 pub mod client;
+mod compress;
 mod error;
 pub mod keywords;
 pub mod netrc;
