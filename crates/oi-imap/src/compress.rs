@@ -22,6 +22,8 @@ pub(crate) struct Deflate {
     end: usize,
     /// The server ended its DEFLATE stream: nothing more can come.
     ended: bool,
+    /// The stream is damaged (the decoder's message): every later read fails.
+    broken: Option<String>,
 }
 
 fn corrupt(e: impl std::fmt::Display) -> ImapError {
@@ -38,6 +40,7 @@ impl Deflate {
             start: 0,
             end: 0,
             ended: false,
+            broken: None,
         }
     }
 
@@ -67,20 +70,28 @@ impl Deflate {
         if self.ended || buf.is_empty() {
             return Ok(0);
         }
+        if let Some(e) = self.broken.take() {
+            self.broken = Some(e.clone());
+            return Err(corrupt(e));
+        }
         let (before_in, before_out) = (self.inflate.total_in(), self.inflate.total_out());
-        let status = self
-            .inflate
-            .decompress(
-                &self.input[self.start..self.end],
-                buf,
-                FlushDecompress::None,
-            )
-            .map_err(corrupt)?;
+        let result = self.inflate.decompress(
+            &self.input[self.start..self.end],
+            buf,
+            FlushDecompress::None,
+        );
         let used = usize::try_from(self.inflate.total_in() - before_in).map_err(corrupt)?;
         let made = usize::try_from(self.inflate.total_out() - before_out).map_err(corrupt)?;
-        self.start += used;
-        if status == Status::StreamEnd {
-            self.ended = true;
+        self.start = (self.start + used).min(self.end);
+        match result {
+            Ok(Status::StreamEnd) => self.ended = true,
+            Ok(_) => {}
+            // What decoded before the damage is delivered first; the error comes next.
+            Err(e) if made > 0 => self.broken = Some(e.to_string()),
+            Err(e) => {
+                self.broken = Some(e.to_string());
+                return Err(corrupt(e));
+            }
         }
         Ok(made)
     }

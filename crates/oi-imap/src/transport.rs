@@ -573,6 +573,75 @@ mod tests {
         }
     }
 
+    /// A mock peer (no installable server sends corrupt DEFLATE): after COMPRESS both
+    /// ways, it answers our compressed line with a valid compressed line, then with
+    /// `garbage`, then closes.
+    async fn deflate_peer(garbage: Vec<u8>) -> u16 {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = listener.local_addr().unwrap().port();
+        tokio::spawn(async move {
+            let (mut s, _) = listener.accept().await.unwrap();
+            let mut z = crate::compress::Deflate::new();
+            let mut got = Vec::new();
+            let mut buf = [0u8; 4096];
+            while !got.ends_with(b"\r\n") {
+                let n = z.inflate(&mut buf).unwrap();
+                if n > 0 {
+                    got.extend_from_slice(&buf[..n]);
+                    continue;
+                }
+                let space = z.input_space().unwrap();
+                let k = s.read(space).await.unwrap();
+                assert!(k > 0, "client closed early");
+                z.filled(k);
+            }
+            assert_eq!(got, b"A1 NOOP\r\n");
+            let ok = z.compress(b"A1 OK done\r\n").unwrap();
+            s.write_all(&ok).await.unwrap();
+            s.write_all(&garbage).await.unwrap();
+            s.flush().await.unwrap();
+        });
+        port
+    }
+
+    async fn read_all(t: &mut Transport) -> (Vec<u8>, Result<(), ImapError>) {
+        let mut got = Vec::new();
+        let mut buf = [0u8; 100];
+        loop {
+            match t.read(&mut buf).await {
+                Ok(0) => return (got, Ok(())),
+                Ok(n) => got.extend_from_slice(&buf[..n]),
+                Err(e) => return (got, Err(e)),
+            }
+        }
+    }
+
+    #[tokio::test]
+    async fn compressed_transport_round_trip_and_corrupt_input() {
+        let t = Some(Duration::from_secs(20));
+        // Corrupt data (reserved block type 3) after a good response: a clean error.
+        let port = deflate_peer(vec![0xff; 64]).await;
+        let mut tr = Transport::tcp("127.0.0.1", port, t).await.unwrap();
+        tr.start_compression();
+        assert!(tr.is_compressed());
+        tr.write_all(b"A1 NOOP\r\n").await.unwrap();
+        let (got, end) = read_all(&mut tr).await;
+        assert_eq!(got, b"A1 OK done\r\n");
+        let e = end.unwrap_err();
+        assert!(matches!(e, ImapError::Protocol(_)), "{e}");
+        // A stream cut in the middle of a block: end of stream, not a hang.
+        let mut peer = crate::compress::Deflate::new();
+        let half = peer.compress(&[b'x'; 5000]).unwrap();
+        let port = deflate_peer(half[..half.len() / 2].to_vec()).await;
+        let mut tr = Transport::tcp("127.0.0.1", port, t).await.unwrap();
+        tr.start_compression();
+        tr.write_all(b"A1 NOOP\r\n").await.unwrap();
+        let (got, end) = read_all(&mut tr).await;
+        assert!(end.is_ok(), "{end:?}");
+        assert!(got.starts_with(b"A1 OK done\r\n"), "{got:?}");
+        assert!(got.len() < 12 + 5000);
+    }
+
     fn openssl(dir: &Path, args: &[&str]) -> bool {
         Command::new("openssl")
             .args(args)
