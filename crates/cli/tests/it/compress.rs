@@ -72,7 +72,8 @@ fn server_bodies(w: &World) -> BTreeSet<Vec<u8>> {
         .collect()
 }
 
-/// Puts 40 small messages and a 3 MB one on each side.
+/// Puts 40 small messages and a 9 MiB one on each side (over the 8 MiB from which
+/// messages are streamed through files).
 fn fill_both_sides(w: &World) -> BTreeSet<Vec<u8>> {
     let mut all = BTreeSet::new();
     let inbox = w.maildir().join("INBOX");
@@ -82,8 +83,8 @@ fn fill_both_sides(w: &World) -> BTreeSet<Vec<u8>> {
     for n in 0..41 {
         let (remote, local) = if n == 0 {
             (
-                big_message("remote big", 3 << 20),
-                big_message("local big one", 3 << 20),
+                big_message("remote big", 9 << 20),
+                big_message("local big one", 9 << 20),
             )
         } else {
             (
