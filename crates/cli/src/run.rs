@@ -973,6 +973,7 @@ pub(crate) fn imap_config(
                 key: c.sslclientkey.clone(),
             }),
             proxy: account.proxy.as_ref().map(crate::auth::proxy),
+            compress: c.usecompression,
         },
         keywords: oi_imap::keywords::KeywordMap::new(custom_flags.iter().cloned())
             .map_err(|e| anyhow::anyhow!("customflag: {e}"))?,

@@ -145,7 +145,7 @@ const IMAP: &[(&str, Support)] = &[
     // The IMAP `realdelete` of OfflineIMAP 6 (Gmail): OfflineIMAP 8 no longer reads it.
     ("realdelete", Obsolete),
     ("idlefolders", Read),
-    ("usecompression", WarnIfTrue),
+    ("usecompression", Read),
     ("maxconnections", Read),
     ("singlethreadperfolder", WarnIfTrue),
     ("holdconnectionopen", Read),
@@ -1280,6 +1280,7 @@ impl<'a> Builder<'a> {
                 .map_or(1, |(n, _)| usize::try_from(n).unwrap_or(1).max(1)),
             retrycount: self.retrycount(s),
             ipv6,
+            usecompression: self.boolean(s, "usecompression", false),
             tls_version,
             sslclientcert,
             sslclientkey,

@@ -1013,3 +1013,20 @@ fn retrycount_is_read_and_must_allow_one_attempt() {
     let e = errs(&BASE.replace("remoteuser = me", "remoteuser = me\nretrycount = many"));
     assert!(e.iter().any(|e| e.contains("retrycount")), "{e:?}");
 }
+
+#[test]
+fn usecompression_is_a_boolean_defaulting_to_off() {
+    let c = ok(BASE);
+    assert!(!imap(&c).usecompression);
+    let c = ok(&BASE.replace("remoteuser = me", "remoteuser = me\nusecompression = yes"));
+    assert!(imap(&c).usecompression);
+    assert!(c.warnings.is_empty(), "{:?}", c.warnings);
+    let e = errs(&BASE.replace("remoteuser = me", "remoteuser = me\nusecompression = maybe"));
+    assert!(
+        has(
+            &e,
+            "rc:16: [Repository Remote] usecompression: not a boolean"
+        ),
+        "{e:?}"
+    );
+}

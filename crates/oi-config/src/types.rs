@@ -352,6 +352,9 @@ pub struct ImapConfig {
     pub retrycount: u32,
     /// `ipv6`: `Some(true)` IPv6 only, `Some(false)` IPv4 only, `None` either.
     pub ipv6: Option<bool>,
+    /// `usecompression`: COMPRESS=DEFLATE (RFC 4978) after login when the server offers
+    /// it. Default false.
+    pub usecompression: bool,
     /// `ssl_version` within `tls_level`, as far as TLS 1.2/1.3 can honour it.
     pub tls_version: TlsVersion,
     /// `sslclientcert`, expanded: PEM certificate (chain) for client authentication.

@@ -204,7 +204,43 @@ impl Connection {
         if !preauth {
             conn.auth_failures = crate::auth::login(&mut conn, s).await?;
         }
+        if net.compress {
+            conn.start_compression().await?;
+        }
         Ok(conn)
+    }
+
+    /// COMPRESS DEFLATE (RFC 4978) once authenticated, as OfflineIMAP's `usecompression`
+    /// does after login (or a preauth tunnel). A server that does not offer it, or
+    /// refuses it, leaves the connection uncompressed.
+    async fn start_compression(&mut self) -> Result<(), ImapError> {
+        if !self.has("COMPRESS=DEFLATE") {
+            tracing::debug!(target: "imap",
+                "usecompression: the server does not offer COMPRESS=DEFLATE; going on uncompressed");
+            return Ok(());
+        }
+        let (_, done) = self.run_unchecked(Command::raw("COMPRESS DEFLATE")).await?;
+        if done.outcome != Outcome::Ok {
+            tracing::debug!(target: "imap",
+                "usecompression: COMPRESS DEFLATE refused ({} {}); going on uncompressed",
+                done.outcome, done.text);
+            return Ok(());
+        }
+        // Compression starts right after the OK: bytes already read past it were
+        // compressed and cannot be taken back from the session as plain text.
+        if self.session.buffered_input() > 0 {
+            return Err(ImapError::Protocol(
+                "server sent data right after COMPRESS DEFLATE OK".into(),
+            ));
+        }
+        self.transport.start_compression();
+        tracing::debug!(target: "imap", "COMPRESS=DEFLATE enabled");
+        Ok(())
+    }
+
+    /// True once COMPRESS=DEFLATE is on for this connection.
+    pub fn is_compressed(&self) -> bool {
+        self.transport.is_compressed()
     }
 
     fn set_capabilities(&mut self, caps: Vec<String>) {

@@ -14,6 +14,7 @@
 
 mod auth;
 pub mod client;
+mod compress;
 mod error;
 mod hold;
 pub mod keywords;

@@ -77,6 +77,8 @@ pub struct NetOptions {
     pub client_cert: Option<ClientCert>,
     /// A proxy in front of the TCP connection (`proxy`).
     pub proxy: Option<crate::proxy::Proxy>,
+    /// Ask for COMPRESS=DEFLATE after login when offered (`usecompression`).
+    pub compress: bool,
 }
 
 /// A connected transport; `Box<dyn Stream>` keeps the session code independent of it.
@@ -85,12 +87,15 @@ pub struct Transport {
     timeout: Option<Duration>,
     /// Keeps a tunnel's child process alive (it is killed on drop).
     _child: Option<tokio::process::Child>,
+    /// COMPRESS=DEFLATE, once negotiated.
+    deflate: Option<Box<crate::compress::Deflate>>,
 }
 
 impl std::fmt::Debug for Transport {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Transport")
             .field("timeout", &self.timeout)
+            .field("compressed", &self.deflate.is_some())
             .finish_non_exhaustive()
     }
 }
@@ -164,6 +169,7 @@ impl Transport {
             stream: Box::new(tcp),
             timeout,
             _child: None,
+            deflate: None,
         })
     }
 
@@ -182,6 +188,7 @@ impl Transport {
             stream: Box::new(tcp),
             timeout,
             _child: None,
+            deflate: None,
         })
     }
 
@@ -201,6 +208,7 @@ impl Transport {
             stream: Box::new(tokio::io::join(stdout, stdin)),
             timeout,
             _child: Some(child),
+            deflate: None,
         })
     }
 
@@ -230,12 +238,37 @@ impl Transport {
             stream: Box::new(stream),
             timeout: self.timeout,
             _child: self._child,
+            deflate: self.deflate,
         })
+    }
+
+    /// From now on, compresses what is written and inflates what is read (RFC 4978),
+    /// right after the server's OK to `COMPRESS DEFLATE`.
+    pub(crate) fn start_compression(&mut self) {
+        self.deflate = Some(Box::new(crate::compress::Deflate::new()));
+    }
+
+    /// True once COMPRESS=DEFLATE is on.
+    pub fn is_compressed(&self) -> bool {
+        self.deflate.is_some()
     }
 
     /// Reads some bytes; `Ok(0)` at end of stream.
     pub async fn read(&mut self, buf: &mut [u8]) -> Result<usize, ImapError> {
-        with_timeout(self.timeout, self.stream.read(buf)).await
+        let Some(z) = self.deflate.as_mut() else {
+            return with_timeout(self.timeout, self.stream.read(buf)).await;
+        };
+        loop {
+            let n = z.inflate(buf)?;
+            if n > 0 || z.ended() {
+                return Ok(n);
+            }
+            let got = with_timeout(self.timeout, self.stream.read(z.input_space()?)).await?;
+            if got == 0 {
+                return Ok(0);
+            }
+            z.filled(got);
+        }
     }
 
     /// Reads some bytes, waiting at most `wait` instead of the socket timeout (IDLE waits
@@ -245,17 +278,42 @@ impl Transport {
         buf: &mut [u8],
         wait: std::time::Duration,
     ) -> Result<Option<usize>, ImapError> {
-        match tokio::time::timeout(wait, self.stream.read(buf)).await {
-            Ok(r) => Ok(Some(r?)),
-            Err(_) => Ok(None),
+        let Some(z) = self.deflate.as_mut() else {
+            return match tokio::time::timeout(wait, self.stream.read(buf)).await {
+                Ok(r) => Ok(Some(r?)),
+                Err(_) => Ok(None),
+            };
+        };
+        let deadline = tokio::time::Instant::now() + wait;
+        loop {
+            let n = z.inflate(buf)?;
+            if n > 0 || z.ended() {
+                return Ok(Some(n));
+            }
+            // Reading is cancel-safe: compressed bytes already buffered stay for later.
+            match tokio::time::timeout_at(deadline, self.stream.read(z.input_space()?)).await {
+                Ok(r) => match r? {
+                    0 => return Ok(Some(0)),
+                    got => z.filled(got),
+                },
+                Err(_) => return Ok(None),
+            }
         }
     }
 
-    /// Writes all bytes and flushes.
+    /// Writes all bytes and flushes (compressed and sync-flushed under COMPRESS=DEFLATE).
     pub async fn write_all(&mut self, buf: &[u8]) -> Result<(), ImapError> {
+        let packed;
+        let bytes = match self.deflate.as_mut() {
+            Some(z) => {
+                packed = z.compress(buf)?;
+                &packed[..]
+            }
+            None => buf,
+        };
         let s = &mut self.stream;
         with_timeout(self.timeout, async move {
-            s.write_all(buf).await?;
+            s.write_all(bytes).await?;
             s.flush().await
         })
         .await
@@ -515,6 +573,75 @@ mod tests {
         }
     }
 
+    /// A mock peer (no installable server sends corrupt DEFLATE): after COMPRESS both
+    /// ways, it answers our compressed line with a valid compressed line, then with
+    /// `garbage`, then closes.
+    async fn deflate_peer(garbage: Vec<u8>) -> u16 {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = listener.local_addr().unwrap().port();
+        tokio::spawn(async move {
+            let (mut s, _) = listener.accept().await.unwrap();
+            let mut z = crate::compress::Deflate::new();
+            let mut got = Vec::new();
+            let mut buf = [0u8; 4096];
+            while !got.ends_with(b"\r\n") {
+                let n = z.inflate(&mut buf).unwrap();
+                if n > 0 {
+                    got.extend_from_slice(&buf[..n]);
+                    continue;
+                }
+                let space = z.input_space().unwrap();
+                let k = s.read(space).await.unwrap();
+                assert!(k > 0, "client closed early");
+                z.filled(k);
+            }
+            assert_eq!(got, b"A1 NOOP\r\n");
+            let ok = z.compress(b"A1 OK done\r\n").unwrap();
+            s.write_all(&ok).await.unwrap();
+            s.write_all(&garbage).await.unwrap();
+            s.flush().await.unwrap();
+        });
+        port
+    }
+
+    async fn read_all(t: &mut Transport) -> (Vec<u8>, Result<(), ImapError>) {
+        let mut got = Vec::new();
+        let mut buf = [0u8; 100];
+        loop {
+            match t.read(&mut buf).await {
+                Ok(0) => return (got, Ok(())),
+                Ok(n) => got.extend_from_slice(&buf[..n]),
+                Err(e) => return (got, Err(e)),
+            }
+        }
+    }
+
+    #[tokio::test]
+    async fn compressed_transport_round_trip_and_corrupt_input() {
+        let t = Some(Duration::from_secs(20));
+        // Corrupt data (reserved block type 3) after a good response: a clean error.
+        let port = deflate_peer(vec![0xff; 64]).await;
+        let mut tr = Transport::tcp("127.0.0.1", port, t).await.unwrap();
+        tr.start_compression();
+        assert!(tr.is_compressed());
+        tr.write_all(b"A1 NOOP\r\n").await.unwrap();
+        let (got, end) = read_all(&mut tr).await;
+        assert_eq!(got, b"A1 OK done\r\n");
+        let e = end.unwrap_err();
+        assert!(matches!(e, ImapError::Protocol(_)), "{e}");
+        // A stream cut in the middle of a block: end of stream, not a hang.
+        let mut peer = crate::compress::Deflate::new();
+        let half = peer.compress(&[b'x'; 5000]).unwrap();
+        let port = deflate_peer(half[..half.len() / 2].to_vec()).await;
+        let mut tr = Transport::tcp("127.0.0.1", port, t).await.unwrap();
+        tr.start_compression();
+        tr.write_all(b"A1 NOOP\r\n").await.unwrap();
+        let (got, end) = read_all(&mut tr).await;
+        assert!(end.is_ok(), "{end:?}");
+        assert!(got.starts_with(b"A1 OK done\r\n"), "{got:?}");
+        assert!(got.len() < 12 + 5000);
+    }
+
     fn openssl(dir: &Path, args: &[&str]) -> bool {
         Command::new("openssl")
             .args(args)
@@ -763,6 +890,7 @@ mod tests {
             tls_versions: TlsVersions::Tls12Only,
             client_cert: None,
             proxy: None,
+            compress: false,
         };
         for (security, port) in [
             (Security::Tls, d.imaps_port()),

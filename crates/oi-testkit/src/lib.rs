@@ -103,6 +103,8 @@ pub struct DovecotOptions {
     /// A master user `(name, password)`: PLAIN with authorization identity `alice`,
     /// authentication identity `name` and its password logs in as alice.
     pub master_user: Option<(String, String)>,
+    /// Load the imap_zlib plugin, which offers COMPRESS=DEFLATE (RFC 4978).
+    pub imap_zlib: bool,
 }
 
 /// A private Dovecot on 127.0.0.1, stopped when dropped.
@@ -271,6 +273,11 @@ impl Dovecot {
                 file.display()
             );
         }
+        let protocol_imap = if options.imap_zlib {
+            "protocol imap {\n  mail_plugins = $mail_plugins imap_zlib\n}\n"
+        } else {
+            ""
+        };
         let uid = id_of("-u", MAIL_OWNER)?;
         let gid = id_of("-g", MAIL_OWNER)?;
         let imap_port = free_port()?;
@@ -319,7 +326,7 @@ service stats {{
     mode = 0666
   }}
 }}
-",
+{protocol_imap}",
             crt = crt.display(),
             key = key.display(),
             passwd = passwd.display(),

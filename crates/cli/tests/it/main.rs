@@ -4,6 +4,7 @@
 //! - `sync`: the two-way IMAP ↔ Maildir sync (new, deleted, flagged both ways; policies).
 //! - `transport`: TLS, STARTTLS, fingerprints, tunnels.
 //! - `cli`: flags, config discovery and errors, exit status, dry run, locking.
+//! - `compress`: usecompression (COMPRESS=DEFLATE) with and without server support.
 //! - `compat`: continuing an OfflineIMAP 8 state without transferring anything.
 //! - `long_running`: hooks, autorefresh and signals.
 //! - `faults`: dropped, stalled, refused (NO, BYE) commands through a fault-injecting
@@ -23,6 +24,7 @@ mod auth;
 mod cli;
 mod common;
 mod compat;
+mod compress;
 mod crash;
 mod faults;
 mod held;
