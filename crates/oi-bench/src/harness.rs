@@ -843,8 +843,16 @@ impl Bench {
                 tool.name()
             ));
             let r = self.run(tool, Scenario::Initial)?;
-            r.verify
-                .map_err(|e| format!("initial sync with {} failed: {e}", tool.name()))?;
+            if let Err(e) = r.verify {
+                // Recorded as a failed run (no timing), so the other tools still run.
+                return Ok(RunResult {
+                    scenario,
+                    tool,
+                    wall: Duration::ZERO,
+                    max_rss_kib: 0,
+                    verify: Err(format!("the untimed initial sync failed: {e}")),
+                });
+            }
             if !self.prepare(tool, scenario)? {
                 return Err(format!("no synced copy for {}", tool.name()));
             }
