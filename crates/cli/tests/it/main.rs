@@ -1,5 +1,6 @@
 //! End-to-end tests of the `offlineimap` binary against a real Dovecot on 127.0.0.1 that
 //! each test starts for itself (oi-testkit). One binary, grouped by topic:
+//! - `bench`: the benchmark harness (crates/oi-bench) at smoke size.
 //! - `auth`: auth_mechanisms (CRAM-MD5), XOAUTH2 with OAuth2 tokens, proxies.
 //! - `sync`: the two-way IMAP ↔ Maildir sync (new, deleted, flagged both ways; policies).
 //! - `transport`: TLS, STARTTLS, fingerprints, tunnels.
@@ -21,6 +22,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 mod auth;
+mod bench;
 mod cli;
 mod common;
 mod compat;
