@@ -264,6 +264,8 @@ async fn run_accounts(
             cancel: control.cancel.clone(),
             quick: false,
             large_message_bytes: None,
+            // A killed run's APPEND can land a moment after the next run looked for it.
+            landing_grace: Some(std::time::Duration::from_secs(2)),
             copy_ignore: Vec::new(),
             filter_headers: account.filterheaders.clone(),
             filter_headers_local: matches!(account.local.kind, RepositoryKind::Imap(_)),

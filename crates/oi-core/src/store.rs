@@ -444,6 +444,23 @@ pub trait Folder: Send {
         uid: Option<Uid>,
     ) -> impl Future<Output = Result<Option<Uid>, StoreError>> + Send;
 
+    /// Stores several messages as [`Folder::append`] does (stores that assign UIDs only:
+    /// no UID is given), in one go where the store can (IMAP: one MULTIAPPEND, RFC 3502,
+    /// which the server commits at once). Returns the UIDs in the order of `messages`.
+    /// All or nothing is not promised: after an error, any prefix may be stored.
+    fn append_batch(
+        &mut self,
+        messages: &[(&Message, Flags)],
+    ) -> impl Future<Output = Result<Vec<Option<Uid>>, StoreError>> + Send {
+        async move {
+            let mut uids = Vec::with_capacity(messages.len());
+            for (m, f) in messages {
+                uids.push(self.append(m, *f, None).await?);
+            }
+            Ok(uids)
+        }
+    }
+
     /// Applies flag changes, batched by the store as it likes.
     fn set_flags(
         &mut self,

@@ -57,6 +57,14 @@ pub enum RespCode {
     Capability(Vec<String>),
     /// `[READ-ONLY]`.
     ReadOnly,
+    /// `[APPENDUID validity uid-set]` of a MULTIAPPEND (RFC 3502, RFC 4315 §3): the new
+    /// UIDs in the order of the messages, as ranges (never expanded here).
+    AppendUidSet {
+        /// Destination UIDVALIDITY.
+        uid_validity: u32,
+        /// The new messages' UIDs, as ranges `(first, last)` in order.
+        uids: Vec<(u32, u32)>,
+    },
     /// `[HIGHESTMODSEQ n]` (RFC 7162 §3.1.2.1).
     HighestModSeq(u64),
     /// `[NOMODSEQ]`: the mailbox keeps no mod-sequences (RFC 7162 §3.1.2.2).
@@ -237,8 +245,33 @@ fn map_code(c: Code<'_>) -> RespCode {
         {
             RespCode::NotificationOverflow
         }
+        Code::Other(o) => append_uid_set(o.inner()).unwrap_or(RespCode::Other),
         _ => RespCode::Other,
     }
+}
+
+/// `APPENDUID <validity> <uid-set>` with a set (imap-codec reads only a single UID).
+/// Ranges keep the server's order (`5:3` is 5, 4, 3) as RFC 4315 §3 defines for COPYUID.
+fn append_uid_set(code: &[u8]) -> Option<RespCode> {
+    let text = std::str::from_utf8(code).ok()?;
+    let mut it = text.split(' ');
+    if !it.next()?.eq_ignore_ascii_case("APPENDUID") {
+        return None;
+    }
+    let uid_validity = it.next()?.parse().ok()?;
+    let set = it.next()?;
+    if it.next().is_some() {
+        return None;
+    }
+    let mut uids = Vec::new();
+    for part in set.split(',') {
+        let n = |x: &str| x.parse::<u32>().ok().filter(|&n| n > 0);
+        uids.push(match part.split_once(':') {
+            Some((a, b)) => (n(a)?, n(b)?),
+            None => (n(part)?, n(part)?),
+        });
+    }
+    Some(RespCode::AppendUidSet { uid_validity, uids })
 }
 
 fn map_body(b: StatusBody<'_>) -> (Outcome, Option<RespCode>, String) {
@@ -793,6 +826,35 @@ pub(crate) mod tolerant {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn multiappend_uid_sets_are_read() {
+        let code = |line: &[u8]| match parse_response(line).unwrap() {
+            Response::Tagged { code, .. } => code,
+            other => panic!("{other:?}"),
+        };
+        assert_eq!(
+            code(b"A3 OK [APPENDUID 1795 3:4,9] Append completed.\r\n"),
+            Some(RespCode::AppendUidSet {
+                uid_validity: 1795,
+                uids: vec![(3, 4), (9, 9)],
+            })
+        );
+        assert_eq!(
+            code(b"A3 OK [APPENDUID 1795 7] Done\r\n"),
+            Some(RespCode::AppendUid {
+                uid_validity: 1795,
+                uid: 7
+            })
+        );
+        for bad in [
+            &b"A3 OK [APPENDUID 1795 0:4] x\r\n"[..],
+            b"A3 OK [APPENDUID x 3:4] x\r\n",
+            b"A3 OK [APPENDUID 1795 3:*] x\r\n",
+        ] {
+            assert_eq!(code(bad), Some(RespCode::Other), "{}", printable(bad));
+        }
+    }
 
     #[test]
     fn condstore_and_qresync_responses() {

@@ -61,6 +61,9 @@ pub struct ExecOptions {
     /// Messages larger than this go through files instead of memory
     /// ([`Folder::fetch_large`]); `None`: [`LARGE_MESSAGE_BYTES`].
     pub large_message_bytes: Option<u64>,
+    /// How long a killed run's APPEND is given to land on the server before recovery
+    /// uploads the message again (see [`recover_uploads`]); `None`: no wait.
+    pub landing_grace: Option<std::time::Duration>,
     /// `copy_ignore_eval`: remote UIDs of this folder that are never downloaded.
     pub copy_ignore: Vec<Uid>,
     /// `filterheaders`: header fields removed from every message uploaded to the remote.
@@ -157,7 +160,7 @@ pub async fn sync_folder<R: Folder, L: Folder, S: StatusStore>(
     let recovered_duplicates = if opts.dry_run {
         Default::default()
     } else {
-        recover_uploads(remote, local, status, false).await?
+        recover_uploads(remote, local, status, false, opts.landing_grace).await?
     };
     if opts.quick
         && recovered_duplicates.is_empty()
@@ -420,11 +423,35 @@ async fn recover_uploads<R: Folder, L: Folder, S: StatusStore>(
     local: &mut L,
     status: &mut S,
     found_only: bool,
+    grace: Option<std::time::Duration>,
 ) -> Result<std::collections::BTreeSet<Uid>, SyncError> {
     let mut removed = std::collections::BTreeSet::new();
     let pending = status.pending_uploads()?;
     if pending.is_empty() {
         return Ok(removed);
+    }
+    if !found_only {
+        // The server may still be committing the APPEND of a run killed a moment ago (it
+        // has the whole command and has not stored it yet): give a young upload that is
+        // not there yet a moment to land, rather than upload it again and leave a
+        // duplicate for a later run to remove.
+        let youngest = pending
+            .iter()
+            .filter_map(|p| marker_age_ms(&p.marker))
+            .min();
+        let grace = grace.map_or(0, |g| u64::try_from(g.as_millis()).unwrap_or(u64::MAX));
+        if let Some(age) = youngest.filter(|&a| a < grace) {
+            let mut missing = false;
+            for p in &pending {
+                if remote.find_marker(&p.marker).await?.is_empty() {
+                    missing = true;
+                    break;
+                }
+            }
+            if missing {
+                std::thread::sleep(std::time::Duration::from_millis(grace - age));
+            }
+        }
     }
     let mut listing = local.list().await?;
     for p in pending {
@@ -610,7 +637,24 @@ fn new_marker(body: &[u8]) -> String {
             .unwrap_or(0),
     );
     let v = h.finish();
-    format!("{}-{}", v >> 32, v & 0xffff_ffff)
+    // `<milliseconds since the epoch>-<random>`: unique, and it tells how old an upload
+    // record is (see [`recover_uploads`]).
+    format!("{}-{}", now_ms(), v & 0xffff_ffff)
+}
+
+fn now_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
+        .unwrap_or(0)
+}
+
+/// The age of an upload record made by [`new_marker`]; `None` for other markers.
+fn marker_age_ms(marker: &str) -> Option<u64> {
+    let (ms, _) = marker.split_once('-')?;
+    let ms: u64 = ms.parse().ok()?;
+    // Markers of older versions start with a 32-bit number: not a time.
+    (ms > 1_000_000_000_000).then(|| now_ms().saturating_sub(ms))
 }
 
 struct Run<'a, R, L, S> {
@@ -740,8 +784,14 @@ impl<R: Folder, L: Folder, S: StatusStore> Run<'_, R, L, S> {
         // An APPEND of a killed earlier run that the server committed only after this run
         // started looking for it has landed by now more often than not: look again before
         // the expunge below, so that its copy goes now rather than on the next run.
-        let late =
-            recover_uploads(&mut *self.remote, &mut *self.local, &mut *self.status, true).await?;
+        let late = recover_uploads(
+            &mut *self.remote,
+            &mut *self.local,
+            &mut *self.status,
+            true,
+            None,
+        )
+        .await?;
         if !late.is_empty() {
             self.warn(format!(
                 "{} late copy(ies) of an interrupted upload removed from the server",
@@ -889,6 +939,28 @@ impl<R: Folder, L: Folder, S: StatusStore> Run<'_, R, L, S> {
         Ok(markers)
     }
 
+    /// How many of `want` effects may happen before the crash hook fires; counts them.
+    fn effects_allowed(&mut self, want: usize) -> usize {
+        let left = match self.opts.crash_after {
+            Some(n) => n.saturating_sub(self.effects),
+            None => want,
+        };
+        let allowed = left.min(want);
+        self.effects += allowed;
+        allowed
+    }
+
+    /// The copy of a local message to upload: `filterheaders` applied, marker added.
+    fn marked(&self, message: &Message, marker: &str) -> Message {
+        Message {
+            body: oi_core::marker::insert_marker(
+                &oi_core::headers::remove_headers(&message.body, &self.opts.filter_headers),
+                marker,
+            ),
+            ..message.clone()
+        }
+    }
+
     /// APPENDs a message with its recorded marker; the record is cleared with the next
     /// commit, after the caller recorded the new UID.
     async fn append_marked(
@@ -897,13 +969,7 @@ impl<R: Folder, L: Folder, S: StatusStore> Run<'_, R, L, S> {
         marker: &str,
         flags: Flags,
     ) -> Result<Option<Uid>, SyncError> {
-        let marked = Message {
-            body: oi_core::marker::insert_marker(
-                &oi_core::headers::remove_headers(&message.body, &self.opts.filter_headers),
-                marker,
-            ),
-            ..message.clone()
-        };
+        let marked = self.marked(message, marker);
         self.effect()?;
         let uid = self.remote.append(&marked, flags, None).await?;
         self.status.clear_pending_upload(marker)?;
@@ -976,7 +1042,8 @@ impl<R: Folder, L: Folder, S: StatusStore> Run<'_, R, L, S> {
                 .collect();
             // One durable record of the whole batch's markers before its first APPEND.
             let markers = self.record_markers(&messages)?;
-            for (message, marker) in messages.iter().zip(markers) {
+            let mut batch: Vec<(Message, Flags, String)> = Vec::with_capacity(messages.len());
+            for (message, marker) in messages.iter().zip(&markers) {
                 let MsgRef::Unsynced(key) = &message.source else {
                     continue;
                 };
@@ -991,7 +1058,30 @@ impl<R: Folder, L: Folder, S: StatusStore> Run<'_, R, L, S> {
                     num: uploads.iter().position(|(k, _)| k == key).unwrap_or(0) + 1,
                     total: uploads.len(),
                 });
-                let Some(uid) = self.append_marked(message, &marker, *flags).await? else {
+                batch.push((self.marked(message, marker), *flags, marker.clone()));
+            }
+            // One effect per APPEND: the crash hook may stop inside the batch, and then
+            // only the messages before it are sent.
+            let allowed = self.effects_allowed(batch.len());
+            let sent: Vec<(&Message, Flags)> =
+                batch[..allowed].iter().map(|(m, f, _)| (m, *f)).collect();
+            let uids = if sent.is_empty() {
+                Vec::new()
+            } else {
+                self.remote.append_batch(&sent).await?
+            };
+            for (_, _, marker) in &batch[..allowed] {
+                self.status.clear_pending_upload(marker)?;
+            }
+            if allowed < batch.len() {
+                return Err(SyncError::CrashHook);
+            }
+            for ((message, flags, _), uid) in batch.iter().zip(uids) {
+                let key = match &message.source {
+                    MsgRef::Unsynced(k) => k.as_str(),
+                    MsgRef::Uid(_) => "",
+                };
+                let Some(uid) = uid else {
                     self.warn(format!(
                         "uploaded local message {key} but the server did not tell its UID; \
                          it stays unsynced locally"

@@ -233,3 +233,37 @@ fn kept_listing_survives_offlineimap8_runs_in_between() {
         "something left to do: {sent:#?}"
     );
 }
+
+#[test]
+fn new_local_messages_go_up_in_one_multiappend() {
+    let Some(w) = World::new("multiappend") else {
+        return;
+    };
+    w.write_config("", "");
+    w.put("INBOX", "already there");
+    traced(&w, false);
+    let inbox = w.maildir().join("INBOX");
+    for i in 0..5 {
+        std::fs::write(
+            inbox.join(format!("new/170000000{i}.up{i}.host")),
+            message(&format!("up {i}")),
+        )
+        .unwrap();
+    }
+    let trace = traced(&w, false);
+    let appends: Vec<&str> = trace
+        .lines()
+        .filter(|l| l.contains(" C: ") && l.contains(" APPEND "))
+        .collect();
+    assert_eq!(appends.len(), 1, "not one APPEND: {appends:#?}");
+    let state = converged(&w, "INBOX");
+    assert_eq!(state.len(), 6);
+    // Every uploaded copy got its UID locally from the APPENDUID set, in order.
+    let server = w.server_messages("INBOX");
+    for m in local_messages(&inbox) {
+        let uid = m.uid.expect("uploaded message without UID");
+        assert_eq!(server[&uid].0, m.subject, "UID {uid} names another message");
+    }
+    let again = traced(&w, false);
+    assert!(!again.contains(" APPEND "), "uploaded twice");
+}
