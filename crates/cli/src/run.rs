@@ -1132,6 +1132,10 @@ impl Repository for VisibleMaildir {
         self.inner.create_folder(name).await
     }
 
+    fn prepare(&self, name: &str) {
+        self.inner.prepare(name);
+    }
+
     async fn open_folder(
         &self,
         name: &str,

@@ -362,6 +362,13 @@ pub trait Repository: Send + Sync {
     /// Creates a folder (and, where the store needs it, its parents).
     fn create_folder(&self, name: &str) -> impl Future<Output = Result<(), StoreError>> + Send;
 
+    /// A hint that this folder will be opened soon: a store may start reading it in the
+    /// background (Maildir: the directory listing, on another thread) so that the work
+    /// overlaps the folder synced now. The default ignores it.
+    fn prepare(&self, name: &str) {
+        let _ = name;
+    }
+
     /// Opens one folder for a sync.
     fn open_folder(
         &self,

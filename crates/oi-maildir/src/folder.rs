@@ -75,6 +75,8 @@ pub struct MaildirFolder {
     fsync: bool,
     options: MaildirOptions,
     namer: Arc<Namer>,
+    /// A listing of `new/` and `cur/` read ahead on another thread, for the first scan.
+    ahead: Option<Ahead>,
     index: Option<Index>,
     /// With `restoreatime`: the access times of `new/` and `cur/` at open, put back at close.
     atimes: Vec<(Sub, SystemTime)>,
@@ -111,6 +113,7 @@ impl MaildirFolder {
             options,
             namer,
             index: None,
+            ahead: None,
             atimes,
             unflushed: Vec::new(),
         }
@@ -156,28 +159,28 @@ impl MaildirFolder {
     /// and ignores the other, which stays on disk untouched. We do the same but make the
     /// choice deterministic: `cur/` wins over `new/`, and within one directory the name
     /// that sorts last wins.
-    fn scan(&self) -> Result<Index, MaildirError> {
+    /// Uses a listing read ahead on another thread (see [`read_names`]) for the first scan.
+    pub(crate) fn take_ahead(&mut self, ahead: Ahead) {
+        self.ahead = Some(ahead);
+    }
+
+    fn scan(&mut self) -> Result<Index, MaildirError> {
         let mut index = Index::default();
+        let ahead = self.ahead.take().and_then(|h| h.join().ok());
+        let mut ahead = match ahead {
+            Some(Ok(names)) => Some(names),
+            // The thread's error is read again below, with the folder's own context.
+            _ => None,
+        };
         for sub in [Sub::New, Sub::Cur] {
             let dir = self.path.join(sub.dir());
-            let mut names = Vec::new();
-            for entry in fs::read_dir(&dir).map_err(folder_io(&dir))? {
-                let entry = entry.map_err(folder_io(&dir))?;
-                if entry.file_type().map(|t| t.is_dir()).unwrap_or(false) {
-                    continue;
-                }
-                // Names that are not UTF-8 were written by neither OfflineIMAP nor us, and
-                // could not be renamed back through a `String`: leave them alone.
-                let Ok(file_name) = entry.file_name().into_string() else {
-                    continue;
-                };
-                // Dot files are not messages (OfflineIMAP skips them too).
-                if file_name.starts_with('.') {
-                    continue;
-                }
-                names.push(file_name);
-            }
-            names.sort_unstable();
+            let names = match ahead.as_mut() {
+                Some([new, cur]) => std::mem::take(match sub {
+                    Sub::New => new,
+                    Sub::Cur => cur,
+                }),
+                None => list_names(&dir)?,
+            };
             for file_name in names {
                 let p = name::parse_with_sep(&file_name, self.options.info_sep());
                 let entry = Entry {
@@ -826,4 +829,38 @@ mod tests {
         assert_eq!(name_time("no-digits:2,S"), Some(2));
         assert_eq!(name_time(&"9".repeat(60)), Some(i128::MAX));
     }
+}
+
+/// A directory listing being read on another thread: the names in `new/` and `cur/`.
+pub(crate) type Ahead = std::thread::JoinHandle<Result<[Vec<String>; 2], MaildirError>>;
+
+/// The message file names of a folder's `new/` and `cur/` (see [`list_names`]).
+pub(crate) fn read_names(path: &Path) -> Result<[Vec<String>; 2], MaildirError> {
+    Ok([
+        list_names(&path.join(Sub::New.dir()))?,
+        list_names(&path.join(Sub::Cur.dir()))?,
+    ])
+}
+
+/// The names of the message files of one directory, sorted.
+fn list_names(dir: &Path) -> Result<Vec<String>, MaildirError> {
+    let mut names = Vec::new();
+    for entry in fs::read_dir(dir).map_err(folder_io(dir))? {
+        let entry = entry.map_err(folder_io(dir))?;
+        if entry.file_type().map(|t| t.is_dir()).unwrap_or(false) {
+            continue;
+        }
+        // Names that are not UTF-8 were written by neither OfflineIMAP nor us, and could
+        // not be renamed back through a `String`: leave them alone.
+        let Ok(file_name) = entry.file_name().into_string() else {
+            continue;
+        };
+        // Dot files are not messages (OfflineIMAP skips them too).
+        if file_name.starts_with('.') {
+            continue;
+        }
+        names.push(file_name);
+    }
+    names.sort_unstable();
+    Ok(names)
 }

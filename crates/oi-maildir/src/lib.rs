@@ -84,6 +84,8 @@ pub struct MaildirRepository {
     config: MaildirConfig,
     options: MaildirOptions,
     namer: Arc<Namer>,
+    /// Directory listings started ahead by [`Repository::prepare`], by folder path.
+    ahead: Arc<std::sync::Mutex<std::collections::HashMap<PathBuf, folder::Ahead>>>,
 }
 
 impl MaildirRepository {
@@ -93,6 +95,7 @@ impl MaildirRepository {
             config,
             options: MaildirOptions::default(),
             namer: Arc::new(Namer::new()),
+            ahead: Arc::default(),
         }
     }
 
@@ -145,14 +148,46 @@ impl MaildirRepository {
             return Err(MaildirError::NoSuchFolder(name.to_owned()));
         }
         let visible = self.canonical(visible_name);
-        Ok(MaildirFolder::new(
+        let ahead = self
+            .ahead
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(&path);
+        let mut folder = MaildirFolder::new(
             path,
             visible,
             access,
             self.config.fsync,
             self.options,
             Arc::clone(&self.namer),
-        ))
+        );
+        if let Some(ahead) = ahead {
+            folder.take_ahead(ahead);
+        }
+        Ok(folder)
+    }
+
+    /// Starts listing a folder's `new/` and `cur/` on another thread (see
+    /// [`Repository::prepare`]). Not with `restoreatime`: reading the directories early
+    /// would change the access times the folder restores.
+    fn start_ahead(&self, name: &str) {
+        if self.options.restore_atime {
+            return;
+        }
+        let Ok(path) = self.folder_path(name) else {
+            return;
+        };
+        let mut ahead = self.ahead.lock().unwrap_or_else(|p| p.into_inner());
+        if ahead.contains_key(&path) || !is_maildir(&path) {
+            return;
+        }
+        let dir = path.clone();
+        if let Ok(handle) = std::thread::Builder::new()
+            .name("maildir-ahead".into())
+            .spawn(move || folder::read_names(&dir))
+        {
+            ahead.insert(path, handle);
+        }
     }
 
     fn do_list(&self) -> Result<Vec<String>, MaildirError> {
@@ -297,6 +332,10 @@ impl Repository for MaildirRepository {
         Ok(self.do_create(name)?)
     }
 
+    fn prepare(&self, name: &str) {
+        self.start_ahead(name);
+    }
+
     async fn open_folder(&self, name: &str, access: Access) -> Result<MaildirFolder, StoreError> {
         Ok(self.open_folder_with_visible_name(name, name, access)?)
     }
@@ -335,6 +374,42 @@ mod tests {
             .collect();
         v.sort();
         v
+    }
+
+    #[tokio::test]
+    async fn a_listing_read_ahead_equals_one_read_on_open() {
+        let tmp = tempfile::tempdir().unwrap();
+        let r = repo(tmp.path(), '.');
+        r.create_folder("A").await.unwrap();
+        let mut f = r.open_folder("A", Access::ReadWrite).await.unwrap();
+        for n in 1..=5 {
+            f.append(&msg("x"), Flags::SEEN, Some(uid(n)))
+                .await
+                .unwrap();
+        }
+        fs::write(
+            tmp.path().join("mail/A/new/123.new.host"),
+            "Subject: n\n\nb",
+        )
+        .unwrap();
+        let plain = r
+            .open_folder("A", Access::ReadWrite)
+            .await
+            .unwrap()
+            .list()
+            .await
+            .unwrap();
+        r.prepare("A");
+        r.prepare("no such folder");
+        let mut ahead = r.open_folder("A", Access::ReadWrite).await.unwrap();
+        assert_eq!(ahead.list().await.unwrap(), plain);
+        // Only the first scan uses it: a message added since is seen by the next one.
+        fs::write(
+            tmp.path().join("mail/A/new/124.new.host"),
+            "Subject: m\n\nb",
+        )
+        .unwrap();
+        assert_eq!(ahead.list().await.unwrap().unsynced.len(), 2);
     }
 
     #[tokio::test]

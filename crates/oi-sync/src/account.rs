@@ -332,7 +332,7 @@ where
     type Running<'f> =
         Pin<Box<dyn Future<Output = (String, Result<SyncStats, SyncError>)> + Send + 'f>>;
     let limit = policy.connections.max(1);
-    let mut queue = pairs.into_iter();
+    let mut queue = pairs.into_iter().peekable();
     let mut running: Vec<Running<'_>> = Vec::new();
     let mut stop: Option<SyncError> = None;
     loop {
@@ -377,6 +377,10 @@ where
                     sync_pair(remote, local, status, &names, policy, opts, events, &label).await;
                 (rname, result)
             }));
+            // The next folder's local side can be read while this one syncs.
+            if let Some((_, next, _)) = queue.peek() {
+                local.prepare(next);
+            }
         }
         if running.is_empty() {
             break;
@@ -406,7 +410,7 @@ where
                 report.fail(rname, e);
                 if severity >= Severity::Repository && stop.is_none() {
                     // The repository is unusable: start nothing more, let the others end.
-                    queue = Vec::new().into_iter();
+                    queue = Vec::new().into_iter().peekable();
                 }
             }
         }
