@@ -813,24 +813,6 @@ fn identity_of_file(path: &Path) -> io::Result<oi_core::Identity> {
     })
 }
 
-#[cfg(test)]
-mod tests {
-    use super::name_time;
-
-    #[test]
-    fn name_time_is_the_first_digit_run() {
-        assert_eq!(
-            name_time("1700000000_0.123.host,U=5,FMD5=ab:2,S"),
-            Some(1_700_000_000)
-        );
-        assert_eq!(name_time("msg-42.eml"), Some(42));
-        assert_eq!(name_time("no-digits"), None);
-        // As in OfflineIMAP, the info part counts when nothing comes before it.
-        assert_eq!(name_time("no-digits:2,S"), Some(2));
-        assert_eq!(name_time(&"9".repeat(60)), Some(i128::MAX));
-    }
-}
-
 /// A directory listing being read on another thread: the names in `new/` and `cur/`.
 pub(crate) type Ahead = std::thread::JoinHandle<Result<[Vec<String>; 2], MaildirError>>;
 
@@ -863,4 +845,22 @@ fn list_names(dir: &Path) -> Result<Vec<String>, MaildirError> {
     }
     names.sort_unstable();
     Ok(names)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::name_time;
+
+    #[test]
+    fn name_time_is_the_first_digit_run() {
+        assert_eq!(
+            name_time("1700000000_0.123.host,U=5,FMD5=ab:2,S"),
+            Some(1_700_000_000)
+        );
+        assert_eq!(name_time("msg-42.eml"), Some(42));
+        assert_eq!(name_time("no-digits"), None);
+        // As in OfflineIMAP, the info part counts when nothing comes before it.
+        assert_eq!(name_time("no-digits:2,S"), Some(2));
+        assert_eq!(name_time(&"9".repeat(60)), Some(i128::MAX));
+    }
 }
