@@ -245,6 +245,23 @@ mod tests {
     }
 
     #[test]
+    fn fsync_makes_commits_survive_a_power_loss() {
+        // synchronous=EXTRA (3) also fsyncs the directory after the rollback journal is
+        // deleted; without it a power loss can bring the journal back and undo a commit.
+        for (fsync, want) in [(true, 3), (false, 2)] {
+            let tmp = tempfile::tempdir().unwrap();
+            let s = dir(tmp.path(), fsync)
+                .open_folder("INBOX", "INBOX", "INBOX")
+                .unwrap();
+            let got: i64 = s
+                .conn
+                .query_row("PRAGMA synchronous", [], |r| r.get(0))
+                .unwrap();
+            assert_eq!(got, want, "fsync={fsync}");
+        }
+    }
+
+    #[test]
     fn uncommitted_batch_is_rolled_back_without_fsync() {
         let tmp = tempfile::tempdir().unwrap();
         let d = dir(tmp.path(), false);

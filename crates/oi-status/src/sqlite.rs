@@ -43,7 +43,7 @@ UPDATE metadata SET value='2' WHERE key='db_version';
 /// dropped.
 #[derive(Debug)]
 pub struct SqliteStatus {
-    conn: Connection,
+    pub(crate) conn: Connection,
     path: PathBuf,
     fsync: bool,
     in_transaction: bool,
@@ -74,6 +74,16 @@ impl SqliteStatus {
         let conn = Connection::open(&path).map_err(sql)?;
         // Python's sqlite3 waits 5 s for a locked database; so do we.
         conn.busy_timeout(Duration::from_secs(5)).map_err(sql)?;
+        if fsync {
+            // In the rollback-journal mode that OfflineIMAP's files use, a COMMIT is done
+            // when the journal file is deleted, and at the default `synchronous=FULL`
+            // SQLite does not fsync the directory after that unlink: after a power loss
+            // the journal can come back, and the next open rolls the committed
+            // transaction back. A rolled-back record of upload markers lets a message
+            // already APPENDed be uploaded a second time. EXTRA syncs the directory too.
+            conn.pragma_update(None, "synchronous", "EXTRA")
+                .map_err(sql)?;
+        }
         let mut status = SqliteStatus {
             conn,
             path: path.clone(),

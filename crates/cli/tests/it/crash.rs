@@ -10,6 +10,13 @@ use crate::common::*;
 /// Builds the scenario: a synced folder, then changes on both sides.
 fn scenario(test: &str) -> Option<World> {
     let w = World::new(test)?;
+    prepare(&w);
+    Some(w)
+}
+
+/// The scenario in an existing world (the `powerloss` module puts its Maildir on a disk
+/// of its own first).
+pub(crate) fn prepare(w: &World) {
     let uids: Vec<u32> = (0..6).map(|i| w.put("INBOX", &format!("old{i}"))).collect();
     w.write_config("", "");
     w.sync_ok();
@@ -41,11 +48,10 @@ fn scenario(test: &str) -> Option<World> {
     for i in 0..2 {
         w.put("INBOX", &format!("remote{i}"));
     }
-    Some(w)
 }
 
 /// Subjects with flags on both sides, as a comparable value.
-fn state(w: &World) -> (BTreeMap<String, Vec<String>>, BTreeMap<String, String>) {
+pub(crate) fn state(w: &World) -> (BTreeMap<String, Vec<String>>, BTreeMap<String, String>) {
     let mut server = BTreeMap::new();
     for (_, (subject, flags)) in w.server_messages("INBOX") {
         assert!(

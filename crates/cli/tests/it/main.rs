@@ -14,6 +14,9 @@
 //! - `longrun`: -P profiles, the ttyui password prompt, SIGQUIT, signals in a 2000-message sync.
 //! - `crash`: the binary killed after every step, then resumed.
 //! - `kill`: a 2000-message two-way sync killed at random instants, 50 times.
+//! - `powerloss`: a simulated power loss of the client (unsynced writes dropped from a
+//!   loop-mounted ext4 image) at random instants of the 2000-message sync, and after every
+//!   step of the `crash` scenario; then resumed. Needs root.
 //! - `options`: message and folder selection (maxage, startdate, …).
 //! - `maintenance`: --info, --delete-folder, --migrate-fmd5-using-nametrans, exit codes.
 //! - `packaging`: man page, completions, systemd units and example config in contrib/.
@@ -38,6 +41,7 @@ mod longrun;
 mod maintenance;
 mod options;
 mod packaging;
+mod powerloss;
 mod servers;
 mod sync;
 mod transport;
