@@ -47,6 +47,8 @@ pub struct SqliteStatus {
     path: PathBuf,
     fsync: bool,
     in_transaction: bool,
+    /// The open transaction records upload markers: its commit must survive a power loss.
+    pub(crate) durable: bool,
     created: bool,
     remote_validity: PathBuf,
     local_validity: PathBuf,
@@ -74,21 +76,12 @@ impl SqliteStatus {
         let conn = Connection::open(&path).map_err(sql)?;
         // Python's sqlite3 waits 5 s for a locked database; so do we.
         conn.busy_timeout(Duration::from_secs(5)).map_err(sql)?;
-        if fsync {
-            // In the rollback-journal mode that OfflineIMAP's files use, a COMMIT is done
-            // when the journal file is deleted, and at the default `synchronous=FULL`
-            // SQLite does not fsync the directory after that unlink: after a power loss
-            // the journal can come back, and the next open rolls the committed
-            // transaction back. A rolled-back record of upload markers lets a message
-            // already APPENDed be uploaded a second time. EXTRA syncs the directory too.
-            conn.pragma_update(None, "synchronous", "EXTRA")
-                .map_err(sql)?;
-        }
         let mut status = SqliteStatus {
             conn,
             path: path.clone(),
             fsync,
             in_transaction: false,
+            durable: false,
             created: false,
             remote_validity,
             local_validity,
@@ -120,6 +113,21 @@ impl SqliteStatus {
             .optional()
             .map_err(self.sql())?;
         Ok(found.is_some())
+    }
+
+    /// In the rollback-journal mode that OfflineIMAP's files use, a COMMIT is done when
+    /// the journal file is deleted, and at the default `synchronous=FULL` SQLite does not
+    /// fsync the directory after that unlink: after a power loss the journal can come
+    /// back and the next open rolls the transaction back. For most records that is
+    /// harmless (the engine never needs a record to be durable: see the type's comment),
+    /// but a rolled-back record of upload markers lets a message already APPENDed be
+    /// uploaded a second time. So after the commit of a transaction that records
+    /// markers the directory is synced too (with `fsync` on), which is what SQLite's
+    /// `synchronous=EXTRA` does for every commit (it cannot be switched inside an open
+    /// transaction); the other commits keep the cheaper default.
+    fn need_durable_commit(&mut self) -> Result<(), StatusError> {
+        self.durable |= self.fsync;
+        Ok(())
     }
 
     fn sql(&self) -> impl FnOnce(rusqlite::Error) -> StatusError {
@@ -336,6 +344,7 @@ impl StatusStore for SqliteStatus {
 
     fn add_pending_upload(&mut self, pending: &PendingUpload) -> Result<(), StoreError> {
         self.pending_table()?;
+        self.need_durable_commit()?;
         Ok(self.write(
             "INSERT OR REPLACE INTO offlineimap_rs_pending_upload (marker, source) VALUES (?, ?)",
             params![pending.marker, pending.source.to_text()],
@@ -407,6 +416,12 @@ impl StatusStore for SqliteStatus {
         if self.in_transaction {
             self.conn.execute_batch("COMMIT").map_err(self.sql())?;
             self.in_transaction = false;
+        }
+        if std::mem::take(&mut self.durable) {
+            let dir = self.path.parent().unwrap_or(Path::new("."));
+            File::open(dir)
+                .and_then(|d| d.sync_all())
+                .map_err(|e| StoreError::from(io_at(dir)(e)))?;
         }
         Ok(())
     }
