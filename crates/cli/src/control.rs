@@ -57,6 +57,8 @@ impl Control {
             let w = wake_all.clone();
             tokio::spawn(async move {
                 while s.recv().await.is_some() {
+                    // OfflineIMAP's words; also what tells a user the signal was taken.
+                    eprintln!("WARNING: Terminating after this sync...");
                     finishing.store(true, Ordering::SeqCst);
                     w();
                 }
@@ -90,6 +92,10 @@ impl Control {
                         eprintln!("ERROR: third stop signal: exiting at once");
                         std::process::exit(130);
                     }
+                    eprintln!(
+                        "WARNING: stop signal {n} of 3: stopping at the next safe point \
+                         (this may take some time); a third one exits at once"
+                    );
                     finishing.store(true, Ordering::SeqCst);
                     cancel.cancel();
                     w();

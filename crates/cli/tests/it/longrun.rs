@@ -1,9 +1,11 @@
 //! The rest of long-running operation: `-P DIR` timing profiles, the ttyui password prompt
-//! (in a real terminal, tmux), SIGQUIT's report, and SIGUSR2/SIGTERM landing in the middle
-//! of a 2000-message sync, each followed by a check of both sides.
+//! (in a real terminal, tmux), SIGQUIT's report, and every signal (SIGUSR1, SIGUSR2,
+//! SIGABRT, SIGTERM, SIGINT, SIGHUP, three SIGINTs) landing in the middle of a 2000-message
+//! sync, each followed by a check of both sides.
 
 use std::collections::BTreeMap;
 use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
 
 use crate::common::*;
 use crate::kill::{deliver, local_state, nobody, server_state};
@@ -223,9 +225,14 @@ fn wait_mid_sync(w: &World, child: &mut Child) {
 /// A clean run changes nothing more, and both sides hold the same 2000 messages with the
 /// same flags, none twice (the state readers fail on duplicates).
 fn verify_both_sides(w: &World) {
+    verify_both_sides_hold(w, 2000);
+}
+
+/// [`verify_both_sides`] for `n` messages (the 2000, plus any added during the test).
+fn verify_both_sides_hold(w: &World, n: usize) {
     let out = w.sync_ok();
     let (server, local): (BTreeMap<_, _>, BTreeMap<_, _>) = (server_state(w), local_state(w));
-    assert_eq!(server.len(), 2000);
+    assert_eq!(server.len(), n);
     assert_eq!(server, local, "the sides differ after:\n{out}");
     assert_eq!(server.values().filter(|f| f.contains('F')).count(), 50);
     assert_nothing_done(&w.sync_ok());
@@ -291,5 +298,163 @@ fn sigterm_during_a_2000_message_sync_stops_safely_and_resumes() {
         "{text}"
     );
     assert!(local_messages(&w.maildir().join("INBOX")).len() < 2000);
+    verify_both_sides(&w);
+}
+
+/// Polls `f` for up to five minutes: a hang guard for a whole 2000-message sync on a loaded
+/// machine, not a speed assertion.
+fn within_minutes(what: &str, mut f: impl FnMut() -> bool) {
+    let deadline = Instant::now() + Duration::from_secs(300);
+    while !f() {
+        assert!(Instant::now() < deadline, "never happened: {what}");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+#[test]
+fn sigusr1_after_a_2000_message_sync_syncs_again_at_once() {
+    let Some(w) = big_world("sigusr1_big") else {
+        return;
+    };
+    // Ten minutes: only SIGUSR1 can bring the next sync within the test's guards.
+    add_to_account(&w, "autorefresh = 10");
+    let err = w.dir.path().join("stderr");
+    let mut child = spawn(&w, &[], &err);
+    let inbox = w.maildir().join("INBOX");
+    within_minutes("the first sync", || {
+        local_messages(&inbox).len() == 2000 || child.try_wait().unwrap().is_some()
+    });
+    // Listed after the first sync's listing, so only a second sync can bring it.
+    w.put("INBOX", "after the first sync");
+    signal(&child, "USR1");
+    eventually("the sync SIGUSR1 asked for", || {
+        local_messages(&inbox).len() == 2001 || child.try_wait().unwrap().is_some()
+    });
+    assert!(
+        child.try_wait().unwrap().is_none(),
+        "{}",
+        std::fs::read_to_string(&err).unwrap()
+    );
+    assert_eq!(local_messages(&inbox).len(), 2001);
+    signal(&child, "USR2");
+    let status = wait_exit(&mut child);
+    let text = std::fs::read_to_string(&err).unwrap();
+    assert!(status.success(), "{status}\n{text}");
+    verify_both_sides_hold(&w, 2001);
+}
+
+#[test]
+fn sigabrt_during_a_2000_message_sync_finishes_it_then_exits() {
+    let Some(w) = big_world("sigabrt_big") else {
+        return;
+    };
+    add_to_account(&w, "autorefresh = 10");
+    let err = w.dir.path().join("stderr");
+    let mut child = spawn(&w, &[], &err);
+    wait_mid_sync(&w, &mut child);
+    signal(&child, "ABRT");
+    let status = wait_exit(&mut child);
+    let text = std::fs::read_to_string(&err).unwrap();
+    // Not the default action (abort, core dump): a normal exit after the sync.
+    assert!(status.success(), "{status}\n{text}");
+    assert!(text.contains("Terminating after this sync"), "{text}");
+    assert_eq!(
+        local_messages(&w.maildir().join("INBOX")).len(),
+        2000,
+        "{text}"
+    );
+    verify_both_sides(&w);
+}
+
+/// SIGINT and SIGHUP do what SIGTERM does: stop at the next safe point, exit 0, and the
+/// next run goes on from there.
+fn stop_signal_mid_sync(name: &str, sig: &str) {
+    let Some(w) = big_world(name) else {
+        return;
+    };
+    add_to_account(&w, "autorefresh = 10");
+    let err = w.dir.path().join("stderr");
+    let mut child = spawn(&w, &[], &err);
+    wait_mid_sync(&w, &mut child);
+    signal(&child, sig);
+    let status = wait_exit(&mut child);
+    let text = std::fs::read_to_string(&err).unwrap();
+    assert!(status.success(), "SIG{sig}: {status}\n{text}");
+    assert!(text.contains("stop signal 1 of 3"), "SIG{sig}: {text}");
+    assert!(
+        text.contains("stopped by a signal at a safe point"),
+        "SIG{sig}: {text}"
+    );
+    assert!(local_messages(&w.maildir().join("INBOX")).len() < 2000);
+    verify_both_sides(&w);
+}
+
+#[test]
+fn sigint_during_a_2000_message_sync_stops_safely_and_resumes() {
+    stop_signal_mid_sync("sigint_big", "INT");
+}
+
+#[test]
+fn sighup_during_a_2000_message_sync_stops_safely_and_resumes() {
+    stop_signal_mid_sync("sighup_big", "HUP");
+}
+
+#[test]
+fn three_sigints_during_a_2000_message_sync_exit_at_once_and_the_next_run_converges() {
+    let Some(w) = big_world("sigint3_big") else {
+        return;
+    };
+    // Through a proxy that can freeze the connection: once frozen, the sync cannot reach
+    // a safe point, so only the third signal can end the process.
+    let proxy = Proxy::start(w.server.imap_port());
+    let text = std::fs::read_to_string(w.rc()).unwrap().replace(
+        &format!("remoteport = {}\n", w.server.imap_port()),
+        &format!("remoteport = {}\n", proxy.port),
+    );
+    std::fs::write(w.rc(), text).unwrap();
+    let err = w.dir.path().join("stderr");
+    let mut child = spawn(&w, &["-o"], &err);
+    wait_mid_sync(&w, &mut child);
+    proxy.set(PROXY_BLACKHOLE);
+    // What the server had already sent may still carry the sync through a safe point or
+    // two; once nothing more arrives, the sync waits on a server that never answers, so
+    // the first stop signals cannot be honoured at a safe point.
+    let inbox = w.maildir().join("INBOX");
+    let mut copied = local_messages(&inbox).len();
+    within_minutes("the sync stalls behind the frozen proxy", || {
+        std::thread::sleep(Duration::from_secs(3));
+        let now = local_messages(&inbox).len();
+        std::mem::replace(&mut copied, now) == now
+    });
+    let stderr = || std::fs::read_to_string(&err).unwrap();
+    for n in 1..=2 {
+        signal(&child, "INT");
+        // One at a time: signals sent together may be merged into one delivery.
+        let deadline = Instant::now() + Duration::from_secs(60);
+        while !stderr().contains(&format!("stop signal {n} of 3")) {
+            assert!(
+                Instant::now() < deadline,
+                "stop signal {n} never taken; exited: {:?}\n{}",
+                child.try_wait().unwrap(),
+                stderr()
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+    assert!(child.try_wait().unwrap().is_none(), "{}", stderr());
+    signal(&child, "INT");
+    let status = wait_exit(&mut child);
+    let text = stderr();
+    assert_eq!(status.code(), Some(130), "{text}");
+    assert!(
+        text.contains("third stop signal: exiting at once"),
+        "{text}"
+    );
+    assert!(
+        !text.contains("stopped by a signal at a safe point"),
+        "{text}"
+    );
+    assert!(local_messages(&inbox).len() < 2000);
+    proxy.set(PROXY_FORWARD);
     verify_both_sides(&w);
 }
