@@ -533,6 +533,7 @@ impl PyEnv {
             names
                 .iter()
                 .map(|n| {
+                    native::refuel();
                     let r = ctx.call(&func, vec![Obj::Str(n.as_str().into())])?;
                     native::to_value(&r)
                 })
@@ -607,6 +608,7 @@ impl PyEnv {
         let func = ctx.eval(&parsed.syntax().body)?;
         let mut lt = vec![false; n * n];
         for i in 0..n {
+            native::refuel();
             for j in 0..n {
                 if i == j {
                     continue;

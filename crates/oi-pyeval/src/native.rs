@@ -4,7 +4,7 @@
 //! [`Unsupported`]; Python exceptions are never imitated here (the helper reports them with
 //! CPython's own wording).
 
-use std::cell::RefCell;
+use std::cell::{Cell, RefCell};
 use std::collections::HashMap;
 use std::rc::Rc;
 
@@ -17,6 +17,89 @@ type R<T> = Result<T, Unsupported>;
 
 fn no<T>(why: impl Into<String>) -> R<T> {
     Err(why.into())
+}
+
+/// Work one evaluation may do before it declines (one unit per expression node visited,
+/// per element compared or converted, more per regex run): hostile expressions such as
+/// `(lambda f: f(f))(lambda f: f(f))` or doubling lambdas must end, not hang.
+const FUEL: u64 = 1_000_000;
+/// Nesting of expressions being evaluated, and of values walked, beyond which the native
+/// evaluator declines instead of risking the stack (CPython itself stops at 1000 frames).
+const MAX_DEPTH: u32 = 100;
+/// Largest str the native evaluator builds (bytes), and longest list or tuple.
+const MAX_STR: usize = 1 << 20;
+const MAX_ITEMS: usize = 1 << 16;
+
+thread_local! {
+    /// Fuel left to the evaluation running on this thread (the free functions below spend
+    /// it too, so it is not a field of [`Ctx`]).
+    static FUEL_LEFT: Cell<u64> = const { Cell::new(FUEL) };
+}
+
+/// Spends `units` of the current evaluation's fuel.
+pub(crate) fn spend(units: u64) -> R<()> {
+    FUEL_LEFT.with(|f| {
+        let left = f.get();
+        if left < units {
+            f.set(0);
+            no("evaluation budget exhausted")
+        } else {
+            f.set(left - units);
+            Ok(())
+        }
+    })
+}
+
+/// Gives the next evaluation (a new name to apply a folder function to) a full budget.
+pub fn refuel() {
+    FUEL_LEFT.with(|f| f.set(FUEL));
+}
+
+/// How deeply values may nest lists, tuples, dicts and closures. Kept at construction, so
+/// that no walk over a value, and no drop of one, can recurse deeper than this: doubling
+/// lambdas build 2^n levels in n calls.
+const MAX_NESTING: u32 = 50;
+
+/// The nesting of a value about to be put inside a new container or closure.
+fn nesting(o: &Obj) -> R<u32> {
+    spend(1)?;
+    let deepest = |items: &mut dyn Iterator<Item = &Obj>| -> R<u32> {
+        let mut d = 0;
+        for x in items {
+            d = d.max(nesting(x)?);
+        }
+        Ok(d + 1)
+    };
+    match o {
+        Obj::List(v) | Obj::Tuple(v) => deepest(&mut v.iter()),
+        Obj::Dict(d) => deepest(&mut d.iter().flat_map(|(k, v)| [k, v])),
+        Obj::Lambda(l) => deepest(&mut l.scope.iter().map(|(_, v)| v)),
+        _ => Ok(0),
+    }
+}
+
+/// Declines when a container or closure holding `items` would nest too deeply.
+fn nest_ok<'x, 'a: 'x>(items: impl IntoIterator<Item = &'x Obj<'a>>) -> R<()> {
+    for x in items {
+        if nesting(x)? >= MAX_NESTING {
+            return no("values nested too deeply");
+        }
+    }
+    Ok(())
+}
+
+fn str_fits(len: usize) -> R<()> {
+    if len > MAX_STR {
+        return no("huge string");
+    }
+    Ok(())
+}
+
+fn depth_ok(depth: u32) -> R<()> {
+    if depth > MAX_DEPTH {
+        return no("nesting too deep");
+    }
+    Ok(())
 }
 
 /// A runtime object of the native evaluator.
@@ -61,6 +144,8 @@ pub struct Globals {
 pub struct Ctx {
     globals: Globals,
     cache: RefCell<HashMap<(String, i64), Rc<PyRegex>>>,
+    /// Current nesting of [`Ctx::ev`] (lambda calls included).
+    depth: Cell<u32>,
 }
 
 const BUILTINS: &[&str] = &["len", "str", "bool", "int"];
@@ -68,9 +153,11 @@ const BUILTINS: &[&str] = &["len", "str", "bool", "int"];
 impl Ctx {
     /// A context with the given top-level names.
     pub fn new(globals: Globals) -> Ctx {
+        refuel();
         Ctx {
             globals,
             cache: RefCell::new(HashMap::new()),
+            depth: Cell::new(0),
         }
     }
 
@@ -105,6 +192,16 @@ impl Ctx {
     }
 
     fn ev<'a>(&self, e: &'a Expr, scope: &Scope<'a>) -> R<Obj<'a>> {
+        spend(1)?;
+        let depth = self.depth.get() + 1;
+        depth_ok(depth)?;
+        self.depth.set(depth);
+        let r = self.ev_node(e, scope);
+        self.depth.set(depth - 1);
+        r
+    }
+
+    fn ev_node<'a>(&self, e: &'a Expr, scope: &Scope<'a>) -> R<Obj<'a>> {
         match e {
             Expr::StringLiteral(s) => Ok(Obj::Str(Rc::from(s.value.to_str()))),
             Expr::NumberLiteral(n) => match &n.value {
@@ -114,8 +211,16 @@ impl Ctx {
             Expr::BooleanLiteral(b) => Ok(Obj::Bool(b.value)),
             Expr::NoneLiteral(_) => Ok(Obj::None),
             Expr::Name(n) => self.lookup(n.id.as_str(), scope),
-            Expr::List(l) => Ok(Obj::List(Rc::new(self.ev_all(&l.elts, scope)?))),
-            Expr::Tuple(t) => Ok(Obj::Tuple(Rc::new(self.ev_all(&t.elts, scope)?))),
+            Expr::List(l) => {
+                let items = self.ev_all(&l.elts, scope)?;
+                nest_ok(&items)?;
+                Ok(Obj::List(Rc::new(items)))
+            }
+            Expr::Tuple(t) => {
+                let items = self.ev_all(&t.elts, scope)?;
+                nest_ok(&items)?;
+                Ok(Obj::Tuple(Rc::new(items)))
+            }
             Expr::Dict(d) => {
                 let mut items: Vec<(Obj<'a>, Obj<'a>)> = Vec::new();
                 for it in &d.items {
@@ -125,6 +230,7 @@ impl Ctx {
                     let k = self.ev(k, scope)?;
                     hashable(&k)?;
                     let v = self.ev(&it.value, scope)?;
+                    nest_ok([&k, &v])?;
                     let mut found = false;
                     for slot in items.iter_mut() {
                         if py_eq(&slot.0, &k)? {
@@ -156,6 +262,7 @@ impl Ctx {
                         params.push(a.parameter.name.as_str().to_string());
                     }
                 }
+                nest_ok(scope.iter().map(|(_, v)| v))?;
                 Ok(Obj::Lambda(Rc::new(Lambda {
                     params,
                     body: &l.body,
@@ -457,6 +564,7 @@ impl Ctx {
                 let mut out = String::new();
                 let mut last = 0;
                 for m in &ms {
+                    str_fits(out.len())?;
                     let (a, b) = m.spans[0].ok_or("no span")?;
                     out.push_str(s.get(last..a).ok_or("span")?);
                     match &template {
@@ -469,6 +577,7 @@ impl Ctx {
                     last = b;
                 }
                 out.push_str(s.get(last..).ok_or("span")?);
+                str_fits(out.len())?;
                 let out = Obj::Str(Rc::from(out));
                 if name == "subn" {
                     Ok(Obj::Tuple(Rc::new(vec![out, Obj::Int(ms.len() as i64)])))
@@ -549,9 +658,15 @@ fn match_method<'a>(m: &MatchData, name: &str, args: &[Obj<'a>]) -> R<Obj<'a>> {
 }
 
 fn hashable(o: &Obj) -> R<()> {
+    hashable_at(o, 0)
+}
+
+fn hashable_at(o: &Obj, depth: u32) -> R<()> {
+    spend(1)?;
+    depth_ok(depth)?;
     match o {
         Obj::None | Obj::Bool(_) | Obj::Int(_) | Obj::Flag(_) | Obj::Str(_) => Ok(()),
-        Obj::Tuple(t) => t.iter().try_for_each(hashable),
+        Obj::Tuple(t) => t.iter().try_for_each(|x| hashable_at(x, depth + 1)),
         _ => no("unhashable or identity-hashed key"),
     }
 }
@@ -578,9 +693,18 @@ pub fn truthy(o: &Obj) -> R<bool> {
 }
 
 fn py_eq(a: &Obj, b: &Obj) -> R<bool> {
+    py_eq_at(a, b, 0)
+}
+
+fn py_eq_at(a: &Obj, b: &Obj, depth: u32) -> R<bool> {
+    spend(1)?;
+    depth_ok(depth)?;
     Ok(match (a, b) {
         (Obj::None, Obj::None) => true,
-        (Obj::Str(x), Obj::Str(y)) => x == y,
+        (Obj::Str(x), Obj::Str(y)) => {
+            spend((x.len().min(y.len()) / 64) as u64)?;
+            x == y
+        }
         (Obj::Int(_) | Obj::Bool(_) | Obj::Flag(_), Obj::Int(_) | Obj::Bool(_) | Obj::Flag(_)) => {
             as_int(a)? == as_int(b)?
         }
@@ -589,7 +713,7 @@ fn py_eq(a: &Obj, b: &Obj) -> R<bool> {
                 return Ok(false);
             }
             for (p, q) in x.iter().zip(y.iter()) {
-                if !py_eq(p, q)? {
+                if !py_eq_at(p, q, depth + 1)? {
                     return Ok(false);
                 }
             }
@@ -622,7 +746,10 @@ fn py_eq(a: &Obj, b: &Obj) -> R<bool> {
 fn compare(op: CmpOp, a: &Obj, b: &Obj) -> R<bool> {
     let ord = |a: &Obj, b: &Obj| -> R<std::cmp::Ordering> {
         match (a, b) {
-            (Obj::Str(x), Obj::Str(y)) => Ok(x.cmp(y)),
+            (Obj::Str(x), Obj::Str(y)) => {
+                spend((x.len().min(y.len()) / 64) as u64)?;
+                Ok(x.cmp(y))
+            }
             (
                 Obj::Int(_) | Obj::Bool(_) | Obj::Flag(_),
                 Obj::Int(_) | Obj::Bool(_) | Obj::Flag(_),
@@ -653,7 +780,10 @@ fn compare(op: CmpOp, a: &Obj, b: &Obj) -> R<bool> {
 
 fn contains(container: &Obj, item: &Obj) -> R<bool> {
     match (container, item) {
-        (Obj::Str(h), Obj::Str(n)) => Ok(h.contains(&**n)),
+        (Obj::Str(h), Obj::Str(n)) => {
+            spend(((h.len() + n.len()) / 64) as u64)?;
+            Ok(h.contains(&**n))
+        }
         (Obj::Str(_), _) => no("'in <string>' with a non-str"),
         (Obj::List(l) | Obj::Tuple(l), _) => {
             for x in l.iter() {
@@ -681,13 +811,23 @@ fn binop<'a>(op: Operator, l: &Obj<'a>, r: &Obj<'a>) -> R<Obj<'a>> {
     let isnum = |o: &Obj| matches!(o, Obj::Int(_) | Obj::Bool(_) | Obj::Flag(_));
     match op {
         Operator::Add => match (l, r) {
-            (Obj::Str(a), Obj::Str(b)) => Ok(Obj::Str(Rc::from(format!("{a}{b}")))),
-            (Obj::List(a), Obj::List(b)) => Ok(Obj::List(Rc::new(
-                a.iter().chain(b.iter()).cloned().collect(),
-            ))),
-            (Obj::Tuple(a), Obj::Tuple(b)) => Ok(Obj::Tuple(Rc::new(
-                a.iter().chain(b.iter()).cloned().collect(),
-            ))),
+            (Obj::Str(a), Obj::Str(b)) => {
+                str_fits(a.len() + b.len())?;
+                spend(((a.len() + b.len()) / 64) as u64)?;
+                Ok(Obj::Str(Rc::from(format!("{a}{b}"))))
+            }
+            (Obj::List(a), Obj::List(b)) | (Obj::Tuple(a), Obj::Tuple(b)) => {
+                if a.len() + b.len() > MAX_ITEMS {
+                    return no("huge list");
+                }
+                spend((a.len() + b.len()) as u64)?;
+                let items = Rc::new(a.iter().chain(b.iter()).cloned().collect());
+                Ok(if matches!(l, Obj::List(_)) {
+                    Obj::List(items)
+                } else {
+                    Obj::Tuple(items)
+                })
+            }
             _ if isnum(l) && isnum(r) => {
                 let (a, b) = ints()?;
                 Ok(Obj::Int(a.checked_add(b).ok_or("overflow")?))
@@ -701,16 +841,16 @@ fn binop<'a>(op: Operator, l: &Obj<'a>, r: &Obj<'a>) -> R<Obj<'a>> {
         Operator::Mult => match (l, r) {
             (Obj::Str(s), n) | (n, Obj::Str(s)) if isnum(n) => {
                 let n = as_int(n)?.max(0) as usize;
-                if s.len().saturating_mul(n) > 1 << 20 {
-                    return no("huge string");
-                }
+                str_fits(s.len().saturating_mul(n))?;
+                spend((s.len() * n / 64) as u64)?;
                 Ok(Obj::Str(Rc::from(s.repeat(n))))
             }
             (Obj::List(v), n) | (n, Obj::List(v)) if isnum(n) => {
                 let n = as_int(n)?.max(0) as usize;
-                if v.len().saturating_mul(n) > 1 << 16 {
+                if v.len().saturating_mul(n) > MAX_ITEMS {
                     return no("huge list");
                 }
+                spend((v.len() * n) as u64)?;
                 Ok(Obj::List(Rc::new(
                     v.iter().cloned().cycle().take(v.len() * n).collect(),
                 )))
@@ -772,6 +912,7 @@ fn percent_format<'a>(f: &str, r: &Obj<'a>) -> R<Obj<'a>> {
     let mut out = String::new();
     let mut chars = f.chars();
     while let Some(c) = chars.next() {
+        str_fits(out.len())?;
         if c != '%' {
             out.push(c);
             continue;
@@ -791,6 +932,7 @@ fn percent_format<'a>(f: &str, r: &Obj<'a>) -> R<Obj<'a>> {
     if it.next().is_some() {
         return no("not all arguments converted");
     }
+    str_fits(out.len())?;
     Ok(Obj::Str(Rc::from(out)))
 }
 
@@ -806,6 +948,7 @@ fn norm_index(i: i64, len: usize) -> R<usize> {
 fn index<'a>(v: &Obj<'a>, k: &Obj<'a>) -> R<Obj<'a>> {
     match v {
         Obj::Str(s) => {
+            spend((s.len() / 64) as u64)?;
             let i = as_int(k)?;
             let chars: Vec<char> = s.chars().collect();
             let j = norm_index(i, chars.len())?;
@@ -869,6 +1012,7 @@ fn slice_indices(len: usize, lo: Option<i64>, hi: Option<i64>, step: Option<i64>
 fn slice<'a>(v: &Obj<'a>, lo: Option<i64>, hi: Option<i64>, st: Option<i64>) -> R<Obj<'a>> {
     match v {
         Obj::Str(s) => {
+            spend((s.len() / 64) as u64)?;
             let chars: Vec<char> = s.chars().collect();
             let idx = slice_indices(chars.len(), lo, hi, st)?;
             Ok(Obj::Str(Rc::from(
@@ -876,6 +1020,7 @@ fn slice<'a>(v: &Obj<'a>, lo: Option<i64>, hi: Option<i64>, st: Option<i64>) -> 
             )))
         }
         Obj::List(l) | Obj::Tuple(l) => {
+            spend(l.len() as u64)?;
             let idx = slice_indices(l.len(), lo, hi, st)?;
             let items = Rc::new(idx.iter().map(|i| l[*i].clone()).collect());
             Ok(if matches!(v, Obj::List(_)) {
@@ -942,6 +1087,8 @@ fn lower_char(c: char, out: &mut String) {
 }
 
 fn str_method<'a>(s: &Rc<str>, name: &str, args: &[Obj<'a>], kw: &[(&str, Obj<'a>)]) -> R<Obj<'a>> {
+    // Every str method is linear in the subject (at least).
+    spend(1 + (s.len() / 64) as u64)?;
     let st = |x: String| Ok(Obj::Str(Rc::from(x)));
     let arg_str = |i: usize| -> R<Rc<str>> {
         match args.get(i) {
@@ -1035,6 +1182,11 @@ fn str_method<'a>(s: &Rc<str>, name: &str, args: &[Obj<'a>], kw: &[(&str, Obj<'a
             if old.is_empty() {
                 return no("replace of the empty string");
             }
+            if new.len() > old.len() {
+                let n = s.matches(&*old).count();
+                let n = if count < 0 { n } else { n.min(count as usize) };
+                str_fits(s.len() + n.saturating_mul(new.len() - old.len()))?;
+            }
             if count < 0 {
                 st(s.replace(&*old, &new))
             } else {
@@ -1058,6 +1210,12 @@ fn str_method<'a>(s: &Rc<str>, name: &str, args: &[Obj<'a>], kw: &[(&str, Obj<'a
                 Obj::List(l) | Obj::Tuple(l) => l.clone(),
                 _ => return no("join argument"),
             };
+            spend(items.len() as u64)?;
+            let total = items.iter().fold(0usize, |n, o| match o {
+                Obj::Str(x) => n.saturating_add(x.len()),
+                _ => n,
+            });
+            str_fits(total.saturating_add(s.len().saturating_mul(items.len())))?;
             let parts: Vec<String> = items
                 .iter()
                 .map(|o| match o {
@@ -1166,11 +1324,21 @@ fn str_method<'a>(s: &Rc<str>, name: &str, args: &[Obj<'a>], kw: &[(&str, Obj<'a
 
 /// Converts a native result to the public value type.
 pub fn to_value(o: &Obj) -> R<Value> {
+    to_value_at(o, 0)
+}
+
+fn to_value_at(o: &Obj, depth: u32) -> R<Value> {
+    spend(1)?;
+    depth_ok(depth)?;
+    let to_value = |o: &Obj| to_value_at(o, depth + 1);
     Ok(match o {
         Obj::None => Value::None,
         Obj::Bool(b) => Value::Bool(*b),
         Obj::Int(i) | Obj::Flag(i) => Value::Int(*i),
-        Obj::Str(s) => Value::Str(s.to_string()),
+        Obj::Str(s) => {
+            spend((s.len() / 64) as u64)?;
+            Value::Str(s.to_string())
+        }
         Obj::List(l) => Value::List(l.iter().map(to_value).collect::<R<_>>()?),
         Obj::Tuple(l) => Value::Tuple(l.iter().map(to_value).collect::<R<_>>()?),
         Obj::Dict(d) => Value::Dict(

@@ -82,8 +82,14 @@ impl MatchData {
 impl PyRegex {
     /// Compiles `pattern` with `flags` like `re.compile`.
     pub fn compile(pattern: &str, flags: i64) -> Result<PyRegex, Unsupported> {
+        crate::native::spend(1000 + pattern.len() as u64)?;
         let tr = translate(pattern, flags)?;
-        let build = |s: &str| Regex::new(s).map_err(|e| format!("fancy-regex rejected {s:?}: {e}"));
+        let build = |s: &str| {
+            fancy_regex::RegexBuilder::new(s)
+                .backtrack_limit(BACKTRACK_LIMIT)
+                .build()
+                .map_err(|e| format!("fancy-regex rejected {s:?}: {e}"))
+        };
         let search = build(&format!("{}{}", tr.prefix, tr.body))?;
         let anchored = build(&format!("{}\\A(?:{})", tr.prefix, tr.body))?;
         let full = build(&format!("{}\\A(?:{})\\z", tr.prefix, tr.body))?;
@@ -116,6 +122,11 @@ impl PyRegex {
     }
 
     fn run(&self, re: &Regex, s: &Rc<str>, pos: usize) -> Result<Option<MatchData>, Unsupported> {
+        // A run may backtrack up to BACKTRACK_LIMIT steps: charged generously, so that a
+        // hostile pattern over many matches runs out of fuel instead of time.
+        crate::native::spend(
+            1000 + ((s.len() - pos.min(s.len())) / 16) as u64 + self.groups as u64,
+        )?;
         let caps = re
             .captures_from_pos(&**s, pos)
             .map_err(|e| format!("regex run failed: {e}"))?;
@@ -226,6 +237,10 @@ enum Prev {
     Assertion,
     Repeat,
 }
+
+/// Backtracking steps one regex run may take before it gives up (and the expression goes
+/// to CPython); fancy-regex's default is 1,000,000.
+const BACKTRACK_LIMIT: usize = 100_000;
 
 const SPECIAL: &str = "\\.+*?()|[]{}^$#&-~";
 

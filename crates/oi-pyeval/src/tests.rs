@@ -387,3 +387,100 @@ fn environment_can_move_to_a_blocking_thread() {
     assert_send::<FolderFn>();
     assert_send::<PyError>();
 }
+
+/// Expressions that would loop, recurse or allocate without bound are declined (and so
+/// left to CPython, which raises RecursionError/MemoryError or takes its time), never a
+/// stack overflow, a hang or an out-of-memory abort in our process.
+#[track_caller]
+fn declined(src: &str, option: &str) {
+    let mut env = PyEnv::native_only();
+    let err = env.eval(src, &origin(option)).unwrap_err();
+    assert!(matches!(err, PyError::Unsupported { .. }), "{src}: {err}");
+}
+
+#[test]
+fn self_application_runs_out_of_depth_not_stack() {
+    declined("(lambda f: f(f))(lambda f: f(f))", "folderincludes");
+    // Doubling: 2^100 calls, each shallow; only the fuel bound ends it.
+    declined(
+        "(lambda t: t(t(t(t(t(t(t(lambda x: x)))))))(lambda g: lambda x: g(g(x)))(1)",
+        "folderincludes",
+    );
+    let mut env = PyEnv::native_only();
+    let f = env
+        .folder_function(
+            "lambda n: (lambda f: f(f, n))(lambda f, s: f(f, s + 'x'))",
+            &origin("nametrans"),
+        )
+        .unwrap();
+    assert!(env.apply(&f, &names(&["INBOX"])).is_err());
+}
+
+#[test]
+fn values_nested_beyond_the_depth_limit_are_declined() {
+    // Sixteen doublings wrap 0 in 2^16 tuples: cheap to build, deep to walk.
+    let deep = format!(
+        "(lambda d: {}lambda x: (x,){})(lambda g: lambda x: g(g(x)))(0)",
+        "d(".repeat(16),
+        ")".repeat(16)
+    );
+    declined(&deep, "folderincludes");
+    declined(&format!("(lambda v: v == v)({deep})"), "folderincludes");
+    declined(&format!("{{{deep}: 1}}"), "folderincludes");
+    // The same with closures: each wrap captures the previous one.
+    declined(
+        &format!(
+            "(lambda d: {}lambda h: lambda: h{})(lambda g: lambda x: g(g(x)))(0)",
+            "d(".repeat(16),
+            ")".repeat(16)
+        ),
+        "folderincludes",
+    );
+}
+
+#[test]
+fn deeply_nested_source_is_declined_without_overflowing() {
+    declined(
+        &format!("{}0{}", "[".repeat(200), "]".repeat(200)),
+        "folderincludes",
+    );
+    // Parentheses alone make no nodes: only the parser's stack is at stake here.
+    let parens = format!("{}0{}", "(".repeat(1000), ")".repeat(1000));
+    let _ = PyEnv::native_only().eval(&parens, &origin("folderincludes"));
+    declined(&format!("{}1", "-".repeat(200)), "folderincludes");
+    declined(&format!("0{}", " + 0".repeat(200)), "folderincludes");
+}
+
+#[test]
+fn strings_and_lists_cannot_grow_without_bound() {
+    for src in [
+        "'a' * 10**9",
+        "'a' * 1000000000",
+        "(lambda d: d(d(d(d(d(d('x' * 1000)))))))(lambda s: s + s + s + s)",
+        "[[0] * 65536] * 65536",
+        "(lambda d: d(d(d(d([0] * 60000)))))(lambda l: l + l)",
+        "re.sub('', 'x' * 1000000, 'a' * 1000)",
+        "('x' * 1000000).join(['a'] * 65536)",
+        "('a' * 1000000).replace('a', 'bb')",
+        "('%s%s' % ('a' * 1000000, 'b' * 1000000))",
+    ] {
+        declined(src, "folderincludes");
+    }
+    // Below the limits the same operations still work natively.
+    let mut env = PyEnv::native_only();
+    assert_eq!(
+        env.eval(
+            "len(('ab' * 1000).replace('a', 'xyz'))",
+            &origin("remoteusereval")
+        )
+        .unwrap(),
+        Value::Int(4000)
+    );
+}
+
+#[test]
+fn catastrophic_regexes_on_long_subjects_end() {
+    declined("re.search('(a|aa)*\\\\1c', 'a' * 5000)", "folderincludes");
+    declined("re.findall('(a*)*\\\\1b', 'a' * 100000)", "folderincludes");
+    declined("re.sub('a', 'b', 'a' * 1000000)", "folderincludes");
+}
