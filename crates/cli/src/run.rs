@@ -150,6 +150,11 @@ pub fn main(args: Args) -> Result<Outcome> {
         return Ok(Outcome::done());
     }
     if args.info || args.delete_folder.is_some() {
+        // They log in too: ttyui asks for a missing password as a sync does.
+        let mut config = config.clone();
+        if ui.kind() == oi_ui::UiKind::TtyUi {
+            ask_passwords(&mut config.accounts, &config.general, &python, &ui);
+        }
         runtime.block_on(async {
             match &args.delete_folder {
                 Some(folder) => crate::maintenance::delete_folder(&config, folder, &python).await,
@@ -995,7 +1000,7 @@ impl std::fmt::Display for NoPassword {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str(
             "no password configured (remotepass, remotepassfile, remotepasseval or ~/.netrc); \
-             only a sync with the ttyui interface on a terminal asks for it",
+             only the ttyui interface on a terminal asks for it",
         )
     }
 }
@@ -1036,7 +1041,13 @@ fn ask_passwords(
                 continue;
             }
             let user = imap.user.clone().unwrap_or_default();
-            match tokio::task::block_in_place(|| oi_ui::prompt_password(&user)) {
+            // On a runtime worker the terminal read must not stall the other tasks.
+            let typed = if tokio::runtime::Handle::try_current().is_ok() {
+                tokio::task::block_in_place(|| oi_ui::prompt_password(&user))
+            } else {
+                oi_ui::prompt_password(&user)
+            };
+            match typed {
                 Ok(typed) => {
                     let secret = Secret::new(typed);
                     given.insert(repo.name.clone(), secret.clone());

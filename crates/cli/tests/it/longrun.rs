@@ -152,6 +152,67 @@ fn ttyui_asks_for_a_missing_password_without_echo() {
 }
 
 #[test]
+fn ttyui_asks_for_a_missing_password_for_info_too() {
+    if !have_tmux() {
+        return;
+    }
+    let Some(w) = World::new("password_prompt_info") else {
+        return;
+    };
+    w.server.create_mailbox(USER, "Listed").unwrap();
+    w.write_config("", "");
+    let text = std::fs::read_to_string(w.rc())
+        .unwrap()
+        .replace(&format!("remotepass = {PASS}\n"), "");
+    std::fs::write(w.rc(), text).unwrap();
+    let socket = w.dir.path().join("tmux.sock");
+    let session = format!("oi-prompt-info-{}", std::process::id());
+    let tmux = |args: &[&str]| {
+        Command::new("tmux")
+            .arg("-S")
+            .arg(&socket)
+            .args(args)
+            .output()
+            .unwrap()
+    };
+    let cmd = format!(
+        "HOME={home} {bin} -c {rc} --info -u ttyui; echo EXIT=$?; sleep 60",
+        home = w.dir.path().display(),
+        bin = env!("CARGO_BIN_EXE_offlineimap"),
+        rc = w.rc().display(),
+    );
+    let started = tmux(&[
+        "new-session",
+        "-d",
+        "-s",
+        &session,
+        "-x",
+        "200",
+        "-y",
+        "50",
+        &cmd,
+    ]);
+    assert!(started.status.success());
+    let screen = || {
+        let out = tmux(&["capture-pane", "-p", "-S", "-", "-t", &session]);
+        String::from_utf8_lossy(&out.stdout).to_string()
+    };
+    eventually("the password prompt", || {
+        screen().contains("Enter password for user 'alice':")
+    });
+    tmux(&["send-keys", "-t", &session, PASS, "Enter"]);
+    eventually("the run ended", || screen().contains("EXIT="));
+    let shown = screen();
+    let _ = tmux(&["kill-server"]);
+    assert!(shown.contains("EXIT=0"), "{shown}");
+    assert!(
+        shown.contains("Listed"),
+        "--info did not list the server's folders:\n{shown}"
+    );
+    assert!(!shown.contains(PASS), "the password was echoed:\n{shown}");
+}
+
+#[test]
 fn without_a_terminal_a_missing_password_is_a_clear_error() {
     let Some(w) = World::new("password_none") else {
         return;
