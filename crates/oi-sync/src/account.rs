@@ -165,6 +165,24 @@ pub struct AccountReport {
 }
 
 impl AccountReport {
+    /// Records a folder that failed before its sync started (folder creation, the
+    /// nametrans round trip), and tells the user why: the sync loop reports its own.
+    fn fail_early(
+        &mut self,
+        events: &dyn EventSink,
+        account: &str,
+        folder: String,
+        error: SyncError,
+    ) {
+        events.emit(Event::Error {
+            account: Some(account.to_string()),
+            folder: Some(folder.clone()),
+            severity: error.severity(),
+            message: error.to_string(),
+        });
+        self.fail(folder, error);
+    }
+
     fn fail(&mut self, folder: String, error: SyncError) {
         let severity = error.severity();
         self.worst = Some(self.worst.map_or(severity, |w| w.max(severity)));
@@ -255,7 +273,7 @@ where
                 continue;
             }
             if let Err(e) = status.forget(&sname, rname, &lname) {
-                report.fail(rname.clone(), e.into());
+                report.fail_early(events, account, rname.clone(), e.into());
                 continue;
             }
         }
@@ -285,7 +303,9 @@ where
                 continue;
             };
             if back.other != *lname {
-                report.fail(
+                report.fail_early(
+                    events,
+                    account,
                     rname.clone(),
                     StoreError::new(
                         oi_core::Severity::Folder,
@@ -313,7 +333,7 @@ where
             match created {
                 Ok(true) => pairs.push((rname, lname.clone(), sname)),
                 Ok(false) => {}
-                Err(e) => report.fail(rname, e.into()),
+                Err(e) => report.fail_early(events, account, rname, e.into()),
             }
         }
     }

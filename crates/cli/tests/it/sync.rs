@@ -774,3 +774,32 @@ fn maxsize_leaves_large_messages_alone() {
     assert!(!server.contains(&"big local".to_string()));
     assert_nothing_done(&w.sync_ok());
 }
+
+/// A local folder whose name would not come back through the remote nametrans is not
+/// created on the server (OfflineIMAP's check), and the run says why.
+#[test]
+fn folder_that_would_not_translate_back_is_refused_with_the_reason() {
+    let Some(w) = World::new("nametrans_not_inverse") else {
+        return;
+    };
+    w.put("INBOX", "inbox");
+    w.write_config("", "nametrans = lambda f: f.upper()");
+    for sub in ["cur", "new", "tmp"] {
+        std::fs::create_dir_all(w.maildir().join("lower").join(sub)).unwrap();
+    }
+    let out = w.run(&[]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(
+        err.contains("folder lower would be created on the server as LOWER")
+            && err.contains("not creating it"),
+        "the reason was not shown:\n{err}"
+    );
+    assert!(
+        !w.server
+            .mailboxes(USER)
+            .unwrap()
+            .contains(&"LOWER".to_string())
+    );
+    assert_eq!(local_messages(&w.maildir().join("INBOX")).len(), 1);
+}
