@@ -711,6 +711,32 @@ impl ImapFolder {
         format!("{:08x}", crc32(names.join(" ").as_bytes()))
     }
 
+    /// The UID of the one message carrying the upload marker `value`; several matches would
+    /// mean the value is not unique: better no UID than a wrong one.
+    async fn uid_by_marker(&mut self, value: &str) -> Result<Option<Uid>, StoreError> {
+        Ok(match self.search_marker(value).await?.as_slice() {
+            [one] => Some(*one),
+            _ => None,
+        })
+    }
+
+    /// `APPEND <this folder>`: the start of every APPEND command.
+    fn append_start(&self) -> Vec<Part> {
+        vec![Part::Raw(b"APPEND ".to_vec()), mailbox(&self.name)]
+    }
+
+    /// One message's ` (flags) "date" ` before its literal (RFC 3501 §6.3.11; repeated per
+    /// message in a MULTIAPPEND, RFC 3502).
+    fn push_append_args(&self, parts: &mut Vec<Part>, flags: Flags, date: Option<i64>) {
+        parts.push(Part::Raw(
+            format!(" ({})", self.flag_list(flags)).into_bytes(),
+        ));
+        if let Some(date) = date.and_then(imap_date) {
+            parts.push(Part::Raw(format!(" \"{date}\"").into_bytes()));
+        }
+        parts.push(Part::Raw(b" ".to_vec()));
+    }
+
     /// The IMAP flags and keywords of a set, space-separated (unmapped letters dropped).
     fn flag_list(&self, flags: Flags) -> String {
         self.keywords.imap_flag_names(flags).join(" ")
@@ -913,14 +939,8 @@ impl Folder for ImapFolder {
                 (insert_header(&message.body, &value), Some(value))
             }
         };
-        let mut parts = vec![Part::Raw(b"APPEND ".to_vec()), mailbox(&self.name)];
-        parts.push(Part::Raw(
-            format!(" ({})", self.flag_list(flags)).into_bytes(),
-        ));
-        if let Some(date) = message.internal_date.and_then(imap_date) {
-            parts.push(Part::Raw(format!(" \"{date}\"").into_bytes()));
-        }
-        parts.push(Part::Raw(b" ".to_vec()));
+        let mut parts = self.append_start();
+        self.push_append_args(&mut parts, flags, message.internal_date);
         parts.push(Part::Literal(body));
         let r = self
             .conn()?
@@ -936,11 +956,7 @@ impl Folder for ImapFolder {
         let Some(value) = header else {
             return Ok(None);
         };
-        // Several matches would mean the value is not unique: better no UID than a wrong one.
-        Ok(match self.search_marker(&value).await?.as_slice() {
-            [one] => Some(*one),
-            _ => None,
-        })
+        self.uid_by_marker(&value).await
     }
 
     /// A large message in pieces of [`LARGE_CHUNK`] bytes (`BODY.PEEK[]<offset.length>`,
@@ -1053,14 +1069,8 @@ impl Folder for ImapFolder {
                 Some(unique_header_value(&head))
             }
         };
-        let mut parts = vec![Part::Raw(b"APPEND ".to_vec()), mailbox(&self.name)];
-        parts.push(Part::Raw(
-            format!(" ({})", self.flag_list(flags)).into_bytes(),
-        ));
-        if let Some(date) = message.internal_date.and_then(imap_date) {
-            parts.push(Part::Raw(format!(" \"{date}\"").into_bytes()));
-        }
-        parts.push(Part::Raw(b" ".to_vec()));
+        let mut parts = self.append_start();
+        self.push_append_args(&mut parts, flags, message.internal_date);
         let (len, mut reader) = message
             .reader(value.as_deref())
             .map_err(|e| self.io_err(e, "reading a large message"))?;
@@ -1085,10 +1095,7 @@ impl Folder for ImapFolder {
         let Some(value) = value else {
             return Ok(None);
         };
-        Ok(match self.search_marker(&value).await?.as_slice() {
-            [one] => Some(*one),
-            _ => None,
-        })
+        self.uid_by_marker(&value).await
     }
 
     /// One MULTIAPPEND (RFC 3502) for the whole batch where the server offers it: the
@@ -1106,15 +1113,9 @@ impl Folder for ImapFolder {
             }
             return Ok(uids);
         }
-        let mut parts = vec![Part::Raw(b"APPEND ".to_vec()), mailbox(&self.name)];
+        let mut parts = self.append_start();
         for (m, flags) in messages {
-            parts.push(Part::Raw(
-                format!(" ({})", self.flag_list(*flags)).into_bytes(),
-            ));
-            if let Some(date) = m.internal_date.and_then(imap_date) {
-                parts.push(Part::Raw(format!(" \"{date}\"").into_bytes()));
-            }
-            parts.push(Part::Raw(b" ".to_vec()));
+            self.push_append_args(&mut parts, *flags, m.internal_date);
             parts.push(Part::Literal(m.body.clone()));
         }
         let r = self
@@ -1154,10 +1155,7 @@ impl Folder for ImapFolder {
         let mut found = Vec::with_capacity(messages.len());
         for (m, _) in messages {
             let uid = match oi_core::marker::marker_of(&m.body) {
-                Some(value) => match self.search_marker(&value).await?.as_slice() {
-                    [one] => Some(*one),
-                    _ => None,
-                },
+                Some(value) => self.uid_by_marker(&value).await?,
                 None => None,
             };
             found.push(uid);
