@@ -620,7 +620,7 @@ async fn adopt<R: Folder, L: Folder>(
     Ok(true)
 }
 
-/// A value for the upload marker, unique in practice: hashes of the message, the clock,
+/// A value for the upload marker, unique in practice: hashes of the source, the clock,
 /// the process and a counter (the planner stays free of randomness; this is execution).
 fn new_marker(body: &[u8]) -> String {
     use std::hash::{BuildHasher, Hasher};
@@ -872,18 +872,17 @@ impl<R: Folder, L: Folder, S: StatusStore> Run<'_, R, L, S> {
             return self.marked_append(&small, flags).await.map(Some);
         }
         message.drop_headers = self.opts.filter_headers.clone();
-        let marker = new_marker(source.to_text().as_bytes());
-        self.status.add_pending_upload(&oi_core::PendingUpload {
-            marker: marker.clone(),
-            source: source.clone(),
-        })?;
-        self.status.commit()?;
+        let markers = self.record_markers(&[source])?;
+        let Some(marker) = markers.first() else {
+            // record_markers gives one marker per message.
+            return Ok(None);
+        };
         self.effect()?;
         let uid = self
             .remote
-            .append_large(&mut message, Some(&marker), flags, None)
+            .append_large(&mut message, Some(marker), flags, None)
             .await?;
-        self.status.clear_pending_upload(&marker)?;
+        self.status.clear_pending_upload(marker)?;
         Ok(Some(uid))
     }
 
@@ -913,7 +912,7 @@ impl<R: Folder, L: Folder, S: StatusStore> Run<'_, R, L, S> {
         message: &Message,
         flags: Flags,
     ) -> Result<Option<Uid>, SyncError> {
-        let markers = self.record_markers(&[message])?;
+        let markers = self.record_markers(&[&message.source])?;
         let Some(marker) = markers.first() else {
             // record_markers gives one marker per message.
             return Ok(None);
@@ -923,13 +922,13 @@ impl<R: Folder, L: Folder, S: StatusStore> Run<'_, R, L, S> {
 
     /// Records an upload marker for each message and commits them together (see
     /// [`recover_uploads`]); returns the markers in order.
-    fn record_markers(&mut self, messages: &[&Message]) -> Result<Vec<String>, SyncError> {
-        let mut markers = Vec::with_capacity(messages.len());
-        for message in messages {
-            let marker = new_marker(&message.body);
+    fn record_markers(&mut self, sources: &[&MsgRef]) -> Result<Vec<String>, SyncError> {
+        let mut markers = Vec::with_capacity(sources.len());
+        for source in sources {
+            let marker = new_marker(source.to_text().as_bytes());
             self.status.add_pending_upload(&oi_core::PendingUpload {
                 marker: marker.clone(),
-                source: message.source.clone(),
+                source: (*source).clone(),
             })?;
             markers.push(marker);
         }
@@ -1041,7 +1040,8 @@ impl<R: Folder, L: Folder, S: StatusStore> Run<'_, R, L, S> {
                 .filter(|m| max_size.is_none_or(|max| m.body.len() as u64 <= max))
                 .collect();
             // One durable record of the whole batch's markers before its first APPEND.
-            let markers = self.record_markers(&messages)?;
+            let sources: Vec<&MsgRef> = messages.iter().map(|m| &m.source).collect();
+            let markers = self.record_markers(&sources)?;
             let mut batch: Vec<(Message, Flags, String)> = Vec::with_capacity(messages.len());
             for (message, marker) in messages.iter().zip(&markers) {
                 let MsgRef::Unsynced(key) = &message.source else {
