@@ -988,7 +988,7 @@ pub(crate) fn imap_config(
         // server that does offer CONDSTORE/QRESYNC.
         condstore: std::env::var_os("OFFLINEIMAP_TEST_NO_CONDSTORE").is_none(),
         fetch_attempts: c.retrycount,
-        folders: oi_imap::FolderListing::from_config(None, c.subscribedonly),
+        folders: oi_imap::FolderListing::from_config(c.reference.as_deref(), c.subscribedonly),
     })
 }
 

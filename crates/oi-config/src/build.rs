@@ -19,10 +19,9 @@ enum Support {
     Warn,
     /// A boolean whose `true` we do not implement; `false` is the behaviour we have.
     WarnIfTrue,
-    /// Not implemented, and ignoring it could delete, duplicate or misplace mail, reach a
-    /// different server or account, or send mail somewhere unexpected: an error.
-    Reject,
-    /// A boolean feature switch: an error only when turned on.
+    /// A boolean feature switch we do not implement, where ignoring `true` could delete,
+    /// duplicate or misplace mail, reach a different server or account, or send mail
+    /// somewhere unexpected: an error only when turned on.
     RejectIfTrue,
     /// Documented by OfflineIMAP once, read by OfflineIMAP 8 nowhere: ignored with a
     /// debug-level note.
@@ -132,10 +131,9 @@ const IMAP: &[(&str, Support)] = &[
     ("oauth2_request_url", Read),
     ("sslclientcert", Read),
     ("sslclientkey", Read),
-    // OfflineIMAP 8 lists `LIST <reference> "*"` (full server names) but creates folders
-    // as `<reference><sep><name>`: a folder created from the local side would be synced
-    // under a name the server does not have. Kept refused until that is settled.
-    ("reference", Reject),
+    // `LIST <reference> "*"`: the server's full names are synced; folders created from the
+    // other side get `<reference><sep>` in front (OfflineIMAP's makefolder).
+    ("reference", Read),
     ("decodefoldernames", Read),
     ("subscribedonly", Read),
     ("copy_ignore_eval", Read),
@@ -405,7 +403,6 @@ impl<'a> Builder<'a> {
             match lookup(tables, &key) {
                 Some(Read) => {}
                 Some(Warn) => self.warn_unsupported(&key, &at),
-                Some(Reject) => self.reject_unsupported(section, &key, &at),
                 Some(WarnIfTrue) if self.boolean(section, &key, false) => {
                     self.warn_unsupported(&key, &at);
                 }
@@ -1275,6 +1272,7 @@ impl<'a> Builder<'a> {
             newmail_hook: self.py_expr(s, "newmail_hook"),
             copy_ignore_eval: self.py_expr(s, "copy_ignore_eval"),
             subscribedonly: self.boolean(s, "subscribedonly", false),
+            reference: self.string(s, "reference").map(|(v, _)| v),
             maxconnections: self
                 .parsed(s, "maxconnections", "a number of connections", parse_py_int)
                 .map_or(1, |(n, _)| usize::try_from(n).unwrap_or(1).max(1)),
@@ -1527,7 +1525,7 @@ mod tests {
         assert_eq!(lookup(&[REPOSITORY, MAILDIR], "customflag_x"), Some(Read));
         assert_eq!(lookup(&[REPOSITORY, IMAP], "customflag_x"), None);
         assert_eq!(lookup(&[REPOSITORY, IMAP], "nametrans"), Some(Read));
-        assert_eq!(lookup(&[REPOSITORY, IMAP], "reference"), Some(Reject));
+        assert_eq!(lookup(&[REPOSITORY, IMAP], "reference"), Some(Read));
         assert_eq!(lookup(&[REPOSITORY, IMAP], "maxconnections"), Some(Read));
         assert!(known_anywhere("trashfolder"));
         assert!(!known_anywhere("remotehots"));

@@ -345,6 +345,8 @@ pub struct ImapConfig {
     pub copy_ignore_eval: Option<PyExpr>,
     /// `subscribedonly`: only subscribed folders (LSUB). Default false.
     pub subscribedonly: bool,
+    /// `reference`: the LIST reference, as written (OfflineIMAP's default `""` means none).
+    pub reference: Option<String>,
     /// `maxconnections`: folders synced at once, each on its own connection. Default 1.
     pub maxconnections: usize,
     /// `retrycount`: attempts of a message fetch whose connection broke, each on a new

@@ -359,7 +359,14 @@ pub trait Repository: Send + Sync {
     /// The names of all folders, with this repository's separator.
     fn list_folders(&self) -> impl Future<Output = Result<Vec<String>, StoreError>> + Send;
 
-    /// Creates a folder (and, where the store needs it, its parents).
+    /// The full name under which a folder the sync wants as `name` (the other side's name
+    /// through nametrans) is created here. IMAP with `reference`: `<reference><sep><name>`,
+    /// as OfflineIMAP's makefolder does; everywhere else `name` itself.
+    fn new_folder_name(&self, name: &str) -> String {
+        name.to_string()
+    }
+
+    /// Creates a folder with exactly this name (and, where the store needs it, its parents).
     fn create_folder(&self, name: &str) -> impl Future<Output = Result<(), StoreError>> + Send;
 
     /// A hint that this folder will be opened soon: a store may start reading it in the

@@ -396,9 +396,11 @@ impl Repository for ImapRepository {
         Ok(names)
     }
 
+    fn new_folder_name(&self, name: &str) -> String {
+        self.config.folders.create_name(name, self.separator())
+    }
+
     async fn create_folder(&self, name: &str) -> Result<(), StoreError> {
-        let full = self.config.folders.create_name(name, self.separator());
-        let name = full.as_str();
         let mut conn = self.take().await?;
         let r = conn
             .run(Command {

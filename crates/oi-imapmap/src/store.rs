@@ -104,6 +104,10 @@ impl Repository for MappedImapRepository {
         self.inner.list_folders().await
     }
 
+    fn new_folder_name(&self, name: &str) -> String {
+        self.inner.new_folder_name(name)
+    }
+
     /// Creates the folder and drops any mapping left from an earlier folder of that name:
     /// its local UIDs would name the new folder's messages.
     async fn create_folder(&self, name: &str) -> Result<(), StoreError> {

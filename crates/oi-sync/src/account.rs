@@ -258,7 +258,13 @@ where
     let mut pairs = Vec::new();
     let mut report = AccountReport::default();
     for (rname, t) in &remote_pairs {
-        let lname = t.other.clone();
+        // A folder still to be created locally gets the local store's full name (an IMAP
+        // local side with `reference` puts it under the reference).
+        let lname = if listed_local.contains(&t.other) {
+            t.other.clone()
+        } else {
+            local.new_folder_name(&t.other)
+        };
         let sname = t.visible.replace(rsep, ".");
         if !remote_set.contains(rname.as_str()) {
             // A folderincludes entry the server does not list: sync it only if it exists
@@ -268,6 +274,12 @@ where
             }
         }
         if !listed_local.contains(&lname) {
+            if lname != t.other
+                && let Err(e) = translates_back(naming, Side::Local, &lname, rname, lsep, rsep)
+            {
+                report.fail_early(events, account, rname.clone(), e.into());
+                continue;
+            }
             let allowed = policy.create_local && !policy.folders.local.readonly;
             if !create(local, Side::Local, &lname, allowed, account, opts, events).await {
                 continue;
@@ -286,40 +298,20 @@ where
         let to_remote = naming.translate(Side::Local, &local_names, lsep, rsep, true)?;
         for (lname, t) in local_names.iter().zip(to_remote) {
             let Some(t) = t else { continue };
-            let rname = t.other;
-            if remote_set.contains(rname.as_str()) || pairs.iter().any(|(_, l, _)| l == lname) {
+            if remote_set.contains(t.other.as_str()) || pairs.iter().any(|(_, l, _)| l == lname) {
                 continue;
             }
+            let rname = remote.new_folder_name(&t.other);
             // OfflineIMAP refuses to create a folder whose name would not come back to the
             // local one through the remote's nametrans: the next run would create another.
-            let back = naming.translate(
-                Side::Remote,
-                std::slice::from_ref(&rname),
-                rsep,
-                lsep,
-                false,
-            )?;
-            let Some(Some(back)) = back.into_iter().next() else {
-                continue;
+            let back = match translates_back(naming, Side::Remote, &rname, lname, rsep, lsep) {
+                Ok(Some(back)) => back,
+                Ok(None) => continue,
+                Err(e) => {
+                    report.fail_early(events, account, rname.clone(), e.into());
+                    continue;
+                }
             };
-            if back.other != *lname {
-                report.fail_early(
-                    events,
-                    account,
-                    rname.clone(),
-                    StoreError::new(
-                        oi_core::Severity::Folder,
-                        format!(
-                            "folder {lname} would be created on the server as {rname}, which the \
-                             remote nametrans maps to {} and not back to {lname}; not creating \
-                             it (fix the nametrans options so that they invert each other)",
-                            back.other
-                        ),
-                    )
-                    .into(),
-                );
-                continue;
-            }
             let sname = back.visible.replace(rsep, ".");
             let allowed = policy.create_remote && !policy.folders.remote.readonly;
             let created =
@@ -476,6 +468,39 @@ where
         label,
     )
     .await
+}
+
+/// Checks that a folder about to be created as `name` on `side` comes back through that
+/// side's nametrans as `want`, the name it was made for. `Ok(None)` when the folder filter
+/// drops it (nothing to create then).
+fn translates_back(
+    naming: &dyn FolderNaming,
+    side: Side,
+    name: &str,
+    want: &str,
+    from: char,
+    to: char,
+) -> Result<Option<Translated>, StoreError> {
+    let back = naming.translate(side, &[name.to_string()], from, to, false)?;
+    let Some(Some(back)) = back.into_iter().next() else {
+        return Ok(None);
+    };
+    if back.other != want {
+        let (this, other) = match side {
+            Side::Remote => ("on the server", "remote"),
+            Side::Local => ("locally", "local"),
+        };
+        return Err(StoreError::new(
+            Severity::Folder,
+            format!(
+                "folder {want} would be created {this} as {name}, which the {other} nametrans \
+                 maps to {} and not back to {want}; not creating it (fix the nametrans options \
+                 so that they invert each other, and with `reference` strip its prefix)",
+                back.other
+            ),
+        ));
+    }
+    Ok(Some(back))
 }
 
 async fn create<R: Repository>(

@@ -399,6 +399,76 @@ fn subscribedonly_syncs_subscribed_folders() {
     assert_eq!(subjects(&w, "Sub"), ["in Sub"]);
 }
 
+/// reference: only the folders under the reference are listed (`LIST Work "*"`), synced under
+/// their full server names through nametrans; a folder made locally is created on the server
+/// under the reference, as OfflineIMAP's makefolder does, and found there by the next run.
+#[test]
+fn reference_lists_and_creates_under_the_prefix() {
+    let Some(w) = World::new("reference") else {
+        return;
+    };
+    for name in ["Work", "Work.Projects", "Other"] {
+        w.server.create_mailbox(USER, name).unwrap();
+    }
+    w.put("Work.Projects", "project mail");
+    w.put("Other", "other mail");
+    w.put("INBOX", "inbox mail");
+    w.write_config(
+        "reference = Work\nnametrans = lambda f: re.sub(r'^Work\\.', '', f)",
+        "",
+    );
+    w.sync_ok();
+    assert_eq!(local_folders(&w), ["Projects", "Work"]);
+    assert_eq!(subjects(&w, "Projects"), ["project mail"]);
+
+    // A local folder goes to the server under the reference.
+    let drafts = w.maildir().join("Drafts");
+    for sub in ["cur", "new", "tmp"] {
+        std::fs::create_dir_all(drafts.join(sub)).unwrap();
+    }
+    std::fs::write(drafts.join("new/1.local"), message("a draft")).unwrap();
+    w.sync_ok();
+    let mut boxes = w.server.mailboxes(USER).unwrap();
+    boxes.sort();
+    assert_eq!(
+        boxes,
+        ["INBOX", "Other", "Work", "Work.Drafts", "Work.Projects"]
+    );
+    assert_eq!(server_subjects(&w, "Work.Drafts"), ["a draft"]);
+    // The next run pairs Work.Drafts with Drafts: nothing is created or copied again.
+    assert_nothing_done(&w.sync_ok());
+    assert_eq!(local_folders(&w), ["Drafts", "Projects", "Work"]);
+}
+
+/// reference without a nametrans that strips it: a local folder would be created on the server
+/// as `Work.New`, which would come back as another local folder; it is refused with the reason,
+/// and the server is left alone.
+#[test]
+fn reference_refuses_a_folder_that_would_not_come_back() {
+    let Some(w) = World::new("reference_no_strip") else {
+        return;
+    };
+    w.server.create_mailbox(USER, "Work").unwrap();
+    w.put("Work", "work mail");
+    w.write_config("reference = Work", "");
+    w.sync_ok();
+    assert_eq!(local_folders(&w), ["Work"]);
+    let new = w.maildir().join("New");
+    for sub in ["cur", "new", "tmp"] {
+        std::fs::create_dir_all(new.join(sub)).unwrap();
+    }
+    let out = w.run(&[]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "{err}");
+    assert!(
+        err.contains("would be created on the server as Work.New") && err.contains("reference"),
+        "{err}"
+    );
+    let mut boxes = w.server.mailboxes(USER).unwrap();
+    boxes.sort();
+    assert_eq!(boxes, ["INBOX", "Work"]);
+}
+
 /// dynamic_folderfilter: in autorefresh mode each sync applies folderfilter afresh, so a
 /// filter whose answer changes (here: it reads a file) brings in the new folder at the next
 /// sync, without a restart.
