@@ -8,7 +8,9 @@ use std::task::Poll;
 
 use oi_core::{Event, EventSink, Repository, Severity, Side, StatusStore, StoreError, SyncStats};
 
-use crate::execute::{ExecOptions, FolderLabel, SyncError, access_for, sync_folder};
+use crate::execute::{
+    ExecOptions, FolderLabel, RemoteDone, SyncError, access_for, sync_folder_releasing,
+};
 use crate::planner::Policy;
 
 /// Opens the status of one folder pair.
@@ -125,6 +127,54 @@ async fn next_done<T>(running: &mut Vec<Pin<Box<dyn Future<Output = T> + Send + 
         Poll::Pending
     })
     .await
+}
+
+/// The connections an account may hold at once (`maxconnections`), handed to folders as
+/// they start and taken back as soon as a folder is done with the server (see
+/// [`crate::execute::sync_folder_releasing`]), which can be well before it is done.
+/// Runtime-free: every waiting folder is polled by the account's own loop.
+struct Slots {
+    free: std::sync::Mutex<usize>,
+    waiting: std::sync::Mutex<Vec<std::task::Waker>>,
+}
+
+impl Slots {
+    fn new(n: usize) -> Slots {
+        Slots {
+            free: std::sync::Mutex::new(n),
+            waiting: std::sync::Mutex::new(Vec::new()),
+        }
+    }
+
+    async fn take(&self) -> Slot<'_> {
+        std::future::poll_fn(|cx| {
+            let mut free = self.free.lock().unwrap_or_else(|e| e.into_inner());
+            if *free > 0 {
+                *free -= 1;
+                return Poll::Ready(Slot(self));
+            }
+            self.waiting
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .push(cx.waker().clone());
+            Poll::Pending
+        })
+        .await
+    }
+}
+
+/// A connection slot; dropping it frees the slot.
+struct Slot<'a>(&'a Slots);
+
+impl Drop for Slot<'_> {
+    fn drop(&mut self) {
+        *self.0.free.lock().unwrap_or_else(|e| e.into_inner()) += 1;
+        let waiting =
+            std::mem::take(&mut *self.0.waiting.lock().unwrap_or_else(|e| e.into_inner()));
+        for w in waiting {
+            w.wake();
+        }
+    }
 }
 
 /// A folder pair's names.
@@ -343,12 +393,16 @@ where
     // folders are waited for, never dropped mid-step.
     type Running<'f> =
         Pin<Box<dyn Future<Output = (String, Result<SyncStats, SyncError>)> + Send + 'f>>;
+    // One folder more than there are connections is under way: it starts as soon as a
+    // running one no longer needs the server, while that one finishes its local side.
     let limit = policy.connections.max(1);
+    let slots = Slots::new(limit);
+    let slots = &slots;
     let mut queue = pairs.into_iter().peekable();
     let mut running: Vec<Running<'_>> = Vec::new();
     let mut stop: Option<SyncError> = None;
     loop {
-        while stop.is_none() && running.len() < limit {
+        while stop.is_none() && running.len() < limit + 1 {
             let Some((rname, lname, sname)) = queue.next() else {
                 break;
             };
@@ -357,16 +411,20 @@ where
                 break;
             }
             report.folders.push(lname.clone());
-            events.emit(Event::FolderStart {
-                account: account.to_string(),
-                folder: rname.clone(),
-            });
-            events.emit(Event::SyncingFolder {
-                account: account.to_string(),
-                folder: rname.clone(),
-                local_folder: lname.clone(),
-            });
             running.push(Box::pin(async move {
+                let slot = slots.take().await;
+                if opts.cancel.is_cancelled() {
+                    return (rname, Err(SyncError::Cancelled));
+                }
+                events.emit(Event::FolderStart {
+                    account: account.to_string(),
+                    folder: rname.clone(),
+                });
+                events.emit(Event::SyncingFolder {
+                    account: account.to_string(),
+                    folder: rname.clone(),
+                    local_folder: lname.clone(),
+                });
                 let label = FolderLabel {
                     account: account.to_string(),
                     folder: rname.clone(),
@@ -385,8 +443,11 @@ where
                     Err(e) => return (rname, Err(e.into())),
                 };
                 let opts = folder_opts.as_ref().unwrap_or(opts);
-                let result =
-                    sync_pair(remote, local, status, &names, policy, opts, events, &label).await;
+                let done: RemoteDone<'_> = Box::new(move || drop(slot));
+                let result = sync_pair(
+                    remote, local, status, &names, policy, opts, events, &label, done,
+                )
+                .await;
                 (rname, result)
             }));
             // The next folder's local side can be read while this one syncs.
@@ -443,6 +504,7 @@ async fn sync_pair<RR, LR, SF>(
     opts: &ExecOptions,
     events: &dyn EventSink,
     label: &FolderLabel,
+    remote_done: RemoteDone<'_>,
 ) -> Result<SyncStats, SyncError>
 where
     RR: Repository,
@@ -458,7 +520,7 @@ where
     let mut lfolder = local
         .open_folder(lname, access_for(p.local.readonly, opts.dry_run))
         .await?;
-    sync_folder(
+    sync_folder_releasing(
         &mut rfolder,
         &mut lfolder,
         &mut status,
@@ -466,6 +528,7 @@ where
         opts,
         events,
         label,
+        Some(remote_done),
     )
     .await
 }
