@@ -115,6 +115,15 @@ fn startdate_on_local_imap_starts_at_the_local_uid() {
     let after = old_and_new_on_bob(&w);
     assert_eq!(after, 3);
     write_config(&w, "startdate = 2021-01-01");
+    // A dry run saves nothing.
+    let out = w.run(&["--dry-run"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(start_uid(&w), None);
+    assert!(inbox(&w, USER).is_empty());
     w.sync_ok();
     assert_eq!(subjects(&w, USER), ["after", "recent"]);
     assert_eq!(start_uid(&w).as_deref(), Some("3\n"));
