@@ -134,6 +134,8 @@ pub struct PyNaming {
     decode: bool,
     /// The remote repository's `copy_ignore_eval`.
     copy_ignore: Option<PyExpr>,
+    /// The local repository's `copy_ignore_eval` (an IMAP local repository).
+    local_copy_ignore: Option<PyExpr>,
 }
 
 impl PyNaming {
@@ -146,6 +148,7 @@ impl PyNaming {
             utf8: false,
             decode: false,
             copy_ignore: None,
+            local_copy_ignore: None,
         }
     }
 
@@ -160,6 +163,69 @@ impl PyNaming {
     pub fn with_copy_ignore(mut self, expr: Option<PyExpr>) -> PyNaming {
         self.copy_ignore = expr;
         self
+    }
+
+    /// Sets the local repository's `copy_ignore_eval` (IMAP↔IMAP).
+    pub fn with_local_copy_ignore(mut self, expr: Option<PyExpr>) -> PyNaming {
+        self.local_copy_ignore = expr;
+        self
+    }
+
+    /// The local repository's `copy_ignore_eval` for a local folder (its name on the
+    /// local server, whose separator is `sep`): local server UIDs never uploaded.
+    pub fn local_copy_ignore(
+        &self,
+        local_folder: &str,
+        sep: char,
+    ) -> Result<Vec<oi_core::Uid>, StoreError> {
+        match &self.local_copy_ignore {
+            Some(e) => self.copy_ignore_of(Side::Local, e, local_folder, sep),
+            None => Ok(Vec::new()),
+        }
+    }
+
+    /// OfflineIMAP calls `copy_ignore_eval` with the folder's visible name (after
+    /// nametrans) and skips the UIDs it returns (`None`: none).
+    fn copy_ignore_of(
+        &self,
+        side: Side,
+        e: &PyExpr,
+        folder: &str,
+        sep: char,
+    ) -> Result<Vec<oi_core::Uid>, StoreError> {
+        let visible = self
+            .translate(side, &[folder.to_string()], sep, sep, false)?
+            .into_iter()
+            .next()
+            .flatten()
+            .map_or_else(|| folder.to_string(), |t| t.visible);
+        let bad = |what: String| {
+            StoreError::new(
+                Severity::Folder,
+                format!(
+                    "[{}] copy_ignore_eval: for folder {visible:?}: {what}",
+                    e.section
+                ),
+            )
+        };
+        match self
+            .apply(e, std::slice::from_ref(&visible))?
+            .into_iter()
+            .next()
+        {
+            None | Some(Value::None) => Ok(Vec::new()),
+            Some(Value::List(items) | Value::Tuple(items)) => items
+                .into_iter()
+                .map(|v| match v {
+                    Value::Int(n) => u32::try_from(n)
+                        .ok()
+                        .and_then(oi_core::Uid::new)
+                        .ok_or_else(|| bad(format!("{n} is not a UID"))),
+                    other => Err(bad(format!("items must be UIDs (ints), got {other:?}"))),
+                })
+                .collect(),
+            Some(other) => Err(bad(format!("must return a list of UIDs, got {other:?}"))),
+        }
     }
 
     /// A name as the server spells it.
@@ -304,45 +370,11 @@ impl FolderNaming for PyNaming {
         }
     }
 
-    /// OfflineIMAP calls the function with the folder's visible name (after nametrans)
-    /// and skips the UIDs it returns (`None`: none) when copying from the server.
+    /// The remote repository's `copy_ignore_eval`: UIDs never downloaded.
     fn copy_ignore(&self, remote_folder: &str) -> Result<Vec<oi_core::Uid>, StoreError> {
-        let Some(e) = &self.copy_ignore else {
-            return Ok(Vec::new());
-        };
-        let sep = '/';
-        let visible = self
-            .translate(Side::Remote, &[remote_folder.to_string()], sep, sep, false)?
-            .into_iter()
-            .next()
-            .flatten()
-            .map_or_else(|| remote_folder.to_string(), |t| t.visible);
-        let bad = |what: String| {
-            StoreError::new(
-                Severity::Folder,
-                format!(
-                    "[{}] copy_ignore_eval: for folder {visible:?}: {what}",
-                    e.section
-                ),
-            )
-        };
-        match self
-            .apply(e, std::slice::from_ref(&visible))?
-            .into_iter()
-            .next()
-        {
-            None | Some(Value::None) => Ok(Vec::new()),
-            Some(Value::List(items) | Value::Tuple(items)) => items
-                .into_iter()
-                .map(|v| match v {
-                    Value::Int(n) => u32::try_from(n)
-                        .ok()
-                        .and_then(oi_core::Uid::new)
-                        .ok_or_else(|| bad(format!("{n} is not a UID"))),
-                    other => Err(bad(format!("items must be UIDs (ints), got {other:?}"))),
-                })
-                .collect(),
-            Some(other) => Err(bad(format!("must return a list of UIDs, got {other:?}"))),
+        match &self.copy_ignore {
+            Some(e) => self.copy_ignore_of(Side::Remote, e, remote_folder, '/'),
+            None => Ok(Vec::new()),
         }
     }
 

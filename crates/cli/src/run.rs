@@ -692,7 +692,11 @@ async fn sync_one(
             account.local.folders.clone(),
         )
         .with_folder_encoding(account.utf8foldernames, imap.decodefoldernames)
-        .with_copy_ignore(imap.copy_ignore_eval.clone()),
+        .with_copy_ignore(imap.copy_ignore_eval.clone())
+        .with_local_copy_ignore(match &account.local.kind {
+            RepositoryKind::Imap(local) => local.copy_ignore_eval.clone(),
+            RepositoryKind::Maildir(_) => None,
+        }),
     );
     let status = Status(oi_status::StatusDir::new(
         general.metadata.clone(),
@@ -768,13 +772,20 @@ async fn sync_one(
                 held.and_then(|h| h.local.as_ref()),
             )
             .await;
+            let copy_ignore: Option<oi_imapmap::CopyIgnore> =
+                local_imap.copy_ignore_eval.as_ref().map(|_| {
+                    let naming = naming.clone();
+                    Arc::new(move |folder: &str, sep: char| naming.local_copy_ignore(folder, sep))
+                        as oi_imapmap::CopyIgnore
+                });
             let local = oi_imapmap::MappedImapRepository::new(
                 inner,
                 &general.metadata,
                 &account.local.name,
                 general.fsync,
                 local_events,
-            );
+            )
+            .with_copy_ignore(copy_ignore);
             let r = pair.run(&remote, &local).await;
             local.shutdown().await;
             r

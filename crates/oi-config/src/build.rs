@@ -910,20 +910,9 @@ impl<'a> Builder<'a> {
             folderincludes: self.py_expr(s, "folderincludes"),
             foldersort: self.py_expr(s, "foldersort"),
         };
-        let startdate = self.startdate(s, side, &kind);
-        if let RepositoryKind::Imap(imap) = &kind
-            && side == Side::Local
-            && imap.copy_ignore_eval.is_some()
-            && let Some((_, at)) = self.string(s, "copy_ignore_eval")
-        {
-            // Its UIDs would be the local server's, which IMAP-IMAP maps away.
-            self.option_error(
-                s,
-                "copy_ignore_eval",
-                &at,
-                "not supported yet on an IMAP local repository",
-            );
-        }
+        // On an IMAP local repository, startdate's StartUID and copy_ignore_eval's UIDs
+        // are the local server's own (see oi_imapmap).
+        let startdate = self.startdate(s);
         Some(RepositoryConfig {
             name: name.to_string(),
             readonly,
@@ -936,7 +925,7 @@ impl<'a> Builder<'a> {
     }
 
     /// `startdate = yyyy-mm-dd` (empty: unset, as in OfflineIMAP).
-    fn startdate(&mut self, s: &str, side: Side, kind: &RepositoryKind) -> Option<Day> {
+    fn startdate(&mut self, s: &str) -> Option<Day> {
         let (text, at) = self.string(s, "startdate")?;
         if text.is_empty() {
             return None;
@@ -952,17 +941,6 @@ impl<'a> Builder<'a> {
             );
             return None;
         };
-        if side == Side::Local && matches!(kind, RepositoryKind::Imap(_)) {
-            // Its StartUID is in the local server's UIDs, which our IMAP-IMAP sync maps
-            // away before the engine sees them.
-            self.option_error(
-                s,
-                "startdate",
-                &at,
-                "not supported yet on an IMAP local repository (set it on the remote repository)",
-            );
-            return None;
-        }
         Some(day)
     }
 

@@ -282,6 +282,21 @@ fn repository_types() {
     // IMAP as the local side (IMAP <-> IMAP) is a repository like the remote one.
     let c = ok(&BASE.replace("type = Maildir", "type = IMAP\nremotehost = h"));
     assert!(matches!(c.accounts[0].local.kind, RepositoryKind::Imap(_)));
+    // startdate and copy_ignore_eval work there too, in the local server's UIDs.
+    let c = ok(&BASE.replace(
+        "type = Maildir",
+        "type = IMAP\nremotehost = h\nstartdate = 2021-02-03\ncopy_ignore_eval = lambda f: [3]",
+    ));
+    assert!(c.warnings.is_empty(), "{:?}", c.warnings);
+    let local = &c.accounts[0].local;
+    assert_eq!(
+        local.startdate.map(|d| (d.year, d.month, d.day)),
+        Some((2021, 2, 3))
+    );
+    match &local.kind {
+        RepositoryKind::Imap(i) => assert!(i.copy_ignore_eval.is_some()),
+        other => panic!("local is not IMAP: {other:?}"),
+    }
     let e = errs(&BASE.replace("type = Maildir", "type = maildir"));
     assert!(has(&e, "did you mean Maildir?"), "{e:?}");
     let e = errs(&BASE.replace("type = Maildir\n", ""));

@@ -546,6 +546,18 @@ pub trait Folder: Send {
         async { Ok(None) }
     }
 
+    /// The store's own UID of a message of its listing, for `startdate`, whose StartUID
+    /// OfflineIMAP keeps in the partial side's own UIDs: by default the sync UID itself,
+    /// and `None` for a message without one (a new Maildir message, always taken). A
+    /// store whose own UIDs are not the sync UIDs (IMAP↔IMAP's mapped local folder) gives
+    /// its own, for unsynced messages too.
+    fn own_uid(&self, which: &MsgRef) -> Option<u32> {
+        match which {
+            MsgRef::Uid(uid) => Some(uid.get()),
+            MsgRef::Unsynced(_) => None,
+        }
+    }
+
     /// Makes the changes so far durable (Maildir: fsyncs the directories that new files
     /// were renamed into). The engine calls it before committing the status, so that a
     /// record never outlives the message it describes. Stores that are durable at each

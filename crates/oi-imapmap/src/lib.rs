@@ -20,4 +20,4 @@ mod store;
 
 pub use error::MapError;
 pub use mapfile::{MapFile, UidMap, folder_basename};
-pub use store::{MappedImapFolder, MappedImapRepository};
+pub use store::{CopyIgnore, MappedImapFolder, MappedImapRepository};

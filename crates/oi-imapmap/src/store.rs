@@ -25,13 +25,13 @@
 //! marker (`oi_core::marker`), which finds the remote copy and calls `assign_uid` with the
 //! unsynced key, which here is the local UID and so stays valid across runs.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use oi_core::{
-    Access, Event, EventSink, FlagUpdate, Flags, Folder, FolderMeta, Listing, Message, MsgRef,
-    Repository, StoreError, Uid, UnsyncedMessage,
+    Access, AgeCutoff, Event, EventSink, FlagUpdate, Flags, Folder, FolderMeta, Listing, Message,
+    MsgRef, Repository, StoreError, Uid, UnsyncedMessage,
 };
 use oi_imap::{ImapFolder, ImapRepository};
 
@@ -41,12 +41,17 @@ use crate::mapfile::{MapFile, PendingAppend, UidMap, fingerprint};
 /// How many messages the journal repair fetches at once.
 const REPAIR_BATCH: usize = 16;
 
+/// `copy_ignore_eval` of the local repository: given a local folder's name and the
+/// repository's separator, the local server UIDs of that folder never uploaded.
+pub type CopyIgnore = Arc<dyn Fn(&str, char) -> Result<Vec<Uid>, StoreError> + Send + Sync>;
+
 /// An IMAP repository used as an account's `localrepository`.
 pub struct MappedImapRepository {
     inner: ImapRepository,
     repository_dir: PathBuf,
     fsync: bool,
     events: Arc<dyn EventSink>,
+    copy_ignore: Option<CopyIgnore>,
 }
 
 impl std::fmt::Debug for MappedImapRepository {
@@ -74,7 +79,23 @@ impl MappedImapRepository {
             repository_dir: metadata.join(format!("Repository-{repository}")),
             fsync,
             events,
+            copy_ignore: None,
         }
+    }
+
+    /// Sets the local repository's `copy_ignore_eval`.
+    ///
+    /// OfflineIMAP 8 evaluates it on the local side too, but compares the local server
+    /// UIDs it returns with the mapped folder's copy list, which holds remote UIDs and
+    /// negative placeholders for the unsynced local messages: a listed local message is
+    /// uploaded anyway (the binary's test
+    /// `imaplocal::offlineimap8_uploads_local_uids_listed_by_copy_ignore_eval` shows it).
+    /// We do what the option evidently means: the listed local messages are left out of
+    /// the unsynced ones, so they are never uploaded to the remote (nor read as deleted);
+    /// a message already mapped still has its flags and deletion synced.
+    pub fn with_copy_ignore(mut self, copy_ignore: Option<CopyIgnore>) -> MappedImapRepository {
+        self.copy_ignore = copy_ignore;
+        self
     }
 
     /// The wrapped IMAP repository.
@@ -136,6 +157,10 @@ impl Repository for MappedImapRepository {
             });
         }
         let journal = file.read_journal().map_err(|e| e.into_store(name))?;
+        let ignored = match &self.copy_ignore {
+            Some(f) => f(name, self.inner.separator())?.into_iter().collect(),
+            None => BTreeSet::new(),
+        };
         let inner = self.inner.open_folder(name, access).await?;
         Ok(MappedImapFolder {
             inner,
@@ -147,6 +172,8 @@ impl Repository for MappedImapRepository {
             journal,
             floor: 0,
             deleted: Vec::new(),
+            ignored,
+            reported: BTreeSet::new(),
             events: self.events.clone(),
         })
     }
@@ -166,6 +193,10 @@ pub struct MappedImapFolder {
     floor: u32,
     /// Local UIDs marked `\Deleted` by this run, unmapped after the expunge at close.
     deleted: Vec<Uid>,
+    /// `copy_ignore_eval`: local UIDs never uploaded (left out of the unsynced messages).
+    ignored: BTreeSet<Uid>,
+    /// The ignored UIDs already reported by this run's listings.
+    reported: BTreeSet<Uid>,
     events: Arc<dyn EventSink>,
 }
 
@@ -313,6 +344,16 @@ impl Folder for MappedImapFolder {
                 // one this tool deleted without expunging (`expunge = no`), or one the user
                 // deleted before it was ever synced. OfflineIMAP uploads it.
                 None if meta.flags.contains(Flags::DELETED) => {}
+                None if self.ignored.contains(&local_uid) => {
+                    if self.reported.insert(local_uid) {
+                        self.events.emit(Event::Info {
+                            message: format!(
+                                "IGNORED: Copy message UID {local_uid} of local folder {} to the remote: listed by copy_ignore_eval",
+                                self.name
+                            ),
+                        });
+                    }
+                }
                 None => listing.unsynced.push(UnsyncedMessage {
                     key: local_uid.to_string(),
                     flags: meta.flags,
@@ -321,6 +362,38 @@ impl Folder for MappedImapFolder {
             }
         }
         Ok(listing)
+    }
+
+    /// The local messages since the day, under the references of the listing (sync UIDs
+    /// for the mapped ones, unsynced keys for the others).
+    async fn messages_since(
+        &mut self,
+        since: AgeCutoff,
+    ) -> Result<Option<Vec<MsgRef>>, StoreError> {
+        let Some(found) = self.inner.messages_since(since).await? else {
+            return Ok(None);
+        };
+        Ok(Some(
+            found
+                .into_iter()
+                .filter_map(|r| match r {
+                    MsgRef::Uid(local) => Some(match self.map.remote_of(local) {
+                        Some(sync) => MsgRef::Uid(sync),
+                        None => MsgRef::Unsynced(local.to_string()),
+                    }),
+                    MsgRef::Unsynced(_) => None,
+                })
+                .collect(),
+        ))
+    }
+
+    /// The local server's UID: `startdate` on a local IMAP repository keeps its StartUID
+    /// in those, as OfflineIMAP does (it reads the local folder from `UID <start>:*`).
+    fn own_uid(&self, which: &MsgRef) -> Option<u32> {
+        match which {
+            MsgRef::Uid(sync) => self.map.local_of(*sync).map(Uid::get),
+            MsgRef::Unsynced(key) => key.parse::<u32>().ok(),
+        }
     }
 
     async fn fetch(&mut self, which: &[MsgRef]) -> Result<Vec<Message>, StoreError> {

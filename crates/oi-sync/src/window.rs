@@ -107,6 +107,12 @@ pub struct StartDate {
 /// Narrows the partial side's listing to its window: on the first sync, to its messages
 /// since the day (whose smallest UID is saved as the folder's StartUID, 1 when there is
 /// none); afterwards, to the UIDs from the saved one on.
+///
+/// The UIDs compared and saved are the partial folder's own ([`Folder::own_uid`]), as
+/// OfflineIMAP saves them: for a local IMAP folder of an IMAP↔IMAP sync, the local
+/// server's UIDs, not the remote ones its listing is keyed by. Asking the folder for each
+/// message's own UID keeps this one code path for every store, rather than teaching the
+/// engine about the mapping.
 #[allow(clippy::too_many_arguments)]
 pub async fn apply_start_date<R: Folder, L: Folder, S: StatusStore>(
     remote: &mut R,
@@ -118,13 +124,49 @@ pub async fn apply_start_date<R: Folder, L: Folder, S: StatusStore>(
     local_list: &mut Listing,
     folder: &str,
 ) -> Result<(), StoreError> {
-    let (partial_list, new_list) = match start.partial {
-        Side::Remote => (remote_list, &*local_list),
-        Side::Local => (local_list, &*remote_list),
-    };
+    match start.partial {
+        Side::Remote => {
+            narrow_partial(
+                remote,
+                remote_list,
+                local_list,
+                status,
+                dry_run,
+                start,
+                folder,
+            )
+            .await
+        }
+        Side::Local => {
+            narrow_partial(
+                local,
+                local_list,
+                remote_list,
+                status,
+                dry_run,
+                start,
+                folder,
+            )
+            .await
+        }
+    }
+}
+
+/// [`apply_start_date`] on the partial side's folder and listing.
+async fn narrow_partial<F: Folder, S: StatusStore>(
+    partial: &mut F,
+    partial_list: &mut Listing,
+    new_list: &Listing,
+    status: &mut S,
+    dry_run: bool,
+    start: StartDate,
+    folder: &str,
+) -> Result<(), StoreError> {
     if let Some(first) = status.start_uid(start.partial)? {
-        // Messages without a UID yet are new, so always taken.
-        partial_list.messages.retain(|uid, _| uid.get() >= first);
+        // Messages without a UID of their own yet are new, so always taken.
+        keep_own_uids(&*partial, partial_list, |own, _| {
+            own.is_none_or(|own| own >= first)
+        });
         return Ok(());
     }
     if !new_list.messages.is_empty() || !new_list.unsynced.is_empty() {
@@ -137,11 +179,7 @@ pub async fn apply_start_date<R: Folder, L: Folder, S: StatusStore>(
             ),
         ));
     }
-    let within = match start.partial {
-        Side::Remote => remote.messages_since(start.since).await?,
-        Side::Local => local.messages_since(start.since).await?,
-    };
-    if let Some(within) = within {
+    if let Some(within) = partial.messages_since(start.since).await? {
         let keys: BTreeSet<&str> = within
             .iter()
             .filter_map(|r| match r {
@@ -149,22 +187,60 @@ pub async fn apply_start_date<R: Folder, L: Folder, S: StatusStore>(
                 MsgRef::Uid(_) => None,
             })
             .collect();
-        partial_list
-            .unsynced
-            .retain(|m| keys.contains(m.key.as_str()));
-        let recent = uids_of(Some(within), partial_list);
+        let listed = |r: &MsgRef| match r {
+            MsgRef::Uid(uid) => partial_list.messages.contains_key(uid),
+            MsgRef::Unsynced(k) => partial_list.unsynced.iter().any(|m| &m.key == k),
+        };
+        let recent = within
+            .iter()
+            .filter(|r| listed(r))
+            .filter_map(|r| partial.own_uid(r))
+            .min();
         // As OfflineIMAP's Maildir scan: older messages above the first recent UID (a
-        // re-uploaded copy) are kept, so that the list is the UID range it saves.
-        match recent.first() {
-            Some(&first) => partial_list.messages.retain(|uid, _| *uid >= first),
-            None => partial_list.messages.clear(),
-        }
+        // re-uploaded copy) are kept, so that the list is the UID range it saves. Those
+        // without a UID of their own are taken when recent.
+        keep_own_uids(&*partial, partial_list, |own, key| match own {
+            Some(own) => recent.is_some_and(|first| own >= first),
+            None => key.is_some_and(|k| keys.contains(k)),
+        });
     }
-    let first = partial_list.messages.keys().next().map_or(1, |u| u.get());
+    let first = own_uids(&*partial, partial_list).min().unwrap_or(1);
     if !dry_run {
         status.save_start_uid(start.partial, first)?;
     }
     Ok(())
+}
+
+/// Keeps the messages of `listing` for which `keep(own UID, unsynced key)` holds.
+fn keep_own_uids<F: Folder>(
+    folder: &F,
+    listing: &mut Listing,
+    keep: impl Fn(Option<u32>, Option<&str>) -> bool,
+) {
+    listing
+        .messages
+        .retain(|uid, _| keep(folder.own_uid(&MsgRef::Uid(*uid)), None));
+    listing.unsynced.retain(|m| {
+        keep(
+            folder.own_uid(&MsgRef::Unsynced(m.key.clone())),
+            Some(&m.key),
+        )
+    });
+}
+
+/// The own UIDs of the messages of `listing` that have one.
+fn own_uids<'a, F: Folder>(folder: &'a F, listing: &'a Listing) -> impl Iterator<Item = u32> + 'a {
+    listing
+        .messages
+        .keys()
+        .map(|uid| MsgRef::Uid(*uid))
+        .chain(
+            listing
+                .unsynced
+                .iter()
+                .map(|m| MsgRef::Unsynced(m.key.clone())),
+        )
+        .filter_map(|r| folder.own_uid(&r))
 }
 
 /// `copy_ignore_eval`: drops the downloads of the listed remote UIDs from a plan (only

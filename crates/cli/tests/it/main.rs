@@ -18,6 +18,7 @@
 //!   loop-mounted ext4 image) at random instants of the 2000-message sync, and after every
 //!   step of the `crash` scenario; then resumed. Needs root.
 //! - `options`: message and folder selection (maxage, startdate, …).
+//! - `imaplocal`: startdate and copy_ignore_eval on an IMAP local repository (IMAP ↔ IMAP).
 //! - `maintenance`: --info, --delete-folder, --migrate-fmd5-using-nametrans, exit codes.
 //! - `packaging`: man page, completions, systemd units and example config in contrib/.
 //! - `servers`: the core scenario against Cyrus and Courier.
@@ -33,6 +34,7 @@ mod compress;
 mod crash;
 mod faults;
 mod held;
+mod imaplocal;
 mod incremental;
 mod kill;
 mod large;
