@@ -158,6 +158,8 @@ struct InProgress {
 pub struct Session {
     config: SessionConfig,
     input: Vec<u8>,
+    /// Bytes at the front of `input` already returned as responses.
+    consumed: usize,
     output: Vec<u8>,
     next_tag: u64,
     queue: VecDeque<(String, Command)>,
@@ -202,6 +204,7 @@ impl Session {
                 ..config
             },
             input: Vec::new(),
+            consumed: 0,
             output: Vec::new(),
             next_tag: 1,
             queue: VecDeque::new(),
@@ -279,7 +282,7 @@ impl Session {
 
     /// Bytes already received but not yet part of a complete response.
     pub fn buffered_input(&self) -> usize {
-        self.input.len()
+        self.input.len() - self.consumed
     }
 
     /// Bytes to write to the server (the caller writes all of them).
@@ -289,16 +292,24 @@ impl Session {
 
     /// Feeds bytes received from the server.
     pub fn feed(&mut self, bytes: &[u8]) {
+        // Consumed responses are dropped from the front in one move per read, not one per
+        // response: a read of a thousand short FETCH lines would otherwise shift the rest
+        // of the buffer a thousand times.
+        if self.consumed > 0 {
+            self.input.drain(..self.consumed);
+            self.consumed = 0;
+        }
         self.input.extend_from_slice(bytes);
     }
 
     /// The next event from the input received so far, `Ok(None)` when more bytes are needed.
     pub fn next_event(&mut self) -> Result<Option<Event>, ImapError> {
         loop {
-            let Some(len) = frame(&self.input, &self.config)? else {
+            let Some(len) = frame(&self.input[self.consumed..], &self.config)? else {
                 return Ok(None);
             };
-            let bytes: Vec<u8> = self.input.drain(..len).collect();
+            let bytes: Vec<u8> = self.input[self.consumed..self.consumed + len].to_vec();
+            self.consumed += len;
             if !self.greeted {
                 self.greeted = true;
                 let g = response::parse_greeting(&bytes)?;

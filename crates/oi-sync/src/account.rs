@@ -9,7 +9,8 @@ use std::task::Poll;
 use oi_core::{Event, EventSink, Repository, Severity, Side, StatusStore, StoreError, SyncStats};
 
 use crate::execute::{
-    ExecOptions, FolderLabel, RemoteDone, SyncError, access_for, sync_folder_releasing,
+    ExecOptions, FolderLabel, RemoteDone, SyncError, access_for, prepare_local,
+    sync_folder_releasing,
 };
 use crate::planner::Policy;
 
@@ -412,19 +413,6 @@ where
             }
             report.folders.push(lname.clone());
             running.push(Box::pin(async move {
-                let slot = slots.take().await;
-                if opts.cancel.is_cancelled() {
-                    return (rname, Err(SyncError::Cancelled));
-                }
-                events.emit(Event::FolderStart {
-                    account: account.to_string(),
-                    folder: rname.clone(),
-                });
-                events.emit(Event::SyncingFolder {
-                    account: account.to_string(),
-                    folder: rname.clone(),
-                    local_folder: lname.clone(),
-                });
                 let label = FolderLabel {
                     account: account.to_string(),
                     folder: rname.clone(),
@@ -443,9 +431,8 @@ where
                     Err(e) => return (rname, Err(e.into())),
                 };
                 let opts = folder_opts.as_ref().unwrap_or(opts);
-                let done: RemoteDone<'_> = Box::new(move || drop(slot));
                 let result = sync_pair(
-                    remote, local, status, &names, policy, opts, events, &label, done,
+                    remote, local, status, &names, policy, opts, events, &label, slots,
                 )
                 .await;
                 (rname, result)
@@ -504,7 +491,7 @@ async fn sync_pair<RR, LR, SF>(
     opts: &ExecOptions,
     events: &dyn EventSink,
     label: &FolderLabel,
-    remote_done: RemoteDone<'_>,
+    slots: &Slots,
 ) -> Result<SyncStats, SyncError>
 where
     RR: Repository,
@@ -514,12 +501,28 @@ where
     let p = &policy.folders;
     let (rname, lname) = (names.remote, names.local);
     let mut status = status.open(names.status, rname, lname)?;
-    let mut rfolder = remote
-        .open_folder(rname, access_for(p.remote.readonly, opts.dry_run))
-        .await?;
     let mut lfolder = local
         .open_folder(lname, access_for(p.local.readonly, opts.dry_run))
         .await?;
+    // The local side is read while the folder before this one still talks to the server.
+    let prep = prepare_local(&mut lfolder, &mut status, opts).await?;
+    let slot = slots.take().await;
+    if opts.cancel.is_cancelled() {
+        return Err(SyncError::Cancelled);
+    }
+    events.emit(Event::FolderStart {
+        account: label.account.clone(),
+        folder: rname.to_string(),
+    });
+    events.emit(Event::SyncingFolder {
+        account: label.account.clone(),
+        folder: rname.to_string(),
+        local_folder: lname.to_string(),
+    });
+    let mut rfolder = remote
+        .open_folder(rname, access_for(p.remote.readonly, opts.dry_run))
+        .await?;
+    let remote_done: RemoteDone<'_> = Box::new(move || drop(slot));
     sync_folder_releasing(
         &mut rfolder,
         &mut lfolder,
@@ -529,6 +532,7 @@ where
         events,
         label,
         Some(remote_done),
+        prep,
     )
     .await
 }

@@ -155,7 +155,34 @@ pub async fn sync_folder<R: Folder, L: Folder, S: StatusStore>(
     events: &dyn EventSink,
     label: &FolderLabel,
 ) -> Result<SyncStats, SyncError> {
-    sync_folder_releasing(remote, local, status, policy, opts, events, label, None).await
+    sync_folder_releasing(
+        remote, local, status, policy, opts, events, label, None, None,
+    )
+    .await
+}
+
+/// A folder's local side and status, read before its server side (see
+/// [`sync_folder_releasing`]).
+#[derive(Debug)]
+pub struct LocalPrep {
+    listing: oi_core::Listing,
+    records: BTreeMap<Uid, Flags>,
+}
+
+/// Reads what [`sync_folder`] needs from the local side and the status, so that it can be
+/// done while another folder waits for the server. Nothing is read for a quick sync (it
+/// looks at the server first, and may need nothing more).
+pub async fn prepare_local<L: Folder, S: StatusStore>(
+    local: &mut L,
+    status: &mut S,
+    opts: &ExecOptions,
+) -> Result<Option<LocalPrep>, SyncError> {
+    if opts.quick {
+        return Ok(None);
+    }
+    let listing = list_incrementally(local, status, Side::Local, opts.dry_run).await?;
+    let records = status.load()?;
+    Ok(Some(LocalPrep { listing, records }))
 }
 
 /// Called once the remote folder is closed and its connection is free for another folder.
@@ -177,12 +204,15 @@ pub async fn sync_folder_releasing<R: Folder, L: Folder, S: StatusStore>(
     events: &dyn EventSink,
     label: &FolderLabel,
     remote_done: Option<RemoteDone<'_>>,
+    mut prep: Option<LocalPrep>,
 ) -> Result<SyncStats, SyncError> {
     let remote_meta = remote.meta().await?;
     let local_meta = local.meta().await?;
-    let recovered_duplicates = if opts.dry_run {
+    let recovered_duplicates = if opts.dry_run || status.pending_uploads()?.is_empty() {
         Default::default()
     } else {
+        // Recovery may give local messages their UIDs: what was read before is stale.
+        prep = None;
         recover_uploads(remote, local, status, false, opts.landing_grace).await?
     };
     if opts.quick
@@ -206,9 +236,14 @@ pub async fn sync_folder_releasing<R: Folder, L: Folder, S: StatusStore>(
     let mut remote_list = list_incrementally(remote, status, Side::Remote, opts.dry_run).await?;
     events.emit(loaded(Side::Remote, &remote_list));
     events.emit(loading(Side::Local));
-    let mut local_list = list_incrementally(local, status, Side::Local, opts.dry_run).await?;
+    let (mut local_list, mut records) = match prep {
+        Some(LocalPrep { listing, records }) => (listing, records),
+        None => {
+            let listing = list_incrementally(local, status, Side::Local, opts.dry_run).await?;
+            (listing, status.load()?)
+        }
+    };
     events.emit(loaded(Side::Local, &local_list));
-    let mut records = status.load()?;
 
     let holds_anything =
         !records.is_empty() || !remote_list.messages.is_empty() || !local_list.messages.is_empty();
@@ -682,6 +717,21 @@ fn marker_age_ms(marker: &str) -> Option<u64> {
     (ms > 1_000_000_000_000).then(|| now_ms().saturating_sub(ms))
 }
 
+/// Gives the other futures polled by the same task one turn (runtime-free).
+async fn yield_once() {
+    let mut yielded = false;
+    std::future::poll_fn(|cx| {
+        if yielded {
+            std::task::Poll::Ready(())
+        } else {
+            yielded = true;
+            cx.waker().wake_by_ref();
+            std::task::Poll::Pending
+        }
+    })
+    .await
+}
+
 struct Run<'a, R, L, S> {
     /// Sizes of the local messages, to pick the ones to stream.
     local_sizes: BTreeMap<MsgRef, u64>,
@@ -791,6 +841,9 @@ impl<R: Folder, L: Folder, S: StatusStore> Run<'_, R, L, S> {
             && self.status.pending_uploads()?.is_empty()
         {
             self.close_remote().await?;
+            // Let the folder waiting for the connection send its SELECT before the local
+            // work below, which never waits, keeps this task busy.
+            yield_once().await;
         }
         self.events.emit(Event::SyncingMessages {
             account: self.label.account.clone(),
