@@ -115,7 +115,12 @@ pub struct Connection {
     bye: Option<String>,
     /// Mechanisms that failed before the one that logged in (OfflineIMAP warns of them).
     auth_failures: Vec<String>,
+    /// The socket read buffer, reused by every read.
+    read_buf: Box<[u8]>,
 }
+
+/// Bytes asked of the socket per read.
+const READ_CHUNK: usize = 64 * 1024;
 
 fn upper(caps: Vec<String>) -> Vec<String> {
     caps.into_iter().map(|c| c.to_ascii_uppercase()).collect()
@@ -156,6 +161,7 @@ impl Connection {
             capabilities: Vec::new(),
             bye: None,
             auth_failures: Vec::new(),
+            read_buf: vec![0; READ_CHUNK].into_boxed_slice(),
         };
         let (kind, code) = conn.greeting().await?;
         if let Some(RespCode::Capability(c)) = code {
@@ -190,6 +196,7 @@ impl Connection {
                 transport,
                 session,
                 bye,
+                read_buf,
                 ..
             } = conn;
             conn = Connection {
@@ -198,6 +205,7 @@ impl Connection {
                 capabilities: Vec::new(),
                 bye,
                 auth_failures: Vec::new(),
+                read_buf,
             };
             conn.refresh_capabilities().await?;
         }
@@ -428,15 +436,14 @@ impl Connection {
     }
 
     async fn read_more(&mut self) -> Result<(), ImapError> {
-        let mut buf = vec![0u8; 64 * 1024];
-        let n = self.transport.read(&mut buf).await?;
+        let n = self.transport.read(&mut self.read_buf).await?;
         if n == 0 {
             return Err(match self.bye.take() {
                 Some(t) => ImapError::Bye(t),
                 None => ImapError::Closed,
             });
         }
-        self.session.feed(&buf[..n]);
+        self.session.feed(&self.read_buf[..n]);
         Ok(())
     }
 

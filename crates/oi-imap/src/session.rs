@@ -153,6 +153,9 @@ struct InProgress {
     rest: VecDeque<Step>,
 }
 
+/// Input buffer capacity kept between responses.
+const INPUT_KEEP: usize = 256 * 1024;
+
 /// The sans-I/O client session.
 #[derive(Debug)]
 pub struct Session {
@@ -298,6 +301,11 @@ impl Session {
         if self.consumed > 0 {
             self.input.drain(..self.consumed);
             self.consumed = 0;
+        }
+        // A large literal grew the buffer: give the memory back once it is consumed, so
+        // that the peak of one big message does not stay for the rest of the run.
+        if self.input.is_empty() && self.input.capacity() > INPUT_KEEP {
+            self.input = Vec::with_capacity(INPUT_KEEP.min(bytes.len().max(4096)));
         }
         self.input.extend_from_slice(bytes);
     }

@@ -21,7 +21,7 @@ use crate::planner::{Plan, Policy, Step, plan};
 const BATCH_MESSAGES: usize = 64;
 /// How many bytes (by the listed sizes) one fetch asks for at most, so that memory stays
 /// bounded whatever the folder.
-const BATCH_BYTES: u64 = 8 << 20;
+const BATCH_BYTES: u64 = 1 << 20;
 
 /// A request to stop at the next safe point, shared by every task of a run.
 #[derive(Debug, Clone, Default)]
