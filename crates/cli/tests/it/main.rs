@@ -6,6 +6,7 @@
 //! - `transport`: TLS, STARTTLS, fingerprints, tunnels.
 //! - `cli`: flags, config discovery and errors, exit status, dry run, locking.
 //! - `compress`: usecompression (COMPRESS=DEFLATE) with and without server support.
+//! - `connections`: maxconnections, counted in the server's log.
 //! - `compat`: continuing an OfflineIMAP 8 state without transferring anything.
 //! - `long_running`: hooks, autorefresh and signals.
 //! - `faults`: dropped, stalled, refused (NO, BYE) commands through a fault-injecting
@@ -31,6 +32,7 @@ mod cli;
 mod common;
 mod compat;
 mod compress;
+mod connections;
 mod crash;
 mod faults;
 mod held;
