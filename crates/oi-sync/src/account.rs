@@ -9,7 +9,7 @@ use std::task::Poll;
 use oi_core::{Event, EventSink, Repository, Severity, Side, StatusStore, StoreError, SyncStats};
 
 use crate::execute::{
-    ExecOptions, FolderLabel, RemoteDone, SyncError, access_for, prepare_local,
+    ExecOptions, FolderLabel, RemoteDone, SyncError, access_for, join, prepare_local,
     sync_folder_releasing,
 };
 use crate::planner::Policy;
@@ -504,24 +504,32 @@ where
     let mut lfolder = local
         .open_folder(lname, access_for(p.local.readonly, opts.dry_run))
         .await?;
-    // The local side is read while the folder before this one still talks to the server.
-    let prep = prepare_local(&mut lfolder, &mut status, opts).await?;
-    let slot = slots.take().await;
-    if opts.cancel.is_cancelled() {
-        return Err(SyncError::Cancelled);
-    }
-    events.emit(Event::FolderStart {
-        account: label.account.clone(),
-        folder: rname.to_string(),
-    });
-    events.emit(Event::SyncingFolder {
-        account: label.account.clone(),
-        folder: rname.to_string(),
-        local_folder: lname.to_string(),
-    });
-    let mut rfolder = remote
-        .open_folder(rname, access_for(p.remote.readonly, opts.dry_run))
-        .await?;
+    // The server side waits for a connection (held by the folder before this one while
+    // that one talks to the server) and then for the SELECT; the local side is read
+    // meanwhile. The server side is polled first, so that a free connection sends its
+    // SELECT before the local reading, which never waits, keeps this task busy.
+    let server_side = async {
+        let slot = slots.take().await;
+        if opts.cancel.is_cancelled() {
+            return Err(SyncError::Cancelled);
+        }
+        events.emit(Event::FolderStart {
+            account: label.account.clone(),
+            folder: rname.to_string(),
+        });
+        events.emit(Event::SyncingFolder {
+            account: label.account.clone(),
+            folder: rname.to_string(),
+            local_folder: lname.to_string(),
+        });
+        let rfolder = remote
+            .open_folder(rname, access_for(p.remote.readonly, opts.dry_run))
+            .await?;
+        Ok((slot, rfolder))
+    };
+    let (opened, prep) = join(server_side, prepare_local(&mut lfolder, &mut status, opts)).await;
+    let (slot, mut rfolder) = opened?;
+    let prep = prep?;
     let remote_done: RemoteDone<'_> = Box::new(move || drop(slot));
     sync_folder_releasing(
         &mut rfolder,

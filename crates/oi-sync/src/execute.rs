@@ -1415,7 +1415,7 @@ impl<L: Folder, S: StatusStore> Writer<'_, L, S> {
 
 /// Polls two futures to completion together (both borrow different stores). The engine
 /// stays free of an async runtime dependency, so this is the small join it needs.
-async fn join<A: std::future::Future, B: std::future::Future>(
+pub(crate) async fn join<A: std::future::Future, B: std::future::Future>(
     a: A,
     b: B,
 ) -> (A::Output, B::Output) {
