@@ -857,7 +857,11 @@ impl<R: Folder, L: Folder, S: StatusStore> Run<'_, R, L, S> {
             folder: self.label.folder.clone(),
             from: Side::Remote,
         });
-        self.download(&downloads, sizes).await?;
+        // Nothing left for the server after the downloads: the connection can go to the
+        // next folder as soon as the last batch is in, before it is written.
+        let server_done_after =
+            flag_updates[idx(Side::Remote)].is_empty() && deletes[idx(Side::Remote)].is_empty();
+        self.download(&downloads, sizes, server_done_after).await?;
 
         for side in Side::BOTH {
             let updates = &flag_updates[idx(side)];
@@ -1266,6 +1270,7 @@ impl<R: Folder, L: Folder, S: StatusStore> Run<'_, R, L, S> {
         &mut self,
         downloads: &[(Uid, Flags)],
         sizes: &BTreeMap<Uid, u64>,
+        server_done_after: bool,
     ) -> Result<(), SyncError> {
         let large = self.large();
         let (big, small): (Vec<_>, Vec<_>) = downloads
@@ -1306,6 +1311,10 @@ impl<R: Folder, L: Folder, S: StatusStore> Run<'_, R, L, S> {
                 });
             }
             let next = batches.get(i + 1).map(|c| refs(c));
+            if next.is_none() && server_done_after && self.status.pending_uploads()?.is_empty() {
+                self.close_remote().await?;
+                yield_once().await;
+            }
             let mut writer = Writer {
                 local: &mut *self.local,
                 status: &mut *self.status,
