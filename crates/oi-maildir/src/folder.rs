@@ -183,27 +183,35 @@ impl MaildirFolder {
             };
             for file_name in names {
                 let p = name::parse_with_sep(&file_name, self.options.info_sep());
+                let (letters, size) = (p.flags.unwrap_or("").to_owned(), p.size);
+                let ours = p
+                    .uid
+                    .filter(|&u| u != 0 && p.fmd5 == Some(self.fmd5.as_str()));
+                let base = match ours {
+                    Some(_) => String::new(),
+                    None => p.base.to_owned(),
+                };
                 let entry = Entry {
                     sub,
-                    letters: p.flags.unwrap_or("").to_owned(),
-                    size: p.size,
-                    name: file_name.clone(),
+                    letters,
+                    size,
+                    name: file_name,
                 };
-                match p.uid.filter(|&u| u != 0) {
-                    Some(uid) if p.fmd5 == Some(self.fmd5.as_str()) => {
+                match ours {
+                    Some(uid) => {
                         index.synced.insert(uid, entry);
                     }
-                    _ => {
+                    None => {
                         // New local mail is few and about to be uploaded: its size (one
                         // stat each) picks the messages to stream and applies maxsize.
                         let mut entry = entry;
                         if entry.size.is_none() {
-                            entry.size = fs::metadata(dir.join(&file_name)).ok().map(|m| m.len());
+                            entry.size = fs::metadata(dir.join(&entry.name)).ok().map(|m| m.len());
                         }
-                        let mut key = p.base.to_owned();
+                        let mut key = base;
                         if index.unsynced.contains_key(&key) {
                             // The same base in new/ and cur/; '/' cannot occur in a name.
-                            key = format!("{}/{}", sub.dir(), p.base);
+                            key = format!("{}/{}", sub.dir(), key);
                         }
                         index.unsynced.insert(key, entry);
                     }

@@ -214,7 +214,11 @@ impl SqliteStatus {
             self.conn.execute_batch("BEGIN").map_err(self.sql())?;
             self.in_transaction = true;
         }
-        self.conn.execute(sql, args).map_err(self.sql())?;
+        // The same few statements run once per message: parse each once per connection.
+        self.conn
+            .prepare_cached(sql)
+            .and_then(|mut stmt| stmt.execute(args))
+            .map_err(self.sql())?;
         Ok(())
     }
 
