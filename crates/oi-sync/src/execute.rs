@@ -193,8 +193,10 @@ pub type RemoteDone<'a> = Box<dyn FnOnce() + Send + 'a>;
 /// server flag or deletion, no upload waiting to be found) closes the remote folder
 /// before the local changes are made, so that the next folder's server work (SELECT,
 /// FETCH) runs while this one renames files and commits: the server and we no longer
-/// take turns.
-#[allow(clippy::too_many_arguments)] // sync_folder's context plus the one hook
+/// take turns. `prep`, when given, is the local side read beforehand by
+/// [`prepare_local`] (dropped and read again if recovering an interrupted upload changes
+/// the local side).
+#[allow(clippy::too_many_arguments)] // sync_folder's context plus the two hand-overs
 pub async fn sync_folder_releasing<R: Folder, L: Folder, S: StatusStore>(
     remote: &mut R,
     local: &mut L,

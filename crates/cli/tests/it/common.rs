@@ -271,3 +271,53 @@ pub fn assert_nothing_done(out: &str) {
         "the run changed something (or printed no summary):\n{out}"
     );
 }
+
+/// APPENDs a message with an INTERNALDATE over IMAP as `user` (doveadm save would date it
+/// now); returns the UID from the server's APPENDUID.
+pub fn append_dated_as(
+    w: &World,
+    (user, pass): (&str, &str),
+    mailbox: &str,
+    subject: &str,
+    date: &str,
+) -> u32 {
+    use std::io::{BufRead, BufReader, Write};
+    let stream = std::net::TcpStream::connect(("127.0.0.1", w.server.imap_port())).unwrap();
+    stream
+        .set_read_timeout(Some(std::time::Duration::from_secs(30)))
+        .unwrap();
+    let mut reader = BufReader::new(stream.try_clone().unwrap());
+    let mut writer = stream;
+    let mut line = String::new();
+    let mut read_until = |prefix: &str| -> String {
+        loop {
+            line.clear();
+            assert!(reader.read_line(&mut line).unwrap() > 0, "server closed");
+            if line.starts_with(prefix) {
+                assert!(!line.contains(" NO ") && !line.contains(" BAD "), "{line}");
+                return line.clone();
+            }
+        }
+    };
+    read_until("* OK");
+    writer
+        .write_all(format!("a LOGIN {user} {pass}\r\n").as_bytes())
+        .unwrap();
+    read_until("a ");
+    let body = message(subject);
+    writer
+        .write_all(format!("b APPEND {mailbox} \"{date}\" {{{}}}\r\n", body.len()).as_bytes())
+        .unwrap();
+    read_until("+");
+    writer.write_all(body.as_bytes()).unwrap();
+    writer.write_all(b"\r\n").unwrap();
+    // b OK [APPENDUID <validity> <uid>] ...
+    let done = read_until("b ");
+    writer.write_all(b"c LOGOUT\r\n").unwrap();
+    let uid = done
+        .split("APPENDUID ")
+        .nth(1)
+        .and_then(|r| r.split([' ', ']']).nth(1))
+        .and_then(|u| u.parse().ok());
+    uid.unwrap_or_else(|| panic!("no APPENDUID in {done:?}"))
+}

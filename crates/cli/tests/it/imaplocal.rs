@@ -2,9 +2,6 @@
 //! users of one Dovecot, bob the local side and alice the remote one. Their UIDs are the
 //! local server's own, not the remote UIDs the mapping gives them.
 
-use std::io::{BufRead, BufReader, Write};
-use std::net::TcpStream;
-
 use crate::common::*;
 use crate::compat::{offlineimap8, run_offlineimap8};
 
@@ -13,46 +10,9 @@ const BOB_PASS: &str = "bobpass";
 const OLD: &str = "01-Jan-2019 10:00:00 +0000";
 const NEWER: &str = "05-Mar-2022 10:00:00 +0000";
 
-/// APPENDs a message to bob's mailbox with an INTERNALDATE over IMAP; returns its UID.
+/// APPENDs a message to bob's INBOX with an INTERNALDATE; returns its UID.
 fn append_dated_bob(w: &World, subject: &str, date: &str) -> u32 {
-    let stream = TcpStream::connect(("127.0.0.1", w.server.imap_port())).unwrap();
-    stream
-        .set_read_timeout(Some(std::time::Duration::from_secs(30)))
-        .unwrap();
-    let mut reader = BufReader::new(stream.try_clone().unwrap());
-    let mut writer = stream;
-    let mut line = String::new();
-    let mut read_until = |prefix: &str| -> String {
-        loop {
-            line.clear();
-            assert!(reader.read_line(&mut line).unwrap() > 0, "server closed");
-            if line.starts_with(prefix) {
-                assert!(!line.contains(" NO ") && !line.contains(" BAD "), "{line}");
-                return line.clone();
-            }
-        }
-    };
-    read_until("* OK");
-    writer
-        .write_all(format!("a LOGIN {BOB} {BOB_PASS}\r\n").as_bytes())
-        .unwrap();
-    read_until("a ");
-    let body = message(subject);
-    writer
-        .write_all(format!("b APPEND INBOX \"{date}\" {{{}}}\r\n", body.len()).as_bytes())
-        .unwrap();
-    read_until("+");
-    writer.write_all(body.as_bytes()).unwrap();
-    writer.write_all(b"\r\n").unwrap();
-    // b OK [APPENDUID <validity> <uid>] ...
-    let done = read_until("b ");
-    writer.write_all(b"c LOGOUT\r\n").unwrap();
-    let uid = done
-        .split("APPENDUID ")
-        .nth(1)
-        .and_then(|r| r.split([' ', ']']).nth(1))
-        .and_then(|u| u.parse().ok());
-    uid.unwrap_or_else(|| panic!("no APPENDUID in {done:?}"))
+    append_dated_as(w, (BOB, BOB_PASS), "INBOX", subject, date)
 }
 
 /// Bob (local, IMAP) ↔ alice (remote); `local_extra` goes into bob's section.

@@ -1,41 +1,10 @@
 //! Message and folder selection options through the binary: `maxage`, `startdate`.
 
-use std::io::{BufRead, BufReader, Write};
-use std::net::TcpStream;
-
 use crate::common::*;
 
-/// APPENDs a message with an INTERNALDATE over IMAP (doveadm save would date it now).
+/// APPENDs a message as alice with an INTERNALDATE.
 fn append_dated(w: &World, mailbox: &str, subject: &str, date: &str) {
-    let stream = TcpStream::connect(("127.0.0.1", w.server.imap_port())).unwrap();
-    stream
-        .set_read_timeout(Some(std::time::Duration::from_secs(30)))
-        .unwrap();
-    let mut reader = BufReader::new(stream.try_clone().unwrap());
-    let mut writer = stream;
-    let mut line = String::new();
-    let mut read_until = |prefix: &str| loop {
-        line.clear();
-        assert!(reader.read_line(&mut line).unwrap() > 0, "server closed");
-        if line.starts_with(prefix) {
-            assert!(!line.contains(" NO ") && !line.contains(" BAD "), "{line}");
-            return;
-        }
-    };
-    read_until("* OK");
-    writer
-        .write_all(format!("a LOGIN {USER} {PASS}\r\n").as_bytes())
-        .unwrap();
-    read_until("a ");
-    let body = message(subject);
-    writer
-        .write_all(format!("b APPEND {mailbox} \"{date}\" {{{}}}\r\n", body.len()).as_bytes())
-        .unwrap();
-    read_until("+");
-    writer.write_all(body.as_bytes()).unwrap();
-    writer.write_all(b"\r\n").unwrap();
-    read_until("b ");
-    writer.write_all(b"c LOGOUT\r\n").unwrap();
+    append_dated_as(w, (USER, PASS), mailbox, subject, date);
 }
 
 fn set_account_option(w: &World, option: &str) {
