@@ -511,7 +511,31 @@ impl Connection {
     async fn run_batch_from(
         &mut self,
         commands: Vec<Command>,
+        source: Option<&mut (dyn std::io::Read + Send)>,
+    ) -> Result<(Vec<Untagged>, Vec<Completion>), ImapError> {
+        self.run_batch_with(commands, source, &mut Some).await
+    }
+
+    /// Runs one command, handing each untagged response to `each` as it is parsed; what
+    /// `each` gives back is returned with the completion (NO and BAD are errors). A listing
+    /// of a hundred thousand messages is then applied as it arrives, never held whole.
+    pub async fn run_each(
+        &mut self,
+        command: Command,
+        each: &mut (dyn FnMut(Untagged) -> Option<Untagged> + Send),
+    ) -> Result<(Vec<Untagged>, Completion), ImapError> {
+        let (u, mut c) = self.run_batch_with(vec![command], None, each).await?;
+        let done = c
+            .pop()
+            .ok_or_else(|| ImapError::Protocol("command lost its completion".into()))?;
+        Ok((u, done.ok()?))
+    }
+
+    async fn run_batch_with(
+        &mut self,
+        commands: Vec<Command>,
         mut source: Option<&mut (dyn std::io::Read + Send)>,
+        each: &mut (dyn FnMut(Untagged) -> Option<Untagged> + Send),
     ) -> Result<(Vec<Untagged>, Vec<Completion>), ImapError> {
         let tags: Vec<String> = commands
             .into_iter()
@@ -524,7 +548,7 @@ impl Connection {
             while let Some(ev) = self.session.next_event()? {
                 match ev {
                     Event::Untagged(Untagged::Bye(t)) => self.bye = Some(t),
-                    Event::Untagged(u) => untagged.push(u),
+                    Event::Untagged(u) => untagged.extend(each(u)),
                     Event::Done {
                         tag,
                         command,

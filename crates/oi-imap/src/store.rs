@@ -669,20 +669,33 @@ impl ImapFolder {
         Ok(found)
     }
 
-    /// Adds (or replaces) one message of a FETCH response in a listing.
-    fn apply_fetch(&self, listing: &mut Listing, f: crate::response::FetchData) {
-        if let Some(uid) = f.uid.and_then(Uid::new) {
-            listing.messages.insert(
-                uid,
-                MessageMeta {
-                    flags: self
-                        .keywords
-                        .flags_from_imap(f.flags.as_deref().unwrap_or_default())
-                        .0,
-                    size: f.size.map(u64::from),
-                },
-            );
-        }
+    /// Runs a listing FETCH, applying each FETCH response to `listing` as it is parsed;
+    /// returns the other untagged responses.
+    async fn fetch_into(
+        &mut self,
+        command: String,
+        listing: &mut Listing,
+        what: &str,
+    ) -> Result<Vec<Untagged>, StoreError> {
+        let ImapFolder {
+            conn,
+            keywords,
+            name,
+            ..
+        } = self;
+        let conn = conn
+            .as_mut()
+            .ok_or_else(|| StoreError::new(Severity::Folder, format!("folder {name} is closed")))?;
+        let mut each = |u: Untagged| match u {
+            Untagged::Fetch(f) => {
+                apply_fetch(keywords, listing, f);
+                None
+            }
+            other => Some(other),
+        };
+        let r = conn.run_each(Command::raw(command), &mut each).await;
+        let (untagged, _) = r.map_err(|e| self.err(e, Severity::Folder, what))?;
+        Ok(untagged)
     }
 
     /// The token kept with a listing: the state it shows (UIDVALIDITY, HIGHESTMODSEQ) and
@@ -766,6 +779,25 @@ impl ImapFolder {
     }
 }
 
+/// Adds (or replaces) one message of a FETCH response in a listing.
+fn apply_fetch(
+    keywords: &crate::keywords::KeywordMap,
+    listing: &mut Listing,
+    f: crate::response::FetchData,
+) {
+    if let Some(uid) = f.uid.and_then(Uid::new) {
+        listing.messages.insert(
+            uid,
+            MessageMeta {
+                flags: keywords
+                    .flags_from_imap(f.flags.as_deref().unwrap_or_default())
+                    .0,
+                size: f.size.map(u64::from),
+            },
+        );
+    }
+}
+
 impl Folder for ImapFolder {
     async fn meta(&mut self) -> Result<FolderMeta, StoreError> {
         Ok(self.meta.clone())
@@ -776,16 +808,12 @@ impl Folder for ImapFolder {
         if self.meta.exists == Some(0) {
             return Ok(listing);
         }
-        let r = self
-            .conn()?
-            .run(Command::raw("UID FETCH 1:* (UID FLAGS RFC822.SIZE)"))
-            .await;
-        let (untagged, _) = r.map_err(|e| self.err(e, Severity::Folder, "listing"))?;
-        for u in untagged {
-            if let Untagged::Fetch(f) = u {
-                self.apply_fetch(&mut listing, f);
-            }
-        }
+        self.fetch_into(
+            "UID FETCH 1:* (UID FLAGS RFC822.SIZE)".into(),
+            &mut listing,
+            "listing",
+        )
+        .await?;
         Ok(listing)
     }
 
@@ -812,16 +840,17 @@ impl Folder for ImapFolder {
         let mut exists = self.meta.exists.unwrap_or(0);
         if since < modseq || listing.messages.len() != exists as usize {
             let vanished = if self.qresync { " VANISHED" } else { "" };
-            let r = self
-                .conn()?
-                .run(Command::raw(format!(
-                    "UID FETCH 1:* (UID FLAGS RFC822.SIZE) (CHANGEDSINCE {since}{vanished})"
-                )))
-                .await;
-            let (untagged, _) = r.map_err(|e| self.err(e, Severity::Folder, "listing changes"))?;
+            let untagged = self
+                .fetch_into(
+                    format!(
+                        "UID FETCH 1:* (UID FLAGS RFC822.SIZE) (CHANGEDSINCE {since}{vanished})"
+                    ),
+                    &mut listing,
+                    "listing changes",
+                )
+                .await?;
             for u in untagged {
                 match u {
-                    Untagged::Fetch(f) => self.apply_fetch(&mut listing, f),
                     Untagged::Vanished { uids, .. } => {
                         for (lo, hi) in uids {
                             let (Some(lo), Some(hi)) = (Uid::new(lo), Uid::new(hi)) else {

@@ -374,22 +374,43 @@ pub async fn sync_folder_releasing<R: Folder, L: Folder, S: StatusStore>(
     for (side, got) in save {
         status.save_validity(side, got)?;
     }
-    let sizes: BTreeMap<Uid, u64> = remote_list
-        .messages
-        .iter()
-        .filter_map(|(uid, m)| m.size.map(|s| (*uid, s)))
-        .collect();
-    let local_sizes: BTreeMap<MsgRef, u64> = local_list
-        .messages
-        .iter()
-        .filter_map(|(uid, m)| m.size.map(|s| (MsgRef::Uid(*uid), s)))
-        .chain(
-            local_list
-                .unsynced
-                .iter()
-                .filter_map(|m| m.size.map(|s| (MsgRef::Unsynced(m.key.clone()), s))),
-        )
-        .collect();
+    // Sizes of what the plan copies only, and the listings dropped before the effects: a
+    // folder of 30 000 messages otherwise keeps five maps of it while the next folder's
+    // local side is read.
+    let mut sizes: BTreeMap<Uid, u64> = BTreeMap::new();
+    let mut local_sizes: BTreeMap<MsgRef, u64> = BTreeMap::new();
+    for step in &plan.steps {
+        match step {
+            Step::Copy {
+                from: Side::Remote,
+                uid,
+                ..
+            } => {
+                if let Some(s) = remote_list.messages.get(uid).and_then(|m| m.size) {
+                    sizes.insert(*uid, s);
+                }
+            }
+            Step::Copy {
+                from: Side::Local,
+                uid,
+                ..
+            } => {
+                if let Some(s) = local_list.messages.get(uid).and_then(|m| m.size) {
+                    local_sizes.insert(MsgRef::Uid(*uid), s);
+                }
+            }
+            _ => {}
+        }
+    }
+    // Every unsynced local message is uploaded unless the remote side is read-only.
+    if plan.steps.iter().any(|s| matches!(s, Step::Upload { .. })) {
+        for m in &local_list.unsynced {
+            if let Some(s) = m.size {
+                local_sizes.insert(MsgRef::Unsynced(m.key.clone()), s);
+            }
+        }
+    }
+    drop((remote_list, local_list, records));
     let mut run = Run {
         local_sizes,
         max_size: policy.max_size,
@@ -422,8 +443,9 @@ async fn list_incrementally<F: Folder, S: StatusStore>(
     dry_run: bool,
 ) -> Result<oi_core::Listing, SyncError> {
     let earlier = status.cached_listing(side)?;
-    // Kept to write nothing (and so commit nothing) when nothing changed.
-    let before = earlier.clone();
+    // Kept to write nothing (and so commit nothing) when nothing changed: a fingerprint,
+    // not a copy of a listing that may hold a hundred thousand messages.
+    let before = earlier.as_ref().map(fingerprint);
     let (listing, token) = folder.list_since(earlier).await?;
     if dry_run {
         return Ok(listing);
@@ -431,7 +453,7 @@ async fn list_incrementally<F: Folder, S: StatusStore>(
     match token {
         Some(token) => {
             let cached = oi_core::CachedListing { token, listing };
-            if before.as_ref() != Some(&cached) {
+            if before.as_ref() != Some(&fingerprint(&cached)) {
                 status.save_listing(side, Some(&cached))?;
             }
             Ok(cached.listing)
@@ -443,6 +465,28 @@ async fn list_incrementally<F: Folder, S: StatusStore>(
             Ok(listing)
         }
     }
+}
+
+/// What tells two kept listings apart: the store's token, the counts, and a hash of every
+/// message's UID, flags and size (the token alone would do for a store that is right
+/// about itself; the rest makes a corrected listing under the same token still saved).
+fn fingerprint(c: &oi_core::CachedListing) -> (String, usize, usize, u64) {
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    for (uid, m) in &c.listing.messages {
+        for v in [
+            u64::from(uid.get()),
+            u64::from(m.flags.bits()),
+            m.size.unwrap_or(u64::MAX),
+        ] {
+            h = (h ^ v).wrapping_mul(0x0000_0100_0000_01b3);
+        }
+    }
+    (
+        c.token.clone(),
+        c.listing.messages.len(),
+        c.listing.unsynced.len(),
+        h,
+    )
 }
 
 /// The quick-sync test (see [`ExecOptions::quick`]).

@@ -1,0 +1,29 @@
+//! glibc heap settings: peak memory that follows the work at hand, not its history.
+
+/// Keeps freed message buffers from piling up in glibc's heap. glibc serves a block of
+/// 128 KiB or more with its own mmap, but after the first such block is freed it raises
+/// that threshold to the block's size (up to 32 MiB): from then on every message body of a
+/// few MiB comes from the heap arenas (one per thread) and stays there when freed, so peak
+/// memory grew with the size of the messages synced. A fixed threshold turns the
+/// adjustment off, and two arenas are plenty for a process that runs two workers.
+pub fn tune() {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    #[allow(unsafe_code)]
+    // SAFETY: mallopt only sets allocator parameters; it is called before any thread starts.
+    unsafe {
+        libc::mallopt(libc::M_MMAP_THRESHOLD, 128 * 1024);
+        libc::mallopt(libc::M_ARENA_MAX, 2);
+    }
+}
+
+/// Gives the pages of freed memory back to the system. Called when a folder is done: its
+/// listings (tens of thousands of small blocks) are freed by then, and the free pages
+/// they leave between live blocks would otherwise count towards the next folder's peak.
+pub fn trim() {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    #[allow(unsafe_code)]
+    // SAFETY: malloc_trim only releases free memory; it is safe to call at any time.
+    unsafe {
+        libc::malloc_trim(0);
+    }
+}
