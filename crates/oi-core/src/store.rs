@@ -376,6 +376,13 @@ pub trait Repository: Send + Sync {
         let _ = name;
     }
 
+    /// True when an open folder holds a server connection (IMAP). The account sync opens
+    /// the local side of the next folder ahead of its turn only when this is false, so that
+    /// `maxconnections` bounds the connections of an IMAP local side too.
+    fn holds_connections(&self) -> bool {
+        false
+    }
+
     /// Opens one folder for a sync.
     fn open_folder(
         &self,

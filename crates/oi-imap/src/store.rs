@@ -400,6 +400,10 @@ impl Repository for ImapRepository {
         self.config.folders.create_name(name, self.separator())
     }
 
+    fn holds_connections(&self) -> bool {
+        true
+    }
+
     async fn create_folder(&self, name: &str) -> Result<(), StoreError> {
         let mut conn = self.take().await?;
         let r = conn

@@ -129,6 +129,10 @@ impl Repository for MappedImapRepository {
         self.inner.new_folder_name(name)
     }
 
+    fn holds_connections(&self) -> bool {
+        self.inner.holds_connections()
+    }
+
     /// Creates the folder and drops any mapping left from an earlier folder of that name:
     /// its local UIDs would name the new folder's messages.
     async fn create_folder(&self, name: &str) -> Result<(), StoreError> {

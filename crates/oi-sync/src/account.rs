@@ -500,6 +500,14 @@ where
 {
     let p = &policy.folders;
     let (rname, lname) = (names.remote, names.local);
+    // A local side that holds connections of its own (IMAP ↔ IMAP) takes the folder's slot
+    // before anything is opened and keeps it to the end: no overlap, one folder at a time
+    // per connection, as before.
+    let whole = if local.holds_connections() {
+        Some(slots.take().await)
+    } else {
+        None
+    };
     let mut status = status.open(names.status, rname, lname)?;
     let mut lfolder = local
         .open_folder(lname, access_for(p.local.readonly, opts.dry_run))
@@ -508,8 +516,13 @@ where
     // that one talks to the server) and then for the SELECT; the local side is read
     // meanwhile. The server side is polled first, so that a free connection sends its
     // SELECT before the local reading, which never waits, keeps this task busy.
-    let server_side = async {
-        let slot = slots.take().await;
+    let whole_folder = whole.is_some();
+    let server_side = async move {
+        let slot = if whole_folder {
+            None
+        } else {
+            Some(slots.take().await)
+        };
         if opts.cancel.is_cancelled() {
             return Err(SyncError::Cancelled);
         }
@@ -530,7 +543,7 @@ where
     let (opened, prep) = join(server_side, prepare_local(&mut lfolder, &mut status, opts)).await;
     let (slot, mut rfolder) = opened?;
     let prep = prep?;
-    let remote_done: RemoteDone<'_> = Box::new(move || drop(slot));
+    let remote_done = slot.map(|slot| -> RemoteDone<'_> { Box::new(move || drop(slot)) });
     sync_folder_releasing(
         &mut rfolder,
         &mut lfolder,
@@ -539,7 +552,7 @@ where
         opts,
         events,
         label,
-        Some(remote_done),
+        remote_done,
         prep,
     )
     .await

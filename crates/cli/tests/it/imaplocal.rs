@@ -208,3 +208,31 @@ fn offlineimap8_uploads_local_uids_listed_by_copy_ignore_eval() {
     eprintln!("alice after OfflineIMAP 8: {:?}", inbox(&w, USER));
     assert_eq!(subjects(&w, USER), ["one", "three", "two"]);
 }
+
+/// IMAP ↔ IMAP with the default `maxconnections = 1`: one connection to each server for a
+/// sync of several folders. (A Maildir local side is read a folder ahead; an IMAP one must
+/// not be, or it would open a second connection.)
+#[test]
+fn one_connection_to_each_server_for_several_folders() {
+    let Some(w) = World::new("imaplocal_connections") else {
+        return;
+    };
+    for f in ["Alpha", "Beta", "Gamma", "Delta"] {
+        w.server.create_mailbox(USER, f).unwrap();
+        w.put(f, &format!("{f} mail"));
+    }
+    write_config(&w, "");
+    let logins = |user: &str| {
+        w.server
+            .logs()
+            .matches(&format!("Login: user=<{user}>"))
+            .count()
+    };
+    let (bob0, alice0) = (logins(BOB), logins(USER));
+    w.sync_ok();
+    assert_eq!(logins(BOB) - bob0, 1, "{}", w.server.logs());
+    assert_eq!(logins(USER) - alice0, 1, "{}", w.server.logs());
+    let mut boxes = w.server.mailboxes(BOB).unwrap();
+    boxes.sort();
+    assert_eq!(boxes, ["Alpha", "Beta", "Delta", "Gamma", "INBOX"]);
+}
