@@ -630,9 +630,7 @@ fn imap_date(secs: i64) -> Option<String> {
 
 impl ImapFolder {
     fn conn(&mut self) -> Result<&mut Connection, StoreError> {
-        self.conn.as_mut().ok_or_else(|| {
-            StoreError::new(Severity::Folder, format!("folder {} is closed", self.name))
-        })
+        open_conn(&mut self.conn, &self.name)
     }
 
     /// Finds the one message carrying `X-OfflineIMAP: value`; NOOP first so that the
@@ -687,9 +685,7 @@ impl ImapFolder {
             name,
             ..
         } = self;
-        let conn = conn
-            .as_mut()
-            .ok_or_else(|| StoreError::new(Severity::Folder, format!("folder {name} is closed")))?;
+        let conn = open_conn(conn, name)?;
         let mut each = |u: Untagged| match u {
             Untagged::Fetch(f) => {
                 apply_fetch(keywords, listing, f);
@@ -781,6 +777,16 @@ impl ImapFolder {
         }
         e.into_store(severity, context)
     }
+}
+
+/// A folder's connection, or the error of a closed folder (a free function so that it can
+/// be borrowed beside the folder's other fields).
+fn open_conn<'a>(
+    conn: &'a mut Option<Connection>,
+    name: &str,
+) -> Result<&'a mut Connection, StoreError> {
+    conn.as_mut()
+        .ok_or_else(|| StoreError::new(Severity::Folder, format!("folder {name} is closed")))
 }
 
 /// Adds (or replaces) one message of a FETCH response in a listing.

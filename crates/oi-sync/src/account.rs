@@ -503,7 +503,8 @@ where
     // A local side that holds connections of its own (IMAP ↔ IMAP) takes the folder's slot
     // before anything is opened and keeps it to the end: no overlap, one folder at a time
     // per connection, as before.
-    let whole = if local.holds_connections() {
+    let holds = local.holds_connections();
+    let early = if holds {
         Some(slots.take().await)
     } else {
         None
@@ -516,12 +517,10 @@ where
     // that one talks to the server) and then for the SELECT; the local side is read
     // meanwhile. The server side is polled first, so that a free connection sends its
     // SELECT before the local reading, which never waits, keeps this task busy.
-    let whole_folder = whole.is_some();
     let server_side = async move {
-        let slot = if whole_folder {
-            None
-        } else {
-            Some(slots.take().await)
+        let slot = match early {
+            Some(slot) => slot,
+            None => slots.take().await,
         };
         if opts.cancel.is_cancelled() {
             return Err(SyncError::Cancelled);
@@ -543,7 +542,14 @@ where
     let (opened, prep) = join(server_side, prepare_local(&mut lfolder, &mut status, opts)).await;
     let (slot, mut rfolder) = opened?;
     let prep = prep?;
-    let remote_done = slot.map(|slot| -> RemoteDone<'_> { Box::new(move || drop(slot)) });
+    // The slot is freed with the remote folder, or, for a local side that holds its own
+    // connection, only when this function ends.
+    let (remote_done, _held_to_end) = if holds {
+        (None, Some(slot))
+    } else {
+        let done: RemoteDone<'_> = Box::new(move || drop(slot));
+        (Some(done), None)
+    };
     sync_folder_releasing(
         &mut rfolder,
         &mut lfolder,

@@ -826,6 +826,18 @@ impl<R: Folder, L: Folder, S: StatusStore> Run<'_, R, L, S> {
         Ok(())
     }
 
+    /// Called once nothing is left for the server: with a caller waiting for the
+    /// connection (see [`sync_folder_releasing`]) and no upload waiting to be found, closes
+    /// the remote folder now and lets the folder waiting for the connection send its
+    /// SELECT before this one's local work, which never waits, keeps the task busy.
+    async fn hand_over(&mut self) -> Result<(), SyncError> {
+        if self.remote_done.is_some() && self.status.pending_uploads()?.is_empty() {
+            self.close_remote().await?;
+            yield_once().await;
+        }
+        Ok(())
+    }
+
     /// Closes the remote folder (closing again does nothing) and frees its connection.
     async fn close_remote(&mut self) -> Result<(), SyncError> {
         self.remote.close().await?;
@@ -879,17 +891,11 @@ impl<R: Folder, L: Folder, S: StatusStore> Run<'_, R, L, S> {
             }
         }
 
-        if uploads.is_empty()
-            && reuploads.is_empty()
-            && downloads.is_empty()
-            && flag_updates[idx(Side::Remote)].is_empty()
-            && deletes[idx(Side::Remote)].is_empty()
-            && self.status.pending_uploads()?.is_empty()
-        {
-            self.close_remote().await?;
-            // Let the folder waiting for the connection send its SELECT before the local
-            // work below, which never waits, keeps this task busy.
-            yield_once().await;
+        // Nothing for the server after the downloads (if any): see `hand_over`.
+        let server_done_after =
+            flag_updates[idx(Side::Remote)].is_empty() && deletes[idx(Side::Remote)].is_empty();
+        if server_done_after && uploads.is_empty() && reuploads.is_empty() && downloads.is_empty() {
+            self.hand_over().await?;
         }
         self.events.emit(Event::SyncingMessages {
             account: self.label.account.clone(),
@@ -903,10 +909,6 @@ impl<R: Folder, L: Folder, S: StatusStore> Run<'_, R, L, S> {
             folder: self.label.folder.clone(),
             from: Side::Remote,
         });
-        // Nothing left for the server after the downloads: the connection can go to the
-        // next folder as soon as the last batch is in, before it is written.
-        let server_done_after =
-            flag_updates[idx(Side::Remote)].is_empty() && deletes[idx(Side::Remote)].is_empty();
         self.download(&downloads, sizes, server_done_after).await?;
 
         for side in Side::BOTH {
@@ -1357,9 +1359,9 @@ impl<R: Folder, L: Folder, S: StatusStore> Run<'_, R, L, S> {
                 });
             }
             let next = batches.get(i + 1).map(|c| refs(c));
-            if next.is_none() && server_done_after && self.status.pending_uploads()?.is_empty() {
-                self.close_remote().await?;
-                yield_once().await;
+            if next.is_none() && server_done_after {
+                // The last batch is in: the connection can go before it is written.
+                self.hand_over().await?;
             }
             let mut writer = Writer {
                 local: &mut *self.local,
