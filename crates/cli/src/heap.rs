@@ -16,10 +16,20 @@ pub fn tune() {
     }
 }
 
-/// Gives the pages of freed memory back to the system. Called when a folder is done: its
-/// listings (tens of thousands of small blocks) are freed by then, and the free pages
-/// they leave between live blocks would otherwise count towards the next folder's peak.
-pub fn trim() {
+/// Gives the pages of freed memory back to the system when a folder is done: its listings
+/// (tens of thousands of small blocks) are freed by then, and the free pages they leave
+/// between live blocks would otherwise count towards the next folder's peak.
+pub struct TrimAfterFolder;
+
+impl oi_core::EventSink for TrimAfterFolder {
+    fn emit(&self, event: oi_core::Event) {
+        if matches!(event, oi_core::Event::FolderDone { .. }) {
+            trim();
+        }
+    }
+}
+
+fn trim() {
     #[cfg(all(target_os = "linux", target_env = "gnu"))]
     #[allow(unsafe_code)]
     // SAFETY: malloc_trim only releases free memory; it is safe to call at any time.

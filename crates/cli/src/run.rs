@@ -117,6 +117,7 @@ pub fn main(args: Args) -> Result<Outcome> {
         });
     }
     ui.observe(tracker.clone());
+    ui.observe(Arc::new(crate::heap::TrimAfterFolder));
     let only_folders = args.folders.as_deref().map(comma_list);
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)

@@ -275,7 +275,6 @@ impl EventSink for Tracker {
                 folder,
                 stats,
             } => {
-                crate::heap::trim();
                 let key = (account, folder);
                 self.folder_done(state, &key, &stats_text(&stats));
             }
