@@ -22,7 +22,7 @@ pub use flags::Flags;
 pub use ids::{Side, Uid, UidValidity};
 pub use secret::Secret;
 pub use store::{
-    Access, AgeCutoff, CachedListing, FlagUpdate, Folder, FolderMeta, Identity, LARGE_HEAD_MAX,
-    LargeMessage, Listing, Message, MessageMeta, MsgRef, PendingUpload, QuickState, Repository,
-    StatusStore, UnsyncedMessage, message_id_of,
+    Access, AgeCutoff, CachedListing, Fetched, FlagUpdate, Folder, FolderMeta, Identity,
+    LARGE_HEAD_MAX, LargeMessage, Listing, Message, MessageMeta, MsgRef, PendingUpload, QuickState,
+    Repository, StatusStore, UnsyncedMessage, message_id_of, spool_file,
 };

@@ -100,6 +100,39 @@ pub struct LargeMessage {
     pub drop_headers: Vec<String>,
 }
 
+/// A fetched message: in memory, or in a spool file ([`Folder::fetch_spooled`]).
+#[derive(Debug)]
+pub enum Fetched {
+    /// Held in memory.
+    Memory(Message),
+    /// Spooled to a file as it arrived.
+    Spooled(LargeMessage),
+}
+
+impl Fetched {
+    /// Which message this is on the side it came from.
+    pub fn source(&self) -> &MsgRef {
+        match self {
+            Fetched::Memory(m) => &m.source,
+            Fetched::Spooled(m) => &m.source,
+        }
+    }
+}
+
+/// Creates a spool file in `dir` for a message on its way to a store: readable and
+/// writable, with the permissions of a new Maildir file (0666 less the umask), since a
+/// Maildir store renames it into place rather than copying it.
+pub fn spool_file(dir: &std::path::Path) -> std::io::Result<tempfile::NamedTempFile> {
+    let mut b = tempfile::Builder::new();
+    b.prefix(".offlineimap-spool-");
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        b.permissions(std::fs::Permissions::from_mode(0o666));
+    }
+    b.tempfile_in(dir)
+}
+
 /// The longest header section a large message may have for the upload marker to be
 /// inserted while streaming.
 pub const LARGE_HEAD_MAX: u64 = 1 << 20;
@@ -108,9 +141,7 @@ impl LargeMessage {
     /// Spools a message held in memory (the fallback of stores that cannot stream).
     pub fn spool_message(message: &Message, dir: &std::path::Path) -> std::io::Result<Self> {
         use std::io::Write;
-        let mut tmp = tempfile::Builder::new()
-            .prefix(".offlineimap-spool-")
-            .tempfile_in(dir)?;
+        let mut tmp = spool_file(dir)?;
         tmp.write_all(&message.body)?;
         let (file, path) = tmp.into_parts();
         Ok(LargeMessage {
@@ -405,6 +436,23 @@ pub trait Folder: Send {
         &mut self,
         which: &[MsgRef],
     ) -> impl Future<Output = Result<Vec<Message>, StoreError>> + Send;
+
+    /// Fetches whole messages like [`Folder::fetch`], except that a message larger than
+    /// `over` bytes may come as a spool file in `spool_dir`, written as it arrives, so that
+    /// memory holds none of it. The default keeps everything in memory.
+    fn fetch_spooled(
+        &mut self,
+        which: &[MsgRef],
+        spool_dir: &std::path::Path,
+        over: u64,
+    ) -> impl Future<Output = Result<Vec<Fetched>, StoreError>> + Send {
+        let _ = (spool_dir, over);
+        let which = which.to_vec();
+        async move {
+            let fetched = self.fetch(&which).await?;
+            Ok(fetched.into_iter().map(Fetched::Memory).collect())
+        }
+    }
 
     /// Where large messages coming into this folder are spooled (Maildir: its `tmp/`, so
     /// that a spooled message is renamed into place, not copied); `None`: the system's

@@ -126,6 +126,14 @@ fn upper(caps: Vec<String>) -> Vec<String> {
     caps.into_iter().map(|c| c.to_ascii_uppercase()).collect()
 }
 
+/// Where [`Connection::run_spooling`] puts the FETCH literals it does not keep in memory.
+pub trait LiteralSink: Send {
+    /// A literal of `len` bytes begins.
+    fn start(&mut self, len: u64) -> std::io::Result<()>;
+    /// Its next bytes.
+    fn data(&mut self, piece: &[u8]) -> std::io::Result<()>;
+}
+
 impl Connection {
     /// Connects, secures, logs in and learns the capabilities.
     pub async fn open(s: &ConnectSettings) -> Result<Connection, ImapError> {
@@ -513,7 +521,30 @@ impl Connection {
         commands: Vec<Command>,
         source: Option<&mut (dyn std::io::Read + Send)>,
     ) -> Result<(Vec<Untagged>, Vec<Completion>), ImapError> {
-        self.run_batch_with(commands, source, &mut Some).await
+        self.run_batch_with(commands, source, &mut Some, None).await
+    }
+
+    /// Runs one command whose FETCH literals longer than `over` bytes go to `sink` in
+    /// pieces as they arrive instead of into memory; each such response comes back with
+    /// [`crate::response::FetchData::streamed`] set, in the order the sink saw them. NO and
+    /// BAD are errors, and so is a failing sink (once the command is through, so that
+    /// the connection stays usable).
+    pub async fn run_spooling(
+        &mut self,
+        command: Command,
+        over: u64,
+        sink: &mut dyn LiteralSink,
+    ) -> Result<(Vec<Untagged>, Completion), ImapError> {
+        self.session.set_stream_over(Some(over));
+        let r = self
+            .run_batch_with(vec![command], None, &mut Some, Some(sink))
+            .await;
+        self.session.set_stream_over(None);
+        let (u, mut c) = r?;
+        let done = c
+            .pop()
+            .ok_or_else(|| ImapError::Protocol("command lost its completion".into()))?;
+        Ok((u, done.ok()?))
     }
 
     /// Runs one command, handing each untagged response to `each` as it is parsed; what
@@ -524,7 +555,7 @@ impl Connection {
         command: Command,
         each: &mut (dyn FnMut(Untagged) -> Option<Untagged> + Send),
     ) -> Result<(Vec<Untagged>, Completion), ImapError> {
-        let (u, mut c) = self.run_batch_with(vec![command], None, each).await?;
+        let (u, mut c) = self.run_batch_with(vec![command], None, each, None).await?;
         let done = c
             .pop()
             .ok_or_else(|| ImapError::Protocol("command lost its completion".into()))?;
@@ -536,7 +567,10 @@ impl Connection {
         commands: Vec<Command>,
         mut source: Option<&mut (dyn std::io::Read + Send)>,
         each: &mut (dyn FnMut(Untagged) -> Option<Untagged> + Send),
+        mut sink: Option<&mut dyn LiteralSink>,
     ) -> Result<(Vec<Untagged>, Vec<Completion>), ImapError> {
+        // The first failure of the sink; the literals after it are read and dropped.
+        let mut sink_err: Option<std::io::Error> = None;
         let tags: Vec<String> = commands
             .into_iter()
             .map(|c| self.session.enqueue(c))
@@ -549,6 +583,21 @@ impl Connection {
                 match ev {
                     Event::Untagged(Untagged::Bye(t)) => self.bye = Some(t),
                     Event::Untagged(u) => untagged.extend(each(u)),
+                    Event::LiteralStart { len } => {
+                        let Some(sink) = sink.as_mut() else {
+                            return Err(ImapError::Protocol(
+                                "a streamed literal with nowhere to go".into(),
+                            ));
+                        };
+                        if sink_err.is_none() {
+                            sink_err = sink.start(len).err();
+                        }
+                    }
+                    Event::LiteralData(piece) => {
+                        if let (Some(sink), None) = (sink.as_mut(), &sink_err) {
+                            sink_err = sink.data(&piece).err();
+                        }
+                    }
                     Event::Done {
                         tag,
                         command,
@@ -573,6 +622,9 @@ impl Connection {
             }
             self.flush_output(&mut source).await?;
             if tags.iter().all(|t| done.contains_key(t)) {
+                if let Some(e) = sink_err {
+                    return Err(ImapError::Io(e));
+                }
                 let completions = tags
                     .iter()
                     .filter_map(|t| done.remove(t))

@@ -93,6 +93,9 @@ pub struct FetchData {
     /// A header section (`BODY[HEADER.FIELDS (...)]`), as asked for by the identity
     /// fetch of UIDVALIDITY recovery.
     pub header: Option<Vec<u8>>,
+    /// The body was handed out in pieces by the session ([`crate::session::Event::LiteralData`])
+    /// instead of being kept in `body`: its length.
+    pub streamed: Option<u64>,
 }
 
 /// An untagged response.
@@ -1001,6 +1004,7 @@ mod tests {
                 size: None,
                 body: Some(b"hello".to_vec()),
                 header: None,
+                streamed: None,
             }))
         );
     }
@@ -1224,6 +1228,7 @@ mod round_trip {
                         size,
                         body,
                         header: None,
+                        streamed: None,
                     },
                     offset_minutes,
                     literal_body_always,

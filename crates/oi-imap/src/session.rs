@@ -89,6 +89,15 @@ pub enum Event {
     Greeting(Response),
     /// Untagged data.
     Untagged(Untagged),
+    /// A literal of a FETCH response larger than [`Session::set_stream_over`] begins: its
+    /// bytes follow as [`Event::LiteralData`], then the response that holds it, as
+    /// [`Event::Untagged`] with [`crate::response::FetchData::streamed`] set.
+    LiteralStart {
+        /// Its length.
+        len: u64,
+    },
+    /// The next bytes of the literal announced by [`Event::LiteralStart`].
+    LiteralData(Vec<u8>),
     /// A command completed.
     Done {
         /// Its tag.
@@ -146,6 +155,18 @@ struct Streaming {
     rest: VecDeque<Step>,
 }
 
+/// A FETCH response whose large literal goes out as [`Event::LiteralData`].
+#[derive(Debug)]
+struct Incoming {
+    /// The response up to the literal, its announcement rewritten as `{0}`: parsed with
+    /// the rest once the literal is through.
+    prefix: Vec<u8>,
+    /// The literal's length.
+    len: u64,
+    /// Literal bytes not yet received.
+    left: u64,
+}
+
 /// A command being sent: the remaining steps wait for a `+`.
 #[derive(Debug)]
 struct InProgress {
@@ -178,6 +199,10 @@ pub struct Session {
     idling: bool,
     /// A streamed literal due from the driver: nothing else is sent meanwhile.
     streaming: Option<Streaming>,
+    /// FETCH literals longer than this are handed out in pieces ([`Event::LiteralData`]).
+    stream_over: Option<u64>,
+    /// The FETCH response whose literal is being handed out.
+    incoming: Option<Incoming>,
 }
 
 /// Whether a string can travel as a quoted string (RFC 3501 §9 `quoted`).
@@ -220,7 +245,17 @@ impl Session {
             idle_tag: None,
             idling: false,
             streaming: None,
+            stream_over: None,
+            incoming: None,
         }
+    }
+
+    /// From now on, a literal longer than `over` bytes in an untagged FETCH response is not
+    /// buffered: it comes out in pieces as they arrive ([`Event::LiteralStart`],
+    /// [`Event::LiteralData`]), so that a message body can go to a file with memory
+    /// bounded by a read. `None` (the default) buffers every response whole.
+    pub fn set_stream_over(&mut self, over: Option<u64>) {
+        self.stream_over = over;
     }
 
     /// The length of a [`Part::Stream`] literal the driver must write now (after the
@@ -313,20 +348,39 @@ impl Session {
     /// The next event from the input received so far, `Ok(None)` when more bytes are needed.
     pub fn next_event(&mut self) -> Result<Option<Event>, ImapError> {
         loop {
-            let Some(len) = frame(&self.input[self.consumed..], &self.config)? else {
-                return Ok(None);
+            if self.incoming.is_some() {
+                return self.next_incoming();
+            }
+            let start = self.consumed;
+            let stream_over = if self.greeted { self.stream_over } else { None };
+            let len = match frame_streaming(&self.input[start..], &self.config, stream_over)? {
+                None => return Ok(None),
+                Some(Framed::Whole(len)) => len,
+                Some(Framed::Literal { brace, end, len }) => {
+                    let mut prefix = self.input[start..start + brace].to_vec();
+                    prefix.extend_from_slice(b"{0}\r\n");
+                    self.consumed = start + end;
+                    trace_in(&self.input[start..start + end]);
+                    self.incoming = Some(Incoming {
+                        prefix,
+                        len,
+                        left: len,
+                    });
+                    return Ok(Some(Event::LiteralStart { len }));
+                }
             };
-            let bytes: Vec<u8> = self.input[self.consumed..self.consumed + len].to_vec();
             self.consumed += len;
+            // Parsed in place: a response holding a large literal is not copied first.
+            let bytes = &self.input[start..start + len];
+            trace_in(bytes);
             if !self.greeted {
                 self.greeted = true;
-                let g = response::parse_greeting(&bytes)?;
-                trace_in(&bytes);
+                let g = response::parse_greeting(bytes)?;
                 self.pump();
                 return Ok(Some(Event::Greeting(g)));
             }
-            trace_in(&bytes);
-            match response::parse_response(&bytes)? {
+            let parsed = response::parse_response(bytes)?;
+            match parsed {
                 Response::Continue(_) if self.waiting.is_none() && self.idle_tag.is_some() => {
                     // The server accepted IDLE.
                     self.idling = true;
@@ -383,6 +437,45 @@ impl Session {
                     return Err(ImapError::Protocol("second greeting".into()));
                 }
             }
+        }
+    }
+
+    /// The next piece of a literal being handed out, or the response that held it.
+    fn next_incoming(&mut self) -> Result<Option<Event>, ImapError> {
+        let Some(inc) = self.incoming.as_mut() else {
+            return Ok(None);
+        };
+        let available = self.input.len() - self.consumed;
+        if inc.left > 0 {
+            if available == 0 {
+                return Ok(None);
+            }
+            let n = usize::try_from(inc.left).map_or(available, |left| left.min(available));
+            let piece = self.input[self.consumed..self.consumed + n].to_vec();
+            self.consumed += n;
+            inc.left -= n as u64;
+            return Ok(Some(Event::LiteralData(piece)));
+        }
+        // The rest of the response (usually `)`), buffered whole.
+        let Some(len) = frame(&self.input[self.consumed..], &self.config)? else {
+            return Ok(None);
+        };
+        let rest = &self.input[self.consumed..self.consumed + len];
+        trace_in(rest);
+        let mut bytes = std::mem::take(&mut inc.prefix);
+        bytes.extend_from_slice(rest);
+        let streamed = inc.len;
+        self.consumed += len;
+        self.incoming = None;
+        match response::parse_response(&bytes)? {
+            Response::Untagged(Untagged::Fetch(mut f)) => {
+                f.body = None;
+                f.streamed = Some(streamed);
+                Ok(Some(Event::Untagged(Untagged::Fetch(f))))
+            }
+            _ => Err(ImapError::Protocol(
+                "a streamed literal was not part of a FETCH response".into(),
+            )),
         }
     }
 
@@ -513,6 +606,39 @@ impl Session {
 
 /// Finds the length of the first complete response in `buf`, `None` if incomplete.
 pub(crate) fn frame(buf: &[u8], config: &SessionConfig) -> Result<Option<usize>, ImapError> {
+    Ok(frame_streaming(buf, config, None)?.map(|f| match f {
+        Framed::Whole(len) | Framed::Literal { end: len, .. } => len,
+    }))
+}
+
+/// How the first response in a buffer ends.
+#[derive(Debug, PartialEq, Eq)]
+enum Framed {
+    /// The whole response is this many bytes.
+    Whole(usize),
+    /// A FETCH response announces a literal of `len` bytes above the streaming threshold:
+    /// its `{` is at `brace`, and its bytes start at `end`.
+    Literal { brace: usize, end: usize, len: u64 },
+}
+
+/// True for the first line of an untagged FETCH response (`* 12 FETCH (`).
+fn is_fetch_line(line: &[u8]) -> bool {
+    let Some(rest) = line.strip_prefix(b"* ") else {
+        return false;
+    };
+    let digits = rest.iter().take_while(|c| c.is_ascii_digit()).count();
+    digits > 0
+        && rest[digits..]
+            .get(..7)
+            .is_some_and(|w| w.eq_ignore_ascii_case(b" FETCH "))
+}
+
+/// [`frame`], stopping at the first FETCH literal longer than `stream_over`.
+fn frame_streaming(
+    buf: &[u8],
+    config: &SessionConfig,
+    stream_over: Option<u64>,
+) -> Result<Option<Framed>, ImapError> {
     let mut pos = 0usize;
     let mut line_bytes = 0usize;
     loop {
@@ -540,6 +666,14 @@ pub(crate) fn frame(buf: &[u8], config: &SessionConfig) -> Result<Option<usize>,
                 if n > config.max_literal {
                     return Err(ImapError::LiteralTooLarge(n));
                 }
+                if stream_over.is_some_and(|over| n > over) && is_fetch_line(buf) {
+                    let brace = pos + memchr::memrchr(b'{', line).unwrap_or(0);
+                    return Ok(Some(Framed::Literal {
+                        brace,
+                        end: line_end,
+                        len: n,
+                    }));
+                }
                 // n fits in usize: it is below max_literal, itself a sane size.
                 let need = line_end.saturating_add(usize::try_from(n).unwrap_or(usize::MAX));
                 if buf.len() < need {
@@ -547,7 +681,7 @@ pub(crate) fn frame(buf: &[u8], config: &SessionConfig) -> Result<Option<usize>,
                 }
                 pos = need;
             }
-            None => return Ok(Some(line_end)),
+            None => return Ok(Some(Framed::Whole(line_end))),
         }
     }
 }
@@ -677,6 +811,92 @@ mod tests {
                 got[4]
             );
         }
+    }
+
+    /// A transcript with a large FETCH literal, a small one, and a literal-bearing
+    /// non-FETCH response (never streamed).
+    const BIG: &[u8] = b"* OK ready\r\n* 1 FETCH (UID 7 FLAGS (\\Seen) BODY[] {21}\r\n0123456789\r\n{3}\r\nabcd INTERNALDATE \"01-Jan-2020 00:00:00 +0000\")\r\n* 2 FETCH (UID 8 BODY[] {4}\r\nwxyz)\r\n* LIST () \"/\" {22}\r\nfolder-with-a-long-nam\r\nA1 OK done\r\n";
+
+    /// Events of a session fed `BIG` in two pieces cut at `cut`, with streamed pieces
+    /// glued together so that events compare whatever the cut.
+    fn streamed_events(cut: usize) -> Vec<Event> {
+        let mut s = Session::new(SessionConfig::default());
+        s.set_stream_over(Some(10));
+        s.enqueue(Command::raw("UID FETCH 7:8 BODY.PEEK[]"));
+        let mut got: Vec<Event> = Vec::new();
+        for piece in [&BIG[..cut], &BIG[cut..]] {
+            s.feed(piece);
+            while let Some(e) = s.next_event().unwrap_or_else(|e| panic!("cut {cut}: {e}")) {
+                match (got.last_mut(), e) {
+                    (Some(Event::LiteralData(have)), Event::LiteralData(more)) => {
+                        have.extend_from_slice(&more)
+                    }
+                    (_, e) => got.push(e),
+                }
+            }
+        }
+        got
+    }
+
+    #[test]
+    fn large_fetch_literals_come_out_in_pieces_wherever_the_input_is_cut() {
+        let expected = streamed_events(BIG.len());
+        assert_eq!(expected.len(), 7, "{expected:?}");
+        assert_eq!(expected[1], Event::LiteralStart { len: 21 });
+        assert_eq!(
+            expected[2],
+            Event::LiteralData(b"0123456789\r\n{3}\r\nabcd".to_vec())
+        );
+        let Event::Untagged(Untagged::Fetch(f)) = &expected[3] else {
+            panic!("{expected:?}")
+        };
+        assert_eq!(
+            (f.uid, f.body.as_ref(), f.streamed),
+            (Some(7), None, Some(21))
+        );
+        assert_eq!(f.internal_date, Some(1_577_836_800));
+        assert_eq!(f.flags.as_deref(), Some(&["\\Seen".to_string()][..]));
+        let Event::Untagged(Untagged::Fetch(small)) = &expected[4] else {
+            panic!("{expected:?}")
+        };
+        assert_eq!(
+            (small.body.as_deref(), small.streamed),
+            (Some(&b"wxyz"[..]), None)
+        );
+        assert!(
+            matches!(&expected[5], Event::Untagged(Untagged::List { .. })),
+            "{expected:?}"
+        );
+        for cut in 0..=BIG.len() {
+            assert_eq!(streamed_events(cut), expected, "cut at {cut}");
+        }
+        // Without a threshold nothing is streamed.
+        let mut s = Session::new(SessionConfig::default());
+        s.enqueue(Command::raw("UID FETCH 7:8 BODY.PEEK[]"));
+        s.feed(BIG);
+        let plain = drain(&mut s);
+        assert!(
+            matches!(&plain[1], Event::Untagged(Untagged::Fetch(f)) if f.body.as_ref().map(Vec::len) == Some(21)),
+            "{plain:?}"
+        );
+    }
+
+    #[test]
+    fn a_streamed_literal_in_a_broken_response_is_an_error() {
+        let mut s = Session::new(SessionConfig::default());
+        s.set_stream_over(Some(2));
+        s.enqueue(Command::raw("UID FETCH 1 BODY.PEEK[]"));
+        s.feed(b"* OK hi\r\n* 1 FETCH (UID 1 BODY[] {4}\r\nabcd UID)\r\n");
+        assert!(matches!(s.next_event(), Ok(Some(Event::Greeting(_)))));
+        assert_eq!(
+            s.next_event().unwrap(),
+            Some(Event::LiteralStart { len: 4 })
+        );
+        assert_eq!(
+            s.next_event().unwrap(),
+            Some(Event::LiteralData(b"abcd".to_vec()))
+        );
+        assert!(s.next_event().is_err());
     }
 
     #[test]

@@ -892,75 +892,26 @@ impl Folder for ImapFolder {
     }
 
     async fn fetch(&mut self, which: &[MsgRef]) -> Result<Vec<Message>, StoreError> {
-        let uids: Vec<Uid> = which
-            .iter()
-            .filter_map(|m| match m {
-                MsgRef::Uid(u) => Some(*u),
-                MsgRef::Unsynced(_) => None,
+        let fetched = self.fetch_bodies(which, None).await?;
+        Ok(fetched
+            .into_iter()
+            .filter_map(|f| match f {
+                oi_core::Fetched::Memory(m) => Some(m),
+                oi_core::Fetched::Spooled(_) => None,
             })
-            .collect();
-        if uids.is_empty() {
-            return Ok(Vec::new());
-        }
-        let cmd = Command::raw(format!(
-            "UID FETCH {} (UID FLAGS INTERNALDATE BODY.PEEK[])",
-            uid_set(&uids)
-        ));
-        let attempts = self.reconnect.fetch_attempts;
-        let mut attempt = 1;
-        let untagged = loop {
-            let r = self.conn()?.run(cmd.clone()).await;
-            match r {
-                Ok((untagged, _)) => break untagged,
-                Err(e) if crate::retry::connection_lost(&e) && attempt < attempts => {
-                    attempt += 1;
-                    self.reconnect.events.emit(oi_core::Event::Warning {
-                        account: None,
-                        message: format!(
-                            "folder {}: fetching messages failed ({e}); retrying on a new \
-                             connection (attempt {attempt} of {attempts}, retrycount)",
-                            self.name
-                        ),
-                    });
-                    // The broken connection is dropped, not logged out: it is gone.
-                    self.conn = None;
-                    let conn = self
-                        .reconnect
-                        .reopen(&self.name, self.meta.uid_validity)
-                        .await?;
-                    self.conn = Some(conn);
-                }
-                Err(e) => {
-                    let what = if attempt > 1 {
-                        format!("fetching (gave up after {attempt} attempts, retrycount)")
-                    } else {
-                        "fetching".to_string()
-                    };
-                    return Err(self.err(e, Severity::Folder, &what));
-                }
-            }
-        };
-        let mut by_uid = BTreeMap::new();
-        for u in untagged {
-            if let Untagged::Fetch(f) = u
-                && let (Some(uid), Some(body)) = (f.uid.and_then(Uid::new), f.body)
-                && uids.contains(&uid)
-            {
-                by_uid.insert(
-                    uid,
-                    Message {
-                        source: MsgRef::Uid(uid),
-                        body,
-                        flags: self
-                            .keywords
-                            .flags_from_imap(f.flags.as_deref().unwrap_or_default())
-                            .0,
-                        internal_date: f.internal_date,
-                    },
-                );
-            }
-        }
-        Ok(by_uid.into_values().collect())
+            .collect())
+    }
+
+    /// Bodies of up to `over` bytes in memory, larger ones written to spool files in
+    /// `spool_dir` as the server sends them: the session hands such literals out in pieces
+    /// ([`Connection::run_spooling`]), so memory holds one read, not one message.
+    async fn fetch_spooled(
+        &mut self,
+        which: &[MsgRef],
+        spool_dir: &std::path::Path,
+        over: u64,
+    ) -> Result<Vec<oi_core::Fetched>, StoreError> {
+        self.fetch_bodies(which, Some((spool_dir, over))).await
     }
 
     async fn append(
@@ -1032,10 +983,7 @@ impl Folder for ImapFolder {
                 format!("folder {folder}: spooling message {uid}: {e}"),
             )
         };
-        let mut tmp = tempfile::Builder::new()
-            .prefix(".offlineimap-spool-")
-            .tempfile_in(spool_dir)
-            .map_err(spool_err)?;
+        let mut tmp = oi_core::spool_file(spool_dir).map_err(spool_err)?;
         let mut offset = 0u64;
         'pieces: loop {
             let cmds: Vec<Command> = (0..LARGE_DEPTH)
@@ -1345,6 +1293,187 @@ impl Folder for ImapFolder {
 }
 
 /// `maxage` on an IMAP folder.
+impl ImapFolder {
+    /// `UID FETCH` of whole messages, retried on a new connection when the connection
+    /// drops (`retrycount`); with `spool`, bodies above its size go to files in its folder.
+    async fn fetch_bodies(
+        &mut self,
+        which: &[MsgRef],
+        spool: Option<(&std::path::Path, u64)>,
+    ) -> Result<Vec<oi_core::Fetched>, StoreError> {
+        let uids: Vec<Uid> = which
+            .iter()
+            .filter_map(|m| match m {
+                MsgRef::Uid(u) => Some(*u),
+                MsgRef::Unsynced(_) => None,
+            })
+            .collect();
+        if uids.is_empty() {
+            return Ok(Vec::new());
+        }
+        let cmd = Command::raw(format!(
+            "UID FETCH {} (UID FLAGS INTERNALDATE BODY.PEEK[])",
+            uid_set(&uids)
+        ));
+        let attempts = self.reconnect.fetch_attempts;
+        let mut attempt = 1;
+        let (untagged, spooled) = loop {
+            let mut sink = spool.map(|(dir, _)| SpoolSink::new(dir));
+            let r = match (spool, sink.as_mut()) {
+                (Some((_, over)), Some(sink)) => {
+                    self.conn()?.run_spooling(cmd.clone(), over, sink).await
+                }
+                _ => self.conn()?.run(cmd.clone()).await,
+            };
+            match r {
+                Ok((untagged, _)) => {
+                    let spooled = match sink {
+                        Some(sink) => sink.finish().map_err(|e| {
+                            StoreError::new(
+                                Severity::Folder,
+                                format!("folder {}: spooling messages: {e}", self.name),
+                            )
+                        })?,
+                        None => Vec::new(),
+                    };
+                    break (untagged, spooled);
+                }
+                Err(e) if crate::retry::connection_lost(&e) && attempt < attempts => {
+                    attempt += 1;
+                    self.reconnect.events.emit(oi_core::Event::Warning {
+                        account: None,
+                        message: format!(
+                            "folder {}: fetching messages failed ({e}); retrying on a new \
+                             connection (attempt {attempt} of {attempts}, retrycount)",
+                            self.name
+                        ),
+                    });
+                    // The broken connection is dropped, not logged out: it is gone.
+                    self.conn = None;
+                    let conn = self
+                        .reconnect
+                        .reopen(&self.name, self.meta.uid_validity)
+                        .await?;
+                    self.conn = Some(conn);
+                }
+                Err(e) => {
+                    let what = if attempt > 1 {
+                        format!("fetching (gave up after {attempt} attempts, retrycount)")
+                    } else {
+                        "fetching".to_string()
+                    };
+                    return Err(self.err(e, Severity::Folder, &what));
+                }
+            }
+        };
+        // The k-th streamed response owns the k-th spool file.
+        let mut spooled = spooled.into_iter();
+        let mut by_uid = BTreeMap::new();
+        for u in untagged {
+            let Untagged::Fetch(f) = u else { continue };
+            let file = match f.streamed {
+                Some(len) => {
+                    let Some((file, path, written)) = spooled.next() else {
+                        return Err(StoreError::new(
+                            Severity::Folder,
+                            format!("folder {}: a streamed message without its file", self.name),
+                        ));
+                    };
+                    if written != len {
+                        return Err(StoreError::new(
+                            Severity::Folder,
+                            format!(
+                                "folder {}: spooled {written} of a {len}-byte message",
+                                self.name
+                            ),
+                        ));
+                    }
+                    Some((file, path, len))
+                }
+                None => None,
+            };
+            let Some(uid) = f.uid.and_then(Uid::new).filter(|u| uids.contains(u)) else {
+                continue;
+            };
+            let flags = self
+                .keywords
+                .flags_from_imap(f.flags.as_deref().unwrap_or_default())
+                .0;
+            let fetched = match (file, f.body) {
+                (Some((file, path, len)), _) => oi_core::Fetched::Spooled(oi_core::LargeMessage {
+                    source: MsgRef::Uid(uid),
+                    file,
+                    len,
+                    flags,
+                    internal_date: f.internal_date,
+                    spool: Some(path),
+                    drop_headers: Vec::new(),
+                }),
+                (None, Some(body)) => oi_core::Fetched::Memory(Message {
+                    source: MsgRef::Uid(uid),
+                    body,
+                    flags,
+                    internal_date: f.internal_date,
+                }),
+                (None, None) => continue,
+            };
+            by_uid.insert(uid, fetched);
+        }
+        Ok(by_uid.into_values().collect())
+    }
+}
+
+/// The spool files of one [`ImapFolder::fetch_spooled`], in the order the literals came.
+struct SpoolSink {
+    dir: std::path::PathBuf,
+    current: Option<(tempfile::NamedTempFile, u64)>,
+    done: Vec<(std::fs::File, tempfile::TempPath, u64)>,
+}
+
+impl SpoolSink {
+    fn new(dir: &std::path::Path) -> SpoolSink {
+        SpoolSink {
+            dir: dir.to_path_buf(),
+            current: None,
+            done: Vec::new(),
+        }
+    }
+
+    fn close_current(&mut self) -> std::io::Result<()> {
+        use std::io::Write;
+        if let Some((mut tmp, written)) = self.current.take() {
+            tmp.flush()?;
+            let (file, path) = tmp.into_parts();
+            self.done.push((file, path, written));
+        }
+        Ok(())
+    }
+
+    /// The files, each with how many bytes went into it.
+    fn finish(mut self) -> std::io::Result<Vec<(std::fs::File, tempfile::TempPath, u64)>> {
+        self.close_current()?;
+        Ok(self.done)
+    }
+}
+
+impl crate::client::LiteralSink for SpoolSink {
+    fn start(&mut self, _len: u64) -> std::io::Result<()> {
+        self.close_current()?;
+        self.current = Some((oi_core::spool_file(&self.dir)?, 0));
+        Ok(())
+    }
+
+    fn data(&mut self, piece: &[u8]) -> std::io::Result<()> {
+        use std::io::Write;
+        let Some((tmp, written)) = self.current.as_mut() else {
+            return Err(std::io::Error::other("literal data before its start"));
+        };
+        tmp.write_all(piece)?;
+        *written += piece.len() as u64;
+        Ok(())
+    }
+}
+
 impl ImapFolder {
     /// The UIDs of the messages whose internal date is on or after the cutoff's day
     /// (`UID SEARCH SINCE`, as OfflineIMAP's `SEARCH SINCE` for `maxage`).

@@ -306,7 +306,7 @@ impl MaildirFolder {
         uid: Option<Uid>,
     ) -> Result<Option<Uid>, MaildirError> {
         let size = message.body.len() as u64;
-        self.store_new(&message.body, size, flags, uid, |f| {
+        self.store_new(&message.body, size, flags, uid, None, |f| {
             f.write_all(&message.body)
         })
     }
@@ -320,13 +320,26 @@ impl MaildirFolder {
         flags: Flags,
         uid: Option<Uid>,
     ) -> Result<Option<Uid>, MaildirError> {
-        let head = message
-            .head(oi_core::LARGE_HEAD_MAX)
-            .map_err(msg_io(self.path.join("tmp")))?;
-        let (len, mut reader) = message
-            .reader(marker)
-            .map_err(msg_io(self.path.join("tmp")))?;
-        self.store_new(&head, len, flags, uid, |f| {
+        let tmp_dir = self.path.join("tmp");
+        // The header is read only for the options that take a date from it.
+        let head = if self.options.filename_use_mail_timestamp || self.options.utime_from_header {
+            message
+                .head(oi_core::LARGE_HEAD_MAX)
+                .map_err(msg_io(tmp_dir.clone()))?
+        } else {
+            Vec::new()
+        };
+        let spooled_here = message
+            .spool
+            .as_deref()
+            .is_some_and(|p| p.parent() == Some(tmp_dir.as_path()));
+        if spooled_here && marker.is_none() && message.drop_headers.is_empty() {
+            // Spooled into our own tmp/ exactly as it is to be stored: renamed, not copied.
+            let len = message.len;
+            return self.store_new(&head, len, flags, uid, Some(message), |_| Ok(()));
+        }
+        let (len, mut reader) = message.reader(marker).map_err(msg_io(tmp_dir))?;
+        self.store_new(&head, len, flags, uid, None, |f| {
             let mut w = io::BufWriter::with_capacity(256 * 1024, f);
             let copied = io::copy(&mut reader, &mut w)?;
             w.flush()?;
@@ -342,13 +355,16 @@ impl MaildirFolder {
 
     /// Stores a new message under `uid`: `head` (at least the header section) supplies the
     /// dates of `filename_use_mail_timestamp` and `utime_from_header`, `write` fills the
-    /// file in `tmp/`, which is then renamed into `new/` or `cur/`.
+    /// file in `tmp/`, which is then renamed into `new/` or `cur/`. With `adopt`, the
+    /// message's spool file (in this `tmp/`) becomes that file instead, and `write` has
+    /// nothing left to do.
     fn store_new(
         &mut self,
         head: &[u8],
         size: u64,
         flags: Flags,
         uid: Option<Uid>,
+        adopt: Option<&mut oi_core::LargeMessage>,
         write: impl FnOnce(&mut File) -> io::Result<()>,
     ) -> Result<Option<Uid>, MaildirError> {
         self.writable()?;
@@ -393,6 +409,27 @@ impl MaildirFolder {
                 Err(e) => return Err(msg_io(tmp)(e)),
             }
         };
+        if let Some(message) = adopt {
+            // The name is ours (created exclusively above): the spool file replaces it.
+            let tmp = tmp_dir.join(&file_name);
+            let adopted = match message.spool.as_deref() {
+                Some(spool) => fs::rename(spool, &tmp).and_then(|()| message.file.try_clone()),
+                None => Err(io::Error::other("the message has no spool file")),
+            };
+            match adopted {
+                Ok(f) => {
+                    file = f;
+                    // Now under its Maildir name: nothing left to remove when it drops.
+                    if let Some(spool) = message.spool.take() {
+                        let _ = spool.keep();
+                    }
+                }
+                Err(e) => {
+                    let _ = fs::remove_file(&tmp);
+                    return Err(msg_io(tmp)(e));
+                }
+            }
+        }
         let tmp = tmp_dir.join(&file_name);
         let written = write(&mut file)
             .and_then(|()| match file_time {

@@ -11,7 +11,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
 use oi_core::{
-    Access, Event, EventSink, FlagUpdate, Flags, Folder, Message, MsgRef, Severity, Side,
+    Access, Event, EventSink, Fetched, FlagUpdate, Flags, Folder, Message, MsgRef, Severity, Side,
     StatusStore, StoreError, SyncStats, Uid, UidValidity,
 };
 
@@ -75,6 +75,11 @@ pub struct ExecOptions {
 
 /// Above this size a message is streamed through a file rather than held in memory.
 pub const LARGE_MESSAGE_BYTES: u64 = 8 << 20;
+
+/// Downloads into a store with a spool folder (Maildir): a body above this size goes from
+/// the socket straight into a file in the store's `tmp/` ([`Folder::fetch_spooled`]), so
+/// that a folder of attachments costs no more memory than one of short mail.
+const SPOOL_OVER: u64 = 256 << 10;
 
 /// Why a folder sync failed.
 #[derive(Debug, thiserror::Error)]
@@ -1337,12 +1342,19 @@ impl<R: Folder, L: Folder, S: StatusStore> Run<'_, R, L, S> {
             self.download_large(*uid, *flags).await?;
         }
         let downloads = small.as_slice();
-        let batches = batches(downloads, sizes);
+        // Spooled bodies take no memory: a batch counts at most SPOOL_OVER of each.
+        let spool = self.local.spool_dir();
+        let counted = if spool.is_some() {
+            SPOOL_OVER
+        } else {
+            u64::MAX
+        };
+        let batches = batches(downloads, sizes, counted);
         let refs = |chunk: &[(Uid, Flags)]| -> Vec<MsgRef> {
             chunk.iter().map(|(u, _)| MsgRef::Uid(*u)).collect()
         };
         let mut fetched = match batches.first() {
-            Some(first) => self.remote.fetch(&refs(first)).await?,
+            Some(first) => fetch_batch(&mut *self.remote, &refs(first), spool.as_deref()).await?,
             None => return Ok(()),
         };
         let mut num = 0;
@@ -1376,13 +1388,14 @@ impl<R: Folder, L: Folder, S: StatusStore> Run<'_, R, L, S> {
                 },
             };
             let remote = &mut *self.remote;
+            let spool = spool.as_deref();
             let prefetch = async {
                 match &next {
-                    Some(which) => remote.fetch(which).await.map(Some),
+                    Some(which) => fetch_batch(remote, which, spool).await.map(Some),
                     None => Ok(None),
                 }
             };
-            let (prefetched, written) = join(prefetch, writer.write(chunk, &fetched)).await;
+            let (prefetched, written) = join(prefetch, writer.write(chunk, &mut fetched)).await;
             let written = written?;
             if written < chunk.len() {
                 self.warn(format!(
@@ -1397,10 +1410,29 @@ impl<R: Folder, L: Folder, S: StatusStore> Run<'_, R, L, S> {
     }
 }
 
-/// Splits downloads into batches bounded in count and (listed) bytes.
+/// One download batch: spooled into `spool` when the local store has one.
+async fn fetch_batch<R: Folder>(
+    remote: &mut R,
+    which: &[MsgRef],
+    spool: Option<&std::path::Path>,
+) -> Result<Vec<Fetched>, StoreError> {
+    match spool {
+        Some(dir) => remote.fetch_spooled(which, dir, SPOOL_OVER).await,
+        None => Ok(remote
+            .fetch(which)
+            .await?
+            .into_iter()
+            .map(Fetched::Memory)
+            .collect()),
+    }
+}
+
+/// Splits downloads into batches bounded in count and (listed) bytes, each message
+/// counted for at most `counted` bytes.
 fn batches<'a>(
     downloads: &'a [(Uid, Flags)],
     sizes: &BTreeMap<Uid, u64>,
+    counted: u64,
 ) -> Vec<&'a [(Uid, Flags)]> {
     let mut out = Vec::new();
     let mut rest = downloads;
@@ -1408,7 +1440,7 @@ fn batches<'a>(
         let mut take = 0;
         let mut bytes = 0u64;
         while take < rest.len() && take < BATCH_MESSAGES {
-            bytes += sizes.get(&rest[take].0).copied().unwrap_or(0);
+            bytes += sizes.get(&rest[take].0).copied().unwrap_or(0).min(counted);
             take += 1;
             if bytes >= BATCH_BYTES {
                 break;
@@ -1438,12 +1470,12 @@ impl<L: Folder, S: StatusStore> Writer<'_, L, S> {
     async fn write(
         &mut self,
         chunk: &[(Uid, Flags)],
-        messages: &[Message],
+        messages: &mut [Fetched],
     ) -> Result<usize, SyncError> {
         let flags_of: BTreeMap<Uid, Flags> = chunk.iter().copied().collect();
         let mut written = 0;
-        for message in messages {
-            let MsgRef::Uid(uid) = message.source else {
+        for fetched in messages {
+            let MsgRef::Uid(uid) = *fetched.source() else {
                 continue;
             };
             let Some(flags) = flags_of.get(&uid) else {
@@ -1453,6 +1485,19 @@ impl<L: Folder, S: StatusStore> Writer<'_, L, S> {
                 return Err(SyncError::CrashHook);
             }
             *self.effects += 1;
+            let message = match fetched {
+                Fetched::Memory(message) => message,
+                Fetched::Spooled(large) => {
+                    large.drop_headers = self.filter_headers.to_vec();
+                    self.local
+                        .append_large(large, None, *flags, Some(uid))
+                        .await?;
+                    self.status.set(uid, *flags)?;
+                    self.stats.copied_to_local += 1;
+                    written += 1;
+                    continue;
+                }
+            };
             if self.filter_headers.is_empty() {
                 self.local.append(message, *flags, Some(uid)).await?;
             } else {

@@ -188,3 +188,69 @@ fn hundred_megabyte_messages_go_both_ways_in_bounded_memory() {
     assert!(ok, "{err}");
     assert_nothing_done(&err);
 }
+
+#[test]
+fn attachments_go_from_the_socket_into_tmp_and_are_renamed_into_place() {
+    let Some(w) = World::new("spooled_downloads") else {
+        return;
+    };
+    w.write_config("", "");
+    // Twelve messages from 300 KiB to 3 MiB (each above the spool threshold, all below the
+    // partial-fetch size) between short ones.
+    let sizes: Vec<usize> = (0..12).map(|i| (300 << 10) + i * (250 << 10)).collect();
+    for (i, size) in sizes.iter().enumerate() {
+        w.put("INBOX", &format!("short {i}"));
+        w.server
+            .put_message(USER, "INBOX", &big_message(&format!("attached-{i}"), *size))
+            .unwrap();
+    }
+    let (ok, err, rss_kib) = run_measured(&w, &["-d", "imap"]);
+    assert!(
+        ok,
+        "sync failed:\n{}",
+        &err[err.len().saturating_sub(4000)..]
+    );
+    assert!(
+        !err.contains("BODY.PEEK[]<0."),
+        "a message below the partial-fetch size was fetched in pieces"
+    );
+    // The same sync with short messages only: the attachments may not cost more than a
+    // read buffer or two (held in memory, each batch of them would add several MiB).
+    let text = World::new("spooled_downloads_text").expect("a second server");
+    text.write_config("", "");
+    for i in 0..24 {
+        text.put("INBOX", &format!("short {i}"));
+    }
+    let (ok, err_text, text_kib) = run_measured(&text, &[]);
+    eprintln!("peak RSS {rss_kib} KiB with attachments, {text_kib} KiB without");
+    assert!(ok, "{err_text}");
+    assert!(
+        rss_kib < text_kib + 3072,
+        "peak RSS {rss_kib} KiB with attachments, {text_kib} KiB without"
+    );
+    let inbox = w.maildir().join("INBOX");
+    let local = local_messages(&inbox);
+    assert_eq!(local.len(), 24, "local messages");
+    let mode = |p: &std::path::Path| {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::metadata(p).unwrap().permissions().mode() & 0o7777
+    };
+    let short_mode = mode(&local.iter().find(|m| m.subject == "short 0").unwrap().path);
+    for (i, size) in sizes.iter().enumerate() {
+        let id = format!("attached-{i}");
+        let m = local.iter().find(|m| m.subject == id).expect("downloaded");
+        assert!(m.uid.is_some());
+        let bytes = std::fs::read(&m.path).unwrap();
+        assert!(
+            normalized(&bytes) == big_message(&id, *size),
+            "{id}: downloaded copy differs"
+        );
+        // Renamed from the spool file, yet with the mode of any other message file.
+        assert_eq!(mode(&m.path), short_mode, "{id}: file mode");
+    }
+    let leftovers: Vec<_> = std::fs::read_dir(inbox.join("tmp")).unwrap().collect();
+    assert!(leftovers.is_empty(), "tmp/ not empty: {leftovers:?}");
+    let (ok, err, _) = run_measured(&w, &[]);
+    assert!(ok, "{err}");
+    assert_nothing_done(&err);
+}
