@@ -21,7 +21,7 @@ use crate::planner::{Plan, Policy, Step, plan};
 const BATCH_MESSAGES: usize = 64;
 /// How many bytes (by the listed sizes) one fetch asks for at most, so that memory stays
 /// bounded whatever the folder.
-const BATCH_BYTES: u64 = 1 << 20;
+const BATCH_BYTES: u64 = 512 << 10;
 
 /// A request to stop at the next safe point, shared by every task of a run.
 #[derive(Debug, Clone, Default)]
@@ -79,7 +79,7 @@ pub const LARGE_MESSAGE_BYTES: u64 = 8 << 20;
 /// Downloads into a store with a spool folder (Maildir): a body above this size goes from
 /// the socket straight into a file in the store's `tmp/` ([`Folder::fetch_spooled`]), so
 /// that a folder of attachments costs no more memory than one of short mail.
-const SPOOL_OVER: u64 = 256 << 10;
+const SPOOL_OVER: u64 = 128 << 10;
 
 /// Why a folder sync failed.
 #[derive(Debug, thiserror::Error)]

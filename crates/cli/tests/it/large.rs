@@ -195,7 +195,7 @@ fn attachments_go_from_the_socket_into_tmp_and_are_renamed_into_place() {
         return;
     };
     w.write_config("", "");
-    // Twelve messages from 300 KiB to 3 MiB (each above the spool threshold, all below the
+    // Twelve messages from 300 KiB to 3 MiB (each above the 128 KiB spool threshold, all below the
     // partial-fetch size) between short ones.
     let sizes: Vec<usize> = (0..12).map(|i| (300 << 10) + i * (250 << 10)).collect();
     for (i, size) in sizes.iter().enumerate() {
