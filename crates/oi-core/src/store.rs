@@ -155,14 +155,25 @@ impl LargeMessage {
         })
     }
 
-    /// The first `max` bytes (fewer when the message is shorter).
-    pub fn head(&mut self, max: u64) -> std::io::Result<Vec<u8>> {
+    /// The start of the message up to at least the end of its header section (or the
+    /// whole message when it has no body), read a few KiB at a time and at most
+    /// [`LARGE_HEAD_MAX`] bytes: what the marker and `filterheaders` need, without
+    /// reading a megabyte of body with it.
+    pub fn header(&mut self) -> std::io::Result<Vec<u8>> {
         use std::io::{Read, Seek, SeekFrom};
+        const STEP: u64 = 16 << 10;
         self.file.seek(SeekFrom::Start(0))?;
+        let max = LARGE_HEAD_MAX.min(self.len);
         let mut head = Vec::new();
-        (&mut self.file)
-            .take(max.min(self.len))
-            .read_to_end(&mut head)?;
+        while (head.len() as u64) < max {
+            let want = STEP.min(max - head.len() as u64);
+            let got = (&mut self.file).take(want).read_to_end(&mut head)?;
+            // Look again from a little before the new bytes: the blank line may straddle.
+            let from = head.len().saturating_sub(got + 3);
+            if got == 0 || crate::marker::has_header_end(&head[from..]) {
+                break;
+            }
+        }
         Ok(head)
     }
 
@@ -174,8 +185,8 @@ impl LargeMessage {
     ) -> std::io::Result<(u64, impl std::io::Read + Send + '_)> {
         use std::io::{Read, Seek, SeekFrom};
         let (head, skip) = if marker.is_some() || !self.drop_headers.is_empty() {
-            let prefix = self.head(LARGE_HEAD_MAX)?;
-            if prefix.len() as u64 == LARGE_HEAD_MAX && !crate::marker::has_header_end(&prefix) {
+            let prefix = self.header()?;
+            if prefix.len() as u64 >= LARGE_HEAD_MAX && !crate::marker::has_header_end(&prefix) {
                 return Err(std::io::Error::new(
                     std::io::ErrorKind::InvalidData,
                     "the message's header is longer than 1 MiB",
@@ -731,6 +742,48 @@ mod tests {
         assert_eq!(CachedListing::decode_messages(&[0u8; 16]), None);
         let twice = [&data[..16], &data[..16]].concat();
         assert_eq!(CachedListing::decode_messages(&twice), None);
+    }
+
+    fn spooled(body: &[u8]) -> (tempfile::TempDir, LargeMessage) {
+        let dir = tempfile::tempdir().unwrap();
+        let m = Message {
+            source: MsgRef::Unsynced("k".into()),
+            body: body.to_vec(),
+            flags: Flags::default(),
+            internal_date: None,
+        };
+        let large = LargeMessage::spool_message(&m, dir.path()).unwrap();
+        (dir, large)
+    }
+
+    #[test]
+    fn header_reads_past_the_blank_line_only_as_far_as_it_must() {
+        use std::io::Read;
+        // A header whose blank line straddles the 16 KiB steps, and a long body.
+        for pad in [16 * 1024 - 3, 16 * 1024 - 2, 16 * 1024 - 1, 16 * 1024] {
+            let mut body = b"Subject: s\r\nX-Pad: ".to_vec();
+            body.resize(pad, b'p');
+            body.extend_from_slice(b"\r\n\r\n");
+            body.resize(body.len() + (3 << 20), b'b');
+            let (_dir, mut m) = spooled(&body);
+            let head = m.header().unwrap();
+            assert!(crate::marker::has_header_end(&head), "pad {pad}");
+            assert!(head.len() <= 48 * 1024, "pad {pad}: read {} bytes", head.len());
+            // The marker goes into the header, and the rest of the message follows whole.
+            let (len, mut r) = m.reader(Some("mark")).unwrap();
+            let mut out = Vec::new();
+            r.read_to_end(&mut out).unwrap();
+            assert_eq!(out.len() as u64, len);
+            let expect = crate::marker::insert_marker(&body, "mark");
+            assert!(out == expect, "pad {pad}: marked message differs");
+        }
+        // No body at all: the whole message; a header longer than the limit: an error.
+        let (_dir, mut m) = spooled(b"Subject: only\n");
+        assert_eq!(m.header().unwrap(), b"Subject: only\n");
+        let mut long = b"X-Long: ".to_vec();
+        long.resize((LARGE_HEAD_MAX + 10) as usize, b'x');
+        let (_dir, mut m) = spooled(&long);
+        assert!(m.reader(Some("mark")).is_err());
     }
 
     #[test]

@@ -1053,7 +1053,7 @@ impl Folder for ImapFolder {
             None if uidplus => None,
             None => {
                 let head = message
-                    .head(oi_core::LARGE_HEAD_MAX)
+                    .header()
                     .map_err(|e| self.io_err(e, "reading a large message"))?;
                 Some(unique_header_value(&head))
             }

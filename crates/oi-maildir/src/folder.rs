@@ -323,9 +323,7 @@ impl MaildirFolder {
         let tmp_dir = self.path.join("tmp");
         // The header is read only for the options that take a date from it.
         let head = if self.options.filename_use_mail_timestamp || self.options.utime_from_header {
-            message
-                .head(oi_core::LARGE_HEAD_MAX)
-                .map_err(msg_io(tmp_dir.clone()))?
+            message.header().map_err(msg_io(tmp_dir.clone()))?
         } else {
             Vec::new()
         };

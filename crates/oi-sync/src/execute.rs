@@ -1006,10 +1006,20 @@ impl<R: Folder, L: Folder, S: StatusStore> Run<'_, R, L, S> {
         self.opts.large_message_bytes.unwrap_or(LARGE_MESSAGE_BYTES)
     }
 
+    /// Local messages above this are uploaded from their file ([`Folder::fetch_large`],
+    /// an APPEND literal streamed from it): a local store that has its messages in files
+    /// (Maildir) streams everything above [`SPOOL_OVER`], others only large messages.
+    fn upload_stream_over(&self) -> u64 {
+        match self.local.spool_dir() {
+            Some(_) => self.large().min(SPOOL_OVER),
+            None => self.large(),
+        }
+    }
+
     fn is_large_local(&self, which: &MsgRef) -> bool {
         self.local_sizes
             .get(which)
-            .is_some_and(|&s| s > self.large())
+            .is_some_and(|&s| s > self.upload_stream_over())
     }
 
     /// Uploads one large local message through a file, with its marker recorded first as
@@ -1027,7 +1037,7 @@ impl<R: Folder, L: Folder, S: StatusStore> Run<'_, R, L, S> {
         if self.max_size.is_some_and(|max| message.len > max) {
             return Ok(None);
         }
-        if message.len <= self.large() {
+        if message.len <= self.upload_stream_over() {
             let small = message.to_message(None).map_err(|e| {
                 StoreError::new(
                     Severity::Message,
