@@ -768,7 +768,11 @@ mod tests {
             let (_dir, mut m) = spooled(&body);
             let head = m.header().unwrap();
             assert!(crate::marker::has_header_end(&head), "pad {pad}");
-            assert!(head.len() <= 48 * 1024, "pad {pad}: read {} bytes", head.len());
+            assert!(
+                head.len() <= 48 * 1024,
+                "pad {pad}: read {} bytes",
+                head.len()
+            );
             // The marker goes into the header, and the rest of the message follows whole.
             let (len, mut r) = m.reader(Some("mark")).unwrap();
             let mut out = Vec::new();
