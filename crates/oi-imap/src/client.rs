@@ -623,7 +623,7 @@ impl Connection {
             self.flush_output(&mut source).await?;
             if tags.iter().all(|t| done.contains_key(t)) {
                 if let Some(e) = sink_err {
-                    return Err(ImapError::Io(e));
+                    return Err(ImapError::Spool(e));
                 }
                 let completions = tags
                     .iter()

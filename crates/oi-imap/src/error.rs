@@ -40,6 +40,9 @@ pub enum ImapError {
     /// The configuration cannot work (no password, bad CA file, bad fingerprint).
     #[error("configuration: {0}")]
     Config(String),
+    /// A fetched message could not be written to its spool file (the connection is fine).
+    #[error("writing a fetched message to disk: {0}")]
+    Spool(std::io::Error),
 }
 
 impl ImapError {
@@ -47,7 +50,8 @@ impl ImapError {
     /// operation that failed, raised to Repository for errors that break the connection.
     pub fn into_store(self, severity: Severity, context: impl Into<String>) -> StoreError {
         let reach = match &self {
-            ImapError::Command { .. } => severity,
+            // The local disk failed, not the server: the folder stops, as for a Maildir.
+            ImapError::Command { .. } | ImapError::Spool(_) => severity,
             ImapError::Config(_) => Severity::Fatal,
             _ => Severity::Repository.max(severity),
         };

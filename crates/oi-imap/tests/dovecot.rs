@@ -244,3 +244,57 @@ fn trace_never_shows_the_password() {
     // base64 of "\0alice\0alicepass"
     assert!(!text.contains("AGFsaWNlAGFsaWNlcGFzcw"), "{text}");
 }
+
+#[tokio::test]
+async fn fetch_spooled_writes_large_bodies_to_files_and_survives_a_failing_disk() {
+    use std::io::{Read, Seek};
+    let Some(d) = Dovecot::start_or_skip("fetch_spooled") else {
+        return;
+    };
+    let small = b"Subject: small\r\n\r\nshort body\r\n".to_vec();
+    let mut large = b"Subject: large\r\n\r\n".to_vec();
+    while large.len() < 300_000 {
+        large.extend_from_slice(b"a line of a body too long to keep in memory\r\n");
+    }
+    let uid_small = Uid::new(d.put_message("alice", "INBOX", &small).unwrap()).unwrap();
+    let uid_large = Uid::new(d.put_message("alice", "INBOX", &large).unwrap()).unwrap();
+    let r = repo(config(&d, Security::Plain));
+    let mut f = r.open_folder("INBOX", Access::ReadWrite).await.unwrap();
+    f.meta().await.unwrap();
+    let which = [MsgRef::Uid(uid_small), MsgRef::Uid(uid_large)];
+    let spool = tempfile::tempdir().unwrap();
+
+    let got = f
+        .fetch_spooled(&which, spool.path(), 64 << 10)
+        .await
+        .unwrap();
+    assert_eq!(got.len(), 2);
+    match &got[0] {
+        oi_core::Fetched::Memory(m) => assert_eq!(m.body, small),
+        other => panic!("the small message was spooled: {other:?}"),
+    }
+    let oi_core::Fetched::Spooled(m) = &got[1] else {
+        panic!("the large message came in memory");
+    };
+    assert_eq!(m.source, MsgRef::Uid(uid_large));
+    assert_eq!(m.len, large.len() as u64);
+    let path = m.spool.as_deref().unwrap().to_path_buf();
+    assert_eq!(path.parent(), Some(spool.path()));
+    let mut bytes = Vec::new();
+    let mut file = m.file.try_clone().unwrap();
+    file.rewind().unwrap();
+    file.read_to_end(&mut bytes).unwrap();
+    assert!(bytes == large, "spooled bytes differ");
+    drop(got);
+    assert!(!path.exists(), "a dropped spool file is removed");
+
+    // A spool folder that cannot be written: a folder-level error naming the disk, and the
+    // connection stays usable for the next fetch.
+    let gone = spool.path().join("missing");
+    let e = f.fetch_spooled(&which, &gone, 64 << 10).await.unwrap_err();
+    assert_eq!(e.severity(), oi_core::Severity::Folder);
+    assert!(e.to_string().contains("to disk"), "{e}");
+    let again = f.fetch(&which).await.unwrap();
+    assert_eq!(again.len(), 2);
+    assert!(again[1].body == large);
+}

@@ -215,12 +215,17 @@ pub async fn sync_folder_releasing<R: Folder, L: Folder, S: StatusStore>(
 ) -> Result<SyncStats, SyncError> {
     let remote_meta = remote.meta().await?;
     let local_meta = local.meta().await?;
-    let recovered_duplicates = if opts.dry_run || status.pending_uploads()?.is_empty() {
+    let pending = if opts.dry_run {
+        Vec::new()
+    } else {
+        status.pending_uploads()?
+    };
+    let recovered_duplicates = if pending.is_empty() {
         Default::default()
     } else {
         // Recovery may give local messages their UIDs: what was read before is stale.
         prep = None;
-        recover_uploads(remote, local, status, false, opts.landing_grace).await?
+        recover_uploads(remote, local, status, pending, false, opts.landing_grace).await?
     };
     if opts.quick
         && recovered_duplicates.is_empty()
@@ -533,11 +538,11 @@ async fn recover_uploads<R: Folder, L: Folder, S: StatusStore>(
     remote: &mut R,
     local: &mut L,
     status: &mut S,
+    pending: Vec<oi_core::PendingUpload>,
     found_only: bool,
     grace: Option<std::time::Duration>,
 ) -> Result<std::collections::BTreeSet<Uid>, SyncError> {
     let mut removed = std::collections::BTreeSet::new();
-    let pending = status.pending_uploads()?;
     if pending.is_empty() {
         return Ok(removed);
     }
@@ -560,7 +565,7 @@ async fn recover_uploads<R: Folder, L: Folder, S: StatusStore>(
                 }
             }
             if missing {
-                std::thread::sleep(std::time::Duration::from_millis(grace - age));
+                sleep(std::time::Duration::from_millis(grace - age)).await;
             }
         }
     }
@@ -768,6 +773,50 @@ fn marker_age_ms(marker: &str) -> Option<u64> {
     (ms > 1_000_000_000_000).then(|| now_ms().saturating_sub(ms))
 }
 
+/// Waits without blocking the thread, and without a runtime: a helper thread sleeps and
+/// wakes the task. Only the recovery after a killed run waits, for at most a few seconds.
+async fn sleep(duration: std::time::Duration) {
+    use std::sync::Mutex;
+    use std::task::{Poll, Waker};
+    struct Shared {
+        done: bool,
+        waker: Option<Waker>,
+    }
+    let shared = Arc::new(Mutex::new(Shared {
+        done: false,
+        waker: None,
+    }));
+    let timer = Arc::clone(&shared);
+    let spawned = std::thread::Builder::new()
+        .name("sync-sleep".into())
+        .spawn(move || {
+            std::thread::sleep(duration);
+            let waker = match timer.lock() {
+                Ok(mut s) => {
+                    s.done = true;
+                    s.waker.take()
+                }
+                Err(_) => None,
+            };
+            if let Some(w) = waker {
+                w.wake();
+            }
+        });
+    if spawned.is_err() {
+        // No thread to be had: wait in place rather than not at all.
+        std::thread::sleep(duration);
+        return;
+    }
+    std::future::poll_fn(|cx| match shared.lock() {
+        Ok(mut s) if !s.done => {
+            s.waker = Some(cx.waker().clone());
+            Poll::Pending
+        }
+        _ => Poll::Ready(()),
+    })
+    .await
+}
+
 /// Gives the other futures polled by the same task one turn (runtime-free).
 async fn yield_once() {
     let mut yielded = false;
@@ -949,10 +998,12 @@ impl<R: Folder, L: Folder, S: StatusStore> Run<'_, R, L, S> {
         // An APPEND of a killed earlier run that the server committed only after this run
         // started looking for it has landed by now more often than not: look again before
         // the expunge below, so that its copy goes now rather than on the next run.
+        let pending = self.status.pending_uploads()?;
         let late = recover_uploads(
             &mut *self.remote,
             &mut *self.local,
             &mut *self.status,
+            pending,
             true,
             None,
         )
@@ -1570,5 +1621,32 @@ pub fn access_for(readonly: bool, dry_run: bool) -> Access {
         Access::ReadOnly
     } else {
         Access::ReadWrite
+    }
+}
+
+#[cfg(test)]
+mod sleep_tests {
+    #[test]
+    fn sleep_wakes_the_task_without_blocking_its_thread() {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .build()
+            .expect("runtime");
+        // On one thread, a task that sleeps leaves the thread to the other task, which
+        // counts meanwhile; a blocking sleep would let it count only afterwards.
+        let counted = rt.block_on(async {
+            let count = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+            let c = count.clone();
+            let counter = tokio::spawn(async move {
+                loop {
+                    c.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                    tokio::task::yield_now().await;
+                }
+            });
+            super::sleep(std::time::Duration::from_millis(50)).await;
+            let seen = count.load(std::sync::atomic::Ordering::Relaxed);
+            counter.abort();
+            seen
+        });
+        assert!(counted > 0, "the other task never ran during the sleep");
     }
 }
