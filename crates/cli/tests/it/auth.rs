@@ -269,12 +269,8 @@ fn a_long_running_process_keeps_its_token_until_it_expires() {
     );
     // The first token lives 4 s (the mock refuses it afterwards).
     mock.set_expires_in(Some(4));
-    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_offlineimap"))
-        .env_clear()
-        .env("PATH", std::env::var("PATH").unwrap_or_default())
-        .env("HOME", w.dir.path())
-        .arg("-c")
-        .arg(w.rc())
+    let mut child = w
+        .command()
         .args(["-u", "basic"])
         .stdout(std::process::Stdio::null())
         .stderr(std::process::Stdio::null())

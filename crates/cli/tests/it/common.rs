@@ -51,18 +51,20 @@ impl World {
         std::fs::write(self.rc(), text).unwrap();
     }
 
+    /// The binary with `-c rc` in this world's cleared environment ([`offlineimap`]); the
+    /// caller adds flags, environment and stdio.
+    pub fn command(&self) -> Command {
+        offlineimap(self.dir.path(), &self.rc())
+    }
+
     /// Runs the binary with `-c rc -o -u basic` and the given extra flags, in a cleared
     /// environment (no user config is read).
     pub fn run(&self, extra: &[&str]) -> Output {
-        let mut cmd = Command::new(env!("CARGO_BIN_EXE_offlineimap"));
-        cmd.env_clear()
-            .env("PATH", std::env::var("PATH").unwrap_or_default())
-            .env("HOME", self.dir.path())
-            .arg("-c")
-            .arg(self.rc())
+        self.command()
             .args(["-o", "-u", "basic"])
-            .args(extra);
-        cmd.output().unwrap()
+            .args(extra)
+            .output()
+            .unwrap()
     }
 
     /// Runs and asserts success, returning stderr.
@@ -114,6 +116,23 @@ impl World {
             })
             .collect()
     }
+}
+
+/// `program -c rc` in a cleared environment: PATH kept, HOME set to `home` (so no user
+/// config is read); the caller adds flags, environment and stdio.
+pub fn isolated(program: impl AsRef<std::ffi::OsStr>, home: &Path, rc: &Path) -> Command {
+    let mut cmd = Command::new(program);
+    cmd.env_clear()
+        .env("PATH", std::env::var("PATH").unwrap_or_default())
+        .env("HOME", home)
+        .arg("-c")
+        .arg(rc);
+    cmd
+}
+
+/// The binary under test, [`isolated`].
+pub fn offlineimap(home: &Path, rc: &Path) -> Command {
+    isolated(env!("CARGO_BIN_EXE_offlineimap"), home, rc)
 }
 
 pub fn message(subject: &str) -> String {

@@ -3,7 +3,6 @@
 //! state an uninterrupted run reaches: nothing lost, nothing duplicated, on either side.
 
 use std::collections::BTreeMap;
-use std::process::Command;
 
 use crate::common::*;
 
@@ -83,13 +82,9 @@ fn killed_at_every_step_then_resumed_converges() {
     let mut crashes = 0;
     for n in 0..40 {
         let w = scenario("crash_at_n").unwrap();
-        let out = Command::new(env!("CARGO_BIN_EXE_offlineimap"))
-            .env_clear()
-            .env("PATH", std::env::var("PATH").unwrap_or_default())
-            .env("HOME", w.dir.path())
+        let out = w
+            .command()
             .env("OFFLINEIMAP_TEST_CRASH_AFTER", n.to_string())
-            .arg("-c")
-            .arg(w.rc())
             .args(["-o", "-u", "quiet"])
             .output()
             .unwrap();

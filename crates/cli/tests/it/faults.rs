@@ -35,12 +35,8 @@ struct Output {
 /// Runs the binary (stdout and stderr together), killing it if it hangs: a hang guard,
 /// not a timing assertion.
 fn run_guarded(w: &World, extra: &[&str]) -> Output {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_offlineimap"))
-        .env_clear()
-        .env("PATH", std::env::var("PATH").unwrap_or_default())
-        .env("HOME", w.dir.path())
-        .arg("-c")
-        .arg(w.rc())
+    let mut child = w
+        .command()
         .args(["-o", "-u", "basic"])
         .args(extra)
         .stdout(Stdio::piped())

@@ -2,7 +2,7 @@
 //! autorefresh syncs, seen from the server's log and the `-d imap` trace; and idlefolders
 //! watched on one NOTIFY connection.
 
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Stdio};
 use std::time::Duration;
 
 use crate::common::*;
@@ -19,12 +19,8 @@ fn logouts(w: &World) -> usize {
 /// The daemon with `-d imap`, its stderr (the protocol trace) going to `trace`.
 fn spawn_traced(w: &World) -> (Child, std::path::PathBuf) {
     let trace = w.dir.path().join("trace");
-    let child = Command::new(env!("CARGO_BIN_EXE_offlineimap"))
-        .env_clear()
-        .env("PATH", std::env::var("PATH").unwrap_or_default())
-        .env("HOME", w.dir.path())
-        .arg("-c")
-        .arg(w.rc())
+    let child = w
+        .command()
         .args(["-u", "basic", "-d", "imap"])
         .stdout(Stdio::null())
         .stderr(std::fs::File::create(&trace).unwrap())
@@ -241,12 +237,7 @@ fn without_notify_each_idlefolder_is_watched_with_idle() {
     c.put_message("alice", "INBOX", &[], message("first").as_bytes())
         .unwrap();
     let trace = dir.path().join("trace");
-    let child = Command::new(env!("CARGO_BIN_EXE_offlineimap"))
-        .env_clear()
-        .env("PATH", std::env::var("PATH").unwrap_or_default())
-        .env("HOME", dir.path())
-        .arg("-c")
-        .arg(&rc)
+    let child = offlineimap(dir.path(), &rc)
         .args(["-u", "basic", "-d", "imap"])
         .stdout(Stdio::null())
         .stderr(std::fs::File::create(&trace).unwrap())

@@ -16,13 +16,8 @@ fn stderr(out: &Output) -> String {
 
 /// Runs with the IMAP trace; asserts success; returns the trace.
 fn traced(w: &World, no_condstore: bool) -> String {
-    let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_offlineimap"));
-    cmd.env_clear()
-        .env("PATH", std::env::var("PATH").unwrap_or_default())
-        .env("HOME", w.dir.path())
-        .arg("-c")
-        .arg(w.rc())
-        .args(["-o", "-u", "basic", "-d", "imap"]);
+    let mut cmd = w.command();
+    cmd.args(["-o", "-u", "basic", "-d", "imap"]);
     if no_condstore {
         cmd.env("OFFLINEIMAP_TEST_NO_CONDSTORE", "1");
     }

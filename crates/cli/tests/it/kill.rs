@@ -233,12 +233,8 @@ fn randomized_kills_during_two_way_sync_lose_and_duplicate_nothing() {
         }
         // Start a sync and kill it at a random instant (the first one, a 2000-message
         // download, gets a longer window).
-        let mut child = Command::new(env!("CARGO_BIN_EXE_offlineimap"))
-            .env_clear()
-            .env("PATH", std::env::var("PATH").unwrap_or_default())
-            .env("HOME", w.dir.path())
-            .arg("-c")
-            .arg(w.rc())
+        let mut child = w
+            .command()
             .args(["-o", "-u", "quiet"])
             .stdout(Stdio::null())
             .stderr(Stdio::null())

@@ -60,12 +60,8 @@ fn normalized(bytes: &[u8]) -> Vec<u8> {
 fn run_measured(w: &World, extra: &[&str]) -> (bool, String, u64) {
     let err_path = w.dir.path().join("stderr.log");
     let err_file = std::fs::File::create(&err_path).unwrap();
-    let mut child = Command::new(env!("CARGO_BIN_EXE_offlineimap"))
-        .env_clear()
-        .env("PATH", std::env::var("PATH").unwrap_or_default())
-        .env("HOME", w.dir.path())
-        .arg("-c")
-        .arg(w.rc())
+    let mut child = w
+        .command()
         .args(["-o", "-u", "basic"])
         .args(extra)
         .stdout(Stdio::null())

@@ -23,12 +23,7 @@ pub(crate) fn eventually(what: &str, mut f: impl FnMut() -> bool) {
 }
 
 pub(crate) fn spawn_daemon(w: &World) -> Child {
-    Command::new(env!("CARGO_BIN_EXE_offlineimap"))
-        .env_clear()
-        .env("PATH", std::env::var("PATH").unwrap_or_default())
-        .env("HOME", w.dir.path())
-        .arg("-c")
-        .arg(w.rc())
+    w.command()
         .args(["-u", "basic"])
         .stdout(Stdio::null())
         .stderr(Stdio::piped())
@@ -137,15 +132,7 @@ fn sigterm_mid_sync_then_resume_converges() {
         w.put("INBOX", &format!("m{i:03}"));
     }
     w.write_config("", "");
-    let mut child = Command::new(env!("CARGO_BIN_EXE_offlineimap"))
-        .env_clear()
-        .env("PATH", std::env::var("PATH").unwrap_or_default())
-        .env("HOME", w.dir.path())
-        .arg("-c")
-        .arg(w.rc())
-        .args(["-o", "-u", "quiet"])
-        .spawn()
-        .unwrap();
+    let mut child = w.command().args(["-o", "-u", "quiet"]).spawn().unwrap();
     let inbox = w.maildir().join("INBOX");
     eventually("sync started", || {
         !local_messages(&inbox).is_empty() || child.try_wait().unwrap().is_some()

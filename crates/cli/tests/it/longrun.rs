@@ -261,12 +261,7 @@ fn big_world(name: &str) -> Option<World> {
 }
 
 fn spawn(w: &World, extra: &[&str], stderr: &std::path::Path) -> Child {
-    Command::new(env!("CARGO_BIN_EXE_offlineimap"))
-        .env_clear()
-        .env("PATH", std::env::var("PATH").unwrap_or_default())
-        .env("HOME", w.dir.path())
-        .arg("-c")
-        .arg(w.rc())
+    w.command()
         .args(["-u", "basic"])
         .args(extra)
         .stdout(Stdio::null())

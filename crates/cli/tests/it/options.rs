@@ -470,12 +470,8 @@ fn dynamic_folderfilter_is_evaluated_at_each_sync() {
     );
     std::fs::write(w.rc(), text).unwrap();
     set_account_option(&w, "autorefresh = 10");
-    let mut child = Command::new(env!("CARGO_BIN_EXE_offlineimap"))
-        .env_clear()
-        .env("PATH", std::env::var("PATH").unwrap_or_default())
-        .env("HOME", w.dir.path())
-        .arg("-c")
-        .arg(w.rc())
+    let mut child = w
+        .command()
         .args(["-u", "basic"])
         .stdout(Stdio::null())
         .stderr(Stdio::null())

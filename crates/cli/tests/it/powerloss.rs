@@ -346,12 +346,8 @@ fn power_loss_during_two_way_sync_loses_and_duplicates_nothing() {
         // The user's changes (and the previous clean run) are on the disk before the run:
         // only what the killed run wrote without fsync may be lost.
         disk.sync();
-        let mut child = Command::new(env!("CARGO_BIN_EXE_offlineimap"))
-            .env_clear()
-            .env("PATH", std::env::var("PATH").unwrap_or_default())
-            .env("HOME", w.dir.path())
-            .arg("-c")
-            .arg(w.rc())
+        let mut child = w
+            .command()
             .args(["-o", "-u", "quiet"])
             .stdout(Stdio::null())
             .stderr(Stdio::null())
@@ -421,13 +417,9 @@ fn power_loss_after_every_step_converges() {
         let mut disk = client_disk(&w, 32);
         crate::crash::prepare(&w);
         disk.sync();
-        let out = Command::new(env!("CARGO_BIN_EXE_offlineimap"))
-            .env_clear()
-            .env("PATH", std::env::var("PATH").unwrap_or_default())
-            .env("HOME", w.dir.path())
+        let out = w
+            .command()
             .env("OFFLINEIMAP_TEST_CRASH_AFTER", n.to_string())
-            .arg("-c")
-            .arg(w.rc())
             .args(["-o", "-u", "quiet"])
             .output()
             .unwrap();

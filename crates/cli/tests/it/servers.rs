@@ -52,12 +52,7 @@ fn scenario(s: &Server, dir: &tempfile::TempDir) {
     )
     .unwrap();
     let run = || {
-        let out = std::process::Command::new(env!("CARGO_BIN_EXE_offlineimap"))
-            .env_clear()
-            .env("PATH", std::env::var("PATH").unwrap_or_default())
-            .env("HOME", dir.path())
-            .arg("-c")
-            .arg(&rc)
+        let out = offlineimap(dir.path(), &rc)
             .args(["-o", "-u", "basic"])
             .output()
             .unwrap();

@@ -68,12 +68,7 @@ fn local_uid(p: &Path) -> u32 {
 }
 
 fn run_machine(bin: &Path, w: &World) -> String {
-    let out = Command::new(bin)
-        .env_clear()
-        .env("PATH", std::env::var("PATH").unwrap_or_default())
-        .env("HOME", w.dir.path())
-        .arg("-c")
-        .arg(w.rc())
+    let out = isolated(bin, w.dir.path(), &w.rc())
         .args(["-o", "-u", "machineui"])
         .output()
         .unwrap();
