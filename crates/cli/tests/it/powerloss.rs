@@ -402,13 +402,8 @@ fn power_loss_after_every_step_converges() {
     if !may_mount(test) {
         return;
     }
-    let expected = {
-        let Some(w) = World::new("power_loss_reference") else {
-            return;
-        };
-        crate::crash::prepare(&w);
-        w.sync_ok();
-        crate::crash::state(&w)
+    let Some(expected) = crate::crash::reference_state("power_loss_reference") else {
+        return;
     };
     let mut crashes = 0;
     for n in 0..40 {
@@ -417,17 +412,7 @@ fn power_loss_after_every_step_converges() {
         let mut disk = client_disk(&w, 32);
         crate::crash::prepare(&w);
         disk.sync();
-        let out = w
-            .command()
-            .env("OFFLINEIMAP_TEST_CRASH_AFTER", n.to_string())
-            .args(["-o", "-u", "quiet"])
-            .output()
-            .unwrap();
-        let finished = match out.status.code() {
-            Some(99) => false,
-            Some(0) => true,
-            other => panic!("{ctx}: {other:?}: {}", String::from_utf8_lossy(&out.stderr)),
-        };
+        let finished = crate::crash::run_dying_before(&w, n, &ctx);
         // The process wrote nothing after its last fsync at these instants (the power loss
         // finds everything on the disk when the engine is right); this unsynced file shows
         // that the simulation does drop what was not synced.
