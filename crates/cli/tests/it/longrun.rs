@@ -8,8 +8,8 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use crate::common::*;
-use crate::kill::{deliver, local_state, nobody, server_state};
 use crate::long_running::{add_to_account, eventually, signal, wait_exit};
+use crate::scenarios::{deliver_to_server, local_state, server_state};
 
 #[test]
 fn profile_dir_gets_a_timing_file_per_folder() {
@@ -231,20 +231,7 @@ fn without_a_terminal_a_missing_password_is_a_clear_error() {
 /// 2000 messages delivered straight into the server's Maildir, 50 of them \Flagged.
 fn big_world(name: &str) -> Option<World> {
     let w = World::new(name)?;
-    let maildir = w.server.maildir_of(USER);
-    let owner = nobody();
-    for sub in ["cur", "new", "tmp"] {
-        std::fs::create_dir_all(maildir.join(sub)).unwrap();
-    }
-    for i in 0..2000 {
-        deliver(&maildir, owner, &format!("big{i}"), 1500);
-    }
-    Command::new("chown")
-        .arg("-R")
-        .arg(format!("{}:{}", owner.0, owner.1))
-        .arg(&maildir)
-        .status()
-        .unwrap();
+    deliver_to_server(&w, 2000, |i| (format!("big{i}"), 1500));
     w.doveadm(&[
         "flags",
         "add",
