@@ -4,12 +4,13 @@
 //! sync, each followed by a check of both sides.
 
 use std::collections::BTreeMap;
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Stdio};
 use std::time::{Duration, Instant};
 
 use crate::common::*;
 use crate::long_running::{add_to_account, eventually, signal, wait_exit};
 use crate::scenarios::{deliver_to_server, local_state, server_state};
+use crate::tmux::{Tmux, have_tmux};
 
 #[test]
 fn profile_dir_gets_a_timing_file_per_folder() {
@@ -70,16 +71,28 @@ fn profile_dir_that_cannot_be_created_is_a_clear_error() {
     assert!(!w.maildir().join("INBOX").exists(), "synced anyway");
 }
 
-fn have_tmux() -> bool {
-    if Command::new("tmux").arg("-V").output().is_ok() {
-        return true;
-    }
-    assert!(
-        std::env::var("CI").map_or(true, |v| v != "true"),
-        "tmux missing under CI"
-    );
-    eprintln!("SKIPPED: tmux not installed");
-    false
+/// Writes the world's config without the remote password.
+fn config_without_password(w: &World) {
+    w.write_config("", "");
+    let text = std::fs::read_to_string(w.rc())
+        .unwrap()
+        .replace(&format!("remotepass = {PASS}\n"), "");
+    std::fs::write(w.rc(), text).unwrap();
+}
+
+/// Waits for the password prompt, types the password, and returns the terminal's text once
+/// the run has ended, asserting it succeeded.
+fn type_the_password(tmux: &Tmux) -> String {
+    let screen = || tmux.screen(true);
+    eventually("the password prompt", || {
+        screen().contains("Enter password for user 'alice':")
+    });
+    tmux.send_keys(&[PASS, "Enter"]);
+    eventually("the run ended", || screen().contains("EXIT="));
+    let shown = screen();
+    tmux.kill();
+    assert!(shown.contains("EXIT=0"), "{shown}");
+    shown
 }
 
 #[test]
@@ -91,53 +104,12 @@ fn ttyui_asks_for_a_missing_password_without_echo() {
         return;
     };
     w.put("INBOX", "a");
-    w.write_config("", "");
-    let text = std::fs::read_to_string(w.rc())
-        .unwrap()
-        .replace(&format!("remotepass = {PASS}\n"), "");
-    std::fs::write(w.rc(), text).unwrap();
+    config_without_password(&w);
     let log = w.dir.path().join("log");
-    let socket = w.dir.path().join("tmux.sock");
     let session = format!("oi-prompt-{}", std::process::id());
-    let tmux = |args: &[&str]| {
-        Command::new("tmux")
-            .arg("-S")
-            .arg(&socket)
-            .args(args)
-            .output()
-            .unwrap()
-    };
-    let cmd = format!(
-        "HOME={home} {bin} -c {rc} -o -u ttyui -d imap -l {log}; echo EXIT=$?; sleep 60",
-        home = w.dir.path().display(),
-        bin = env!("CARGO_BIN_EXE_offlineimap"),
-        rc = w.rc().display(),
-        log = log.display(),
-    );
-    let started = tmux(&[
-        "new-session",
-        "-d",
-        "-s",
-        &session,
-        "-x",
-        "200",
-        "-y",
-        "50",
-        &cmd,
-    ]);
-    assert!(started.status.success());
-    let screen = || {
-        let out = tmux(&["capture-pane", "-p", "-S", "-", "-t", &session]);
-        String::from_utf8_lossy(&out.stdout).to_string()
-    };
-    eventually("the password prompt", || {
-        screen().contains("Enter password for user 'alice':")
-    });
-    tmux(&["send-keys", "-t", &session, PASS, "Enter"]);
-    eventually("the run ended", || screen().contains("EXIT="));
-    let shown = screen();
-    let _ = tmux(&["kill-server"]);
-    assert!(shown.contains("EXIT=0"), "{shown}");
+    let flags = format!("-o -u ttyui -d imap -l {}", log.display());
+    let tmux = Tmux::start(&w, session, (200, 50), &flags);
+    let shown = type_the_password(&tmux);
     // Neither in clear nor as the AUTHENTICATE PLAIN argument of the -d imap trace.
     let plain_b64 = "AGFsaWNlAGFsaWNlcGFzcw==";
     assert!(!shown.contains(PASS), "the password was echoed:\n{shown}");
@@ -160,51 +132,10 @@ fn ttyui_asks_for_a_missing_password_for_info_too() {
         return;
     };
     w.server.create_mailbox(USER, "Listed").unwrap();
-    w.write_config("", "");
-    let text = std::fs::read_to_string(w.rc())
-        .unwrap()
-        .replace(&format!("remotepass = {PASS}\n"), "");
-    std::fs::write(w.rc(), text).unwrap();
-    let socket = w.dir.path().join("tmux.sock");
+    config_without_password(&w);
     let session = format!("oi-prompt-info-{}", std::process::id());
-    let tmux = |args: &[&str]| {
-        Command::new("tmux")
-            .arg("-S")
-            .arg(&socket)
-            .args(args)
-            .output()
-            .unwrap()
-    };
-    let cmd = format!(
-        "HOME={home} {bin} -c {rc} --info -u ttyui; echo EXIT=$?; sleep 60",
-        home = w.dir.path().display(),
-        bin = env!("CARGO_BIN_EXE_offlineimap"),
-        rc = w.rc().display(),
-    );
-    let started = tmux(&[
-        "new-session",
-        "-d",
-        "-s",
-        &session,
-        "-x",
-        "200",
-        "-y",
-        "50",
-        &cmd,
-    ]);
-    assert!(started.status.success());
-    let screen = || {
-        let out = tmux(&["capture-pane", "-p", "-S", "-", "-t", &session]);
-        String::from_utf8_lossy(&out.stdout).to_string()
-    };
-    eventually("the password prompt", || {
-        screen().contains("Enter password for user 'alice':")
-    });
-    tmux(&["send-keys", "-t", &session, PASS, "Enter"]);
-    eventually("the run ended", || screen().contains("EXIT="));
-    let shown = screen();
-    let _ = tmux(&["kill-server"]);
-    assert!(shown.contains("EXIT=0"), "{shown}");
+    let tmux = Tmux::start(&w, session, (200, 50), "--info -u ttyui");
+    let shown = type_the_password(&tmux);
     assert!(
         shown.contains("Listed"),
         "--info did not list the server's folders:\n{shown}"
@@ -217,11 +148,7 @@ fn without_a_terminal_a_missing_password_is_a_clear_error() {
     let Some(w) = World::new("password_none") else {
         return;
     };
-    w.write_config("", "");
-    let text = std::fs::read_to_string(w.rc())
-        .unwrap()
-        .replace(&format!("remotepass = {PASS}\n"), "");
-    std::fs::write(w.rc(), text).unwrap();
+    config_without_password(&w);
     let out = w.run(&[]);
     let err = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(1), "{err}");

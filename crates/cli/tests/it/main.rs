@@ -26,6 +26,7 @@
 //! - `maintenance`: --info, --delete-folder, --migrate-fmd5-using-nametrans, exit codes.
 //! - `packaging`: man page, completions, systemd units and example config in contrib/.
 //! - `servers`: the core scenario against Cyrus and Courier.
+//! - `tmux` (no tests): the binary in a real terminal, for `longrun` and `ui`.
 //! - `ui`: machineui against OfflineIMAP 8, blinkenlights under tmux.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
@@ -52,5 +53,6 @@ mod powerloss;
 mod scenarios;
 mod servers;
 mod sync;
+mod tmux;
 mod transport;
 mod ui;
