@@ -2,11 +2,12 @@
 //! autorefresh syncs, seen from the server's log and the `-d imap` trace; and idlefolders
 //! watched on one NOTIFY connection.
 
+use std::path::{Path, PathBuf};
 use std::process::{Child, Stdio};
 use std::time::Duration;
 
 use crate::common::*;
-use crate::long_running::{add_to_account, eventually, signal, wait_exit};
+use crate::long_running::{add_to_account, eventually, exits_ok_after, resync_until};
 
 fn logins(w: &World) -> usize {
     w.server.logs().matches("Login: user=<alice>").count()
@@ -17,7 +18,7 @@ fn logouts(w: &World) -> usize {
 }
 
 /// The daemon with `-d imap`, its stderr (the protocol trace) going to `trace`.
-fn spawn_traced(w: &World) -> (Child, std::path::PathBuf) {
+fn spawn_traced(w: &World) -> (Child, PathBuf) {
     let trace = w.dir.path().join("trace");
     let child = w
         .command()
@@ -29,35 +30,38 @@ fn spawn_traced(w: &World) -> (Child, std::path::PathBuf) {
     (child, trace)
 }
 
-fn stop(mut child: Child, trace: &std::path::Path) -> String {
-    signal(&child, "TERM");
-    let status = wait_exit(&mut child);
-    let text = std::fs::read_to_string(trace).unwrap();
-    assert!(status.success(), "{status}\n{text}");
-    text
+fn stop(mut child: Child, trace: &Path) -> String {
+    exits_ok_after(&mut child, "TERM", trace)
 }
 
 /// Syncs once more through SIGUSR1 and waits until `n` messages are local.
 fn sync_now_until(child: &Child, w: &World, n: usize) {
     let inbox = w.maildir().join("INBOX");
-    eventually("sync after SIGUSR1", || {
-        signal(child, "USR1");
-        std::thread::sleep(Duration::from_millis(300));
+    resync_until(child, "sync after SIGUSR1", || {
         local_messages(&inbox).len() == n
     });
 }
 
-#[test]
-fn held_connection_is_reused_by_the_next_autorefresh_sync() {
-    let Some(w) = World::new("held_reused") else {
-        return;
-    };
+/// One message on the server, `remote` added to the remote repository, the daemon
+/// (autorefresh every ten minutes) started with `-d imap`, and its first sync done.
+fn daemon_after_first_sync(test: &str, remote: &str) -> Option<(World, Child, PathBuf)> {
+    let w = World::new(test)?;
     w.put("INBOX", "a");
-    w.write_config("holdconnectionopen = yes", "");
+    w.write_config(remote, "");
     add_to_account(&w, "autorefresh = 10");
     let (child, trace) = spawn_traced(&w);
     let inbox = w.maildir().join("INBOX");
     eventually("first sync", || local_messages(&inbox).len() == 1);
+    Some((w, child, trace))
+}
+
+#[test]
+fn held_connection_is_reused_by_the_next_autorefresh_sync() {
+    let Some((w, child, trace)) =
+        daemon_after_first_sync("held_reused", "holdconnectionopen = yes")
+    else {
+        return;
+    };
     eventually("the server logged the login", || logins(&w) >= 1);
     let (before_in, before_out) = (logins(&w), logouts(&w));
     w.put("INBOX", "b");
@@ -79,15 +83,9 @@ fn held_connection_is_reused_by_the_next_autorefresh_sync() {
 
 #[test]
 fn without_holdconnectionopen_connections_are_logged_out_between_syncs() {
-    let Some(w) = World::new("held_not") else {
+    let Some((w, child, trace)) = daemon_after_first_sync("held_not", "") else {
         return;
     };
-    w.put("INBOX", "a");
-    w.write_config("", "");
-    add_to_account(&w, "autorefresh = 10");
-    let (child, trace) = spawn_traced(&w);
-    let inbox = w.maildir().join("INBOX");
-    eventually("first sync", || local_messages(&inbox).len() == 1);
     // While the daemon waits, every connection it opened is logged out.
     eventually("logged out after the sync", || {
         let n = logins(&w);
@@ -103,15 +101,9 @@ fn without_holdconnectionopen_connections_are_logged_out_between_syncs() {
 
 #[test]
 fn keepalive_sends_noops_on_held_connections_while_waiting() {
-    let Some(w) = World::new("keepalive") else {
+    let Some((w, child, trace)) = daemon_after_first_sync("keepalive", "keepalive = 1") else {
         return;
     };
-    w.put("INBOX", "a");
-    w.write_config("keepalive = 1", "");
-    add_to_account(&w, "autorefresh = 10");
-    let (child, trace) = spawn_traced(&w);
-    let inbox = w.maildir().join("INBOX");
-    eventually("first sync", || local_messages(&inbox).len() == 1);
     eventually("two keepalive NOOPs", || {
         std::fs::read_to_string(&trace)
             .unwrap()
@@ -131,15 +123,11 @@ fn keepalive_sends_noops_on_held_connections_while_waiting() {
 
 #[test]
 fn a_held_connection_killed_meanwhile_is_replaced_at_the_next_sync() {
-    let Some(w) = World::new("held_killed") else {
+    let Some((w, child, trace)) =
+        daemon_after_first_sync("held_killed", "holdconnectionopen = yes")
+    else {
         return;
     };
-    w.put("INBOX", "a");
-    w.write_config("holdconnectionopen = yes", "");
-    add_to_account(&w, "autorefresh = 10");
-    let (child, trace) = spawn_traced(&w);
-    let inbox = w.maildir().join("INBOX");
-    eventually("first sync", || local_messages(&inbox).len() == 1);
     eventually("the server logged the login", || logins(&w) >= 1);
     let first = logins(&w);
     // The server drops every connection of the user (as a restart or an admin would).
@@ -284,11 +272,7 @@ fn imap_to_imap_holds_the_connections_of_both_sides() {
     eventually("logins logged", || logins(&w) >= 1 && bob_logins() >= 1);
     let (alice_before, bob_before) = (logins(&w), bob_logins());
     w.put("INBOX", "b");
-    eventually("sync after SIGUSR1", || {
-        signal(&child, "USR1");
-        std::thread::sleep(Duration::from_millis(300));
-        bob_count() == 2
-    });
+    resync_until(&child, "sync after SIGUSR1", || bob_count() == 2);
     assert_eq!(logins(&w), alice_before, "{}", w.server.logs());
     assert_eq!(bob_logins(), bob_before, "{}", w.server.logs());
     stop(child, &trace);

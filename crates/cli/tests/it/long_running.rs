@@ -14,8 +14,13 @@ pub(crate) fn add_to_account(w: &World, lines: &str) {
 }
 
 /// Polls a condition for up to a minute (a bound against hangs, not a speed assertion).
-pub(crate) fn eventually(what: &str, mut f: impl FnMut() -> bool) {
-    let deadline = Instant::now() + Duration::from_secs(60);
+pub(crate) fn eventually(what: &str, f: impl FnMut() -> bool) {
+    eventually_within(what, Duration::from_secs(60), f);
+}
+
+/// Polls a condition for up to `limit` (a bound against hangs, not a speed assertion).
+pub(crate) fn eventually_within(what: &str, limit: Duration, mut f: impl FnMut() -> bool) {
+    let deadline = Instant::now() + limit;
     while !f() {
         assert!(Instant::now() < deadline, "never happened: {what}");
         std::thread::sleep(Duration::from_millis(100));
@@ -38,6 +43,26 @@ pub(crate) fn signal(child: &Child, sig: &str) {
         .unwrap()
         .success();
     assert!(ok, "kill -{sig}");
+}
+
+/// Sends SIGUSR1 again and again until `done` (a signal while the previous sync is still
+/// running brings no new sync), within [`eventually`]'s guard.
+pub(crate) fn resync_until(child: &Child, what: &str, mut done: impl FnMut() -> bool) {
+    eventually(what, || {
+        signal(child, "USR1");
+        std::thread::sleep(Duration::from_millis(300));
+        done()
+    });
+}
+
+/// Sends `sig`, waits for the exit, and asserts it succeeded; returns the run's output,
+/// read from the file `log` its stderr went to.
+pub(crate) fn exits_ok_after(child: &mut Child, sig: &str, log: &std::path::Path) -> String {
+    signal(child, sig);
+    let status = wait_exit(child);
+    let text = std::fs::read_to_string(log).unwrap();
+    assert!(status.success(), "SIG{sig}: {status}\n{text}");
+    text
 }
 
 pub(crate) fn wait_exit(child: &mut Child) -> std::process::ExitStatus {
@@ -95,9 +120,7 @@ fn autorefresh_syncs_again_on_sigusr1_and_stops_on_sigterm() {
     eventually("first sync", || local_messages(&inbox).len() == 1);
     w.put("INBOX", "second");
     // The first sync may still be finishing: repeat SIGUSR1 until the second sync shows.
-    eventually("sync after SIGUSR1", || {
-        signal(&child, "USR1");
-        std::thread::sleep(Duration::from_millis(300));
+    resync_until(&child, "sync after SIGUSR1", || {
         local_messages(&inbox).len() == 2
     });
     signal(&child, "TERM");

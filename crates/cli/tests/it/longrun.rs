@@ -8,7 +8,9 @@ use std::process::{Child, Stdio};
 use std::time::{Duration, Instant};
 
 use crate::common::*;
-use crate::long_running::{add_to_account, eventually, signal, wait_exit};
+use crate::long_running::{
+    add_to_account, eventually, eventually_within, exits_ok_after, signal, wait_exit,
+};
 use crate::scenarios::{deliver_to_server, local_state, server_state};
 use crate::tmux::{Tmux, have_tmux};
 
@@ -208,18 +210,26 @@ fn verify_both_sides_hold(w: &World, n: usize) {
     assert_nothing_done(&w.sync_ok());
 }
 
+/// A 2000-message sync gets `sig` once it has copied some messages: a daemon (autorefresh
+/// every ten minutes) when `daemon`, else a single run (`-o`). Returns the world and the
+/// run's output once the process has exited successfully.
+fn signal_mid_sync(name: &str, daemon: bool, sig: &str) -> Option<(World, String)> {
+    let w = big_world(name)?;
+    if daemon {
+        add_to_account(&w, "autorefresh = 10");
+    }
+    let err = w.dir.path().join("stderr");
+    let mut child = spawn(&w, if daemon { &[] } else { &["-o"] }, &err);
+    wait_mid_sync(&w, &mut child);
+    let text = exits_ok_after(&mut child, sig, &err);
+    Some((w, text))
+}
+
 #[test]
 fn sigquit_reports_every_task_and_the_sync_goes_on() {
-    let Some(w) = big_world("sigquit") else {
+    let Some((w, text)) = signal_mid_sync("sigquit", false, "QUIT") else {
         return;
     };
-    let err = w.dir.path().join("stderr");
-    let mut child = spawn(&w, &["-o"], &err);
-    wait_mid_sync(&w, &mut child);
-    signal(&child, "QUIT");
-    let status = wait_exit(&mut child);
-    let text = std::fs::read_to_string(&err).unwrap();
-    assert!(status.success(), "{status}\n{text}");
     assert!(text.contains("SIGQUIT: what every task is doing"), "{text}");
     assert!(text.contains("account Test: syncing"), "{text}");
     assert!(text.contains("folder INBOX: "), "{text}");
@@ -230,17 +240,9 @@ fn sigquit_reports_every_task_and_the_sync_goes_on() {
 
 #[test]
 fn sigusr2_during_a_2000_message_sync_finishes_it_then_exits() {
-    let Some(w) = big_world("sigusr2_big") else {
+    let Some((w, text)) = signal_mid_sync("sigusr2_big", true, "USR2") else {
         return;
     };
-    add_to_account(&w, "autorefresh = 10");
-    let err = w.dir.path().join("stderr");
-    let mut child = spawn(&w, &[], &err);
-    wait_mid_sync(&w, &mut child);
-    signal(&child, "USR2");
-    let status = wait_exit(&mut child);
-    let text = std::fs::read_to_string(&err).unwrap();
-    assert!(status.success(), "{status}\n{text}");
     // The current sync was finished, not cut short.
     assert_eq!(
         local_messages(&w.maildir().join("INBOX")).len(),
@@ -252,17 +254,9 @@ fn sigusr2_during_a_2000_message_sync_finishes_it_then_exits() {
 
 #[test]
 fn sigterm_during_a_2000_message_sync_stops_safely_and_resumes() {
-    let Some(w) = big_world("sigterm_big") else {
+    let Some((w, text)) = signal_mid_sync("sigterm_big", true, "TERM") else {
         return;
     };
-    add_to_account(&w, "autorefresh = 10");
-    let err = w.dir.path().join("stderr");
-    let mut child = spawn(&w, &[], &err);
-    wait_mid_sync(&w, &mut child);
-    signal(&child, "TERM");
-    let status = wait_exit(&mut child);
-    let text = std::fs::read_to_string(&err).unwrap();
-    assert!(status.success(), "{status}\n{text}");
     assert!(
         text.contains("stopped by a signal at a safe point"),
         "{text}"
@@ -273,12 +267,8 @@ fn sigterm_during_a_2000_message_sync_stops_safely_and_resumes() {
 
 /// Polls `f` for up to five minutes: a hang guard for a whole 2000-message sync on a loaded
 /// machine, not a speed assertion.
-fn within_minutes(what: &str, mut f: impl FnMut() -> bool) {
-    let deadline = Instant::now() + Duration::from_secs(300);
-    while !f() {
-        assert!(Instant::now() < deadline, "never happened: {what}");
-        std::thread::sleep(Duration::from_millis(100));
-    }
+fn within_minutes(what: &str, f: impl FnMut() -> bool) {
+    eventually_within(what, Duration::from_secs(300), f);
 }
 
 #[test]
@@ -306,27 +296,17 @@ fn sigusr1_after_a_2000_message_sync_syncs_again_at_once() {
         std::fs::read_to_string(&err).unwrap()
     );
     assert_eq!(local_messages(&inbox).len(), 2001);
-    signal(&child, "USR2");
-    let status = wait_exit(&mut child);
-    let text = std::fs::read_to_string(&err).unwrap();
-    assert!(status.success(), "{status}\n{text}");
+    exits_ok_after(&mut child, "USR2", &err);
     verify_both_sides_hold(&w, 2001);
 }
 
 #[test]
 fn sigabrt_during_a_2000_message_sync_finishes_it_then_exits() {
-    let Some(w) = big_world("sigabrt_big") else {
+    // A normal exit after the sync (asserted by signal_mid_sync), not the default action
+    // (abort, core dump).
+    let Some((w, text)) = signal_mid_sync("sigabrt_big", true, "ABRT") else {
         return;
     };
-    add_to_account(&w, "autorefresh = 10");
-    let err = w.dir.path().join("stderr");
-    let mut child = spawn(&w, &[], &err);
-    wait_mid_sync(&w, &mut child);
-    signal(&child, "ABRT");
-    let status = wait_exit(&mut child);
-    let text = std::fs::read_to_string(&err).unwrap();
-    // Not the default action (abort, core dump): a normal exit after the sync.
-    assert!(status.success(), "{status}\n{text}");
     assert!(text.contains("Terminating after this sync"), "{text}");
     assert_eq!(
         local_messages(&w.maildir().join("INBOX")).len(),
@@ -339,17 +319,9 @@ fn sigabrt_during_a_2000_message_sync_finishes_it_then_exits() {
 /// SIGINT and SIGHUP do what SIGTERM does: stop at the next safe point, exit 0, and the
 /// next run goes on from there.
 fn stop_signal_mid_sync(name: &str, sig: &str) {
-    let Some(w) = big_world(name) else {
+    let Some((w, text)) = signal_mid_sync(name, true, sig) else {
         return;
     };
-    add_to_account(&w, "autorefresh = 10");
-    let err = w.dir.path().join("stderr");
-    let mut child = spawn(&w, &[], &err);
-    wait_mid_sync(&w, &mut child);
-    signal(&child, sig);
-    let status = wait_exit(&mut child);
-    let text = std::fs::read_to_string(&err).unwrap();
-    assert!(status.success(), "SIG{sig}: {status}\n{text}");
     assert!(text.contains("stop signal 1 of 3"), "SIG{sig}: {text}");
     assert!(
         text.contains("stopped by a signal at a safe point"),
