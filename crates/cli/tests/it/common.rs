@@ -96,6 +96,19 @@ impl World {
         String::from_utf8_lossy(&out.stdout).to_string()
     }
 
+    /// Expunges a message on the server (`doveadm expunge`).
+    pub fn expunge(&self, mailbox: &str, uid: u32) {
+        self.doveadm(&[
+            "expunge",
+            "-u",
+            USER,
+            "mailbox",
+            mailbox,
+            "uid",
+            &uid.to_string(),
+        ]);
+    }
+
     pub fn put(&self, mailbox: &str, subject: &str) -> u32 {
         self.server
             .put_message(USER, mailbox, message(subject).as_bytes())

@@ -35,15 +35,7 @@ pub(crate) fn prepare(w: &World) {
     w.server
         .add_flags(USER, "INBOX", uids[2], &["\\Answered"])
         .unwrap();
-    w.doveadm(&[
-        "expunge",
-        "-u",
-        USER,
-        "mailbox",
-        "INBOX",
-        "uid",
-        &uids[3].to_string(),
-    ]);
+    w.expunge("INBOX", uids[3]);
     for i in 0..2 {
         w.put("INBOX", &format!("remote{i}"));
     }

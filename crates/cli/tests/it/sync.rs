@@ -90,15 +90,7 @@ fn changes_go_both_ways() {
     w.server
         .add_flags(USER, "INBOX", c, &["\\Flagged"])
         .unwrap();
-    w.doveadm(&[
-        "expunge",
-        "-u",
-        USER,
-        "mailbox",
-        "INBOX",
-        "uid",
-        &d.to_string(),
-    ]);
+    w.expunge("INBOX", d);
     let e = w.put("INBOX", "e");
     w.sync_ok();
 
