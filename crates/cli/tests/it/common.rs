@@ -51,6 +51,23 @@ impl World {
         std::fs::write(self.rc(), text).unwrap();
     }
 
+    /// Writes an IMAP ↔ IMAP config: the user bob's account as the local repository, this
+    /// world's user as the remote one, each line group (`account`, `local`, `remote`) added
+    /// to its section as given (end each line with `\n`).
+    pub fn write_imap_to_imap_config(&self, account: &str, local: &str, remote: &str) {
+        let text = format!(
+            "[general]\naccounts = Test\nmetadata = {meta}\n\n\
+             [Account Test]\nlocalrepository = Bob\nremoterepository = Remote\n{account}\n\
+             [Repository Bob]\ntype = IMAP\nremotehost = 127.0.0.1\nremoteport = {port}\n\
+             remoteuser = bob\nremotepass = bobpass\nssl = no\nstarttls = no\n{local}\n\
+             [Repository Remote]\ntype = IMAP\nremotehost = 127.0.0.1\nremoteport = {port}\n\
+             remoteuser = {USER}\nremotepass = {PASS}\nssl = no\nstarttls = no\n{remote}",
+            meta = self.metadata().display(),
+            port = self.server.imap_port(),
+        );
+        std::fs::write(self.rc(), text).unwrap();
+    }
+
     /// The binary with `-c rc` in this world's cleared environment ([`offlineimap`]); the
     /// caller adds flags, environment and stdio.
     pub fn command(&self) -> Command {

@@ -252,19 +252,11 @@ fn imap_to_imap_holds_the_connections_of_both_sides() {
         return;
     };
     w.put("INBOX", "a");
-    let text = format!(
-        "[general]\naccounts = Test\nmetadata = {meta}\n\n\
-         [Account Test]\nlocalrepository = Bob\nremoterepository = Remote\nautorefresh = 10\n\n\
-         [Repository Bob]\ntype = IMAP\nremotehost = 127.0.0.1\nremoteport = {port}\n\
-         remoteuser = bob\nremotepass = bobpass\nssl = no\nstarttls = no\n\
-         holdconnectionopen = yes\n\n\
-         [Repository Remote]\ntype = IMAP\nremotehost = 127.0.0.1\nremoteport = {port}\n\
-         remoteuser = {USER}\nremotepass = {PASS}\nssl = no\nstarttls = no\n\
-         holdconnectionopen = yes\n",
-        meta = w.metadata().display(),
-        port = w.server.imap_port(),
+    w.write_imap_to_imap_config(
+        "autorefresh = 10\n",
+        "holdconnectionopen = yes\n",
+        "holdconnectionopen = yes\n",
     );
-    std::fs::write(w.rc(), text).unwrap();
     let bob_count = || w.server.messages("bob", "INBOX").unwrap().len();
     let bob_logins = || w.server.logs().matches("Login: user=<bob>").count();
     let (child, trace) = spawn_traced(&w);

@@ -656,17 +656,7 @@ fn filterheaders_imap_to_imap_filters_both_ways() {
     w.server
         .put_message("bob", "INBOX", with_junk("from bob").as_bytes())
         .unwrap();
-    let text = format!(
-        "[general]\naccounts = Test\nmetadata = {meta}\n\n\
-         [Account Test]\nlocalrepository = Bob\nremoterepository = Remote\nfilterheaders = X-Junk\n\n\
-         [Repository Bob]\ntype = IMAP\nremotehost = 127.0.0.1\nremoteport = {port}\n\
-         remoteuser = bob\nremotepass = bobpass\nssl = no\nstarttls = no\n\n\
-         [Repository Remote]\ntype = IMAP\nremotehost = 127.0.0.1\nremoteport = {port}\n\
-         remoteuser = {USER}\nremotepass = {PASS}\nssl = no\nstarttls = no\n",
-        meta = w.metadata().display(),
-        port = w.server.imap_port(),
-    );
-    std::fs::write(w.rc(), text).unwrap();
+    w.write_imap_to_imap_config("filterheaders = X-Junk\n", "", "");
     w.sync_ok();
     for user in [USER, "bob"] {
         let msgs = w.server.messages(user, "INBOX").unwrap();

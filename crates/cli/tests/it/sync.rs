@@ -451,17 +451,7 @@ fn imap_to_imap_both_ways() {
     w.server
         .put_message("bob", "INBOX", message("from bob").as_bytes())
         .unwrap();
-    let text = format!(
-        "[general]\naccounts = Test\nmetadata = {meta}\n\n\
-         [Account Test]\nlocalrepository = Bob\nremoterepository = Remote\n\n\
-         [Repository Bob]\ntype = IMAP\nremotehost = 127.0.0.1\nremoteport = {port}\n\
-         remoteuser = bob\nremotepass = bobpass\nssl = no\nstarttls = no\n\n\
-         [Repository Remote]\ntype = IMAP\nremotehost = 127.0.0.1\nremoteport = {port}\n\
-         remoteuser = {USER}\nremotepass = {PASS}\nssl = no\nstarttls = no\n",
-        meta = w.metadata().display(),
-        port = w.server.imap_port(),
-    );
-    std::fs::write(w.rc(), text).unwrap();
+    w.write_imap_to_imap_config("", "", "");
     w.sync_ok();
     let subjects = |user: &str| {
         let mut v: Vec<String> = w
