@@ -206,22 +206,12 @@ fn without_notify_each_idlefolder_is_watched_with_idle() {
         return;
     };
     let dir = tempfile::tempdir().unwrap();
-    let mail = dir.path().join("Mail");
-    let rc = dir.path().join("rc");
-    std::fs::write(
-        &rc,
-        format!(
-            "[general]\naccounts = T\nmetadata = {meta}\n\n[Account T]\nlocalrepository = L\n\
-             remoterepository = R\nautorefresh = 10\n\n[Repository L]\ntype = Maildir\n\
-             localfolders = {mail}\n\n[Repository R]\ntype = IMAP\nremotehost = 127.0.0.1\n\
-             remoteport = {port}\nremoteuser = alice\nremotepass = alicepass\nssl = no\n\
-             starttls = no\nidlefolders = ['INBOX']\n",
-            meta = dir.path().join("meta").display(),
-            mail = mail.display(),
-            port = c.imap_port()
-        ),
-    )
-    .unwrap();
+    let (mail, rc) = crate::servers::write_config_in(
+        dir.path(),
+        c.imap_port(),
+        "autorefresh = 10\n",
+        "idlefolders = ['INBOX']\n",
+    );
     c.put_message("alice", "INBOX", &[], message("first").as_bytes())
         .unwrap();
     let trace = dir.path().join("trace");
