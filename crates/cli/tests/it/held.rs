@@ -177,17 +177,9 @@ fn idlefolders_are_watched_on_one_notify_connection() {
     eventually("NOTIFY push in Other", || local_messages(&other).len() == 1);
     w.put("INBOX", "pushed too");
     eventually("NOTIFY push in INBOX", || local_messages(&inbox).len() == 2);
-    w.doveadm(&[
-        "flags",
-        "add",
-        "-u",
-        USER,
-        "\\Flagged",
-        "mailbox",
-        "Other",
-        "uid",
-        "1",
-    ]);
+    w.server
+        .add_flags(USER, "Other", 1, &["\\Flagged"])
+        .unwrap();
     eventually("flag change pushed", || {
         local_messages(&other).iter().all(|m| m.flags.contains('F'))
     });
