@@ -7,7 +7,7 @@ use oi_testkit::oauth::{CLIENT_ID, CLIENT_SECRET, REFRESH_TOKEN};
 use oi_testkit::{Dovecot, DovecotOptions, MockOAuth, MockProxy};
 
 use crate::common::{PASS, World, local_messages};
-use crate::long_running::{eventually, resync_until, signal, wait_exit};
+use crate::long_running::{add_to_account, eventually, resync_until, signal, wait_exit};
 
 fn world(test: &str, options: DovecotOptions) -> Option<World> {
     let server = Dovecot::start_or_skip_with(test, &options)?;
@@ -141,19 +141,8 @@ fn the_imap_connection_goes_through_the_proxy() {
         return;
     };
     w.put("INBOX", "proxied");
-    let text = std::fs::read_to_string({
-        w.write_config("", "");
-        w.rc()
-    })
-    .unwrap()
-    .replace(
-        "remoterepository = Remote\n",
-        &format!(
-            "remoterepository = Remote\nproxy = SOCKS5:127.0.0.1:{}\n",
-            proxy.port()
-        ),
-    );
-    std::fs::write(w.rc(), text).unwrap();
+    w.write_config("", "");
+    add_to_account(&w, &format!("proxy = SOCKS5:127.0.0.1:{}", proxy.port()));
     let out = w.run(&[]);
     assert!(out.status.success(), "{}", output(&out));
     assert_eq!(local_messages(&w.maildir().join("INBOX")).len(), 1);

@@ -5,12 +5,34 @@ use std::time::{Duration, Instant};
 
 use crate::common::*;
 
+/// Replaces `from` with `to` in the world's config file.
+fn edit_config(w: &World, from: &str, to: &str) {
+    let text = std::fs::read_to_string(w.rc()).unwrap().replace(from, to);
+    std::fs::write(w.rc(), text).unwrap();
+}
+
+/// Adds `lines` to the account section of the config [`World::write_config`] wrote.
 pub(crate) fn add_to_account(w: &World, lines: &str) {
-    let text = std::fs::read_to_string(w.rc()).unwrap().replace(
+    edit_config(
+        w,
         "remoterepository = Remote\n",
         &format!("remoterepository = Remote\n{lines}\n"),
     );
-    std::fs::write(w.rc(), text).unwrap();
+}
+
+/// Adds `lines` to the `[general]` section of the world's config.
+pub(crate) fn add_to_general(w: &World, lines: &str) {
+    edit_config(w, "[general]\n", &format!("[general]\n{lines}\n"));
+}
+
+/// Points the remote repository of the world's config at `port` (a proxy) instead of the
+/// server.
+pub(crate) fn connect_through(w: &World, port: u16) {
+    edit_config(
+        w,
+        &format!("remoteport = {}\n", w.server.imap_port()),
+        &format!("remoteport = {port}\n"),
+    );
 }
 
 /// Polls a condition for up to a minute (a bound against hangs, not a speed assertion).
@@ -183,14 +205,8 @@ fn dead_connection_is_noticed_and_the_next_sync_reconnects() {
     w.put("INBOX", "before");
     let proxy = Proxy::start(w.server.imap_port());
     w.write_config("", "");
-    let text = std::fs::read_to_string(w.rc())
-        .unwrap()
-        .replace(
-            &format!("remoteport = {}", w.server.imap_port()),
-            &format!("remoteport = {}", proxy.port),
-        )
-        .replace("[general]\n", "[general]\nsocktimeout = 2\n");
-    std::fs::write(w.rc(), text).unwrap();
+    connect_through(&w, proxy.port);
+    add_to_general(&w, "socktimeout = 2");
     add_to_account(&w, "autorefresh = 10");
     let mut child = spawn_daemon(&w);
     let inbox = w.maildir().join("INBOX");
@@ -271,11 +287,7 @@ fn newmail_hook_runs_after_new_inbox_mail_only() {
     )
     .unwrap();
     w.write_config("newmail_hook = notify", "");
-    let text = std::fs::read_to_string(w.rc()).unwrap().replace(
-        "[general]\n",
-        &format!("[general]\npythonfile = {}\n", py.display()),
-    );
-    std::fs::write(w.rc(), text).unwrap();
+    add_to_general(&w, &format!("pythonfile = {}", py.display()));
     w.sync_ok();
     assert_eq!(std::fs::read_to_string(&marks).unwrap(), "new\n");
     w.sync_ok();

@@ -9,7 +9,8 @@ use std::time::{Duration, Instant};
 
 use crate::common::*;
 use crate::long_running::{
-    add_to_account, eventually, eventually_within, exits_ok_after, signal, wait_exit,
+    add_to_account, connect_through, eventually, eventually_within, exits_ok_after, signal,
+    wait_exit,
 };
 use crate::scenarios::{deliver_to_server, local_state, server_state};
 use crate::tmux::{Tmux, have_tmux};
@@ -349,11 +350,7 @@ fn three_sigints_during_a_2000_message_sync_exit_at_once_and_the_next_run_conver
     // Through a proxy that can freeze the connection: once frozen, the sync cannot reach
     // a safe point, so only the third signal can end the process.
     let proxy = Proxy::start(w.server.imap_port());
-    let text = std::fs::read_to_string(w.rc()).unwrap().replace(
-        &format!("remoteport = {}\n", w.server.imap_port()),
-        &format!("remoteport = {}\n", proxy.port),
-    );
-    std::fs::write(w.rc(), text).unwrap();
+    connect_through(&w, proxy.port);
     let err = w.dir.path().join("stderr");
     let mut child = spawn(&w, &["-o"], &err);
     wait_mid_sync(&w, &mut child);

@@ -1,18 +1,11 @@
 //! Message and folder selection options through the binary: `maxage`, `startdate`.
 
 use crate::common::*;
+use crate::long_running::{add_to_account, add_to_general};
 
 /// APPENDs a message as alice with an INTERNALDATE.
 fn append_dated(w: &World, mailbox: &str, subject: &str, date: &str) {
     append_dated_as(w, (USER, PASS), mailbox, subject, date);
-}
-
-fn set_account_option(w: &World, option: &str) {
-    let text = std::fs::read_to_string(w.rc()).unwrap().replace(
-        "remoterepository = Remote\n",
-        &format!("remoterepository = Remote\n{option}\n"),
-    );
-    std::fs::write(w.rc(), text).unwrap();
 }
 
 fn subjects(w: &World, folder: &str) -> Vec<String> {
@@ -45,7 +38,7 @@ fn maxage_days_downloads_only_recent_messages() {
     append_dated(&w, "INBOX", "old two", OLD);
     w.put("INBOX", "recent");
     w.write_config("", "");
-    set_account_option(&w, "maxage = 30");
+    add_to_account(&w, "maxage = 30");
     let inbox = w.maildir().join("INBOX");
     for sub in ["cur", "new", "tmp"] {
         std::fs::create_dir_all(inbox.join(sub)).unwrap();
@@ -89,7 +82,7 @@ fn maxage_never_reads_an_old_message_as_deleted() {
     assert_eq!(subjects(&w, "INBOX"), ["old one", "old two", "recent"]);
 
     let plain = std::fs::read_to_string(w.rc()).unwrap();
-    set_account_option(&w, "maxage = 30");
+    add_to_account(&w, "maxage = 30");
     let local = local_messages(&w.maildir().join("INBOX"));
     std::fs::remove_file(&local.iter().find(|m| m.subject == "old one").unwrap().path).unwrap();
     w.server
@@ -127,7 +120,7 @@ fn maxage_date_and_errors() {
     append_dated(&w, "INBOX", "old", OLD);
     w.write_config("", "");
     let plain = std::fs::read_to_string(w.rc()).unwrap();
-    set_account_option(&w, "maxage = 2015-06-01");
+    add_to_account(&w, "maxage = 2015-06-01");
     let out = w.run(&["-q"]);
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(out.status.success(), "{err}");
@@ -144,7 +137,7 @@ fn maxage_date_and_errors() {
         ("last week", "invalid maxage value"),
     ] {
         std::fs::write(w.rc(), &plain).unwrap();
-        set_account_option(&w, &format!("maxage = {value}"));
+        add_to_account(&w, &format!("maxage = {value}"));
         let out = w.run(&[]);
         let err = String::from_utf8_lossy(&out.stderr);
         assert!(!out.status.success(), "{value}: {err}");
@@ -253,7 +246,7 @@ fn startdate_errors() {
         std::fs::write(w.rc(), &plain).unwrap();
         add_to_section(&w, "[Repository Remote]", remote);
         add_to_section(&w, "[Repository Local]", local);
-        set_account_option(&w, account);
+        add_to_account(&w, account);
         let out = w.run(&[]);
         let err = String::from_utf8_lossy(&out.stderr);
         assert!(!out.status.success(), "{remote}: {err}");
@@ -310,7 +303,7 @@ fn filterheaders_strips_uploaded_copies() {
         return;
     };
     w.write_config("", "");
-    set_account_option(&w, "filterheaders = X-Spam-Score , x-junk");
+    add_to_account(&w, "filterheaders = X-Spam-Score , x-junk");
     let inbox = w.maildir().join("INBOX");
     for sub in ["cur", "new", "tmp"] {
         std::fs::create_dir_all(inbox.join(sub)).unwrap();
@@ -463,13 +456,8 @@ fn dynamic_folderfilter_is_evaluated_at_each_sync() {
     )
     .unwrap();
     w.write_config("folderfilter = wanted\ndynamic_folderfilter = yes", "");
-    let text = std::fs::read_to_string(w.rc()).unwrap().replacen(
-        "[general]\n",
-        &format!("[general]\npythonfile = {}\n", py.display()),
-        1,
-    );
-    std::fs::write(w.rc(), text).unwrap();
-    set_account_option(&w, "autorefresh = 10");
+    add_to_general(&w, &format!("pythonfile = {}", py.display()));
+    add_to_account(&w, "autorefresh = 10");
     let mut child = w
         .command()
         .args(["-u", "basic"])
@@ -580,7 +568,7 @@ fn maxage_and_startdate_continue_offlineimap8() {
         match option {
             "maxage" => {
                 w.write_config("", "");
-                set_account_option(&w, "maxage = 30");
+                add_to_account(&w, "maxage = 30");
             }
             _ => {
                 w.write_config("startdate = 2021-01-01", "");

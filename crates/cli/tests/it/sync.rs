@@ -1,6 +1,7 @@
 //! The two-way sync against Dovecot.
 
 use crate::common::*;
+use crate::long_running::add_to_account;
 
 #[test]
 fn initial_sync_downloads_everything_in_offlineimap_layout() {
@@ -599,11 +600,7 @@ fn utf8_folder_names_both_ways() {
     w.server.create_mailbox(USER, "Gelöschte").unwrap();
     w.put("Gelöschte", "deleted items");
     w.write_config("", "");
-    let text = std::fs::read_to_string(w.rc()).unwrap().replace(
-        "remoterepository = Remote\n",
-        "remoterepository = Remote\nutf8foldernames = yes\n",
-    );
-    std::fs::write(w.rc(), text).unwrap();
+    add_to_account(&w, "utf8foldernames = yes");
     for sub in ["cur", "new", "tmp"] {
         std::fs::create_dir_all(w.maildir().join("Ünïcode").join(sub)).unwrap();
     }
@@ -653,11 +650,7 @@ fn windows_compatible_names() {
     };
     w.put("INBOX", "x");
     w.write_config("", "");
-    let text = std::fs::read_to_string(w.rc()).unwrap().replace(
-        "remoterepository = Remote\n",
-        "remoterepository = Remote\nmaildir-windows-compatible = yes\n",
-    );
-    std::fs::write(w.rc(), text).unwrap();
+    add_to_account(&w, "maildir-windows-compatible = yes");
     w.sync_ok();
     let names: Vec<String> = std::fs::read_dir(w.maildir().join("INBOX/new"))
         .unwrap()
@@ -730,11 +723,7 @@ fn maxsize_leaves_large_messages_alone() {
     let big = format!("{}{}", message("big"), "x".repeat(20_000));
     w.server.put_message(USER, "INBOX", big.as_bytes()).unwrap();
     w.write_config("", "");
-    let text = std::fs::read_to_string(w.rc()).unwrap().replace(
-        "remoterepository = Remote\n",
-        "remoterepository = Remote\nmaxsize = 10000\n",
-    );
-    std::fs::write(w.rc(), text).unwrap();
+    add_to_account(&w, "maxsize = 10000");
     let inbox = w.maildir().join("INBOX");
     std::fs::create_dir_all(inbox.join("cur")).unwrap();
     std::fs::create_dir_all(inbox.join("new")).unwrap();
