@@ -55,14 +55,19 @@ fn daemon_after_first_sync(test: &str, remote: &str) -> Option<(World, Child, Pa
     Some((w, child, trace))
 }
 
+/// [`daemon_after_first_sync`] with `holdconnectionopen`, once the server has logged the
+/// login.
+fn holding_daemon(test: &str) -> Option<(World, Child, PathBuf)> {
+    let (w, child, trace) = daemon_after_first_sync(test, "holdconnectionopen = yes")?;
+    eventually("the server logged the login", || logins(&w) >= 1);
+    Some((w, child, trace))
+}
+
 #[test]
 fn held_connection_is_reused_by_the_next_autorefresh_sync() {
-    let Some((w, child, trace)) =
-        daemon_after_first_sync("held_reused", "holdconnectionopen = yes")
-    else {
+    let Some((w, child, trace)) = holding_daemon("held_reused") else {
         return;
     };
-    eventually("the server logged the login", || logins(&w) >= 1);
     let (before_in, before_out) = (logins(&w), logouts(&w));
     w.put("INBOX", "b");
     sync_now_until(&child, &w, 2);
@@ -123,12 +128,9 @@ fn keepalive_sends_noops_on_held_connections_while_waiting() {
 
 #[test]
 fn a_held_connection_killed_meanwhile_is_replaced_at_the_next_sync() {
-    let Some((w, child, trace)) =
-        daemon_after_first_sync("held_killed", "holdconnectionopen = yes")
-    else {
+    let Some((w, child, trace)) = holding_daemon("held_killed") else {
         return;
     };
-    eventually("the server logged the login", || logins(&w) >= 1);
     let first = logins(&w);
     // The server drops every connection of the user (as a restart or an admin would).
     w.doveadm(&["kick", USER]);
