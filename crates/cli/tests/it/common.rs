@@ -165,6 +165,13 @@ pub fn offlineimap(home: &Path, rc: &Path) -> Command {
     isolated(env!("CARGO_BIN_EXE_offlineimap"), home, rc)
 }
 
+/// Creates a Maildir folder (its cur, new and tmp) with any missing parents.
+pub fn create_maildir(folder: &Path) {
+    for sub in ["cur", "new", "tmp"] {
+        std::fs::create_dir_all(folder.join(sub)).unwrap();
+    }
+}
+
 pub fn message(subject: &str) -> String {
     format!(
         "From: a@example.org\r\nTo: b@example.org\r\nSubject: {subject}\r\n\

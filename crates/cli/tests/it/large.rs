@@ -100,9 +100,7 @@ fn hundred_megabyte_messages_go_both_ways_in_bounded_memory() {
     w.write_config("", "");
     // On the server: a big message delivered straight into its Maildir, and a small one.
     let server_maildir = w.server.maildir_of(USER);
-    for sub in ["cur", "new", "tmp"] {
-        std::fs::create_dir_all(server_maildir.join(sub)).unwrap();
-    }
+    create_maildir(&server_maildir);
     let path = server_maildir.join("new/1700000000.big.host");
     write_big(&path, "remote-big", BIG);
     let owner = crate::scenarios::nobody();
@@ -116,9 +114,7 @@ fn hundred_megabyte_messages_go_both_ways_in_bounded_memory() {
     w.put("INBOX", "small one");
     // Locally: a big new message for the server.
     let inbox = w.maildir().join("INBOX");
-    for sub in ["cur", "new", "tmp"] {
-        std::fs::create_dir_all(inbox.join(sub)).unwrap();
-    }
+    create_maildir(&inbox);
     write_big(
         &inbox.join("new/1700000001.localbig.host"),
         "local-big",

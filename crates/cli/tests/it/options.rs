@@ -40,9 +40,7 @@ fn maxage_days_downloads_only_recent_messages() {
     w.write_config("", "");
     add_to_account(&w, "maxage = 30");
     let inbox = w.maildir().join("INBOX");
-    for sub in ["cur", "new", "tmp"] {
-        std::fs::create_dir_all(inbox.join(sub)).unwrap();
-    }
+    create_maildir(&inbox);
     let now = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .unwrap()
@@ -201,9 +199,7 @@ fn startdate_needs_an_empty_other_side_at_first() {
     append_dated(&w, "INBOX", "after", "05-Mar-2022 10:00:00 +0000");
     w.write_config("startdate = 2021-01-01", "");
     let inbox = w.maildir().join("INBOX");
-    for sub in ["cur", "new", "tmp"] {
-        std::fs::create_dir_all(inbox.join(sub)).unwrap();
-    }
+    create_maildir(&inbox);
     std::fs::write(inbox.join("new/1700000000.x.host"), message("local")).unwrap();
     let out = w.run(&[]);
     let err = String::from_utf8_lossy(&out.stderr);
@@ -305,9 +301,7 @@ fn filterheaders_strips_uploaded_copies() {
     w.write_config("", "");
     add_to_account(&w, "filterheaders = X-Spam-Score , x-junk");
     let inbox = w.maildir().join("INBOX");
-    for sub in ["cur", "new", "tmp"] {
-        std::fs::create_dir_all(inbox.join(sub)).unwrap();
-    }
+    create_maildir(&inbox);
     let body = message("filtered").replacen(
         "Subject:",
         "X-Spam-Score: 5\r\n  more\r\nX-Junk: 1\r\nX-Keep: yes\r\nx-spam-score: 6\r\nSubject:",
@@ -385,9 +379,7 @@ fn reference_lists_and_creates_under_the_prefix() {
 
     // A local folder goes to the server under the reference.
     let drafts = w.maildir().join("Drafts");
-    for sub in ["cur", "new", "tmp"] {
-        std::fs::create_dir_all(drafts.join(sub)).unwrap();
-    }
+    create_maildir(&drafts);
     std::fs::write(drafts.join("new/1.local"), message("a draft")).unwrap();
     w.sync_ok();
     let mut boxes = w.server.mailboxes(USER).unwrap();
@@ -416,9 +408,7 @@ fn reference_refuses_a_folder_that_would_not_come_back() {
     w.sync_ok();
     assert_eq!(local_folders(&w), ["Work"]);
     let new = w.maildir().join("New");
-    for sub in ["cur", "new", "tmp"] {
-        std::fs::create_dir_all(new.join(sub)).unwrap();
-    }
+    create_maildir(&new);
     let out = w.run(&[]);
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(!out.status.success(), "{err}");
@@ -613,9 +603,7 @@ fn startdate_on_local_maildir() {
     };
     w.write_config("", "startdate = 2021-01-01");
     let inbox = w.maildir().join("INBOX");
-    for sub in ["cur", "new", "tmp"] {
-        std::fs::create_dir_all(inbox.join(sub)).unwrap();
-    }
+    create_maildir(&inbox);
     // 1500000000 is in 2017, 1700000000 in 2023.
     std::fs::write(inbox.join("new/1500000000.old.host"), message("old local")).unwrap();
     std::fs::write(inbox.join("new/1700000000.new.host"), message("new local")).unwrap();

@@ -73,9 +73,7 @@ pub(crate) fn deliver_to_server(
 ) -> (PathBuf, (u32, u32)) {
     let maildir = w.server.maildir_of(USER);
     let owner = nobody();
-    for sub in ["cur", "new", "tmp"] {
-        std::fs::create_dir_all(maildir.join(sub)).unwrap();
-    }
+    create_maildir(&maildir);
     for i in 0..n {
         let (id, size) = message(i);
         deliver(&maildir, owner, &id, size);

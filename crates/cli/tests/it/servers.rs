@@ -92,9 +92,7 @@ fn scenario(s: &Server, dir: &tempfile::TempDir) {
         err
     };
     let inbox = mail.join("INBOX");
-    std::fs::create_dir_all(inbox.join("new")).unwrap();
-    std::fs::create_dir_all(inbox.join("cur")).unwrap();
-    std::fs::create_dir_all(inbox.join("tmp")).unwrap();
+    create_maildir(&inbox);
     std::fs::write(inbox.join("new/1700000000.l.host"), message("from local")).unwrap();
     run();
     let subjects: Vec<String> = local_messages(&inbox)

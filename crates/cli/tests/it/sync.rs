@@ -180,9 +180,7 @@ fn folders_are_created_on_both_sides() {
     w.put("Remote Only", "r");
     w.write_config("", "");
     std::fs::create_dir_all(w.maildir()).unwrap();
-    for sub in ["cur", "new", "tmp"] {
-        std::fs::create_dir_all(w.maildir().join("LocalOnly").join(sub)).unwrap();
-    }
+    create_maildir(&w.maildir().join("LocalOnly"));
     std::fs::write(
         w.maildir().join("LocalOnly/new/1700000002.y.host"),
         message("l"),
@@ -508,9 +506,7 @@ fn python_folder_options_and_pythonfile_password() {
         port = w.server.imap_port(),
     );
     std::fs::write(w.rc(), text).unwrap();
-    for sub in ["cur", "new", "tmp"] {
-        std::fs::create_dir_all(w.maildir().join("L-new").join(sub)).unwrap();
-    }
+    create_maildir(&w.maildir().join("L-new"));
     std::fs::write(
         w.maildir().join("L-new/new/1700000009.x.host"),
         message("made locally"),
@@ -601,9 +597,7 @@ fn utf8_folder_names_both_ways() {
     w.put("Gelöschte", "deleted items");
     w.write_config("", "");
     add_to_account(&w, "utf8foldernames = yes");
-    for sub in ["cur", "new", "tmp"] {
-        std::fs::create_dir_all(w.maildir().join("Ünïcode").join(sub)).unwrap();
-    }
+    create_maildir(&w.maildir().join("Ünïcode"));
     w.sync_ok();
     assert_eq!(local_messages(&w.maildir().join("Gelöschte")).len(), 1);
     // Created over IMAP as "&ANw-n&AO8-code", which doveadm shows decoded.
@@ -725,9 +719,7 @@ fn maxsize_leaves_large_messages_alone() {
     w.write_config("", "");
     add_to_account(&w, "maxsize = 10000");
     let inbox = w.maildir().join("INBOX");
-    std::fs::create_dir_all(inbox.join("cur")).unwrap();
-    std::fs::create_dir_all(inbox.join("new")).unwrap();
-    std::fs::create_dir_all(inbox.join("tmp")).unwrap();
+    create_maildir(&inbox);
     let big_local = format!("{}{}", message("big local"), "y".repeat(20_000));
     std::fs::write(inbox.join("new/1700000010.big.host"), big_local).unwrap();
     w.sync_ok();
@@ -755,9 +747,7 @@ fn folder_that_would_not_translate_back_is_refused_with_the_reason() {
     };
     w.put("INBOX", "inbox");
     w.write_config("", "nametrans = lambda f: f.upper()");
-    for sub in ["cur", "new", "tmp"] {
-        std::fs::create_dir_all(w.maildir().join("lower").join(sub)).unwrap();
-    }
+    create_maildir(&w.maildir().join("lower"));
     let out = w.run(&[]);
     let err = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(1), "{err}");
