@@ -7,6 +7,7 @@ use oi_testkit::oauth::{CLIENT_ID, CLIENT_SECRET, REFRESH_TOKEN};
 use oi_testkit::{Dovecot, DovecotOptions, MockOAuth, MockProxy};
 
 use crate::common::{PASS, World, local_messages};
+use crate::long_running::{add_to_account, eventually, resync_until, signal, wait_exit};
 
 fn world(test: &str, options: DovecotOptions) -> Option<World> {
     let server = Dovecot::start_or_skip_with(test, &options)?;
@@ -140,19 +141,8 @@ fn the_imap_connection_goes_through_the_proxy() {
         return;
     };
     w.put("INBOX", "proxied");
-    let text = std::fs::read_to_string({
-        w.write_config("", "");
-        w.rc()
-    })
-    .unwrap()
-    .replace(
-        "remoterepository = Remote\n",
-        &format!(
-            "remoterepository = Remote\nproxy = SOCKS5:127.0.0.1:{}\n",
-            proxy.port()
-        ),
-    );
-    std::fs::write(w.rc(), text).unwrap();
+    w.write_config("", "");
+    add_to_account(&w, &format!("proxy = SOCKS5:127.0.0.1:{}", proxy.port()));
     let out = w.run(&[]);
     assert!(out.status.success(), "{}", output(&out));
     assert_eq!(local_messages(&w.maildir().join("INBOX")).len(), 1);
@@ -224,27 +214,6 @@ fn authentication_options_that_cannot_work_are_refused() {
     }
 }
 
-/// Polls a condition for up to a minute (a bound against hangs, not a speed assertion).
-fn eventually(what: &str, mut f: impl FnMut() -> bool) {
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
-    while !f() {
-        assert!(
-            std::time::Instant::now() < deadline,
-            "never happened: {what}"
-        );
-        std::thread::sleep(std::time::Duration::from_millis(100));
-    }
-}
-
-fn signal(child: &std::process::Child, sig: &str) {
-    let ok = std::process::Command::new("kill")
-        .args([&format!("-{sig}"), &child.id().to_string()])
-        .status()
-        .unwrap()
-        .success();
-    assert!(ok, "kill -{sig}");
-}
-
 #[test]
 fn a_long_running_process_keeps_its_token_until_it_expires() {
     let mock = MockOAuth::start("alice").unwrap();
@@ -269,12 +238,8 @@ fn a_long_running_process_keeps_its_token_until_it_expires() {
     );
     // The first token lives 4 s (the mock refuses it afterwards).
     mock.set_expires_in(Some(4));
-    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_offlineimap"))
-        .env_clear()
-        .env("PATH", std::env::var("PATH").unwrap_or_default())
-        .env("HOME", w.dir.path())
-        .arg("-c")
-        .arg(w.rc())
+    let mut child = w
+        .command()
         .args(["-u", "basic"])
         .stdout(std::process::Stdio::null())
         .stderr(std::process::Stdio::null())
@@ -287,33 +252,15 @@ fn a_long_running_process_keeps_its_token_until_it_expires() {
     // Expired: the next sync gets a second token, which lives long.
     mock.set_expires_in(Some(3600));
     w.put("INBOX", "two");
-    eventually("second sync", || {
-        signal(&child, "USR1");
-        std::thread::sleep(std::time::Duration::from_millis(300));
-        local_messages(&inbox).len() == 2
-    });
+    resync_until(&child, "second sync", || local_messages(&inbox).len() == 2);
     let issued = mock.issued_tokens();
     assert_eq!(issued.len(), 2);
     assert!(mock.introspections().contains(&(issued[1].clone(), true)));
     // Still fresh: the third sync reuses it.
     w.put("INBOX", "three");
-    eventually("third sync", || {
-        signal(&child, "USR1");
-        std::thread::sleep(std::time::Duration::from_millis(300));
-        local_messages(&inbox).len() == 3
-    });
+    resync_until(&child, "third sync", || local_messages(&inbox).len() == 3);
     assert_eq!(mock.token_requests().len(), 2);
     signal(&child, "TERM");
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
-    let status = loop {
-        if let Some(s) = child.try_wait().unwrap() {
-            break s;
-        }
-        if std::time::Instant::now() > deadline {
-            let _ = child.kill();
-            panic!("the process did not exit after SIGTERM");
-        }
-        std::thread::sleep(std::time::Duration::from_millis(100));
-    };
+    let status = wait_exit(&mut child);
     assert!(status.success(), "{status}");
 }

@@ -51,18 +51,37 @@ impl World {
         std::fs::write(self.rc(), text).unwrap();
     }
 
+    /// Writes an IMAP ↔ IMAP config: the user bob's account as the local repository, this
+    /// world's user as the remote one, each line group (`account`, `local`, `remote`) added
+    /// to its section as given (end each line with `\n`).
+    pub fn write_imap_to_imap_config(&self, account: &str, local: &str, remote: &str) {
+        let text = format!(
+            "[general]\naccounts = Test\nmetadata = {meta}\n\n\
+             [Account Test]\nlocalrepository = Bob\nremoterepository = Remote\n{account}\n\
+             [Repository Bob]\ntype = IMAP\nremotehost = 127.0.0.1\nremoteport = {port}\n\
+             remoteuser = bob\nremotepass = bobpass\nssl = no\nstarttls = no\n{local}\n\
+             [Repository Remote]\ntype = IMAP\nremotehost = 127.0.0.1\nremoteport = {port}\n\
+             remoteuser = {USER}\nremotepass = {PASS}\nssl = no\nstarttls = no\n{remote}",
+            meta = self.metadata().display(),
+            port = self.server.imap_port(),
+        );
+        std::fs::write(self.rc(), text).unwrap();
+    }
+
+    /// The binary with `-c rc` in this world's cleared environment ([`offlineimap`]); the
+    /// caller adds flags, environment and stdio.
+    pub fn command(&self) -> Command {
+        offlineimap(self.dir.path(), &self.rc())
+    }
+
     /// Runs the binary with `-c rc -o -u basic` and the given extra flags, in a cleared
     /// environment (no user config is read).
     pub fn run(&self, extra: &[&str]) -> Output {
-        let mut cmd = Command::new(env!("CARGO_BIN_EXE_offlineimap"));
-        cmd.env_clear()
-            .env("PATH", std::env::var("PATH").unwrap_or_default())
-            .env("HOME", self.dir.path())
-            .arg("-c")
-            .arg(self.rc())
+        self.command()
             .args(["-o", "-u", "basic"])
-            .args(extra);
-        cmd.output().unwrap()
+            .args(extra)
+            .output()
+            .unwrap()
     }
 
     /// Runs and asserts success, returning stderr.
@@ -94,6 +113,19 @@ impl World {
         String::from_utf8_lossy(&out.stdout).to_string()
     }
 
+    /// Expunges a message on the server (`doveadm expunge`).
+    pub fn expunge(&self, mailbox: &str, uid: u32) {
+        self.doveadm(&[
+            "expunge",
+            "-u",
+            USER,
+            "mailbox",
+            mailbox,
+            "uid",
+            &uid.to_string(),
+        ]);
+    }
+
     pub fn put(&self, mailbox: &str, subject: &str) -> u32 {
         self.server
             .put_message(USER, mailbox, message(subject).as_bytes())
@@ -113,6 +145,30 @@ impl World {
                 (m.uid, (subject_of(&m.body), flags))
             })
             .collect()
+    }
+}
+
+/// `program -c rc` in a cleared environment: PATH kept, HOME set to `home` (so no user
+/// config is read); the caller adds flags, environment and stdio.
+pub fn isolated(program: impl AsRef<std::ffi::OsStr>, home: &Path, rc: &Path) -> Command {
+    let mut cmd = Command::new(program);
+    cmd.env_clear()
+        .env("PATH", std::env::var("PATH").unwrap_or_default())
+        .env("HOME", home)
+        .arg("-c")
+        .arg(rc);
+    cmd
+}
+
+/// The binary under test, [`isolated`].
+pub fn offlineimap(home: &Path, rc: &Path) -> Command {
+    isolated(env!("CARGO_BIN_EXE_offlineimap"), home, rc)
+}
+
+/// Creates a Maildir folder (its cur, new and tmp) with any missing parents.
+pub fn create_maildir(folder: &Path) {
+    for sub in ["cur", "new", "tmp"] {
+        std::fs::create_dir_all(folder.join(sub)).unwrap();
     }
 }
 

@@ -142,9 +142,7 @@ fn python_folder_options_match_offlineimap8() {
             port = w.server.imap_port(),
         );
         std::fs::write(w.rc(), text).unwrap();
-        for sub in ["cur", "new", "tmp"] {
-            std::fs::create_dir_all(w.maildir().join("L-new").join(sub)).unwrap();
-        }
+        create_maildir(&w.maildir().join("L-new"));
         std::fs::write(
             w.maildir().join("L-new/new/1700000009.x.host"),
             message("made locally"),

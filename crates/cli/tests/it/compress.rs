@@ -5,7 +5,7 @@ use std::collections::BTreeSet;
 
 use oi_testkit::{Dovecot, DovecotOptions};
 
-use crate::common::{USER, World, assert_nothing_done, message};
+use crate::common::{USER, World, assert_nothing_done, create_maildir, message};
 
 fn output(out: &std::process::Output) -> String {
     format!(
@@ -77,9 +77,7 @@ fn server_bodies(w: &World) -> BTreeSet<Vec<u8>> {
 fn fill_both_sides(w: &World) -> BTreeSet<Vec<u8>> {
     let mut all = BTreeSet::new();
     let inbox = w.maildir().join("INBOX");
-    for sub in ["cur", "new", "tmp"] {
-        std::fs::create_dir_all(inbox.join(sub)).unwrap();
-    }
+    create_maildir(&inbox);
     for n in 0..41 {
         let (remote, local) = if n == 0 {
             (

@@ -36,7 +36,7 @@ fn six_changed_folders(extra: &str) -> Option<World> {
         .add_flags(USER, "Alpha", 1, &["\\Flagged"])
         .unwrap();
     std::fs::write(w.maildir().join("Beta/new/1.local"), message("Beta local")).unwrap();
-    w.doveadm(&["expunge", "-u", USER, "mailbox", "Gamma", "uid", "2"]);
+    w.expunge("Gamma", 2);
     let delta = local_messages(&w.maildir().join("Delta"));
     set_local_flags(&delta[0], "FS");
     w.put("Epsilon", "Epsilon 4");

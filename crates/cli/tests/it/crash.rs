@@ -3,7 +3,6 @@
 //! state an uninterrupted run reaches: nothing lost, nothing duplicated, on either side.
 
 use std::collections::BTreeMap;
-use std::process::Command;
 
 use crate::common::*;
 
@@ -36,22 +35,17 @@ pub(crate) fn prepare(w: &World) {
     w.server
         .add_flags(USER, "INBOX", uids[2], &["\\Answered"])
         .unwrap();
-    w.doveadm(&[
-        "expunge",
-        "-u",
-        USER,
-        "mailbox",
-        "INBOX",
-        "uid",
-        &uids[3].to_string(),
-    ]);
+    w.expunge("INBOX", uids[3]);
     for i in 0..2 {
         w.put("INBOX", &format!("remote{i}"));
     }
 }
 
+/// Subjects with flags on the server and locally.
+pub(crate) type State = (BTreeMap<String, Vec<String>>, BTreeMap<String, String>);
+
 /// Subjects with flags on both sides, as a comparable value.
-pub(crate) fn state(w: &World) -> (BTreeMap<String, Vec<String>>, BTreeMap<String, String>) {
+pub(crate) fn state(w: &World) -> State {
     let mut server = BTreeMap::new();
     for (_, (subject, flags)) in w.server_messages("INBOX") {
         assert!(
@@ -70,37 +64,44 @@ pub(crate) fn state(w: &World) -> (BTreeMap<String, Vec<String>>, BTreeMap<Strin
     (server, local)
 }
 
+/// The state an uninterrupted run reaches from the scenario (`None`: no server, skipped).
+pub(crate) fn reference_state(test: &str) -> Option<State> {
+    let w = scenario(test)?;
+    w.sync_ok();
+    Some(state(&w))
+}
+
+/// Runs the binary with the crash hook set to die before effect `n`: `true` when the run
+/// finished (it has fewer effects), `false` when the hook ended it; any other exit panics,
+/// naming `ctx`.
+pub(crate) fn run_dying_before(w: &World, n: usize, ctx: &str) -> bool {
+    let out = w
+        .command()
+        .env("OFFLINEIMAP_TEST_CRASH_AFTER", n.to_string())
+        .args(["-o", "-u", "quiet"])
+        .output()
+        .unwrap();
+    match out.status.code() {
+        Some(99) => false,
+        Some(0) => true,
+        other => panic!("{ctx}: {other:?}: {}", String::from_utf8_lossy(&out.stderr)),
+    }
+}
+
 #[test]
 fn killed_at_every_step_then_resumed_converges() {
-    let expected = {
-        let Some(w) = scenario("crash_reference") else {
-            return;
-        };
-        w.sync_ok();
-        state(&w)
+    let Some(expected) = reference_state("crash_reference") else {
+        return;
     };
     assert_eq!(expected.0.len(), 8, "{expected:?}");
     let mut crashes = 0;
     for n in 0..40 {
         let w = scenario("crash_at_n").unwrap();
-        let out = Command::new(env!("CARGO_BIN_EXE_offlineimap"))
-            .env_clear()
-            .env("PATH", std::env::var("PATH").unwrap_or_default())
-            .env("HOME", w.dir.path())
-            .env("OFFLINEIMAP_TEST_CRASH_AFTER", n.to_string())
-            .arg("-c")
-            .arg(w.rc())
-            .args(["-o", "-u", "quiet"])
-            .output()
-            .unwrap();
-        match out.status.code() {
-            Some(99) => crashes += 1,
-            Some(0) => {
-                assert_eq!(state(&w), expected, "uninterrupted with the hook at {n}");
-                break;
-            }
-            other => panic!("n={n}: {other:?}: {}", String::from_utf8_lossy(&out.stderr)),
+        if run_dying_before(&w, n, &format!("n={n}")) {
+            assert_eq!(state(&w), expected, "uninterrupted with the hook at {n}");
+            break;
         }
+        crashes += 1;
         w.sync_ok();
         assert_eq!(state(&w), expected, "after dying before effect {n}");
         let quiet = w.sync_ok();

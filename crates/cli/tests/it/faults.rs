@@ -13,6 +13,7 @@ use std::time::{Duration, Instant};
 use oi_testkit::{Fault, FaultProxy, Times, Trigger};
 
 use crate::common::*;
+use crate::long_running::{add_to_general, connect_through};
 
 /// Synced in this order (OfflineIMAP's case-insensitive sort); the fault is put in the
 /// middle one, so that a folder after it shows the run went on.
@@ -35,12 +36,8 @@ struct Output {
 /// Runs the binary (stdout and stderr together), killing it if it hangs: a hang guard,
 /// not a timing assertion.
 fn run_guarded(w: &World, extra: &[&str]) -> Output {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_offlineimap"))
-        .env_clear()
-        .env("PATH", std::env::var("PATH").unwrap_or_default())
-        .env("HOME", w.dir.path())
-        .arg("-c")
-        .arg(w.rc())
+    let mut child = w
+        .command()
         .args(["-o", "-u", "basic"])
         .args(extra)
         .stdout(Stdio::piped())
@@ -84,14 +81,8 @@ fn run_guarded(w: &World, extra: &[&str]) -> Output {
 /// Points the configuration at `port` (the proxy) with the given `[general]` extras.
 fn config_through(w: &World, port: u16, general: &str, remote: &str) {
     w.write_config(remote, "");
-    let text = std::fs::read_to_string(w.rc())
-        .unwrap()
-        .replace(
-            &format!("remoteport = {}", w.server.imap_port()),
-            &format!("remoteport = {port}"),
-        )
-        .replace("[general]\n", &format!("[general]\n{general}\n"));
-    std::fs::write(w.rc(), text).unwrap();
+    connect_through(w, port);
+    add_to_general(w, general);
 }
 
 fn sorted(mut v: Vec<String>) -> Vec<String> {

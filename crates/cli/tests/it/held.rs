@@ -2,11 +2,12 @@
 //! autorefresh syncs, seen from the server's log and the `-d imap` trace; and idlefolders
 //! watched on one NOTIFY connection.
 
-use std::process::{Child, Command, Stdio};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Stdio};
 use std::time::Duration;
 
 use crate::common::*;
-use crate::long_running::{add_to_account, eventually, signal, wait_exit};
+use crate::long_running::{add_to_account, eventually, exits_ok_after, resync_until};
 
 fn logins(w: &World) -> usize {
     w.server.logs().matches("Login: user=<alice>").count()
@@ -17,14 +18,10 @@ fn logouts(w: &World) -> usize {
 }
 
 /// The daemon with `-d imap`, its stderr (the protocol trace) going to `trace`.
-fn spawn_traced(w: &World) -> (Child, std::path::PathBuf) {
+fn spawn_traced(w: &World) -> (Child, PathBuf) {
     let trace = w.dir.path().join("trace");
-    let child = Command::new(env!("CARGO_BIN_EXE_offlineimap"))
-        .env_clear()
-        .env("PATH", std::env::var("PATH").unwrap_or_default())
-        .env("HOME", w.dir.path())
-        .arg("-c")
-        .arg(w.rc())
+    let child = w
+        .command()
         .args(["-u", "basic", "-d", "imap"])
         .stdout(Stdio::null())
         .stderr(std::fs::File::create(&trace).unwrap())
@@ -33,36 +30,44 @@ fn spawn_traced(w: &World) -> (Child, std::path::PathBuf) {
     (child, trace)
 }
 
-fn stop(mut child: Child, trace: &std::path::Path) -> String {
-    signal(&child, "TERM");
-    let status = wait_exit(&mut child);
-    let text = std::fs::read_to_string(trace).unwrap();
-    assert!(status.success(), "{status}\n{text}");
-    text
+fn stop(mut child: Child, trace: &Path) -> String {
+    exits_ok_after(&mut child, "TERM", trace)
 }
 
 /// Syncs once more through SIGUSR1 and waits until `n` messages are local.
 fn sync_now_until(child: &Child, w: &World, n: usize) {
     let inbox = w.maildir().join("INBOX");
-    eventually("sync after SIGUSR1", || {
-        signal(child, "USR1");
-        std::thread::sleep(Duration::from_millis(300));
+    resync_until(child, "sync after SIGUSR1", || {
         local_messages(&inbox).len() == n
     });
 }
 
-#[test]
-fn held_connection_is_reused_by_the_next_autorefresh_sync() {
-    let Some(w) = World::new("held_reused") else {
-        return;
-    };
+/// One message on the server, `remote` added to the remote repository, the daemon
+/// (autorefresh every ten minutes) started with `-d imap`, and its first sync done.
+fn daemon_after_first_sync(test: &str, remote: &str) -> Option<(World, Child, PathBuf)> {
+    let w = World::new(test)?;
     w.put("INBOX", "a");
-    w.write_config("holdconnectionopen = yes", "");
+    w.write_config(remote, "");
     add_to_account(&w, "autorefresh = 10");
     let (child, trace) = spawn_traced(&w);
     let inbox = w.maildir().join("INBOX");
     eventually("first sync", || local_messages(&inbox).len() == 1);
+    Some((w, child, trace))
+}
+
+/// [`daemon_after_first_sync`] with `holdconnectionopen`, once the server has logged the
+/// login.
+fn holding_daemon(test: &str) -> Option<(World, Child, PathBuf)> {
+    let (w, child, trace) = daemon_after_first_sync(test, "holdconnectionopen = yes")?;
     eventually("the server logged the login", || logins(&w) >= 1);
+    Some((w, child, trace))
+}
+
+#[test]
+fn held_connection_is_reused_by_the_next_autorefresh_sync() {
+    let Some((w, child, trace)) = holding_daemon("held_reused") else {
+        return;
+    };
     let (before_in, before_out) = (logins(&w), logouts(&w));
     w.put("INBOX", "b");
     sync_now_until(&child, &w, 2);
@@ -83,15 +88,9 @@ fn held_connection_is_reused_by_the_next_autorefresh_sync() {
 
 #[test]
 fn without_holdconnectionopen_connections_are_logged_out_between_syncs() {
-    let Some(w) = World::new("held_not") else {
+    let Some((w, child, trace)) = daemon_after_first_sync("held_not", "") else {
         return;
     };
-    w.put("INBOX", "a");
-    w.write_config("", "");
-    add_to_account(&w, "autorefresh = 10");
-    let (child, trace) = spawn_traced(&w);
-    let inbox = w.maildir().join("INBOX");
-    eventually("first sync", || local_messages(&inbox).len() == 1);
     // While the daemon waits, every connection it opened is logged out.
     eventually("logged out after the sync", || {
         let n = logins(&w);
@@ -107,15 +106,9 @@ fn without_holdconnectionopen_connections_are_logged_out_between_syncs() {
 
 #[test]
 fn keepalive_sends_noops_on_held_connections_while_waiting() {
-    let Some(w) = World::new("keepalive") else {
+    let Some((w, child, trace)) = daemon_after_first_sync("keepalive", "keepalive = 1") else {
         return;
     };
-    w.put("INBOX", "a");
-    w.write_config("keepalive = 1", "");
-    add_to_account(&w, "autorefresh = 10");
-    let (child, trace) = spawn_traced(&w);
-    let inbox = w.maildir().join("INBOX");
-    eventually("first sync", || local_messages(&inbox).len() == 1);
     eventually("two keepalive NOOPs", || {
         std::fs::read_to_string(&trace)
             .unwrap()
@@ -135,16 +128,9 @@ fn keepalive_sends_noops_on_held_connections_while_waiting() {
 
 #[test]
 fn a_held_connection_killed_meanwhile_is_replaced_at_the_next_sync() {
-    let Some(w) = World::new("held_killed") else {
+    let Some((w, child, trace)) = holding_daemon("held_killed") else {
         return;
     };
-    w.put("INBOX", "a");
-    w.write_config("holdconnectionopen = yes", "");
-    add_to_account(&w, "autorefresh = 10");
-    let (child, trace) = spawn_traced(&w);
-    let inbox = w.maildir().join("INBOX");
-    eventually("first sync", || local_messages(&inbox).len() == 1);
-    eventually("the server logged the login", || logins(&w) >= 1);
     let first = logins(&w);
     // The server drops every connection of the user (as a restart or an admin would).
     w.doveadm(&["kick", USER]);
@@ -193,17 +179,9 @@ fn idlefolders_are_watched_on_one_notify_connection() {
     eventually("NOTIFY push in Other", || local_messages(&other).len() == 1);
     w.put("INBOX", "pushed too");
     eventually("NOTIFY push in INBOX", || local_messages(&inbox).len() == 2);
-    w.doveadm(&[
-        "flags",
-        "add",
-        "-u",
-        USER,
-        "\\Flagged",
-        "mailbox",
-        "Other",
-        "uid",
-        "1",
-    ]);
+    w.server
+        .add_flags(USER, "Other", 1, &["\\Flagged"])
+        .unwrap();
     eventually("flag change pushed", || {
         local_messages(&other).iter().all(|m| m.flags.contains('F'))
     });
@@ -222,31 +200,16 @@ fn without_notify_each_idlefolder_is_watched_with_idle() {
         return;
     };
     let dir = tempfile::tempdir().unwrap();
-    let mail = dir.path().join("Mail");
-    let rc = dir.path().join("rc");
-    std::fs::write(
-        &rc,
-        format!(
-            "[general]\naccounts = T\nmetadata = {meta}\n\n[Account T]\nlocalrepository = L\n\
-             remoterepository = R\nautorefresh = 10\n\n[Repository L]\ntype = Maildir\n\
-             localfolders = {mail}\n\n[Repository R]\ntype = IMAP\nremotehost = 127.0.0.1\n\
-             remoteport = {port}\nremoteuser = alice\nremotepass = alicepass\nssl = no\n\
-             starttls = no\nidlefolders = ['INBOX']\n",
-            meta = dir.path().join("meta").display(),
-            mail = mail.display(),
-            port = c.imap_port()
-        ),
-    )
-    .unwrap();
+    let (mail, rc) = crate::servers::write_config_in(
+        dir.path(),
+        c.imap_port(),
+        "autorefresh = 10\n",
+        "idlefolders = ['INBOX']\n",
+    );
     c.put_message("alice", "INBOX", &[], message("first").as_bytes())
         .unwrap();
     let trace = dir.path().join("trace");
-    let child = Command::new(env!("CARGO_BIN_EXE_offlineimap"))
-        .env_clear()
-        .env("PATH", std::env::var("PATH").unwrap_or_default())
-        .env("HOME", dir.path())
-        .arg("-c")
-        .arg(&rc)
+    let child = offlineimap(dir.path(), &rc)
         .args(["-u", "basic", "-d", "imap"])
         .stdout(Stdio::null())
         .stderr(std::fs::File::create(&trace).unwrap())
@@ -273,19 +236,11 @@ fn imap_to_imap_holds_the_connections_of_both_sides() {
         return;
     };
     w.put("INBOX", "a");
-    let text = format!(
-        "[general]\naccounts = Test\nmetadata = {meta}\n\n\
-         [Account Test]\nlocalrepository = Bob\nremoterepository = Remote\nautorefresh = 10\n\n\
-         [Repository Bob]\ntype = IMAP\nremotehost = 127.0.0.1\nremoteport = {port}\n\
-         remoteuser = bob\nremotepass = bobpass\nssl = no\nstarttls = no\n\
-         holdconnectionopen = yes\n\n\
-         [Repository Remote]\ntype = IMAP\nremotehost = 127.0.0.1\nremoteport = {port}\n\
-         remoteuser = {USER}\nremotepass = {PASS}\nssl = no\nstarttls = no\n\
-         holdconnectionopen = yes\n",
-        meta = w.metadata().display(),
-        port = w.server.imap_port(),
+    w.write_imap_to_imap_config(
+        "autorefresh = 10\n",
+        "holdconnectionopen = yes\n",
+        "holdconnectionopen = yes\n",
     );
-    std::fs::write(w.rc(), text).unwrap();
     let bob_count = || w.server.messages("bob", "INBOX").unwrap().len();
     let bob_logins = || w.server.logs().matches("Login: user=<bob>").count();
     let (child, trace) = spawn_traced(&w);
@@ -293,11 +248,7 @@ fn imap_to_imap_holds_the_connections_of_both_sides() {
     eventually("logins logged", || logins(&w) >= 1 && bob_logins() >= 1);
     let (alice_before, bob_before) = (logins(&w), bob_logins());
     w.put("INBOX", "b");
-    eventually("sync after SIGUSR1", || {
-        signal(&child, "USR1");
-        std::thread::sleep(Duration::from_millis(300));
-        bob_count() == 2
-    });
+    resync_until(&child, "sync after SIGUSR1", || bob_count() == 2);
     assert_eq!(logins(&w), alice_before, "{}", w.server.logs());
     assert_eq!(bob_logins(), bob_before, "{}", w.server.logs());
     stop(child, &trace);

@@ -17,17 +17,7 @@ fn append_dated_bob(w: &World, subject: &str, date: &str) -> u32 {
 
 /// Bob (local, IMAP) ↔ alice (remote); `local_extra` goes into bob's section.
 fn write_config(w: &World, local_extra: &str) {
-    let text = format!(
-        "[general]\naccounts = Test\nmetadata = {meta}\n\n\
-         [Account Test]\nlocalrepository = Bob\nremoterepository = Remote\n\n\
-         [Repository Bob]\ntype = IMAP\nremotehost = 127.0.0.1\nremoteport = {port}\n\
-         remoteuser = {BOB}\nremotepass = {BOB_PASS}\nssl = no\nstarttls = no\n{local_extra}\n\n\
-         [Repository Remote]\ntype = IMAP\nremotehost = 127.0.0.1\nremoteport = {port}\n\
-         remoteuser = {USER}\nremotepass = {PASS}\nssl = no\nstarttls = no\n",
-        meta = w.metadata().display(),
-        port = w.server.imap_port(),
-    );
-    std::fs::write(w.rc(), text).unwrap();
+    w.write_imap_to_imap_config("", &format!("{local_extra}\n"), "");
 }
 
 /// A user's INBOX: UID → Subject.

@@ -16,13 +16,8 @@ fn stderr(out: &Output) -> String {
 
 /// Runs with the IMAP trace; asserts success; returns the trace.
 fn traced(w: &World, no_condstore: bool) -> String {
-    let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_offlineimap"));
-    cmd.env_clear()
-        .env("PATH", std::env::var("PATH").unwrap_or_default())
-        .env("HOME", w.dir.path())
-        .arg("-c")
-        .arg(w.rc())
-        .args(["-o", "-u", "basic", "-d", "imap"]);
+    let mut cmd = w.command();
+    cmd.args(["-o", "-u", "basic", "-d", "imap"]);
     if no_condstore {
         cmd.env("OFFLINEIMAP_TEST_NO_CONDSTORE", "1");
     }
@@ -68,18 +63,6 @@ fn converged(w: &World, folder: &str) -> BTreeMap<String, String> {
     server
 }
 
-fn expunge(w: &World, folder: &str, uid: u32) {
-    w.doveadm(&[
-        "expunge",
-        "-u",
-        USER,
-        "mailbox",
-        folder,
-        "uid",
-        &uid.to_string(),
-    ]);
-}
-
 #[test]
 fn changes_are_asked_for_since_the_last_run_and_converge() {
     let Some(w) = World::new("incremental_changes") else {
@@ -117,8 +100,8 @@ fn changes_are_asked_for_since_the_last_run_and_converge() {
     w.server
         .add_flags(USER, "INBOX", uids[4], &["\\Seen"])
         .unwrap();
-    expunge(&w, "INBOX", uids[5]);
-    expunge(&w, "INBOX", uids[6]);
+    w.expunge("INBOX", uids[5]);
+    w.expunge("INBOX", uids[6]);
     let new = w.put("INBOX", "new on server");
     let inbox = w.maildir().join("INBOX");
     let m7 = local_messages(&inbox)
@@ -164,7 +147,7 @@ fn switching_between_full_scans_and_condstore_stays_correct() {
     w.server
         .add_flags(USER, "INBOX", uids[0], &["\\Seen"])
         .unwrap();
-    expunge(&w, "INBOX", uids[1]);
+    w.expunge("INBOX", uids[1]);
     let full = traced(&w, true);
     assert!(
         full.contains(FULL_LISTING),
@@ -172,7 +155,7 @@ fn switching_between_full_scans_and_condstore_stays_correct() {
     );
     assert!(!full.contains("ENABLE QRESYNC"));
     converged(&w, "INBOX");
-    expunge(&w, "INBOX", uids[2]);
+    w.expunge("INBOX", uids[2]);
     w.server
         .add_flags(USER, "INBOX", uids[3], &["\\Answered"])
         .unwrap();
@@ -205,7 +188,7 @@ fn kept_listing_survives_offlineimap8_runs_in_between() {
         .find(|m| m.subject == "i0")
         .unwrap();
     set_local_flags(&m, "F");
-    expunge(&w, "INBOX", uids[1]);
+    w.expunge("INBOX", uids[1]);
     let out = std::process::Command::new(&oi8)
         .env("HOME", w.dir.path())
         .args(["-c"])

@@ -54,18 +54,14 @@ fn normalized(bytes: &[u8]) -> Vec<u8> {
     out
 }
 
-/// Runs the binary; returns whether it succeeded, its stderr and its peak RSS in KiB,
+/// Runs the binary and asserts it succeeded; returns its stderr and its peak RSS in KiB,
 /// read from the child's own `VmHWM` while it runs (wait4's figure would include what the
 /// test process held when it spawned the child).
-fn run_measured(w: &World, extra: &[&str]) -> (bool, String, u64) {
+fn run_measured(w: &World, extra: &[&str]) -> (String, u64) {
     let err_path = w.dir.path().join("stderr.log");
     let err_file = std::fs::File::create(&err_path).unwrap();
-    let mut child = Command::new(env!("CARGO_BIN_EXE_offlineimap"))
-        .env_clear()
-        .env("PATH", std::env::var("PATH").unwrap_or_default())
-        .env("HOME", w.dir.path())
-        .arg("-c")
-        .arg(w.rc())
+    let mut child = w
+        .command()
         .args(["-o", "-u", "basic"])
         .args(extra)
         .stdout(Stdio::null())
@@ -88,7 +84,12 @@ fn run_measured(w: &World, extra: &[&str]) -> (bool, String, u64) {
         std::thread::sleep(std::time::Duration::from_millis(5));
     };
     let err = std::fs::read_to_string(&err_path).unwrap();
-    (status.success(), err, peak)
+    assert!(
+        status.success(),
+        "sync failed:\n{}",
+        &err[err.len().saturating_sub(4000)..]
+    );
+    (err, peak)
 }
 
 #[test]
@@ -99,21 +100,10 @@ fn hundred_megabyte_messages_go_both_ways_in_bounded_memory() {
     w.write_config("", "");
     // On the server: a big message delivered straight into its Maildir, and a small one.
     let server_maildir = w.server.maildir_of(USER);
-    for sub in ["cur", "new", "tmp"] {
-        std::fs::create_dir_all(server_maildir.join(sub)).unwrap();
-    }
+    create_maildir(&server_maildir);
     let path = server_maildir.join("new/1700000000.big.host");
     write_big(&path, "remote-big", BIG);
-    let owner = {
-        let id = |flag: &str| {
-            let out = Command::new("id").args([flag, "nobody"]).output().unwrap();
-            String::from_utf8_lossy(&out.stdout)
-                .trim()
-                .parse::<u32>()
-                .unwrap()
-        };
-        (id("-u"), id("-g"))
-    };
+    let owner = crate::scenarios::nobody();
     Command::new("chown")
         .arg("-R")
         .arg(format!("{}:{}", owner.0, owner.1))
@@ -124,21 +114,14 @@ fn hundred_megabyte_messages_go_both_ways_in_bounded_memory() {
     w.put("INBOX", "small one");
     // Locally: a big new message for the server.
     let inbox = w.maildir().join("INBOX");
-    for sub in ["cur", "new", "tmp"] {
-        std::fs::create_dir_all(inbox.join(sub)).unwrap();
-    }
+    create_maildir(&inbox);
     write_big(
         &inbox.join("new/1700000001.localbig.host"),
         "local-big",
         BIG,
     );
 
-    let (ok, err, rss_kib) = run_measured(&w, &["-d", "imap"]);
-    assert!(
-        ok,
-        "sync failed:\n{}",
-        &err[err.len().saturating_sub(4000)..]
-    );
+    let (err, rss_kib) = run_measured(&w, &["-d", "imap"]);
     assert!(
         err.contains("BODY.PEEK[]<0.1048576>"),
         "the big message was not fetched in pieces"
@@ -184,9 +167,7 @@ fn hundred_megabyte_messages_go_both_ways_in_bounded_memory() {
     assert!(leftovers.is_empty(), "tmp/ not empty: {leftovers:?}");
 
     // And the next run has nothing to do.
-    let (ok, err, _) = run_measured(&w, &[]);
-    assert!(ok, "{err}");
-    assert_nothing_done(&err);
+    assert_nothing_done(&run_measured(&w, &[]).0);
 }
 
 #[test]
@@ -204,12 +185,7 @@ fn attachments_go_from_the_socket_into_tmp_and_are_renamed_into_place() {
             .put_message(USER, "INBOX", &big_message(&format!("attached-{i}"), *size))
             .unwrap();
     }
-    let (ok, err, rss_kib) = run_measured(&w, &["-d", "imap"]);
-    assert!(
-        ok,
-        "sync failed:\n{}",
-        &err[err.len().saturating_sub(4000)..]
-    );
+    let (err, rss_kib) = run_measured(&w, &["-d", "imap"]);
     assert!(
         !err.contains("BODY.PEEK[]<0."),
         "a message below the partial-fetch size was fetched in pieces"
@@ -221,9 +197,8 @@ fn attachments_go_from_the_socket_into_tmp_and_are_renamed_into_place() {
     for i in 0..24 {
         text.put("INBOX", &format!("short {i}"));
     }
-    let (ok, err_text, text_kib) = run_measured(&text, &[]);
+    let (_, text_kib) = run_measured(&text, &[]);
     eprintln!("peak RSS {rss_kib} KiB with attachments, {text_kib} KiB without");
-    assert!(ok, "{err_text}");
     assert!(
         rss_kib < text_kib + 3072,
         "peak RSS {rss_kib} KiB with attachments, {text_kib} KiB without"
@@ -250,7 +225,5 @@ fn attachments_go_from_the_socket_into_tmp_and_are_renamed_into_place() {
     }
     let leftovers: Vec<_> = std::fs::read_dir(inbox.join("tmp")).unwrap().collect();
     assert!(leftovers.is_empty(), "tmp/ not empty: {leftovers:?}");
-    let (ok, err, _) = run_measured(&w, &[]);
-    assert!(ok, "{err}");
-    assert_nothing_done(&err);
+    assert_nothing_done(&run_measured(&w, &[]).0);
 }

@@ -5,17 +5,44 @@ use std::time::{Duration, Instant};
 
 use crate::common::*;
 
-pub(crate) fn add_to_account(w: &World, lines: &str) {
-    let text = std::fs::read_to_string(w.rc()).unwrap().replace(
-        "remoterepository = Remote\n",
-        &format!("remoterepository = Remote\n{lines}\n"),
-    );
+/// Replaces `from` with `to` in the world's config file.
+fn edit_config(w: &World, from: &str, to: &str) {
+    let text = std::fs::read_to_string(w.rc()).unwrap().replace(from, to);
     std::fs::write(w.rc(), text).unwrap();
 }
 
+/// Adds `lines` to the account section of the config [`World::write_config`] wrote.
+pub(crate) fn add_to_account(w: &World, lines: &str) {
+    edit_config(
+        w,
+        "remoterepository = Remote\n",
+        &format!("remoterepository = Remote\n{lines}\n"),
+    );
+}
+
+/// Adds `lines` to the `[general]` section of the world's config.
+pub(crate) fn add_to_general(w: &World, lines: &str) {
+    edit_config(w, "[general]\n", &format!("[general]\n{lines}\n"));
+}
+
+/// Points the remote repository of the world's config at `port` (a proxy) instead of the
+/// server.
+pub(crate) fn connect_through(w: &World, port: u16) {
+    edit_config(
+        w,
+        &format!("remoteport = {}\n", w.server.imap_port()),
+        &format!("remoteport = {port}\n"),
+    );
+}
+
 /// Polls a condition for up to a minute (a bound against hangs, not a speed assertion).
-pub(crate) fn eventually(what: &str, mut f: impl FnMut() -> bool) {
-    let deadline = Instant::now() + Duration::from_secs(60);
+pub(crate) fn eventually(what: &str, f: impl FnMut() -> bool) {
+    eventually_within(what, Duration::from_secs(60), f);
+}
+
+/// Polls a condition for up to `limit` (a bound against hangs, not a speed assertion).
+pub(crate) fn eventually_within(what: &str, limit: Duration, mut f: impl FnMut() -> bool) {
+    let deadline = Instant::now() + limit;
     while !f() {
         assert!(Instant::now() < deadline, "never happened: {what}");
         std::thread::sleep(Duration::from_millis(100));
@@ -23,12 +50,7 @@ pub(crate) fn eventually(what: &str, mut f: impl FnMut() -> bool) {
 }
 
 pub(crate) fn spawn_daemon(w: &World) -> Child {
-    Command::new(env!("CARGO_BIN_EXE_offlineimap"))
-        .env_clear()
-        .env("PATH", std::env::var("PATH").unwrap_or_default())
-        .env("HOME", w.dir.path())
-        .arg("-c")
-        .arg(w.rc())
+    w.command()
         .args(["-u", "basic"])
         .stdout(Stdio::null())
         .stderr(Stdio::piped())
@@ -43,6 +65,26 @@ pub(crate) fn signal(child: &Child, sig: &str) {
         .unwrap()
         .success();
     assert!(ok, "kill -{sig}");
+}
+
+/// Sends SIGUSR1 again and again until `done` (a signal while the previous sync is still
+/// running brings no new sync), within [`eventually`]'s guard.
+pub(crate) fn resync_until(child: &Child, what: &str, mut done: impl FnMut() -> bool) {
+    eventually(what, || {
+        signal(child, "USR1");
+        std::thread::sleep(Duration::from_millis(300));
+        done()
+    });
+}
+
+/// Sends `sig`, waits for the exit, and asserts it succeeded; returns the run's output,
+/// read from the file `log` its stderr went to.
+pub(crate) fn exits_ok_after(child: &mut Child, sig: &str, log: &std::path::Path) -> String {
+    signal(child, sig);
+    let status = wait_exit(child);
+    let text = std::fs::read_to_string(log).unwrap();
+    assert!(status.success(), "SIG{sig}: {status}\n{text}");
+    text
 }
 
 pub(crate) fn wait_exit(child: &mut Child) -> std::process::ExitStatus {
@@ -100,9 +142,7 @@ fn autorefresh_syncs_again_on_sigusr1_and_stops_on_sigterm() {
     eventually("first sync", || local_messages(&inbox).len() == 1);
     w.put("INBOX", "second");
     // The first sync may still be finishing: repeat SIGUSR1 until the second sync shows.
-    eventually("sync after SIGUSR1", || {
-        signal(&child, "USR1");
-        std::thread::sleep(Duration::from_millis(300));
+    resync_until(&child, "sync after SIGUSR1", || {
         local_messages(&inbox).len() == 2
     });
     signal(&child, "TERM");
@@ -137,15 +177,7 @@ fn sigterm_mid_sync_then_resume_converges() {
         w.put("INBOX", &format!("m{i:03}"));
     }
     w.write_config("", "");
-    let mut child = Command::new(env!("CARGO_BIN_EXE_offlineimap"))
-        .env_clear()
-        .env("PATH", std::env::var("PATH").unwrap_or_default())
-        .env("HOME", w.dir.path())
-        .arg("-c")
-        .arg(w.rc())
-        .args(["-o", "-u", "quiet"])
-        .spawn()
-        .unwrap();
+    let mut child = w.command().args(["-o", "-u", "quiet"]).spawn().unwrap();
     let inbox = w.maildir().join("INBOX");
     eventually("sync started", || {
         !local_messages(&inbox).is_empty() || child.try_wait().unwrap().is_some()
@@ -173,14 +205,8 @@ fn dead_connection_is_noticed_and_the_next_sync_reconnects() {
     w.put("INBOX", "before");
     let proxy = Proxy::start(w.server.imap_port());
     w.write_config("", "");
-    let text = std::fs::read_to_string(w.rc())
-        .unwrap()
-        .replace(
-            &format!("remoteport = {}", w.server.imap_port()),
-            &format!("remoteport = {}", proxy.port),
-        )
-        .replace("[general]\n", "[general]\nsocktimeout = 2\n");
-    std::fs::write(w.rc(), text).unwrap();
+    connect_through(&w, proxy.port);
+    add_to_general(&w, "socktimeout = 2");
     add_to_account(&w, "autorefresh = 10");
     let mut child = spawn_daemon(&w);
     let inbox = w.maildir().join("INBOX");
@@ -261,11 +287,7 @@ fn newmail_hook_runs_after_new_inbox_mail_only() {
     )
     .unwrap();
     w.write_config("newmail_hook = notify", "");
-    let text = std::fs::read_to_string(w.rc()).unwrap().replace(
-        "[general]\n",
-        &format!("[general]\npythonfile = {}\n", py.display()),
-    );
-    std::fs::write(w.rc(), text).unwrap();
+    add_to_general(&w, &format!("pythonfile = {}", py.display()));
     w.sync_ok();
     assert_eq!(std::fs::read_to_string(&marks).unwrap(), "new\n");
     w.sync_ok();

@@ -4,12 +4,16 @@
 //! sync, each followed by a check of both sides.
 
 use std::collections::BTreeMap;
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Stdio};
 use std::time::{Duration, Instant};
 
 use crate::common::*;
-use crate::kill::{deliver, local_state, nobody, server_state};
-use crate::long_running::{add_to_account, eventually, signal, wait_exit};
+use crate::long_running::{
+    add_to_account, connect_through, eventually, eventually_within, exits_ok_after, signal,
+    wait_exit,
+};
+use crate::scenarios::{deliver_to_server, local_state, server_state};
+use crate::tmux::{Tmux, have_tmux};
 
 #[test]
 fn profile_dir_gets_a_timing_file_per_folder() {
@@ -70,16 +74,28 @@ fn profile_dir_that_cannot_be_created_is_a_clear_error() {
     assert!(!w.maildir().join("INBOX").exists(), "synced anyway");
 }
 
-fn have_tmux() -> bool {
-    if Command::new("tmux").arg("-V").output().is_ok() {
-        return true;
-    }
-    assert!(
-        std::env::var("CI").map_or(true, |v| v != "true"),
-        "tmux missing under CI"
-    );
-    eprintln!("SKIPPED: tmux not installed");
-    false
+/// Writes the world's config without the remote password.
+fn config_without_password(w: &World) {
+    w.write_config("", "");
+    let text = std::fs::read_to_string(w.rc())
+        .unwrap()
+        .replace(&format!("remotepass = {PASS}\n"), "");
+    std::fs::write(w.rc(), text).unwrap();
+}
+
+/// Waits for the password prompt, types the password, and returns the terminal's text once
+/// the run has ended, asserting it succeeded.
+fn type_the_password(tmux: &Tmux) -> String {
+    let screen = || tmux.screen(true);
+    eventually("the password prompt", || {
+        screen().contains("Enter password for user 'alice':")
+    });
+    tmux.send_keys(&[PASS, "Enter"]);
+    eventually("the run ended", || screen().contains("EXIT="));
+    let shown = screen();
+    tmux.kill();
+    assert!(shown.contains("EXIT=0"), "{shown}");
+    shown
 }
 
 #[test]
@@ -91,53 +107,12 @@ fn ttyui_asks_for_a_missing_password_without_echo() {
         return;
     };
     w.put("INBOX", "a");
-    w.write_config("", "");
-    let text = std::fs::read_to_string(w.rc())
-        .unwrap()
-        .replace(&format!("remotepass = {PASS}\n"), "");
-    std::fs::write(w.rc(), text).unwrap();
+    config_without_password(&w);
     let log = w.dir.path().join("log");
-    let socket = w.dir.path().join("tmux.sock");
     let session = format!("oi-prompt-{}", std::process::id());
-    let tmux = |args: &[&str]| {
-        Command::new("tmux")
-            .arg("-S")
-            .arg(&socket)
-            .args(args)
-            .output()
-            .unwrap()
-    };
-    let cmd = format!(
-        "HOME={home} {bin} -c {rc} -o -u ttyui -d imap -l {log}; echo EXIT=$?; sleep 60",
-        home = w.dir.path().display(),
-        bin = env!("CARGO_BIN_EXE_offlineimap"),
-        rc = w.rc().display(),
-        log = log.display(),
-    );
-    let started = tmux(&[
-        "new-session",
-        "-d",
-        "-s",
-        &session,
-        "-x",
-        "200",
-        "-y",
-        "50",
-        &cmd,
-    ]);
-    assert!(started.status.success());
-    let screen = || {
-        let out = tmux(&["capture-pane", "-p", "-S", "-", "-t", &session]);
-        String::from_utf8_lossy(&out.stdout).to_string()
-    };
-    eventually("the password prompt", || {
-        screen().contains("Enter password for user 'alice':")
-    });
-    tmux(&["send-keys", "-t", &session, PASS, "Enter"]);
-    eventually("the run ended", || screen().contains("EXIT="));
-    let shown = screen();
-    let _ = tmux(&["kill-server"]);
-    assert!(shown.contains("EXIT=0"), "{shown}");
+    let flags = format!("-o -u ttyui -d imap -l {}", log.display());
+    let tmux = Tmux::start(&w, session, (200, 50), &flags);
+    let shown = type_the_password(&tmux);
     // Neither in clear nor as the AUTHENTICATE PLAIN argument of the -d imap trace.
     let plain_b64 = "AGFsaWNlAGFsaWNlcGFzcw==";
     assert!(!shown.contains(PASS), "the password was echoed:\n{shown}");
@@ -160,51 +135,10 @@ fn ttyui_asks_for_a_missing_password_for_info_too() {
         return;
     };
     w.server.create_mailbox(USER, "Listed").unwrap();
-    w.write_config("", "");
-    let text = std::fs::read_to_string(w.rc())
-        .unwrap()
-        .replace(&format!("remotepass = {PASS}\n"), "");
-    std::fs::write(w.rc(), text).unwrap();
-    let socket = w.dir.path().join("tmux.sock");
+    config_without_password(&w);
     let session = format!("oi-prompt-info-{}", std::process::id());
-    let tmux = |args: &[&str]| {
-        Command::new("tmux")
-            .arg("-S")
-            .arg(&socket)
-            .args(args)
-            .output()
-            .unwrap()
-    };
-    let cmd = format!(
-        "HOME={home} {bin} -c {rc} --info -u ttyui; echo EXIT=$?; sleep 60",
-        home = w.dir.path().display(),
-        bin = env!("CARGO_BIN_EXE_offlineimap"),
-        rc = w.rc().display(),
-    );
-    let started = tmux(&[
-        "new-session",
-        "-d",
-        "-s",
-        &session,
-        "-x",
-        "200",
-        "-y",
-        "50",
-        &cmd,
-    ]);
-    assert!(started.status.success());
-    let screen = || {
-        let out = tmux(&["capture-pane", "-p", "-S", "-", "-t", &session]);
-        String::from_utf8_lossy(&out.stdout).to_string()
-    };
-    eventually("the password prompt", || {
-        screen().contains("Enter password for user 'alice':")
-    });
-    tmux(&["send-keys", "-t", &session, PASS, "Enter"]);
-    eventually("the run ended", || screen().contains("EXIT="));
-    let shown = screen();
-    let _ = tmux(&["kill-server"]);
-    assert!(shown.contains("EXIT=0"), "{shown}");
+    let tmux = Tmux::start(&w, session, (200, 50), "--info -u ttyui");
+    let shown = type_the_password(&tmux);
     assert!(
         shown.contains("Listed"),
         "--info did not list the server's folders:\n{shown}"
@@ -217,11 +151,7 @@ fn without_a_terminal_a_missing_password_is_a_clear_error() {
     let Some(w) = World::new("password_none") else {
         return;
     };
-    w.write_config("", "");
-    let text = std::fs::read_to_string(w.rc())
-        .unwrap()
-        .replace(&format!("remotepass = {PASS}\n"), "");
-    std::fs::write(w.rc(), text).unwrap();
+    config_without_password(&w);
     let out = w.run(&[]);
     let err = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(1), "{err}");
@@ -231,20 +161,7 @@ fn without_a_terminal_a_missing_password_is_a_clear_error() {
 /// 2000 messages delivered straight into the server's Maildir, 50 of them \Flagged.
 fn big_world(name: &str) -> Option<World> {
     let w = World::new(name)?;
-    let maildir = w.server.maildir_of(USER);
-    let owner = nobody();
-    for sub in ["cur", "new", "tmp"] {
-        std::fs::create_dir_all(maildir.join(sub)).unwrap();
-    }
-    for i in 0..2000 {
-        deliver(&maildir, owner, &format!("big{i}"), 1500);
-    }
-    Command::new("chown")
-        .arg("-R")
-        .arg(format!("{}:{}", owner.0, owner.1))
-        .arg(&maildir)
-        .status()
-        .unwrap();
+    deliver_to_server(&w, 2000, |i| (format!("big{i}"), 1500));
     w.doveadm(&[
         "flags",
         "add",
@@ -261,12 +178,7 @@ fn big_world(name: &str) -> Option<World> {
 }
 
 fn spawn(w: &World, extra: &[&str], stderr: &std::path::Path) -> Child {
-    Command::new(env!("CARGO_BIN_EXE_offlineimap"))
-        .env_clear()
-        .env("PATH", std::env::var("PATH").unwrap_or_default())
-        .env("HOME", w.dir.path())
-        .arg("-c")
-        .arg(w.rc())
+    w.command()
         .args(["-u", "basic"])
         .args(extra)
         .stdout(Stdio::null())
@@ -299,18 +211,26 @@ fn verify_both_sides_hold(w: &World, n: usize) {
     assert_nothing_done(&w.sync_ok());
 }
 
+/// A 2000-message sync gets `sig` once it has copied some messages: a daemon (autorefresh
+/// every ten minutes) when `daemon`, else a single run (`-o`). Returns the world and the
+/// run's output once the process has exited successfully.
+fn signal_mid_sync(name: &str, daemon: bool, sig: &str) -> Option<(World, String)> {
+    let w = big_world(name)?;
+    if daemon {
+        add_to_account(&w, "autorefresh = 10");
+    }
+    let err = w.dir.path().join("stderr");
+    let mut child = spawn(&w, if daemon { &[] } else { &["-o"] }, &err);
+    wait_mid_sync(&w, &mut child);
+    let text = exits_ok_after(&mut child, sig, &err);
+    Some((w, text))
+}
+
 #[test]
 fn sigquit_reports_every_task_and_the_sync_goes_on() {
-    let Some(w) = big_world("sigquit") else {
+    let Some((w, text)) = signal_mid_sync("sigquit", false, "QUIT") else {
         return;
     };
-    let err = w.dir.path().join("stderr");
-    let mut child = spawn(&w, &["-o"], &err);
-    wait_mid_sync(&w, &mut child);
-    signal(&child, "QUIT");
-    let status = wait_exit(&mut child);
-    let text = std::fs::read_to_string(&err).unwrap();
-    assert!(status.success(), "{status}\n{text}");
     assert!(text.contains("SIGQUIT: what every task is doing"), "{text}");
     assert!(text.contains("account Test: syncing"), "{text}");
     assert!(text.contains("folder INBOX: "), "{text}");
@@ -321,17 +241,9 @@ fn sigquit_reports_every_task_and_the_sync_goes_on() {
 
 #[test]
 fn sigusr2_during_a_2000_message_sync_finishes_it_then_exits() {
-    let Some(w) = big_world("sigusr2_big") else {
+    let Some((w, text)) = signal_mid_sync("sigusr2_big", true, "USR2") else {
         return;
     };
-    add_to_account(&w, "autorefresh = 10");
-    let err = w.dir.path().join("stderr");
-    let mut child = spawn(&w, &[], &err);
-    wait_mid_sync(&w, &mut child);
-    signal(&child, "USR2");
-    let status = wait_exit(&mut child);
-    let text = std::fs::read_to_string(&err).unwrap();
-    assert!(status.success(), "{status}\n{text}");
     // The current sync was finished, not cut short.
     assert_eq!(
         local_messages(&w.maildir().join("INBOX")).len(),
@@ -343,17 +255,9 @@ fn sigusr2_during_a_2000_message_sync_finishes_it_then_exits() {
 
 #[test]
 fn sigterm_during_a_2000_message_sync_stops_safely_and_resumes() {
-    let Some(w) = big_world("sigterm_big") else {
+    let Some((w, text)) = signal_mid_sync("sigterm_big", true, "TERM") else {
         return;
     };
-    add_to_account(&w, "autorefresh = 10");
-    let err = w.dir.path().join("stderr");
-    let mut child = spawn(&w, &[], &err);
-    wait_mid_sync(&w, &mut child);
-    signal(&child, "TERM");
-    let status = wait_exit(&mut child);
-    let text = std::fs::read_to_string(&err).unwrap();
-    assert!(status.success(), "{status}\n{text}");
     assert!(
         text.contains("stopped by a signal at a safe point"),
         "{text}"
@@ -364,12 +268,8 @@ fn sigterm_during_a_2000_message_sync_stops_safely_and_resumes() {
 
 /// Polls `f` for up to five minutes: a hang guard for a whole 2000-message sync on a loaded
 /// machine, not a speed assertion.
-fn within_minutes(what: &str, mut f: impl FnMut() -> bool) {
-    let deadline = Instant::now() + Duration::from_secs(300);
-    while !f() {
-        assert!(Instant::now() < deadline, "never happened: {what}");
-        std::thread::sleep(Duration::from_millis(100));
-    }
+fn within_minutes(what: &str, f: impl FnMut() -> bool) {
+    eventually_within(what, Duration::from_secs(300), f);
 }
 
 #[test]
@@ -397,27 +297,17 @@ fn sigusr1_after_a_2000_message_sync_syncs_again_at_once() {
         std::fs::read_to_string(&err).unwrap()
     );
     assert_eq!(local_messages(&inbox).len(), 2001);
-    signal(&child, "USR2");
-    let status = wait_exit(&mut child);
-    let text = std::fs::read_to_string(&err).unwrap();
-    assert!(status.success(), "{status}\n{text}");
+    exits_ok_after(&mut child, "USR2", &err);
     verify_both_sides_hold(&w, 2001);
 }
 
 #[test]
 fn sigabrt_during_a_2000_message_sync_finishes_it_then_exits() {
-    let Some(w) = big_world("sigabrt_big") else {
+    // A normal exit after the sync (asserted by signal_mid_sync), not the default action
+    // (abort, core dump).
+    let Some((w, text)) = signal_mid_sync("sigabrt_big", true, "ABRT") else {
         return;
     };
-    add_to_account(&w, "autorefresh = 10");
-    let err = w.dir.path().join("stderr");
-    let mut child = spawn(&w, &[], &err);
-    wait_mid_sync(&w, &mut child);
-    signal(&child, "ABRT");
-    let status = wait_exit(&mut child);
-    let text = std::fs::read_to_string(&err).unwrap();
-    // Not the default action (abort, core dump): a normal exit after the sync.
-    assert!(status.success(), "{status}\n{text}");
     assert!(text.contains("Terminating after this sync"), "{text}");
     assert_eq!(
         local_messages(&w.maildir().join("INBOX")).len(),
@@ -430,17 +320,9 @@ fn sigabrt_during_a_2000_message_sync_finishes_it_then_exits() {
 /// SIGINT and SIGHUP do what SIGTERM does: stop at the next safe point, exit 0, and the
 /// next run goes on from there.
 fn stop_signal_mid_sync(name: &str, sig: &str) {
-    let Some(w) = big_world(name) else {
+    let Some((w, text)) = signal_mid_sync(name, true, sig) else {
         return;
     };
-    add_to_account(&w, "autorefresh = 10");
-    let err = w.dir.path().join("stderr");
-    let mut child = spawn(&w, &[], &err);
-    wait_mid_sync(&w, &mut child);
-    signal(&child, sig);
-    let status = wait_exit(&mut child);
-    let text = std::fs::read_to_string(&err).unwrap();
-    assert!(status.success(), "SIG{sig}: {status}\n{text}");
     assert!(text.contains("stop signal 1 of 3"), "SIG{sig}: {text}");
     assert!(
         text.contains("stopped by a signal at a safe point"),
@@ -468,11 +350,7 @@ fn three_sigints_during_a_2000_message_sync_exit_at_once_and_the_next_run_conver
     // Through a proxy that can freeze the connection: once frozen, the sync cannot reach
     // a safe point, so only the third signal can end the process.
     let proxy = Proxy::start(w.server.imap_port());
-    let text = std::fs::read_to_string(w.rc()).unwrap().replace(
-        &format!("remoteport = {}\n", w.server.imap_port()),
-        &format!("remoteport = {}\n", proxy.port),
-    );
-    std::fs::write(w.rc(), text).unwrap();
+    connect_through(&w, proxy.port);
     let err = w.dir.path().join("stderr");
     let mut child = spawn(&w, &["-o"], &err);
     wait_mid_sync(&w, &mut child);

@@ -18,11 +18,15 @@
 //! - `powerloss`: a simulated power loss of the client (unsynced writes dropped from a
 //!   loop-mounted ext4 image) at random instants of the 2000-message sync, and after every
 //!   step of the `crash` scenario; then resumed. Needs root.
+//! - `scenarios` (no tests): what `kill`, `powerloss` and `longrun` share: a server INBOX
+//!   filled straight into Dovecot's Maildir, state readers by Message-ID, and the
+//!   randomized two-way sync.
 //! - `options`: message and folder selection (maxage, startdate, …).
 //! - `imaplocal`: startdate and copy_ignore_eval on an IMAP local repository (IMAP ↔ IMAP).
 //! - `maintenance`: --info, --delete-folder, --migrate-fmd5-using-nametrans, exit codes.
 //! - `packaging`: man page, completions, systemd units and example config in contrib/.
 //! - `servers`: the core scenario against Cyrus and Courier.
+//! - `tmux` (no tests): the binary in a real terminal, for `longrun` and `ui`.
 //! - `ui`: machineui against OfflineIMAP 8, blinkenlights under tmux.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
@@ -46,7 +50,9 @@ mod maintenance;
 mod options;
 mod packaging;
 mod powerloss;
+mod scenarios;
 mod servers;
 mod sync;
+mod tmux;
 mod transport;
 mod ui;

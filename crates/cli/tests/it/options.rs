@@ -1,18 +1,11 @@
 //! Message and folder selection options through the binary: `maxage`, `startdate`.
 
 use crate::common::*;
+use crate::long_running::{add_to_account, add_to_general};
 
 /// APPENDs a message as alice with an INTERNALDATE.
 fn append_dated(w: &World, mailbox: &str, subject: &str, date: &str) {
     append_dated_as(w, (USER, PASS), mailbox, subject, date);
-}
-
-fn set_account_option(w: &World, option: &str) {
-    let text = std::fs::read_to_string(w.rc()).unwrap().replace(
-        "remoterepository = Remote\n",
-        &format!("remoterepository = Remote\n{option}\n"),
-    );
-    std::fs::write(w.rc(), text).unwrap();
 }
 
 fn subjects(w: &World, folder: &str) -> Vec<String> {
@@ -45,11 +38,9 @@ fn maxage_days_downloads_only_recent_messages() {
     append_dated(&w, "INBOX", "old two", OLD);
     w.put("INBOX", "recent");
     w.write_config("", "");
-    set_account_option(&w, "maxage = 30");
+    add_to_account(&w, "maxage = 30");
     let inbox = w.maildir().join("INBOX");
-    for sub in ["cur", "new", "tmp"] {
-        std::fs::create_dir_all(inbox.join(sub)).unwrap();
-    }
+    create_maildir(&inbox);
     let now = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .unwrap()
@@ -89,7 +80,7 @@ fn maxage_never_reads_an_old_message_as_deleted() {
     assert_eq!(subjects(&w, "INBOX"), ["old one", "old two", "recent"]);
 
     let plain = std::fs::read_to_string(w.rc()).unwrap();
-    set_account_option(&w, "maxage = 30");
+    add_to_account(&w, "maxage = 30");
     let local = local_messages(&w.maildir().join("INBOX"));
     std::fs::remove_file(&local.iter().find(|m| m.subject == "old one").unwrap().path).unwrap();
     w.server
@@ -127,7 +118,7 @@ fn maxage_date_and_errors() {
     append_dated(&w, "INBOX", "old", OLD);
     w.write_config("", "");
     let plain = std::fs::read_to_string(w.rc()).unwrap();
-    set_account_option(&w, "maxage = 2015-06-01");
+    add_to_account(&w, "maxage = 2015-06-01");
     let out = w.run(&["-q"]);
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(out.status.success(), "{err}");
@@ -144,7 +135,7 @@ fn maxage_date_and_errors() {
         ("last week", "invalid maxage value"),
     ] {
         std::fs::write(w.rc(), &plain).unwrap();
-        set_account_option(&w, &format!("maxage = {value}"));
+        add_to_account(&w, &format!("maxage = {value}"));
         let out = w.run(&[]);
         let err = String::from_utf8_lossy(&out.stderr);
         assert!(!out.status.success(), "{value}: {err}");
@@ -208,9 +199,7 @@ fn startdate_needs_an_empty_other_side_at_first() {
     append_dated(&w, "INBOX", "after", "05-Mar-2022 10:00:00 +0000");
     w.write_config("startdate = 2021-01-01", "");
     let inbox = w.maildir().join("INBOX");
-    for sub in ["cur", "new", "tmp"] {
-        std::fs::create_dir_all(inbox.join(sub)).unwrap();
-    }
+    create_maildir(&inbox);
     std::fs::write(inbox.join("new/1700000000.x.host"), message("local")).unwrap();
     let out = w.run(&[]);
     let err = String::from_utf8_lossy(&out.stderr);
@@ -253,7 +242,7 @@ fn startdate_errors() {
         std::fs::write(w.rc(), &plain).unwrap();
         add_to_section(&w, "[Repository Remote]", remote);
         add_to_section(&w, "[Repository Local]", local);
-        set_account_option(&w, account);
+        add_to_account(&w, account);
         let out = w.run(&[]);
         let err = String::from_utf8_lossy(&out.stderr);
         assert!(!out.status.success(), "{remote}: {err}");
@@ -310,11 +299,9 @@ fn filterheaders_strips_uploaded_copies() {
         return;
     };
     w.write_config("", "");
-    set_account_option(&w, "filterheaders = X-Spam-Score , x-junk");
+    add_to_account(&w, "filterheaders = X-Spam-Score , x-junk");
     let inbox = w.maildir().join("INBOX");
-    for sub in ["cur", "new", "tmp"] {
-        std::fs::create_dir_all(inbox.join(sub)).unwrap();
-    }
+    create_maildir(&inbox);
     let body = message("filtered").replacen(
         "Subject:",
         "X-Spam-Score: 5\r\n  more\r\nX-Junk: 1\r\nX-Keep: yes\r\nx-spam-score: 6\r\nSubject:",
@@ -392,9 +379,7 @@ fn reference_lists_and_creates_under_the_prefix() {
 
     // A local folder goes to the server under the reference.
     let drafts = w.maildir().join("Drafts");
-    for sub in ["cur", "new", "tmp"] {
-        std::fs::create_dir_all(drafts.join(sub)).unwrap();
-    }
+    create_maildir(&drafts);
     std::fs::write(drafts.join("new/1.local"), message("a draft")).unwrap();
     w.sync_ok();
     let mut boxes = w.server.mailboxes(USER).unwrap();
@@ -423,9 +408,7 @@ fn reference_refuses_a_folder_that_would_not_come_back() {
     w.sync_ok();
     assert_eq!(local_folders(&w), ["Work"]);
     let new = w.maildir().join("New");
-    for sub in ["cur", "new", "tmp"] {
-        std::fs::create_dir_all(new.join(sub)).unwrap();
-    }
+    create_maildir(&new);
     let out = w.run(&[]);
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(!out.status.success(), "{err}");
@@ -463,19 +446,10 @@ fn dynamic_folderfilter_is_evaluated_at_each_sync() {
     )
     .unwrap();
     w.write_config("folderfilter = wanted\ndynamic_folderfilter = yes", "");
-    let text = std::fs::read_to_string(w.rc()).unwrap().replacen(
-        "[general]\n",
-        &format!("[general]\npythonfile = {}\n", py.display()),
-        1,
-    );
-    std::fs::write(w.rc(), text).unwrap();
-    set_account_option(&w, "autorefresh = 10");
-    let mut child = Command::new(env!("CARGO_BIN_EXE_offlineimap"))
-        .env_clear()
-        .env("PATH", std::env::var("PATH").unwrap_or_default())
-        .env("HOME", w.dir.path())
-        .arg("-c")
-        .arg(w.rc())
+    add_to_general(&w, &format!("pythonfile = {}", py.display()));
+    add_to_account(&w, "autorefresh = 10");
+    let mut child = w
+        .command()
         .args(["-u", "basic"])
         .stdout(Stdio::null())
         .stderr(Stdio::null())
@@ -584,7 +558,7 @@ fn maxage_and_startdate_continue_offlineimap8() {
         match option {
             "maxage" => {
                 w.write_config("", "");
-                set_account_option(&w, "maxage = 30");
+                add_to_account(&w, "maxage = 30");
             }
             _ => {
                 w.write_config("startdate = 2021-01-01", "");
@@ -629,9 +603,7 @@ fn startdate_on_local_maildir() {
     };
     w.write_config("", "startdate = 2021-01-01");
     let inbox = w.maildir().join("INBOX");
-    for sub in ["cur", "new", "tmp"] {
-        std::fs::create_dir_all(inbox.join(sub)).unwrap();
-    }
+    create_maildir(&inbox);
     // 1500000000 is in 2017, 1700000000 in 2023.
     std::fs::write(inbox.join("new/1500000000.old.host"), message("old local")).unwrap();
     std::fs::write(inbox.join("new/1700000000.new.host"), message("new local")).unwrap();
@@ -660,17 +632,7 @@ fn filterheaders_imap_to_imap_filters_both_ways() {
     w.server
         .put_message("bob", "INBOX", with_junk("from bob").as_bytes())
         .unwrap();
-    let text = format!(
-        "[general]\naccounts = Test\nmetadata = {meta}\n\n\
-         [Account Test]\nlocalrepository = Bob\nremoterepository = Remote\nfilterheaders = X-Junk\n\n\
-         [Repository Bob]\ntype = IMAP\nremotehost = 127.0.0.1\nremoteport = {port}\n\
-         remoteuser = bob\nremotepass = bobpass\nssl = no\nstarttls = no\n\n\
-         [Repository Remote]\ntype = IMAP\nremotehost = 127.0.0.1\nremoteport = {port}\n\
-         remoteuser = {USER}\nremotepass = {PASS}\nssl = no\nstarttls = no\n",
-        meta = w.metadata().display(),
-        port = w.server.imap_port(),
-    );
-    std::fs::write(w.rc(), text).unwrap();
+    w.write_imap_to_imap_config("filterheaders = X-Junk\n", "", "");
     w.sync_ok();
     for user in [USER, "bob"] {
         let msgs = w.server.messages(user, "INBOX").unwrap();

@@ -18,29 +18,13 @@
 //!
 //! Needs root (losetup, mount): skipped loudly otherwise, a failure under CI=true.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeMap;
 use std::hash::{Hash, Hasher};
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
-use std::time::Duration;
+use std::process::Command;
 
 use crate::common::*;
-use crate::kill::{deliver, local_state, nobody, server_state};
-
-/// A small deterministic generator (xorshift): the test must replay from its seed.
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 << 13;
-        self.0 ^= self.0 >> 7;
-        self.0 ^= self.0 << 17;
-        self.0
-    }
-    fn below(&mut self, n: u64) -> u64 {
-        self.next() % n.max(1)
-    }
-}
+use crate::scenarios::{TwoWaySync, env_number};
 
 fn run_cmd(program: &str, args: &[&str]) -> Result<String, String> {
     let out = Command::new(program)
@@ -218,15 +202,6 @@ fn power_loss(disk: &mut Disk, ctx: &str) -> bool {
     true
 }
 
-fn body(id: &str, size: usize) -> String {
-    let mut text =
-        format!("From: p@example.org\r\nSubject: {id}\r\nMessage-ID: <{id}@power>\r\n\r\n");
-    while text.len() < size {
-        text.push_str("Some text of a message that is long enough to matter.\r\n");
-    }
-    text
-}
-
 /// True when this process may use loop devices and mount (root); a loud skip otherwise,
 /// a failure under CI.
 fn may_mount(test: &str) -> bool {
@@ -248,139 +223,30 @@ fn power_loss_during_two_way_sync_loses_and_duplicates_nothing() {
     if !may_mount(test) {
         return;
     }
-    let runs: usize = std::env::var("POWERLOSS_RUNS")
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(10);
-    let seed: u64 = std::env::var("POWERLOSS_SEED")
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(0x90_5eed);
+    let runs: usize = env_number("POWERLOSS_RUNS", 10);
+    let seed: u64 = env_number("POWERLOSS_SEED", 0x90_5eed);
     eprintln!("{test}: POWERLOSS_SEED={seed}");
     let Some(w) = World::new(test) else {
         return;
     };
-    let mut rng = Rng(seed | 1);
-
     let mut disk = client_disk(&w, 256);
-
-    let server_maildir = w.server.maildir_of(USER);
-    let owner = nobody();
-    for sub in ["cur", "new", "tmp"] {
-        std::fs::create_dir_all(server_maildir.join(sub)).unwrap();
-    }
-    let mut alive: BTreeSet<String> = BTreeSet::new();
-    for i in 0..2000 {
-        let id = format!("s{i}");
-        deliver(&server_maildir, owner, &id, 500 + rng.below(6000) as usize);
-        alive.insert(format!("<{id}@kill>"));
-    }
-    Command::new("chown")
-        .arg("-R")
-        .arg(format!("{}:{}", owner.0, owner.1))
-        .arg(w.server.maildir_of(USER))
-        .status()
-        .unwrap();
-    w.write_config("", "");
-    let inbox = w.maildir().join("INBOX");
-    let mut counter = 0;
+    let mut sync = TwoWaySync::new(&w, seed, "power");
     let mut dropped_runs = 0;
     for run in 0..runs {
         let ctx = format!("seed {seed}, run {run}");
         if run > 0 {
-            // Both sides change: new mail, flags, deletions.
-            for _ in 0..rng.below(30) {
-                counter += 1;
-                let id = format!("n{counter}");
-                deliver(&server_maildir, owner, &id, 800);
-                alive.insert(format!("<{id}@kill>"));
-            }
-            let local = local_messages(&inbox);
-            for _ in 0..rng.below(15) {
-                counter += 1;
-                let id = format!("l{counter}");
-                std::fs::write(
-                    inbox.join(format!("new/{counter}.local.host")),
-                    body(&id, 600),
-                )
-                .unwrap();
-                alive.insert(format!("<{id}@power>"));
-            }
-            for _ in 0..rng.below(20) {
-                let m = &local[rng.below(local.len() as u64) as usize];
-                if m.path.exists() {
-                    let flags = ["", "S", "FS", "RS", "F"][rng.below(5) as usize];
-                    set_local_flags(m, flags);
-                }
-            }
-            for _ in 0..rng.below(3) {
-                let m = &local[rng.below(local.len() as u64) as usize];
-                if m.path.exists() {
-                    let id = oi_core::message_id_of(&std::fs::read(&m.path).unwrap()).unwrap();
-                    std::fs::remove_file(&m.path).unwrap();
-                    alive.remove(&id);
-                }
-            }
-            if rng.below(2) == 0 {
-                let flag = ["\\Seen", "\\Flagged", "\\Answered"][rng.below(3) as usize];
-                let uid = 1 + rng.below(2000);
-                let verb = if rng.below(2) == 0 { "add" } else { "remove" };
-                // The UID may be gone already; doveadm then changes nothing.
-                let _ = Command::new("doveadm")
-                    .arg("-c")
-                    .arg(w.server.config_path())
-                    .args([
-                        "flags",
-                        verb,
-                        "-u",
-                        USER,
-                        flag,
-                        "mailbox",
-                        "INBOX",
-                        "uid",
-                        &uid.to_string(),
-                    ])
-                    .output();
-            }
+            sync.change_both_sides();
         }
         // The user's changes (and the previous clean run) are on the disk before the run:
         // only what the killed run wrote without fsync may be lost.
         disk.sync();
-        let mut child = Command::new(env!("CARGO_BIN_EXE_offlineimap"))
-            .env_clear()
-            .env("PATH", std::env::var("PATH").unwrap_or_default())
-            .env("HOME", w.dir.path())
-            .arg("-c")
-            .arg(w.rc())
-            .args(["-o", "-u", "quiet"])
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap();
-        let window = if run == 0 { 2500 } else { 300 };
-        std::thread::sleep(Duration::from_millis(rng.below(window)));
-        let _ = child.kill();
-        let _ = child.wait();
+        sync.kill_within(if run == 0 { 2500 } else { 300 });
 
         if power_loss(&mut disk, &ctx) {
             dropped_runs += 1;
         }
 
-        let out = w.run(&[]);
-        assert!(
-            out.status.success(),
-            "{ctx}: clean run after the power loss failed: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        let (server, local) = (server_state(&w), local_state(&w));
-        let server_ids: BTreeSet<String> = server.keys().cloned().collect();
-        let missing: Vec<_> = alive.difference(&server_ids).collect();
-        assert!(missing.is_empty(), "{ctx}: lost {missing:?}");
-        assert_eq!(
-            server_ids, alive,
-            "{ctx}: unexpected messages on the server"
-        );
-        assert_eq!(server, local, "{ctx}: the sides differ");
+        sync.clean_run_converges(&ctx, "clean run after the power loss failed");
         let again = w.run(&[]);
         let again_err = String::from_utf8_lossy(&again.stderr).to_string();
         assert!(
@@ -406,13 +272,8 @@ fn power_loss_after_every_step_converges() {
     if !may_mount(test) {
         return;
     }
-    let expected = {
-        let Some(w) = World::new("power_loss_reference") else {
-            return;
-        };
-        crate::crash::prepare(&w);
-        w.sync_ok();
-        crate::crash::state(&w)
+    let Some(expected) = crate::crash::reference_state("power_loss_reference") else {
+        return;
     };
     let mut crashes = 0;
     for n in 0..40 {
@@ -421,21 +282,7 @@ fn power_loss_after_every_step_converges() {
         let mut disk = client_disk(&w, 32);
         crate::crash::prepare(&w);
         disk.sync();
-        let out = Command::new(env!("CARGO_BIN_EXE_offlineimap"))
-            .env_clear()
-            .env("PATH", std::env::var("PATH").unwrap_or_default())
-            .env("HOME", w.dir.path())
-            .env("OFFLINEIMAP_TEST_CRASH_AFTER", n.to_string())
-            .arg("-c")
-            .arg(w.rc())
-            .args(["-o", "-u", "quiet"])
-            .output()
-            .unwrap();
-        let finished = match out.status.code() {
-            Some(99) => false,
-            Some(0) => true,
-            other => panic!("{ctx}: {other:?}: {}", String::from_utf8_lossy(&out.stderr)),
-        };
+        let finished = crate::crash::run_dying_before(&w, n, &ctx);
         // The process wrote nothing after its last fsync at these instants (the power loss
         // finds everything on the disk when the engine is right); this unsynced file shows
         // that the simulation does drop what was not synced.

@@ -3,6 +3,7 @@
 //! without UIDPLUS (then new UIDs are found by the X-OfflineIMAP header search).
 
 use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
 
 use oi_testkit::{Courier, Cyrus, ServerMessage};
 
@@ -20,6 +21,23 @@ struct Server<'a> {
     messages: Read<'a>,
 }
 
+/// The [`Server`] of a started Cyrus or Courier (the same methods, but no common trait),
+/// with `work` as the name of the second folder.
+macro_rules! server_of {
+    ($c:expr, $work:expr) => {
+        Server {
+            port: $c.imap_port(),
+            work: $work,
+            create: Box::new(|m| $c.create_mailbox("alice", m).unwrap()),
+            put: Box::new(|m, subject| {
+                $c.put_message("alice", m, &[], message(subject).as_bytes())
+                    .unwrap();
+            }),
+            messages: Box::new(|m| $c.messages("alice", m).unwrap()),
+        }
+    };
+}
+
 fn by_subject(msgs: Vec<ServerMessage>) -> BTreeMap<String, Vec<String>> {
     msgs.into_iter()
         .filter(|m| !m.has_flag("\\Deleted"))
@@ -31,33 +49,41 @@ fn by_subject(msgs: Vec<ServerMessage>) -> BTreeMap<String, Vec<String>> {
         .collect()
 }
 
+/// Writes, into `dir`, a config for the user alice of the server at `port` (not the
+/// World's Dovecot), with the Maildir in `dir/Mail` and the metadata in `dir/meta`;
+/// `account` and `remote` lines (each ending in `\n`) are added to those sections.
+/// Returns the Maildir and the config file.
+pub(crate) fn write_config_in(
+    dir: &Path,
+    port: u16,
+    account: &str,
+    remote: &str,
+) -> (PathBuf, PathBuf) {
+    let mail = dir.join("Mail");
+    let rc = dir.join("rc");
+    std::fs::write(
+        &rc,
+        format!(
+            "[general]\naccounts = T\nmetadata = {meta}\n\n[Account T]\nlocalrepository = L\n\
+             remoterepository = R\n{account}\n[Repository L]\ntype = Maildir\nlocalfolders = {mail}\n\n\
+             [Repository R]\ntype = IMAP\nremotehost = 127.0.0.1\nremoteport = {port}\n\
+             remoteuser = alice\nremotepass = alicepass\nssl = no\nstarttls = no\n{remote}",
+            meta = dir.join("meta").display(),
+            mail = mail.display(),
+        ),
+    )
+    .unwrap();
+    (mail, rc)
+}
+
 fn scenario(s: &Server, dir: &tempfile::TempDir) {
     (s.create)(s.work);
     (s.put)("INBOX", "a");
     (s.put)("INBOX", "b");
     (s.put)(s.work, "w");
-    let mail = dir.path().join("Mail");
-    let rc = dir.path().join("rc");
-    std::fs::write(
-        &rc,
-        format!(
-            "[general]\naccounts = T\nmetadata = {meta}\n\n[Account T]\nlocalrepository = L\n\
-             remoterepository = R\n\n[Repository L]\ntype = Maildir\nlocalfolders = {mail}\n\n\
-             [Repository R]\ntype = IMAP\nremotehost = 127.0.0.1\nremoteport = {port}\n\
-             remoteuser = alice\nremotepass = alicepass\nssl = no\nstarttls = no\n",
-            meta = dir.path().join("meta").display(),
-            mail = mail.display(),
-            port = s.port
-        ),
-    )
-    .unwrap();
+    let (mail, rc) = write_config_in(dir.path(), s.port, "", "");
     let run = || {
-        let out = std::process::Command::new(env!("CARGO_BIN_EXE_offlineimap"))
-            .env_clear()
-            .env("PATH", std::env::var("PATH").unwrap_or_default())
-            .env("HOME", dir.path())
-            .arg("-c")
-            .arg(&rc)
+        let out = offlineimap(dir.path(), &rc)
             .args(["-o", "-u", "basic"])
             .output()
             .unwrap();
@@ -66,9 +92,7 @@ fn scenario(s: &Server, dir: &tempfile::TempDir) {
         err
     };
     let inbox = mail.join("INBOX");
-    std::fs::create_dir_all(inbox.join("new")).unwrap();
-    std::fs::create_dir_all(inbox.join("cur")).unwrap();
-    std::fs::create_dir_all(inbox.join("tmp")).unwrap();
+    create_maildir(&inbox);
     std::fs::write(inbox.join("new/1700000000.l.host"), message("from local")).unwrap();
     run();
     let subjects: Vec<String> = local_messages(&inbox)
@@ -105,36 +129,14 @@ fn core_scenario_against_cyrus() {
     let Some(c) = Cyrus::start_or_skip("core_scenario_against_cyrus") else {
         return;
     };
-    let dir = tempfile::tempdir().unwrap();
-    let s = Server {
-        port: c.imap_port(),
-        work: "Work",
-        create: Box::new(|m| c.create_mailbox("alice", m).unwrap()),
-        put: Box::new(|m, subject| {
-            c.put_message("alice", m, &[], message(subject).as_bytes())
-                .unwrap();
-        }),
-        messages: Box::new(|m| c.messages("alice", m).unwrap()),
-    };
-    scenario(&s, &dir);
+    scenario(&server_of!(c, "Work"), &tempfile::tempdir().unwrap());
 }
 
 fn courier(uidplus: bool) {
     let Some(c) = Courier::start_or_skip_with("core_scenario_against_courier", uidplus) else {
         return;
     };
-    let dir = tempfile::tempdir().unwrap();
-    let s = Server {
-        port: c.imap_port(),
-        work: "INBOX.Work",
-        create: Box::new(|m| c.create_mailbox("alice", m).unwrap()),
-        put: Box::new(|m, subject| {
-            c.put_message("alice", m, &[], message(subject).as_bytes())
-                .unwrap();
-        }),
-        messages: Box::new(|m| c.messages("alice", m).unwrap()),
-    };
-    scenario(&s, &dir);
+    scenario(&server_of!(c, "INBOX.Work"), &tempfile::tempdir().unwrap());
 }
 
 #[test]

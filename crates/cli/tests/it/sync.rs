@@ -1,6 +1,7 @@
 //! The two-way sync against Dovecot.
 
 use crate::common::*;
+use crate::long_running::add_to_account;
 
 #[test]
 fn initial_sync_downloads_everything_in_offlineimap_layout() {
@@ -90,15 +91,7 @@ fn changes_go_both_ways() {
     w.server
         .add_flags(USER, "INBOX", c, &["\\Flagged"])
         .unwrap();
-    w.doveadm(&[
-        "expunge",
-        "-u",
-        USER,
-        "mailbox",
-        "INBOX",
-        "uid",
-        &d.to_string(),
-    ]);
+    w.expunge("INBOX", d);
     let e = w.put("INBOX", "e");
     w.sync_ok();
 
@@ -187,9 +180,7 @@ fn folders_are_created_on_both_sides() {
     w.put("Remote Only", "r");
     w.write_config("", "");
     std::fs::create_dir_all(w.maildir()).unwrap();
-    for sub in ["cur", "new", "tmp"] {
-        std::fs::create_dir_all(w.maildir().join("LocalOnly").join(sub)).unwrap();
-    }
+    create_maildir(&w.maildir().join("LocalOnly"));
     std::fs::write(
         w.maildir().join("LocalOnly/new/1700000002.y.host"),
         message("l"),
@@ -459,17 +450,7 @@ fn imap_to_imap_both_ways() {
     w.server
         .put_message("bob", "INBOX", message("from bob").as_bytes())
         .unwrap();
-    let text = format!(
-        "[general]\naccounts = Test\nmetadata = {meta}\n\n\
-         [Account Test]\nlocalrepository = Bob\nremoterepository = Remote\n\n\
-         [Repository Bob]\ntype = IMAP\nremotehost = 127.0.0.1\nremoteport = {port}\n\
-         remoteuser = bob\nremotepass = bobpass\nssl = no\nstarttls = no\n\n\
-         [Repository Remote]\ntype = IMAP\nremotehost = 127.0.0.1\nremoteport = {port}\n\
-         remoteuser = {USER}\nremotepass = {PASS}\nssl = no\nstarttls = no\n",
-        meta = w.metadata().display(),
-        port = w.server.imap_port(),
-    );
-    std::fs::write(w.rc(), text).unwrap();
+    w.write_imap_to_imap_config("", "", "");
     w.sync_ok();
     let subjects = |user: &str| {
         let mut v: Vec<String> = w
@@ -525,9 +506,7 @@ fn python_folder_options_and_pythonfile_password() {
         port = w.server.imap_port(),
     );
     std::fs::write(w.rc(), text).unwrap();
-    for sub in ["cur", "new", "tmp"] {
-        std::fs::create_dir_all(w.maildir().join("L-new").join(sub)).unwrap();
-    }
+    create_maildir(&w.maildir().join("L-new"));
     std::fs::write(
         w.maildir().join("L-new/new/1700000009.x.host"),
         message("made locally"),
@@ -617,14 +596,8 @@ fn utf8_folder_names_both_ways() {
     w.server.create_mailbox(USER, "Gelöschte").unwrap();
     w.put("Gelöschte", "deleted items");
     w.write_config("", "");
-    let text = std::fs::read_to_string(w.rc()).unwrap().replace(
-        "remoterepository = Remote\n",
-        "remoterepository = Remote\nutf8foldernames = yes\n",
-    );
-    std::fs::write(w.rc(), text).unwrap();
-    for sub in ["cur", "new", "tmp"] {
-        std::fs::create_dir_all(w.maildir().join("Ünïcode").join(sub)).unwrap();
-    }
+    add_to_account(&w, "utf8foldernames = yes");
+    create_maildir(&w.maildir().join("Ünïcode"));
     w.sync_ok();
     assert_eq!(local_messages(&w.maildir().join("Gelöschte")).len(), 1);
     // Created over IMAP as "&ANw-n&AO8-code", which doveadm shows decoded.
@@ -671,11 +644,7 @@ fn windows_compatible_names() {
     };
     w.put("INBOX", "x");
     w.write_config("", "");
-    let text = std::fs::read_to_string(w.rc()).unwrap().replace(
-        "remoterepository = Remote\n",
-        "remoterepository = Remote\nmaildir-windows-compatible = yes\n",
-    );
-    std::fs::write(w.rc(), text).unwrap();
+    add_to_account(&w, "maildir-windows-compatible = yes");
     w.sync_ok();
     let names: Vec<String> = std::fs::read_dir(w.maildir().join("INBOX/new"))
         .unwrap()
@@ -748,15 +717,9 @@ fn maxsize_leaves_large_messages_alone() {
     let big = format!("{}{}", message("big"), "x".repeat(20_000));
     w.server.put_message(USER, "INBOX", big.as_bytes()).unwrap();
     w.write_config("", "");
-    let text = std::fs::read_to_string(w.rc()).unwrap().replace(
-        "remoterepository = Remote\n",
-        "remoterepository = Remote\nmaxsize = 10000\n",
-    );
-    std::fs::write(w.rc(), text).unwrap();
+    add_to_account(&w, "maxsize = 10000");
     let inbox = w.maildir().join("INBOX");
-    std::fs::create_dir_all(inbox.join("cur")).unwrap();
-    std::fs::create_dir_all(inbox.join("new")).unwrap();
-    std::fs::create_dir_all(inbox.join("tmp")).unwrap();
+    create_maildir(&inbox);
     let big_local = format!("{}{}", message("big local"), "y".repeat(20_000));
     std::fs::write(inbox.join("new/1700000010.big.host"), big_local).unwrap();
     w.sync_ok();
@@ -784,9 +747,7 @@ fn folder_that_would_not_translate_back_is_refused_with_the_reason() {
     };
     w.put("INBOX", "inbox");
     w.write_config("", "nametrans = lambda f: f.upper()");
-    for sub in ["cur", "new", "tmp"] {
-        std::fs::create_dir_all(w.maildir().join("lower").join(sub)).unwrap();
-    }
+    create_maildir(&w.maildir().join("lower"));
     let out = w.run(&[]);
     let err = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(1), "{err}");

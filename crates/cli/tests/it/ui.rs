@@ -4,9 +4,9 @@
 
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
-use std::process::Command;
 
 use crate::common::*;
+use crate::tmux::{Tmux, have_tmux};
 
 fn offlineimap8() -> Option<PathBuf> {
     let path = PathBuf::from(
@@ -68,12 +68,7 @@ fn local_uid(p: &Path) -> u32 {
 }
 
 fn run_machine(bin: &Path, w: &World) -> String {
-    let out = Command::new(bin)
-        .env_clear()
-        .env("PATH", std::env::var("PATH").unwrap_or_default())
-        .env("HOME", w.dir.path())
-        .arg("-c")
-        .arg(w.rc())
+    let out = isolated(bin, w.dir.path(), &w.rc())
         .args(["-o", "-u", "machineui"])
         .output()
         .unwrap();
@@ -132,61 +127,25 @@ fn machineui_lines_equal_offlineimap8() {
 
 #[test]
 fn blinkenlights_draws_folders_and_counts_in_tmux() {
-    if Command::new("tmux").arg("-V").output().is_err() {
-        assert!(
-            std::env::var("CI").map_or(true, |v| v != "true"),
-            "tmux missing under CI"
-        );
-        eprintln!("SKIPPED: tmux not installed");
+    if !have_tmux() {
         return;
     }
     let Some(w) = fresh_world("ui_blinkenlights") else {
         return;
     };
     let session = format!("oi-blinken-{}", std::process::id());
-    let socket = w.dir.path().join("tmux.sock");
-    let tmux = |args: &[&str]| {
-        Command::new("tmux")
-            .arg("-S")
-            .arg(&socket)
-            .args(args)
-            .output()
-            .unwrap()
-    };
-    let cmd = format!(
-        "HOME={home} {bin} -c {rc} -o -u blinkenlights; echo EXIT=$?; sleep 60",
-        home = w.dir.path().display(),
-        bin = env!("CARGO_BIN_EXE_offlineimap"),
-        rc = w.rc().display()
-    );
-    let started = tmux(&[
-        "new-session",
-        "-d",
-        "-s",
-        &session,
-        "-x",
-        "120",
-        "-y",
-        "40",
-        &cmd,
-    ]);
-    assert!(
-        started.status.success(),
-        "{}",
-        String::from_utf8_lossy(&started.stderr)
-    );
+    let tmux = Tmux::start(&w, session, (120, 40), "-o -u blinkenlights");
     // Wait (bounded) for the run to end; the screen is then left and the last frame
     // printed on the normal screen.
     let mut screen = String::new();
     for _ in 0..300 {
-        let out = tmux(&["capture-pane", "-p", "-t", &session]);
-        screen = String::from_utf8_lossy(&out.stdout).to_string();
+        screen = tmux.screen(false);
         if screen.contains("EXIT=") {
             break;
         }
         std::thread::sleep(std::time::Duration::from_millis(100));
     }
-    tmux(&["kill-session", "-t", &session]);
+    tmux.kill();
     assert!(screen.contains("EXIT=0"), "{screen}");
     let inbox = screen
         .lines()
