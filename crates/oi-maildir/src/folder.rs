@@ -85,6 +85,49 @@ pub struct MaildirFolder {
     /// messages costs one directory fsync instead of one each. The engine flushes before
     /// it commits the status, which is the only thing that must not get ahead of them.
     unflushed: Vec<Sub>,
+    /// New messages written to `tmp/` whose fsync and rename into `new/` or `cur/` wait for
+    /// [`MaildirFolder::settle`] (with `fsync` on): their writeback is started as each is
+    /// written, so that a batch of files reaches the disk together and the fsyncs that
+    /// follow find their data there, instead of one write-and-wait per message.
+    pending: Vec<Pending>,
+}
+
+impl Drop for MaildirFolder {
+    /// New messages still waiting in `tmp/` (a sync stopped between storing and flushing)
+    /// go into place, as they would have before the next flush.
+    fn drop(&mut self) {
+        if !self.pending.is_empty() {
+            let _ = self.settle();
+        }
+    }
+}
+
+/// A new message in `tmp/` on its way to `sub`.
+#[derive(Debug)]
+struct Pending {
+    file: File,
+    name: String,
+    sub: Sub,
+    uid: u32,
+}
+
+/// How many new messages may wait in `tmp/` for their fsync (each holds a descriptor).
+const PENDING_MAX: usize = 128;
+
+/// Asks the kernel to start writing a file's data now, without waiting for it.
+fn start_writeback(file: &File) {
+    #[cfg(target_os = "linux")]
+    #[allow(unsafe_code)]
+    {
+        use std::os::fd::AsRawFd;
+        // SAFETY: sync_file_range only reads the descriptor, which `file` keeps open for
+        // the call; a failure only means the fsync later does all the work.
+        unsafe {
+            libc::sync_file_range(file.as_raw_fd(), 0, 0, libc::SYNC_FILE_RANGE_WRITE);
+        }
+    }
+    #[cfg(not(target_os = "linux"))]
+    let _ = file;
 }
 
 impl MaildirFolder {
@@ -116,7 +159,41 @@ impl MaildirFolder {
             ahead: None,
             atimes,
             unflushed: Vec::new(),
+            pending: Vec::new(),
         }
+    }
+
+    /// Fsyncs the new messages waiting in `tmp/` and renames them into place (their
+    /// directories are fsynced by the next flush). Every operation other than storing new
+    /// messages settles first, so that files are where the index says. When one fails,
+    /// it and the ones after it are removed from `tmp/` and from the index: the status
+    /// records new messages only after a flush, so the next run fetches them again.
+    fn settle(&mut self) -> Result<(), MaildirError> {
+        let mut pending = std::mem::take(&mut self.pending).into_iter();
+        while let Some(p) = pending.next() {
+            let tmp = self.path.join("tmp").join(&p.name);
+            let dest = self.path.join(p.sub.dir()).join(&p.name);
+            let done = p
+                .file
+                .sync_all()
+                .map_err(msg_io(tmp.clone()))
+                .and_then(|()| fs::rename(&tmp, &dest).map_err(folder_io(dest)));
+            drop(p.file);
+            if let Err(e) = done {
+                for lost in std::iter::once((p.name, p.uid)).chain(pending.map(|q| (q.name, q.uid)))
+                {
+                    let _ = fs::remove_file(self.path.join("tmp").join(&lost.0));
+                    if let Some(index) = self.index.as_mut() {
+                        index.synced.remove(&lost.1);
+                    }
+                }
+                return Err(e);
+            }
+            if !self.unflushed.contains(&p.sub) {
+                self.unflushed.push(p.sub);
+            }
+        }
+        Ok(())
     }
 
     /// OfflineIMAP's `restore_atime`: the saved access times go back, modification times
@@ -165,6 +242,7 @@ impl MaildirFolder {
     }
 
     fn scan(&mut self) -> Result<Index, MaildirError> {
+        self.settle()?;
         let mut index = Index::default();
         let ahead = self.ahead.take().and_then(|h| h.join().ok());
         let mut ahead = match ahead {
@@ -369,6 +447,7 @@ impl MaildirFolder {
         let uid = uid.ok_or(MaildirError::NoUid)?;
         if self.index()?.synced.contains_key(&uid.get()) {
             // OfflineIMAP's savemessage: "We already have it, just update flags."
+            self.settle()?;
             self.set_letters(uid.get(), flags)?;
             return Ok(Some(uid));
         }
@@ -429,26 +508,36 @@ impl MaildirFolder {
             }
         }
         let tmp = tmp_dir.join(&file_name);
-        let written = write(&mut file)
-            .and_then(|()| match file_time {
-                Some(t) => file.set_times(fs::FileTimes::new().set_accessed(t).set_modified(t)),
-                None => Ok(()),
-            })
-            .and_then(|()| if self.fsync { file.sync_all() } else { Ok(()) });
-        drop(file);
+        let written = write(&mut file).and_then(|()| match file_time {
+            Some(t) => file.set_times(fs::FileTimes::new().set_accessed(t).set_modified(t)),
+            None => Ok(()),
+        });
         if let Err(e) = written {
+            drop(file);
             // A partial file in tmp/ would be cleaned by nobody; remove it now.
             let _ = fs::remove_file(&tmp);
             return Err(msg_io(tmp)(e));
         }
         let sub = Sub::for_flags(&letters);
-        let dest = self.path.join(sub.dir()).join(&file_name);
-        if let Err(e) = fs::rename(&tmp, &dest) {
-            let _ = fs::remove_file(&tmp);
-            return Err(folder_io(dest)(e));
-        }
-        if !self.unflushed.contains(&sub) {
-            self.unflushed.push(sub);
+        if self.fsync {
+            // Fsynced and renamed into place by settle(), before the next flush.
+            start_writeback(&file);
+            self.pending.push(Pending {
+                file,
+                name: file_name.clone(),
+                sub,
+                uid: uid.get(),
+            });
+        } else {
+            drop(file);
+            let dest = self.path.join(sub.dir()).join(&file_name);
+            if let Err(e) = fs::rename(&tmp, &dest) {
+                let _ = fs::remove_file(&tmp);
+                return Err(folder_io(dest)(e));
+            }
+            if !self.unflushed.contains(&sub) {
+                self.unflushed.push(sub);
+            }
         }
         let size = Some(size);
         self.index()?.synced.insert(
@@ -460,6 +549,9 @@ impl MaildirFolder {
                 size,
             },
         );
+        if self.pending.len() >= PENDING_MAX {
+            self.settle()?;
+        }
         Ok(Some(uid))
     }
 
@@ -655,10 +747,12 @@ impl Folder for MaildirFolder {
     }
 
     async fn list(&mut self) -> Result<Listing, StoreError> {
+        self.settle()?;
         Ok(self.do_list()?)
     }
 
     async fn fetch(&mut self, which: &[MsgRef]) -> Result<Vec<Message>, StoreError> {
+        self.settle()?;
         Ok(self.do_fetch(which)?)
     }
 
@@ -681,6 +775,7 @@ impl Folder for MaildirFolder {
         which: &MsgRef,
         _spool_dir: &Path,
     ) -> Result<Option<oi_core::LargeMessage>, StoreError> {
+        self.settle()?;
         let mut rescanned = false;
         loop {
             let Some(e) = self.lookup(which)? else {
@@ -727,18 +822,22 @@ impl Folder for MaildirFolder {
     }
 
     async fn set_flags(&mut self, updates: &[FlagUpdate]) -> Result<(), StoreError> {
+        self.settle()?;
         Ok(self.do_set_flags(updates)?)
     }
 
     async fn delete(&mut self, uids: &[Uid]) -> Result<(), StoreError> {
+        self.settle()?;
         Ok(self.do_delete(uids)?)
     }
 
     async fn assign_uid(&mut self, which: &MsgRef, uid: Uid) -> Result<(), StoreError> {
+        self.settle()?;
         Ok(self.do_assign_uid(which, uid)?)
     }
 
     async fn identities(&mut self) -> Result<Vec<(MsgRef, oi_core::Identity)>, StoreError> {
+        self.settle()?;
         let index = self.scan()?;
         let mut out = Vec::new();
         let entries = index
@@ -769,6 +868,7 @@ impl Folder for MaildirFolder {
         &mut self,
         since: oi_core::AgeCutoff,
     ) -> Result<Option<Vec<MsgRef>>, StoreError> {
+        self.settle()?;
         let index = self.index()?;
         let within = |e: &Entry| name_time(&e.name).is_none_or(|t| t >= i128::from(since.epoch));
         let mut out: Vec<MsgRef> = index
@@ -788,6 +888,7 @@ impl Folder for MaildirFolder {
     }
 
     async fn flush(&mut self) -> Result<(), StoreError> {
+        self.settle()?;
         for sub in std::mem::take(&mut self.unflushed) {
             self.sync_dir(sub.dir())?;
         }

@@ -377,6 +377,50 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn new_messages_wait_in_tmp_until_flushed_and_a_failed_one_is_forgotten() {
+        let tmp = tempfile::tempdir().unwrap();
+        let r = repo(tmp.path(), '.');
+        r.create_folder("INBOX").await.unwrap();
+        let dir = tmp.path().join("mail/INBOX");
+        let mut f = r.open_folder("INBOX", Access::ReadWrite).await.unwrap();
+        for n in 1..=3 {
+            f.append(&msg(&format!("m{n}")), Flags::SEEN, Some(uid(n)))
+                .await
+                .unwrap();
+        }
+        // Written and on their way to the disk, not yet in cur/.
+        assert_eq!(files(&dir.join("tmp")).len(), 3);
+        assert!(files(&dir.join("cur")).is_empty());
+        // Anything that reads the folder finds them in place.
+        let listed = f.list().await.unwrap();
+        assert_eq!(listed.messages.len(), 3);
+        assert_eq!(files(&dir.join("cur")).len(), 3);
+        assert!(files(&dir.join("tmp")).is_empty());
+
+        // A message whose file vanishes from tmp/ before the flush: the flush fails, and
+        // it and the ones after it are neither in place nor in the index.
+        for n in 4..=6 {
+            f.append(&msg(&format!("m{n}")), Flags::SEEN, Some(uid(n)))
+                .await
+                .unwrap();
+        }
+        let waiting = files(&dir.join("tmp"));
+        assert_eq!(waiting.len(), 3);
+        let fifth = waiting
+            .iter()
+            .find(|n| name::parse(n).uid == Some(5))
+            .unwrap();
+        fs::remove_file(dir.join("tmp").join(fifth)).unwrap();
+        assert!(f.flush().await.is_err());
+        assert!(files(&dir.join("tmp")).is_empty(), "tmp/ cleaned");
+        let listed = f.list().await.unwrap();
+        let uids: Vec<u32> = listed.messages.keys().map(|u| u.get()).collect();
+        assert_eq!(uids, vec![1, 2, 3, 4]);
+        assert_eq!(files(&dir.join("cur")).len(), 4);
+        f.flush().await.unwrap();
+    }
+
+    #[tokio::test]
     async fn a_listing_read_ahead_equals_one_read_on_open() {
         let tmp = tempfile::tempdir().unwrap();
         let r = repo(tmp.path(), '.');
@@ -441,7 +485,9 @@ mod tests {
             .await
             .unwrap();
 
-        // Seen goes to cur/, everything else to new/, and the info part is always there.
+        // Seen goes to cur/, everything else to new/, and the info part is always there
+        // (new files are in place once flushed).
+        f.flush().await.unwrap();
         let dir = tmp.path().join("mail/INBOX.Sent");
         let cur = files(&dir.join("cur"));
         let new = files(&dir.join("new"));
@@ -711,6 +757,7 @@ mod tests {
         f.append(&msg("a"), Flags::SEEN | Flags::FLAGGED, Some(uid(1)))
             .await
             .unwrap();
+        f.flush().await.unwrap();
         let dir = tmp.path().join("mail/INBOX");
         let cur = files(&dir.join("cur"));
         assert!(
@@ -764,6 +811,7 @@ mod tests {
         f.append(&msg("no date"), Flags::SEEN, Some(uid(4)))
             .await
             .unwrap();
+        f.flush().await.unwrap();
         let dir = tmp.path().join("mail/INBOX/cur");
         let cur = files(&dir);
         let by_uid = |u: u32| {
@@ -788,6 +836,7 @@ mod tests {
         g.append(&msg(DATED), Flags::SEEN, Some(uid(1)))
             .await
             .unwrap();
+        g.flush().await.unwrap();
         let odir = tmp.path().join("mail/Other/cur");
         let other = files(&odir);
         assert!(!other[0].starts_with("1700000000_"), "{other:?}");
