@@ -1098,7 +1098,7 @@ impl<R: Folder, L: Folder, S: StatusStore> Run<'_, R, L, S> {
             return self.marked_append(&small, flags).await.map(Some);
         }
         message.drop_headers = self.opts.filter_headers.clone();
-        let markers = self.record_markers(&[source])?;
+        let markers = self.record_markers(&[source]).await?;
         let Some(marker) = markers.first() else {
             // record_markers gives one marker per message.
             return Ok(None);
@@ -1138,7 +1138,7 @@ impl<R: Folder, L: Folder, S: StatusStore> Run<'_, R, L, S> {
         message: &Message,
         flags: Flags,
     ) -> Result<Option<Uid>, SyncError> {
-        let markers = self.record_markers(&[&message.source])?;
+        let markers = self.record_markers(&[&message.source]).await?;
         let Some(marker) = markers.first() else {
             // record_markers gives one marker per message.
             return Ok(None);
@@ -1147,8 +1147,9 @@ impl<R: Folder, L: Folder, S: StatusStore> Run<'_, R, L, S> {
     }
 
     /// Records an upload marker for each message and commits them together (see
-    /// [`recover_uploads`]); returns the markers in order.
-    fn record_markers(&mut self, sources: &[&MsgRef]) -> Result<Vec<String>, SyncError> {
+    /// [`recover_uploads`]); returns the markers in order. The local side is flushed first,
+    /// as before every commit: whatever the status holds is in place on disk.
+    async fn record_markers(&mut self, sources: &[&MsgRef]) -> Result<Vec<String>, SyncError> {
         let mut markers = Vec::with_capacity(sources.len());
         for source in sources {
             let marker = new_marker(source.to_text().as_bytes());
@@ -1159,6 +1160,7 @@ impl<R: Folder, L: Folder, S: StatusStore> Run<'_, R, L, S> {
             markers.push(marker);
         }
         if !markers.is_empty() {
+            self.local.flush().await?;
             self.status.commit()?;
         }
         Ok(markers)
@@ -1267,7 +1269,7 @@ impl<R: Folder, L: Folder, S: StatusStore> Run<'_, R, L, S> {
                 .collect();
             // One durable record of the whole batch's markers before its first APPEND.
             let sources: Vec<&MsgRef> = messages.iter().map(|m| &m.source).collect();
-            let markers = self.record_markers(&sources)?;
+            let markers = self.record_markers(&sources).await?;
             let mut batch: Vec<(Message, Flags, String)> = Vec::with_capacity(messages.len());
             for (message, marker) in messages.iter().zip(&markers) {
                 let MsgRef::Unsynced(key) = &message.source else {
