@@ -126,6 +126,12 @@ fn upper(caps: Vec<String>) -> Vec<String> {
     caps.into_iter().map(|c| c.to_ascii_uppercase()).collect()
 }
 
+/// The completion of a batch of one command.
+fn sole_completion(mut c: Vec<Completion>) -> Result<Completion, ImapError> {
+    c.pop()
+        .ok_or_else(|| ImapError::Protocol("command lost its completion".into()))
+}
+
 /// Where [`Connection::run_spooling`] puts the FETCH literals it does not keep in memory.
 pub trait LiteralSink: Send {
     /// A literal of `len` bytes begins.
@@ -473,10 +479,8 @@ impl Connection {
         command: Command,
         source: &mut (dyn std::io::Read + Send),
     ) -> Result<(Vec<Untagged>, Completion), ImapError> {
-        let (u, mut c) = self.run_batch_from(vec![command], Some(source)).await?;
-        let done = c
-            .pop()
-            .ok_or_else(|| ImapError::Protocol("command lost its completion".into()))?;
+        let (u, c) = self.run_batch_from(vec![command], Some(source)).await?;
+        let done = sole_completion(c)?;
         Ok((u, done.ok()?))
     }
 
@@ -540,10 +544,8 @@ impl Connection {
             .run_batch_with(vec![command], None, &mut Some, Some(sink))
             .await;
         self.session.set_stream_over(None);
-        let (u, mut c) = r?;
-        let done = c
-            .pop()
-            .ok_or_else(|| ImapError::Protocol("command lost its completion".into()))?;
+        let (u, c) = r?;
+        let done = sole_completion(c)?;
         Ok((u, done.ok()?))
     }
 
@@ -555,10 +557,8 @@ impl Connection {
         command: Command,
         each: &mut (dyn FnMut(Untagged) -> Option<Untagged> + Send),
     ) -> Result<(Vec<Untagged>, Completion), ImapError> {
-        let (u, mut c) = self.run_batch_with(vec![command], None, each, None).await?;
-        let done = c
-            .pop()
-            .ok_or_else(|| ImapError::Protocol("command lost its completion".into()))?;
+        let (u, c) = self.run_batch_with(vec![command], None, each, None).await?;
+        let done = sole_completion(c)?;
         Ok((u, done.ok()?))
     }
 
@@ -640,10 +640,8 @@ impl Connection {
         &mut self,
         command: Command,
     ) -> Result<(Vec<Untagged>, Completion), ImapError> {
-        let (u, mut c) = self.run_batch(vec![command]).await?;
-        let done = c
-            .pop()
-            .ok_or_else(|| ImapError::Protocol("command lost its completion".into()))?;
+        let (u, c) = self.run_batch(vec![command]).await?;
+        let done = sole_completion(c)?;
         Ok((u, done))
     }
 

@@ -1292,7 +1292,6 @@ impl Folder for ImapFolder {
     }
 }
 
-/// `maxage` on an IMAP folder.
 impl ImapFolder {
     /// `UID FETCH` of whole messages, retried on a new connection when the connection
     /// drops (`retrycount`); with `spool`, bodies above its size go to files in its folder.
@@ -1474,6 +1473,7 @@ impl crate::client::LiteralSink for SpoolSink {
     }
 }
 
+/// `maxage` on an IMAP folder.
 impl ImapFolder {
     /// The UIDs of the messages whose internal date is on or after the cutoff's day
     /// (`UID SEARCH SINCE`, as OfflineIMAP's `SEARCH SINCE` for `maxage`).

@@ -172,12 +172,11 @@ impl MaildirFolder {
         let mut pending = std::mem::take(&mut self.pending).into_iter();
         while let Some(p) = pending.next() {
             let tmp = self.path.join("tmp").join(&p.name);
-            let dest = self.path.join(p.sub.dir()).join(&p.name);
             let done = p
                 .file
                 .sync_all()
-                .map_err(msg_io(tmp.clone()))
-                .and_then(|()| fs::rename(&tmp, &dest).map_err(folder_io(dest)));
+                .map_err(msg_io(tmp))
+                .and_then(|()| self.place(&p.name, p.sub));
             drop(p.file);
             if let Err(e) = done {
                 for lost in std::iter::once((p.name, p.uid)).chain(pending.map(|q| (q.name, q.uid)))
@@ -189,9 +188,16 @@ impl MaildirFolder {
                 }
                 return Err(e);
             }
-            if !self.unflushed.contains(&p.sub) {
-                self.unflushed.push(p.sub);
-            }
+        }
+        Ok(())
+    }
+
+    /// Renames a new message from `tmp/` into `sub`, whose directory the next flush fsyncs.
+    fn place(&mut self, name: &str, sub: Sub) -> Result<(), MaildirError> {
+        let dest = self.path.join(sub.dir()).join(name);
+        fs::rename(self.path.join("tmp").join(name), &dest).map_err(folder_io(dest))?;
+        if !self.unflushed.contains(&sub) {
+            self.unflushed.push(sub);
         }
         Ok(())
     }
@@ -530,13 +536,9 @@ impl MaildirFolder {
             });
         } else {
             drop(file);
-            let dest = self.path.join(sub.dir()).join(&file_name);
-            if let Err(e) = fs::rename(&tmp, &dest) {
+            if let Err(e) = self.place(&file_name, sub) {
                 let _ = fs::remove_file(&tmp);
-                return Err(folder_io(dest)(e));
-            }
-            if !self.unflushed.contains(&sub) {
-                self.unflushed.push(sub);
+                return Err(e);
             }
         }
         let size = Some(size);

@@ -1548,27 +1548,23 @@ impl<L: Folder, S: StatusStore> Writer<'_, L, S> {
                 return Err(SyncError::CrashHook);
             }
             *self.effects += 1;
-            let message = match fetched {
-                Fetched::Memory(message) => message,
+            match fetched {
                 Fetched::Spooled(large) => {
                     large.drop_headers = self.filter_headers.to_vec();
                     self.local
                         .append_large(large, None, *flags, Some(uid))
                         .await?;
-                    self.status.set(uid, *flags)?;
-                    self.stats.copied_to_local += 1;
-                    written += 1;
-                    continue;
                 }
-            };
-            if self.filter_headers.is_empty() {
-                self.local.append(message, *flags, Some(uid)).await?;
-            } else {
-                let filtered = Message {
-                    body: oi_core::headers::remove_headers(&message.body, self.filter_headers),
-                    ..message.clone()
-                };
-                self.local.append(&filtered, *flags, Some(uid)).await?;
+                Fetched::Memory(message) if self.filter_headers.is_empty() => {
+                    self.local.append(message, *flags, Some(uid)).await?;
+                }
+                Fetched::Memory(message) => {
+                    let filtered = Message {
+                        body: oi_core::headers::remove_headers(&message.body, self.filter_headers),
+                        ..message.clone()
+                    };
+                    self.local.append(&filtered, *flags, Some(uid)).await?;
+                }
             }
             self.status.set(uid, *flags)?;
             self.stats.copied_to_local += 1;
