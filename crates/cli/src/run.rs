@@ -121,6 +121,10 @@ pub fn main(args: Args) -> Result<Outcome> {
     let only_folders = args.folders.as_deref().map(comma_list);
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
+        // A sync's futures nest deep (account, folder pair, both stores, the connection);
+        // unoptimised builds come near the default 2 MiB. Stack pages are only touched
+        // when used, so the larger reserve costs no memory.
+        .thread_stack_size(8 << 20)
         .enable_all()
         .build()
         .context("starting the async runtime")?;
@@ -1157,6 +1161,10 @@ impl Repository for VisibleMaildir {
 
     fn prepare(&self, name: &str) {
         self.inner.prepare(name);
+    }
+
+    fn prepare_many(&self, names: &[String]) {
+        self.inner.prepare_many(names);
     }
 
     async fn open_folder(

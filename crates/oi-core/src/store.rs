@@ -418,6 +418,14 @@ pub trait Repository: Send + Sync {
         let _ = name;
     }
 
+    /// A hint that these folders will be opened, about in this order, once the other
+    /// side has listed its folders: a store may start reading as many of them as it sees
+    /// fit (Maildir: directory listings up to a memory budget), so that the work overlaps
+    /// the wait. The default ignores it.
+    fn prepare_many(&self, names: &[String]) {
+        let _ = names;
+    }
+
     /// True when an open folder holds a server connection (IMAP). The account sync opens
     /// the local side of the next folder ahead of its turn only when this is false, so that
     /// `maxconnections` bounds the connections of an IMAP local side too.

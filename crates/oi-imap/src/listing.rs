@@ -30,19 +30,27 @@ impl FolderListing {
         }
     }
 
-    /// `LIST <reference> "*"` (or LSUB).
-    pub(crate) fn command(&self) -> Command {
+    /// `LIST <reference> "*"` (or LSUB). With `status`, and for LIST only, each mailbox's
+    /// state comes in the same answer (LIST-STATUS, RFC 5819): what a sync needs to tell
+    /// an unchanged folder without selecting it.
+    pub(crate) fn command(&self, status: bool) -> Command {
         let verb = if self.subscribed_only { "LSUB" } else { "LIST" };
+        let mut parts = vec![
+            Part::Raw(format!("{verb} ").into_bytes()),
+            Part::Str {
+                bytes: self.reference.clone().unwrap_or_default().into_bytes(),
+                secret: false,
+            },
+            Part::Raw(b" \"*\"".to_vec()),
+        ];
+        if status && !self.subscribed_only {
+            parts.push(Part::Raw(
+                b" RETURN (STATUS (MESSAGES UIDVALIDITY HIGHESTMODSEQ))".to_vec(),
+            ));
+        }
         Command {
             name: verb.into(),
-            parts: vec![
-                Part::Raw(format!("{verb} ").into_bytes()),
-                Part::Str {
-                    bytes: self.reference.clone().unwrap_or_default().into_bytes(),
-                    secret: false,
-                },
-                Part::Raw(b" \"*\"".to_vec()),
-            ],
+            parts,
         }
     }
 
@@ -66,7 +74,17 @@ mod tests {
         assert_eq!(none.create_name("a/b", '/'), "a/b");
         let mail = FolderListing::from_config(Some("Mail"), true);
         assert_eq!(mail.create_name("x", '/'), "Mail/x");
-        assert_eq!(mail.command().name, "LSUB");
+        // LSUB takes no RETURN options: subscribed folders are listed without their state.
+        let lsub = mail.command(true);
+        assert_eq!(lsub.name, "LSUB");
+        assert_eq!(lsub.parts.len(), 3);
+        let with_status = none.command(true);
+        assert_eq!(with_status.name, "LIST");
+        assert!(matches!(
+            with_status.parts.last(),
+            Some(Part::Raw(r)) if r.starts_with(b" RETURN (STATUS (")
+        ));
+        assert_eq!(none.command(false).parts.len(), 3);
         assert_eq!(
             FolderListing::from_config(Some("\"Mail\""), false)
                 .reference

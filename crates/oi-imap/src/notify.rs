@@ -82,7 +82,7 @@ impl NotifyWatcher {
             .idle_until(max, |u| {
                 matches!(
                     u,
-                    Untagged::MailboxStatus(_)
+                    Untagged::MailboxStatus { .. }
                         | Untagged::Status {
                             code: Some(RespCode::NotificationOverflow),
                             ..
@@ -107,7 +107,7 @@ impl NotifyWatcher {
                     "the server stopped NOTIFY events (NOTIFICATIONOVERFLOW)",
                 ));
             }
-            if let Untagged::MailboxStatus(name) = u
+            if let Untagged::MailboxStatus { name, .. } = u
                 && self.folders.contains(&name)
                 && !names.contains(&name)
             {

@@ -14,6 +14,7 @@ use imap_codec::imap_types::mailbox::Mailbox;
 use imap_codec::imap_types::response::{
     Code, Data, Greeting, GreetingKind, Response as CResponse, Status, StatusBody, StatusKind,
 };
+use imap_codec::imap_types::status::StatusDataItem;
 use imap_codec::{GreetingCodec, ResponseCodec};
 
 use crate::ImapError;
@@ -142,11 +143,30 @@ pub enum Untagged {
     },
     /// `* n FETCH (…)`.
     Fetch(FetchData),
-    /// `* STATUS mailbox (…)`: the mailbox's name. Under NOTIFY (RFC 5465 §5.4) this is
-    /// how the server reports a change in a mailbox that is not selected.
-    MailboxStatus(String),
+    /// `* STATUS mailbox (…)`: the answer to STATUS or to LIST-STATUS (RFC 5819), and under
+    /// NOTIFY (RFC 5465 §5.4) how the server reports a change in a mailbox that is not
+    /// selected.
+    MailboxStatus {
+        /// The mailbox's name, as LIST gives it.
+        name: String,
+        /// The items we act on, where sent.
+        items: StatusItems,
+    },
     /// Anything else that we do not need (FLAGS, RECENT, ENABLED, ID…).
     Other,
+}
+
+/// The items of a STATUS response that we act on (RFC 3501 §7.2.4, RFC 7162 §3.1.6).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct StatusItems {
+    /// `MESSAGES`.
+    pub messages: Option<u32>,
+    /// `UIDNEXT`.
+    pub uid_next: Option<u32>,
+    /// `UIDVALIDITY`.
+    pub uid_validity: Option<u32>,
+    /// `HIGHESTMODSEQ` (0 for a mailbox without persistent mod-sequences).
+    pub highest_modseq: Option<u64>,
 }
 
 /// One complete server response.
@@ -417,7 +437,22 @@ fn map_response(r: CResponse<'_>) -> Response {
                 }
                 Untagged::Fetch(f)
             }
-            Data::Status { mailbox, .. } => Untagged::MailboxStatus(mailbox_name(&mailbox)),
+            Data::Status { mailbox, items } => {
+                let mut got = StatusItems::default();
+                for item in items.iter() {
+                    match item {
+                        StatusDataItem::Messages(n) => got.messages = Some(*n),
+                        StatusDataItem::UidNext(n) => got.uid_next = Some(n.get()),
+                        StatusDataItem::UidValidity(n) => got.uid_validity = Some(n.get()),
+                        StatusDataItem::HighestModSeq(n) => got.highest_modseq = Some(*n),
+                        _ => {}
+                    }
+                }
+                Untagged::MailboxStatus {
+                    name: mailbox_name(&mailbox),
+                    items: got,
+                }
+            }
             _ => Untagged::Other,
         }),
     }
@@ -946,20 +981,44 @@ mod tests {
     }
 
     #[test]
-    fn status_names_its_mailbox() {
-        for (line, name) in [
+    fn status_names_its_mailbox_and_gives_its_items() {
+        let items = |messages, uid_next, uid_validity, highest_modseq| StatusItems {
+            messages,
+            uid_next,
+            uid_validity,
+            highest_modseq,
+        };
+        for (line, name, want) in [
             (
                 &b"* STATUS Other (MESSAGES 1 UIDNEXT 2 UNSEEN 1)\r\n"[..],
                 "Other",
+                items(Some(1), Some(2), None, None),
             ),
-            (b"* STATUS \"A b\" (UNSEEN 0)\r\n", "A b"),
-            (b"* STATUS inbox (MESSAGES 3)\r\n", "INBOX"),
+            (
+                b"* STATUS \"A b\" (UNSEEN 0)\r\n",
+                "A b",
+                StatusItems::default(),
+            ),
+            (
+                b"* STATUS inbox (MESSAGES 3 UIDVALIDITY 7 HIGHESTMODSEQ 12345678901)\r\n",
+                "INBOX",
+                items(Some(3), None, Some(7), Some(12_345_678_901)),
+            ),
         ] {
             assert_eq!(
                 parse_response(line).unwrap(),
-                Response::Untagged(Untagged::MailboxStatus(name.to_string()))
+                Response::Untagged(Untagged::MailboxStatus {
+                    name: name.to_string(),
+                    items: want
+                })
             );
         }
+        // A STATUS that imap-codec rejects is dropped, never an error: the folder is then
+        // simply SELECTed.
+        assert_eq!(
+            parse_response(b"* STATUS Other (MESSAGES x)\r\n").unwrap(),
+            Response::Untagged(Untagged::Other)
+        );
     }
 
     #[test]

@@ -136,6 +136,32 @@ pub struct ImapRepository {
     held: Option<Arc<std::sync::atomic::AtomicU8>>,
     /// How this server tells changes (see [`ModSeqMode`]), learned at each connect.
     modseq_mode: std::sync::atomic::AtomicU8,
+    /// Each mailbox's state as the last folder listing gave it (LIST-STATUS), taken by
+    /// [`Repository::open_folder`] (see [`Listed`]).
+    listed: std::sync::Mutex<std::collections::HashMap<String, Listed>>,
+}
+
+/// A mailbox's state from LIST-STATUS (RFC 5819) with CONDSTORE (RFC 7162 §3.1.6).
+///
+/// A folder opened with one is not SELECTed until something needs the server
+/// ([`ImapFolder::ensure_selected`]). If the kept listing is of this same HIGHESTMODSEQ
+/// and count, nothing changed on the server since the last sync (every new message, flag
+/// change and expunge raises HIGHESTMODSEQ), and a folder with no local change either is
+/// synced without a command of its own: a no-op sync of many folders costs one LIST.
+/// State reported before the folder's turn is as good as a SELECT at that moment: what
+/// changes in between is seen by the next sync, which finds HIGHESTMODSEQ moved on.
+#[derive(Debug, Clone, Copy)]
+struct Listed {
+    validity: u32,
+    messages: u32,
+    highest_modseq: u64,
+}
+
+/// What a SELECT or EXAMINE reported.
+struct Selected {
+    validity: Option<u32>,
+    exists: Option<u32>,
+    highest_modseq: Option<u64>,
 }
 
 /// What the server offers to tell changes since an earlier state (RFC 7162).
@@ -181,6 +207,7 @@ impl ImapRepository {
             idle: Pool::default(),
             modseq_mode: std::sync::atomic::AtomicU8::new(ModSeqMode::None as u8),
             held: None,
+            listed: Default::default(),
         }
     }
 
@@ -369,13 +396,31 @@ impl Repository for ImapRepository {
     async fn list_folders(&self) -> Result<Vec<String>, StoreError> {
         let mut conn = self.take().await?;
         let ctx = "LIST";
+        // HIGHESTMODSEQ is only worth asking for where SELECT would report it too.
+        let status = self.modseq_mode() != ModSeqMode::None && conn.has("LIST-STATUS");
         let (untagged, _) = conn
-            .run(self.config.folders.command())
+            .run(self.config.folders.command(status))
             .await
             .map_err(|e| e.into_store(Severity::Repository, ctx))?;
         self.give_back(conn);
         let mut names = Vec::new();
+        let mut listed = std::collections::HashMap::new();
         for u in untagged {
+            if let Untagged::MailboxStatus { name, items } = &u
+                && let (Some(validity), Some(messages), Some(highest_modseq)) =
+                    (items.uid_validity, items.messages, items.highest_modseq)
+                // 0: the mailbox keeps no mod-sequences (RFC 7162 §3.1.2.2).
+                && highest_modseq > 0
+            {
+                listed.insert(
+                    name.clone(),
+                    Listed {
+                        validity,
+                        messages,
+                        highest_modseq,
+                    },
+                );
+            }
             if let Untagged::List {
                 attributes,
                 delimiter,
@@ -393,6 +438,7 @@ impl Repository for ImapRepository {
                 names.push(name);
             }
         }
+        *self.listed.lock().unwrap_or_else(|p| p.into_inner()) = listed;
         Ok(names)
     }
 
@@ -425,67 +471,31 @@ impl Repository for ImapRepository {
     }
 
     async fn open_folder(&self, name: &str, access: Access) -> Result<ImapFolder, StoreError> {
-        let mut conn = self.take().await?;
         let verb = match access {
             Access::ReadOnly => "EXAMINE",
             Access::ReadWrite => "SELECT",
         };
         let mode = self.modseq_mode();
-        let select = select_command(verb, name, mode);
-        let context = || format!("{verb} {name}");
-        let (untagged, done) = match conn.run(select.clone()).await {
-            // A pooled connection the server closed while it sat idle, or one lost under
-            // this SELECT: once more on a new connection. If the server is gone, connecting
-            // fails and stops the account; otherwise only this folder can fail.
-            Err(e) if crate::retry::connection_unusable(&e) => {
-                conn = self.connect().await?;
-                conn.run(select)
-                    .await
-                    .map_err(|e| StoreError::with_source(Severity::Folder, context(), e))?
-            }
-            r => r.map_err(|e| e.into_store(Severity::Folder, context()))?,
-        };
-        let _ = done;
-        // (A failed SELECT drops the connection with the error: simple and rare.)
-        let mut validity = None;
-        let mut exists = None;
-        let mut highest_modseq = None;
-        let mut no_modseq = false;
-        for u in untagged {
-            match u {
-                Untagged::Exists(n) => exists = Some(n),
-                Untagged::Status {
-                    code: Some(RespCode::UidValidity(v)),
-                    ..
-                } => validity = Some(v),
-                Untagged::Status {
-                    code: Some(RespCode::HighestModSeq(m)),
-                    ..
-                } => highest_modseq = Some(m),
-                Untagged::Status {
-                    code: Some(RespCode::NoModSeq),
-                    ..
-                } => no_modseq = true,
-                _ => {}
-            }
-        }
-        let highest_modseq = highest_modseq.filter(|_| mode != ModSeqMode::None && !no_modseq);
-        let validity = validity.ok_or_else(|| {
-            StoreError::new(Severity::Folder, format!("{verb} {name}: no UIDVALIDITY"))
-        })?;
-        Ok(ImapFolder {
-            conn: Some(conn),
+        let listed = self
+            .listed
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(name);
+        let mut folder = ImapFolder {
+            conn: None,
+            unselected: false,
+            mode,
             name: name.to_string(),
             meta: FolderMeta {
-                uid_validity: UidValidity(validity),
-                exists,
+                uid_validity: UidValidity(0),
+                exists: None,
             },
             expunge: self.config.expunge && access == Access::ReadWrite,
             deleted: Vec::new(),
             pool: self.idle.clone(),
             failed: std::sync::atomic::AtomicBool::new(false),
             keywords: self.config.keywords.clone(),
-            highest_modseq,
+            highest_modseq: None,
             qresync: mode == ModSeqMode::Qresync,
             reconnect: crate::retry::Reconnect {
                 config: self.config.clone(),
@@ -493,8 +503,70 @@ impl Repository for ImapRepository {
                 fetch_attempts: self.config.fetch_attempts.max(1),
                 verb,
             },
-        })
+        };
+        if let Some(l) = listed.filter(|_| mode != ModSeqMode::None) {
+            folder.unselected = true;
+            folder.meta = FolderMeta {
+                uid_validity: UidValidity(l.validity),
+                exists: Some(l.messages),
+            };
+            folder.highest_modseq = Some(l.highest_modseq);
+            return Ok(folder);
+        }
+        let mut conn = self.take().await?;
+        let selected = match select(&mut conn, verb, name, mode).await {
+            // A pooled connection the server closed while it sat idle, or one lost under
+            // this SELECT: once more on a new connection. If the server is gone, connecting
+            // fails and stops the account; otherwise only this folder can fail.
+            Err(e) if crate::retry::connection_unusable(&e) => {
+                conn = self.connect().await?;
+                select(&mut conn, verb, name, mode).await.map_err(|e| {
+                    StoreError::with_source(Severity::Folder, format!("{verb} {name}"), e)
+                })?
+            }
+            r => r.map_err(|e| e.into_store(Severity::Folder, format!("{verb} {name}")))?,
+        };
+        // (A failed SELECT drops the connection with the error: simple and rare.)
+        folder.set_selected(conn, selected, None)?;
+        Ok(folder)
     }
+}
+
+/// `SELECT`/`EXAMINE` of `name`, and what it reported.
+async fn select(
+    conn: &mut Connection,
+    verb: &str,
+    name: &str,
+    mode: ModSeqMode,
+) -> Result<Selected, ImapError> {
+    let (untagged, _) = conn.run(select_command(verb, name, mode)).await?;
+    let mut validity = None;
+    let mut exists = None;
+    let mut highest_modseq = None;
+    let mut no_modseq = false;
+    for u in untagged {
+        match u {
+            Untagged::Exists(n) => exists = Some(n),
+            Untagged::Status {
+                code: Some(RespCode::UidValidity(v)),
+                ..
+            } => validity = Some(v),
+            Untagged::Status {
+                code: Some(RespCode::HighestModSeq(m)),
+                ..
+            } => highest_modseq = Some(m),
+            Untagged::Status {
+                code: Some(RespCode::NoModSeq),
+                ..
+            } => no_modseq = true,
+            _ => {}
+        }
+    }
+    Ok(Selected {
+        validity,
+        exists,
+        highest_modseq: highest_modseq.filter(|_| mode != ModSeqMode::None && !no_modseq),
+    })
 }
 
 /// An IDLE watch on one folder (see [`ImapRepository::watch`]).
@@ -537,6 +609,10 @@ impl Watcher {
 #[derive(Debug)]
 pub struct ImapFolder {
     conn: Option<Connection>,
+    /// Opened from its LIST-STATUS entry ([`Listed`]) and not selected yet.
+    unselected: bool,
+    /// The mod-sequence mode to select with.
+    mode: ModSeqMode,
     name: String,
     meta: FolderMeta,
     expunge: bool,
@@ -630,12 +706,90 @@ fn imap_date(secs: i64) -> Option<String> {
 
 impl ImapFolder {
     fn conn(&mut self) -> Result<&mut Connection, StoreError> {
+        debug_assert!(
+            !self.unselected,
+            "{}: used before ensure_selected",
+            self.name
+        );
         open_conn(&mut self.conn, &self.name)
+    }
+
+    /// SELECTs a folder opened from its LIST-STATUS entry, now that something needs the
+    /// server: on a pooled connection, else on a new one. It must still have the
+    /// UIDVALIDITY that was listed, which the engine has already compared with the status.
+    async fn ensure_selected(&mut self) -> Result<(), StoreError> {
+        if !self.unselected {
+            return Ok(());
+        }
+        // Boxed: connecting is a large future, and every folder operation awaits this one.
+        Box::pin(self.select_now()).await
+    }
+
+    async fn select_now(&mut self) -> Result<(), StoreError> {
+        self.unselected = false;
+        let verb = self.reconnect.verb;
+        let ctx = format!("{verb} {}", self.name);
+        let pooled = lock_pool(&self.pool).pop();
+        let was_pooled = pooled.is_some();
+        let (mut conn, mut mode) = match pooled {
+            Some(conn) => (conn, self.mode),
+            None => open_connection(&self.reconnect.config, &*self.reconnect.events).await?,
+        };
+        let selected = match select(&mut conn, verb, &self.name, mode).await {
+            // A pooled connection the server closed while it sat idle: once more on a new one.
+            Err(e) if was_pooled && crate::retry::connection_unusable(&e) => {
+                (conn, mode) =
+                    open_connection(&self.reconnect.config, &*self.reconnect.events).await?;
+                select(&mut conn, verb, &self.name, mode)
+                    .await
+                    .map_err(|e| StoreError::with_source(Severity::Folder, ctx.clone(), e))?
+            }
+            r => r.map_err(|e| e.into_store(Severity::Folder, ctx.clone()))?,
+        };
+        self.mode = mode;
+        self.qresync = mode == ModSeqMode::Qresync;
+        let listed = self.meta.uid_validity.0;
+        self.set_selected(conn, selected, Some(listed))
+    }
+
+    /// Takes what a SELECT reported; `listed`: the UIDVALIDITY the folder must have.
+    fn set_selected(
+        &mut self,
+        conn: Connection,
+        selected: Selected,
+        listed: Option<u32>,
+    ) -> Result<(), StoreError> {
+        let verb = self.reconnect.verb;
+        let Some(validity) = selected.validity else {
+            return Err(StoreError::new(
+                Severity::Folder,
+                format!("{verb} {}: no UIDVALIDITY", self.name),
+            ));
+        };
+        if let Some(listed) = listed.filter(|&l| l != validity) {
+            lock_pool(&self.pool).push(conn);
+            return Err(StoreError::new(
+                Severity::Folder,
+                format!(
+                    "folder {}: UIDVALIDITY changed from {listed} to {validity} since the \
+                     folder list was read; the next sync takes it up",
+                    self.name
+                ),
+            ));
+        }
+        self.meta = FolderMeta {
+            uid_validity: UidValidity(validity),
+            exists: selected.exists,
+        };
+        self.highest_modseq = selected.highest_modseq;
+        self.conn = Some(conn);
+        Ok(())
     }
 
     /// Finds the one message carrying `X-OfflineIMAP: value`; NOOP first so that the
     /// server has announced a message appended just before (OfflineIMAP does the same).
     async fn search_marker(&mut self, value: &str) -> Result<Vec<Uid>, StoreError> {
+        self.ensure_selected().await?;
         let value = value.to_string();
         let cmd = Command {
             name: "UID SEARCH".into(),
@@ -679,6 +833,7 @@ impl ImapFolder {
         listing: &mut Listing,
         what: &str,
     ) -> Result<Vec<Untagged>, StoreError> {
+        self.ensure_selected().await?;
         let ImapFolder {
             conn,
             keywords,
@@ -814,6 +969,7 @@ impl Folder for ImapFolder {
     }
 
     async fn list(&mut self) -> Result<Listing, StoreError> {
+        self.ensure_selected().await?;
         let mut listing = Listing::default();
         if self.meta.exists == Some(0) {
             return Ok(listing);
@@ -836,6 +992,18 @@ impl Folder for ImapFolder {
         &mut self,
         earlier: Option<oi_core::CachedListing>,
     ) -> Result<(Listing, Option<String>), StoreError> {
+        if self.unselected {
+            // Listed unchanged since the kept listing: no need to select (see [`Listed`]).
+            if let (Some(modseq), Some(exists), Some(c)) =
+                (self.highest_modseq, self.meta.exists, earlier.as_ref())
+                && self.token_modseq(&c.token) == Some(modseq)
+                && c.listing.messages.len() == exists as usize
+            {
+                let token = self.modseq_token(modseq);
+                return Ok((earlier.map(|c| c.listing).unwrap_or_default(), Some(token)));
+            }
+            self.ensure_selected().await?;
+        }
         let Some(modseq) = self.highest_modseq else {
             return Ok((self.list().await?, None));
         };
@@ -920,6 +1088,7 @@ impl Folder for ImapFolder {
         flags: Flags,
         _uid: Option<Uid>,
     ) -> Result<Option<Uid>, StoreError> {
+        self.ensure_selected().await?;
         let uidplus = self.conn()?.has("UIDPLUS");
         // The engine marks every upload (oi_core::marker); reuse its marker for the
         // no-UIDPLUS search rather than adding a second header.
@@ -963,6 +1132,7 @@ impl Folder for ImapFolder {
         let MsgRef::Uid(uid) = which else {
             return Ok(None);
         };
+        self.ensure_selected().await?;
         let r = self
             .conn()?
             .run(Command::raw(format!(
@@ -1047,6 +1217,7 @@ impl Folder for ImapFolder {
         flags: Flags,
         _uid: Option<Uid>,
     ) -> Result<Option<Uid>, StoreError> {
+        self.ensure_selected().await?;
         let uidplus = self.conn()?.has("UIDPLUS");
         let value = match marker {
             Some(m) => Some(m.to_string()),
@@ -1094,6 +1265,7 @@ impl Folder for ImapFolder {
         &mut self,
         messages: &[(&Message, Flags)],
     ) -> Result<Vec<Option<Uid>>, StoreError> {
+        self.ensure_selected().await?;
         let conn = self.conn()?;
         if messages.len() < 2 || !conn.has("MULTIAPPEND") || !conn.has("UIDPLUS") {
             let mut uids = Vec::with_capacity(messages.len());
@@ -1153,6 +1325,7 @@ impl Folder for ImapFolder {
     }
 
     async fn identities(&mut self) -> Result<Vec<(MsgRef, oi_core::Identity)>, StoreError> {
+        self.ensure_selected().await?;
         if self.meta.exists == Some(0) {
             return Ok(Vec::new());
         }
@@ -1180,6 +1353,7 @@ impl Folder for ImapFolder {
     }
 
     async fn quick_state(&mut self) -> Result<Option<oi_core::QuickState>, StoreError> {
+        self.ensure_selected().await?;
         let count = self.meta.exists.unwrap_or(0);
         if count == 0 {
             return Ok(Some(oi_core::QuickState {
@@ -1236,6 +1410,7 @@ impl Folder for ImapFolder {
         if cmds.is_empty() {
             return Ok(());
         }
+        self.ensure_selected().await?;
         let r = self.conn()?.run_batch(cmds).await;
         let (_, done) = r.map_err(|e| self.err(e, Severity::Folder, "storing flags"))?;
         for d in done {
@@ -1249,6 +1424,7 @@ impl Folder for ImapFolder {
         if uids.is_empty() {
             return Ok(());
         }
+        self.ensure_selected().await?;
         let cmd = Command::raw(format!(
             "UID STORE {} +FLAGS.SILENT (\\Deleted)",
             uid_set(uids)
@@ -1265,6 +1441,9 @@ impl Folder for ImapFolder {
     }
 
     async fn close(&mut self) -> Result<(), StoreError> {
+        // Never selected: nothing to close, and nothing may select it any more (its
+        // connection slot is given back after this).
+        self.unselected = false;
         let Some(mut conn) = self.conn.take() else {
             return Ok(());
         };
@@ -1310,6 +1489,7 @@ impl ImapFolder {
         if uids.is_empty() {
             return Ok(Vec::new());
         }
+        self.ensure_selected().await?;
         let cmd = Command::raw(format!(
             "UID FETCH {} (UID FLAGS INTERNALDATE BODY.PEEK[])",
             uid_set(&uids)
@@ -1478,6 +1658,7 @@ impl ImapFolder {
     /// The UIDs of the messages whose internal date is on or after the cutoff's day
     /// (`UID SEARCH SINCE`, as OfflineIMAP's `SEARCH SINCE` for `maxage`).
     async fn search_since(&mut self, since: oi_core::AgeCutoff) -> Result<Vec<MsgRef>, StoreError> {
+        self.ensure_selected().await?;
         if self.meta.exists == Some(0) {
             return Ok(Vec::new());
         }

@@ -245,3 +245,100 @@ async fn fetch_spooled_writes_large_bodies_to_files_and_survives_a_failing_disk(
     assert_eq!(again.len(), 2);
     assert!(again[1].body == large);
 }
+
+/// A folder listed with its state (LIST-STATUS, RFC 5819) is opened without a SELECT. One
+/// unchanged since the kept listing is answered from it without a single command; one that
+/// changed, or anything that needs the server, SELECTs it then, and that SELECT checks the
+/// folder is still the one listed. The SELECTs are seen by a fault proxy in front of the
+/// real Dovecot that answers every SELECT with NO.
+#[tokio::test]
+async fn listed_folders_are_selected_only_when_needed() {
+    use oi_testkit::faultproxy::{Fault, FaultProxy, Times, Trigger};
+    let Some(d) = Dovecot::start_or_skip("listed_folders_are_selected_only_when_needed") else {
+        return;
+    };
+    let direct = repo(config(&d, Security::Plain));
+    for name in ["Kept", "Changed", "Gone"] {
+        direct.create_folder(name).await.unwrap();
+        d.put_message("alice", name, b"Subject: k\n\nx\n").unwrap();
+    }
+    // A first sync: nothing kept yet, every folder is listed in full.
+    direct.list_folders().await.unwrap();
+    let mut kept = std::collections::BTreeMap::new();
+    for name in ["Kept", "Changed"] {
+        let mut f = direct.open_folder(name, Access::ReadWrite).await.unwrap();
+        let (listing, token) = f.list_since(None).await.unwrap();
+        assert_eq!(listing.messages.len(), 1, "{name}");
+        f.close().await.unwrap();
+        kept.insert(
+            name,
+            oi_core::CachedListing {
+                token: token.expect("Dovecot has CONDSTORE"),
+                listing,
+            },
+        );
+    }
+    d.add_flags("alice", "Changed", 1, &["\\Flagged"]).unwrap();
+
+    let proxy = FaultProxy::start(
+        d.imap_port(),
+        Trigger::command(&["SELECT "]),
+        Fault::No,
+        Times::Always,
+    )
+    .unwrap();
+    let mut c = config(&d, Security::Plain);
+    c.port = Some(proxy.port());
+    let r = repo(c);
+    let names = r.list_folders().await.unwrap();
+    assert!(names.contains(&"Kept".to_string()), "{names:?}");
+    let mut f = r.open_folder("Kept", Access::ReadWrite).await.unwrap();
+    let (listing, _) = f.list_since(kept.get("Kept").cloned()).await.unwrap();
+    assert_eq!(listing, kept["Kept"].listing);
+    f.close().await.unwrap();
+    assert_eq!(proxy.fired(), 0, "the unchanged folder was selected");
+
+    let mut f = r.open_folder("Changed", Access::ReadWrite).await.unwrap();
+    let e = f
+        .list_since(kept.get("Changed").cloned())
+        .await
+        .unwrap_err();
+    assert!(e.to_string().contains("injected"), "{e}");
+    assert_eq!(proxy.fired(), 1, "the changed folder was not selected");
+    proxy.disarm();
+    let mut f = r.open_folder("Changed", Access::ReadWrite).await.unwrap();
+    let (listing, _) = f.list_since(kept.get("Changed").cloned()).await.unwrap();
+    let m = listing.messages.values().next().unwrap();
+    assert_eq!(m.flags, Flags::FLAGGED);
+    f.close().await.unwrap();
+
+    // Anything else that needs the server selects too: here a flag change on a folder
+    // opened from its listed state.
+    r.list_folders().await.unwrap();
+    let mut f = r.open_folder("Kept", Access::ReadWrite).await.unwrap();
+    f.set_flags(&[FlagUpdate {
+        uid: Uid::new(1).unwrap(),
+        add: Flags::SEEN,
+        remove: Flags::EMPTY,
+    }])
+    .await
+    .unwrap();
+    f.close().await.unwrap();
+    assert!(d.messages("alice", "Kept").unwrap()[0].has_flag("\\Seen"));
+
+    // A folder deleted and made again after the listing has another UIDVALIDITY: the
+    // late SELECT refuses it rather than mix up two folders' UIDs.
+    r.list_folders().await.unwrap();
+    direct.delete_folder("Gone").await.unwrap();
+    direct.create_folder("Gone").await.unwrap();
+    let mut f = r.open_folder("Gone", Access::ReadWrite).await.unwrap();
+    let listed = f.meta().await.unwrap().uid_validity;
+    let e = f.list().await.unwrap_err();
+    assert_eq!(e.severity(), oi_core::Severity::Folder);
+    assert!(
+        e.to_string().contains("UIDVALIDITY changed"),
+        "{e} (listed {listed:?})"
+    );
+    r.shutdown().await;
+    direct.shutdown().await;
+}

@@ -37,6 +37,8 @@ const MAILDIR_SUBDIRS: [&str; 3] = ["cur", "new", "tmp"];
 
 /// Guard against symlink loops when walking a nested (`sep = /`) tree.
 const MAX_DEPTH: usize = 64;
+/// How many bytes of directories [`Repository::prepare_many`] reads ahead at most.
+const AHEAD_BUDGET: u64 = 3 << 20;
 
 /// What a Maildir repository needs from the configuration.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -334,6 +336,27 @@ impl Repository for MaildirRepository {
 
     fn prepare(&self, name: &str) {
         self.start_ahead(name);
+    }
+
+    /// Starts reading folders ahead, in order, while the directories of those started
+    /// add up to at most [`AHEAD_BUDGET`] bytes (the names read take about as much memory).
+    fn prepare_many(&self, names: &[String]) {
+        let mut total = 0u64;
+        for name in names {
+            let Ok(path) = self.folder_path(name) else {
+                continue;
+            };
+            let size: u64 = ["new", "cur"]
+                .iter()
+                .filter_map(|sub| fs::metadata(path.join(sub)).ok())
+                .map(|m| m.len())
+                .sum();
+            total += size;
+            if total > AHEAD_BUDGET {
+                break;
+            }
+            self.start_ahead(name);
+        }
     }
 
     async fn open_folder(&self, name: &str, access: Access) -> Result<MaildirFolder, StoreError> {

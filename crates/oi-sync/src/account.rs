@@ -268,10 +268,24 @@ where
     LR: Repository,
     SF: StatusFactory,
 {
-    let listed_remote = remote.list_folders().await?;
+    // The local side is listed, and its first folders read ahead, while the server
+    // answers its LIST (which, with LIST-STATUS, can take a while on a big account).
+    let local_side = async {
+        let listed = local.list_folders().await;
+        if let Ok(names) = &listed {
+            let mut names = names.clone();
+            names.sort();
+            local.prepare_many(&names);
+        }
+        listed
+    };
+    // Boxed: both listings (each may connect) would otherwise sit in this future at once.
+    let (listed_remote, listed_local) =
+        join(Box::pin(remote.list_folders()), Box::pin(local_side)).await;
+    let listed_remote = listed_remote?;
     // After LIST: the IMAP delimiter is learned from it.
     let (rsep, lsep) = (remote.separator(), local.separator());
-    let listed_local: BTreeSet<String> = local.list_folders().await?.into_iter().collect();
+    let listed_local: BTreeSet<String> = listed_local?.into_iter().collect();
 
     // Remote folders that take part: listed plus folderincludes, through folderfilter
     // (or exactly the -f list, which overrides both, as in OfflineIMAP).

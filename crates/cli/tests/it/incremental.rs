@@ -250,3 +250,75 @@ fn new_local_messages_go_up_in_one_multiappend() {
     let again = traced(&w, false);
     assert!(!again.contains(" APPEND "), "uploaded twice");
 }
+
+/// A no-op run selects no folder: one LIST with each mailbox's state (LIST-STATUS) shows
+/// that nothing changed on the server, and the local side shows nothing to send. A folder
+/// changed on one side is selected when its turn comes, and only that one.
+#[test]
+fn unchanged_folders_are_not_selected() {
+    let Some(w) = World::new("incremental_lazy_select") else {
+        return;
+    };
+    w.write_config("", "");
+    let uids: Vec<u32> = (0..4).map(|i| w.put("INBOX", &format!("i{i}"))).collect();
+    for name in ["Other", "Empty"] {
+        w.server.create_mailbox(USER, name).unwrap();
+    }
+    w.put("Other", "o1");
+    let selects = |trace: &str| -> Vec<String> {
+        trace
+            .lines()
+            .filter_map(|l| l.split_once("C: ").map(|(_, c)| c.to_string()))
+            .filter(|c| c.contains(" SELECT ") || c.contains(" EXAMINE "))
+            .collect()
+    };
+    let first = traced(&w, false);
+    assert!(
+        first.contains("RETURN (STATUS ("),
+        "no LIST-STATUS:\n{first}"
+    );
+    assert_eq!(selects(&first).len(), 3, "first run:\n{first}");
+
+    let noop = traced(&w, false);
+    assert_eq!(selects(&noop), Vec::<String>::new(), "no-op run:\n{noop}");
+
+    // A local change in Other: only Other is selected, and the change goes up.
+    let o1 = local_messages(&w.maildir().join("Other"))
+        .into_iter()
+        .next()
+        .unwrap();
+    set_local_flags(&o1, "FS");
+    let local = traced(&w, false);
+    let s = selects(&local);
+    assert!(
+        s.len() == 1 && s[0].contains("Other"),
+        "local change: {s:?}\n{local}"
+    );
+    assert_eq!(converged(&w, "Other")["o1"], "FS");
+    // That run's own change raised Other's HIGHESTMODSEQ: the next run selects Other
+    // once to see it (the kept listing shows the folder as it was before the change).
+    let own = traced(&w, false);
+    let s = selects(&own);
+    assert!(
+        s.len() == 1 && s[0].contains("Other") && !own.contains("UID STORE"),
+        "after the local change: {s:?}\n{own}"
+    );
+    let noop = traced(&w, false);
+    assert_eq!(selects(&noop), Vec::<String>::new(), "no-op run:\n{noop}");
+
+    // A change on the server in INBOX: only INBOX.
+    w.server
+        .add_flags(USER, "INBOX", uids[2], &["\\Answered"])
+        .unwrap();
+    let server = traced(&w, false);
+    let s = selects(&server);
+    assert!(
+        s.len() == 1 && s[0].contains("INBOX"),
+        "server change: {s:?}\n{server}"
+    );
+    assert_eq!(converged(&w, "INBOX")["i2"], "R");
+    converged(&w, "Empty");
+
+    let again = traced(&w, false);
+    assert_eq!(selects(&again), Vec::<String>::new(), "last run:\n{again}");
+}
