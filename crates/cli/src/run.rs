@@ -1167,6 +1167,10 @@ impl Repository for VisibleMaildir {
         self.inner.prepare_many(names);
     }
 
+    fn syncing_only(&self, names: &[String]) {
+        self.inner.syncing_only(names);
+    }
+
     async fn open_folder(
         &self,
         name: &str,

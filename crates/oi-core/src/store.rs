@@ -418,6 +418,13 @@ pub trait Repository: Send + Sync {
         let _ = name;
     }
 
+    /// A hint that only these folders (as this store names them, before any folder filter)
+    /// are synced this time (`-f`, or a sync set off by IDLE): a store may list less. The
+    /// default ignores it.
+    fn syncing_only(&self, names: &[String]) {
+        let _ = names;
+    }
+
     /// A hint that these folders will be opened, about in this order, once the other
     /// side has listed its folders: a store may start reading as many of them as it sees
     /// fit (Maildir: directory listings up to a memory budget), so that the work overlaps
@@ -455,6 +462,19 @@ pub trait Folder: Send {
         &mut self,
         which: &[MsgRef],
     ) -> impl Future<Output = Result<Vec<Message>, StoreError>> + Send;
+
+    /// A hint before the engine lists this folder: `token` is the one of the listing kept
+    /// from the last run (see [`Folder::list_since`]). A store that can tell now that it
+    /// will need the server may start on it (IMAP: SELECT a folder opened from its listed
+    /// state whose HIGHESTMODSEQ moved on), so that the wait overlaps the reading of the
+    /// other side. The default does nothing.
+    fn prepare_listing(
+        &mut self,
+        token: Option<&str>,
+    ) -> impl Future<Output = Result<(), StoreError>> + Send {
+        let _ = token;
+        async { Ok(()) }
+    }
 
     /// Fetches whole messages like [`Folder::fetch`], except that a message larger than
     /// `over` bytes may come as a spool file in `spool_dir`, written as it arrives, so that
@@ -678,6 +698,12 @@ pub trait StatusStore: Send {
     fn cached_listing(&mut self, side: crate::Side) -> Result<Option<CachedListing>, StoreError> {
         let _ = side;
         Ok(None)
+    }
+
+    /// The token of the listing of a side kept by [`StatusStore::save_listing`], without
+    /// the listing.
+    fn cached_token(&mut self, side: crate::Side) -> Result<Option<String>, StoreError> {
+        Ok(self.cached_listing(side)?.map(|c| c.token))
     }
 
     /// Keeps a side's listing for the next run (with the next commit); `None` forgets it.

@@ -117,6 +117,8 @@ pub struct Connection {
     auth_failures: Vec<String>,
     /// The socket read buffer, reused by every read.
     read_buf: Box<[u8]>,
+    /// The mailbox the store last selected on this connection, if any.
+    pub(crate) selected: Option<String>,
 }
 
 /// Bytes asked of the socket per read.
@@ -176,6 +178,7 @@ impl Connection {
             bye: None,
             auth_failures: Vec::new(),
             read_buf: vec![0; READ_CHUNK].into_boxed_slice(),
+            selected: None,
         };
         let (kind, code) = conn.greeting().await?;
         if let Some(RespCode::Capability(c)) = code {
@@ -220,6 +223,7 @@ impl Connection {
                 bye,
                 auth_failures: Vec::new(),
                 read_buf,
+                selected: None,
             };
             conn.refresh_capabilities().await?;
         }

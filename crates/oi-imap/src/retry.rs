@@ -84,6 +84,7 @@ impl Reconnect {
             } => Some(v),
             _ => None,
         });
+        conn.selected = Some(folder.to_string());
         if now != Some(validity.0) {
             return Err(StoreError::new(
                 Severity::Folder,

@@ -139,6 +139,8 @@ pub struct ImapRepository {
     /// Each mailbox's state as the last folder listing gave it (LIST-STATUS), taken by
     /// [`Repository::open_folder`] (see [`Listed`]).
     listed: std::sync::Mutex<std::collections::HashMap<String, Listed>>,
+    /// Only a few folders are synced (see [`Repository::syncing_only`]): no LIST-STATUS.
+    few: std::sync::atomic::AtomicBool,
 }
 
 /// A mailbox's state from LIST-STATUS (RFC 5819) with CONDSTORE (RFC 7162 §3.1.6).
@@ -156,6 +158,10 @@ struct Listed {
     messages: u32,
     highest_modseq: u64,
 }
+
+/// Up to how many folders named for a sync ([`Repository::syncing_only`]) are SELECTed
+/// without asking every mailbox's state first.
+const FEW_FOLDERS: usize = 4;
 
 /// What a SELECT or EXAMINE reported.
 struct Selected {
@@ -208,6 +214,7 @@ impl ImapRepository {
             modseq_mode: std::sync::atomic::AtomicU8::new(ModSeqMode::None as u8),
             held: None,
             listed: Default::default(),
+            few: Default::default(),
         }
     }
 
@@ -396,12 +403,18 @@ impl Repository for ImapRepository {
     async fn list_folders(&self) -> Result<Vec<String>, StoreError> {
         let mut conn = self.take().await?;
         let ctx = "LIST";
-        // HIGHESTMODSEQ is only worth asking for where SELECT would report it too.
-        let status = self.modseq_mode() != ModSeqMode::None && conn.has("LIST-STATUS");
+        // HIGHESTMODSEQ is only worth asking for where SELECT would report it too, and
+        // every mailbox's state only when more than a chosen few are synced.
+        let status = self.modseq_mode() != ModSeqMode::None
+            && conn.has("LIST-STATUS")
+            && !self.few.load(Ordering::Relaxed);
         let (untagged, _) = conn
             .run(self.config.folders.command(status))
             .await
             .map_err(|e| e.into_store(Severity::Repository, ctx))?;
+        // STATUS is not meant for the mailbox selected on the connection asking (RFC 3501
+        // §6.3.10): a held connection's last folder is SELECTed again instead.
+        let selected = conn.selected.clone();
         self.give_back(conn);
         let mut names = Vec::new();
         let mut listed = std::collections::HashMap::new();
@@ -438,8 +451,17 @@ impl Repository for ImapRepository {
                 names.push(name);
             }
         }
+        if let Some(s) = selected {
+            listed.remove(&s);
+        }
         *self.listed.lock().unwrap_or_else(|p| p.into_inner()) = listed;
         Ok(names)
+    }
+
+    /// `-f` and IDLE-triggered syncs: the state of every mailbox is not worth asking for.
+    fn syncing_only(&self, names: &[String]) {
+        self.few
+            .store(names.len() <= FEW_FOLDERS, Ordering::Relaxed);
     }
 
     fn new_folder_name(&self, name: &str) -> String {
@@ -782,6 +804,8 @@ impl ImapFolder {
             exists: selected.exists,
         };
         self.highest_modseq = selected.highest_modseq;
+        let mut conn = conn;
+        conn.selected = Some(self.name.clone());
         self.conn = Some(conn);
         Ok(())
     }
@@ -1057,6 +1081,15 @@ impl Folder for ImapFolder {
             return Ok((self.list().await?, Some(token)));
         }
         Ok((listing, Some(token)))
+    }
+
+    /// A folder opened from its listed state whose kept listing is not of that state
+    /// is selected now, while the engine reads the local side, rather than when listed.
+    async fn prepare_listing(&mut self, token: Option<&str>) -> Result<(), StoreError> {
+        if self.unselected && token.and_then(|t| self.token_modseq(t)) != self.highest_modseq {
+            self.ensure_selected().await?;
+        }
+        Ok(())
     }
 
     async fn fetch(&mut self, which: &[MsgRef]) -> Result<Vec<Message>, StoreError> {

@@ -326,6 +326,17 @@ async fn listed_folders_are_selected_only_when_needed() {
     f.close().await.unwrap();
     assert!(d.messages("alice", "Kept").unwrap()[0].has_flag("\\Seen"));
 
+    // The pooled connection still has Kept selected: the next LIST asks on it, and STATUS
+    // is not meant for the selected mailbox, so Kept is SELECTed again when opened.
+    r.list_folders().await.unwrap();
+    proxy.rearm();
+    let e = r.open_folder("Kept", Access::ReadWrite).await.unwrap_err();
+    assert!(e.to_string().contains("injected"), "{e}");
+    let mut f = r.open_folder("Changed", Access::ReadWrite).await.unwrap();
+    f.close().await.unwrap();
+    assert_eq!(proxy.fired(), 2, "only Kept is selected");
+    proxy.disarm();
+
     // A folder deleted and made again after the listing has another UIDVALIDITY: the
     // late SELECT refuses it rather than mix up two folders' UIDs.
     r.list_folders().await.unwrap();

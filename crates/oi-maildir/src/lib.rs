@@ -39,6 +39,8 @@ const MAILDIR_SUBDIRS: [&str; 3] = ["cur", "new", "tmp"];
 const MAX_DEPTH: usize = 64;
 /// How many bytes of directories [`Repository::prepare_many`] reads ahead at most.
 const AHEAD_BUDGET: u64 = 3 << 20;
+/// How many folders [`Repository::prepare_many`] reads ahead at most.
+const AHEAD_FOLDERS: usize = 16;
 
 /// What a Maildir repository needs from the configuration.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -339,10 +341,11 @@ impl Repository for MaildirRepository {
     }
 
     /// Starts reading folders ahead, in order, while the directories of those started
-    /// add up to at most [`AHEAD_BUDGET`] bytes (the names read take about as much memory).
+    /// add up to at most [`AHEAD_BUDGET`] bytes (the names read take about as much memory),
+    /// and at most [`AHEAD_FOLDERS`] of them (one thread each).
     fn prepare_many(&self, names: &[String]) {
         let mut total = 0u64;
-        for name in names {
+        for name in names.iter().take(AHEAD_FOLDERS) {
             let Ok(path) = self.folder_path(name) else {
                 continue;
             };

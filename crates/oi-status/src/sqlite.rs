@@ -390,6 +390,21 @@ impl StatusStore for SqliteStatus {
         }))
     }
 
+    fn cached_token(&mut self, side: Side) -> Result<Option<String>, StoreError> {
+        if !self.has_table("offlineimap_rs_listing")? {
+            return Ok(None);
+        }
+        Ok(self
+            .conn
+            .query_row(
+                "SELECT token FROM offlineimap_rs_listing WHERE side=?",
+                [side_key(side)],
+                |r| r.get(0),
+            )
+            .optional()
+            .map_err(self.sql())?)
+    }
+
     fn save_listing(
         &mut self,
         side: Side,

@@ -6,7 +6,9 @@ use std::future::Future;
 use std::pin::Pin;
 use std::task::Poll;
 
-use oi_core::{Event, EventSink, Repository, Severity, Side, StatusStore, StoreError, SyncStats};
+use oi_core::{
+    Event, EventSink, Folder, Repository, Severity, Side, StatusStore, StoreError, SyncStats,
+};
 
 use crate::execute::{
     ExecOptions, FolderLabel, RemoteDone, SyncError, access_for, join, prepare_local,
@@ -268,11 +270,17 @@ where
     LR: Repository,
     SF: StatusFactory,
 {
+    if let Some(only) = &policy.only_folders {
+        remote.syncing_only(only);
+    }
     // The local side is listed, and its first folders read ahead, while the server
     // answers its LIST (which, with LIST-STATUS, can take a while on a big account).
+    // Not for a sync of chosen folders: their local names are not known yet.
     let local_side = async {
         let listed = local.list_folders().await;
-        if let Ok(names) = &listed {
+        if let Ok(names) = &listed
+            && policy.only_folders.is_none()
+        {
             let mut names = names.clone();
             names.sort();
             local.prepare_many(&names);
@@ -524,13 +532,16 @@ where
         None
     };
     let mut status = status.open(names.status, rname, lname)?;
+    let remote_token = status.cached_token(Side::Remote)?;
     let mut lfolder = local
         .open_folder(lname, access_for(p.local.readonly, opts.dry_run))
         .await?;
     // The server side waits for a connection (held by the folder before this one while
-    // that one talks to the server) and then for the SELECT; the local side is read
-    // meanwhile. The server side is polled first, so that a free connection sends its
-    // SELECT before the local reading, which never waits, keeps this task busy.
+    // that one talks to the server) and then for the SELECT (which a folder opened from
+    // its listed state sends only if that state is not the one of the kept listing; see
+    // `Folder::prepare_listing`); the local side is read meanwhile. The server side is
+    // polled first, so that a free connection sends its SELECT before the local reading,
+    // which never waits, keeps this task busy.
     let server_side = async move {
         let slot = match early {
             Some(slot) => slot,
@@ -548,9 +559,10 @@ where
             folder: rname.to_string(),
             local_folder: lname.to_string(),
         });
-        let rfolder = remote
+        let mut rfolder = remote
             .open_folder(rname, access_for(p.remote.readonly, opts.dry_run))
             .await?;
+        rfolder.prepare_listing(remote_token.as_deref()).await?;
         Ok((slot, rfolder))
     };
     let (opened, prep) = join(server_side, prepare_local(&mut lfolder, &mut status, opts)).await;

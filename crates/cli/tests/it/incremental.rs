@@ -321,4 +321,16 @@ fn unchanged_folders_are_not_selected() {
 
     let again = traced(&w, false);
     assert_eq!(selects(&again), Vec::<String>::new(), "last run:\n{again}");
+
+    // A sync of one chosen folder (-f, or IDLE) does not ask every mailbox's state.
+    let out = w
+        .command()
+        .args(["-o", "-u", "basic", "-d", "imap", "-f", "Other"])
+        .output()
+        .unwrap();
+    let one = stderr(&out);
+    assert!(out.status.success(), "-f Other:\n{one}");
+    assert!(!one.contains("RETURN (STATUS"), "-f Other:\n{one}");
+    let s = selects(&one);
+    assert!(s.len() == 1 && s[0].contains("Other"), "-f Other: {s:?}");
 }
