@@ -61,7 +61,7 @@ struct Entry {
 }
 
 #[derive(Debug, Default)]
-struct Index {
+pub(crate) struct Index {
     synced: HashMap<u32, Entry>,
     unsynced: HashMap<String, Entry>,
 }
@@ -235,74 +235,19 @@ impl MaildirFolder {
         }
     }
 
-    /// Reads `new/` then `cur/` (one readdir each, no stat per file).
-    ///
-    /// Two files with the same UID and this folder's FMD5: OfflineIMAP keeps whichever it
-    /// meets last in a dict keyed by UID (`new/` is read before `cur/`, in readdir order)
-    /// and ignores the other, which stays on disk untouched. We do the same but make the
-    /// choice deterministic: `cur/` wins over `new/`, and within one directory the name
-    /// that sorts last wins.
-    /// Uses a listing read ahead on another thread (see [`read_names`]) for the first scan.
+    /// Uses an index read ahead on another thread (see [`read_index`]) for the first scan.
     pub(crate) fn take_ahead(&mut self, ahead: Ahead) {
         self.ahead = Some(ahead);
     }
 
     fn scan(&mut self) -> Result<Index, MaildirError> {
         self.settle()?;
-        let mut index = Index::default();
-        let ahead = self.ahead.take().and_then(|h| h.join().ok());
-        let mut ahead = match ahead {
-            Some(Ok(names)) => Some(names),
-            // The thread's error is read again below, with the folder's own context.
-            _ => None,
-        };
-        for sub in [Sub::New, Sub::Cur] {
-            let dir = self.path.join(sub.dir());
-            let names = match ahead.as_mut() {
-                Some([new, cur]) => std::mem::take(match sub {
-                    Sub::New => new,
-                    Sub::Cur => cur,
-                }),
-                None => list_names(&dir)?,
-            };
-            for file_name in names {
-                let p = name::parse_with_sep(&file_name, self.options.info_sep());
-                let (letters, size) = (p.flags.unwrap_or("").to_owned(), p.size);
-                let ours = p
-                    .uid
-                    .filter(|&u| u != 0 && p.fmd5 == Some(self.fmd5.as_str()));
-                let base = match ours {
-                    Some(_) => String::new(),
-                    None => p.base.to_owned(),
-                };
-                let entry = Entry {
-                    sub,
-                    letters,
-                    size,
-                    name: file_name,
-                };
-                match ours {
-                    Some(uid) => {
-                        index.synced.insert(uid, entry);
-                    }
-                    None => {
-                        // New local mail is few and about to be uploaded: its size (one
-                        // stat each) picks the messages to stream and applies maxsize.
-                        let mut entry = entry;
-                        if entry.size.is_none() {
-                            entry.size = fs::metadata(dir.join(&entry.name)).ok().map(|m| m.len());
-                        }
-                        let mut key = base;
-                        if index.unsynced.contains_key(&key) {
-                            // The same base in new/ and cur/; '/' cannot occur in a name.
-                            key = format!("{}/{}", sub.dir(), key);
-                        }
-                        index.unsynced.insert(key, entry);
-                    }
-                }
-            }
+        match self.ahead.take().and_then(|h| h.join().ok()) {
+            // Read for the FMD5 this folder has (a nametrans can give it another).
+            Some(Ok((fmd5, index))) if fmd5 == self.fmd5 => Ok(index),
+            // The thread's error is read again, with the folder's own context.
+            _ => read_index(&self.path, &self.fmd5, self.options.info_sep()),
         }
-        Ok(index)
     }
 
     fn index(&mut self) -> Result<&mut Index, MaildirError> {
@@ -960,14 +905,58 @@ fn identity_of_file(path: &Path) -> io::Result<oi_core::Identity> {
 }
 
 /// A directory listing being read on another thread: the names in `new/` and `cur/`.
-pub(crate) type Ahead = std::thread::JoinHandle<Result<[Vec<String>; 2], MaildirError>>;
+/// A folder's index read ahead on another thread, with the FMD5 it was read for.
+pub(crate) type Ahead = std::thread::JoinHandle<Result<(String, Index), MaildirError>>;
 
-/// The message file names of a folder's `new/` and `cur/` (see [`list_names`]).
-pub(crate) fn read_names(path: &Path) -> Result<[Vec<String>; 2], MaildirError> {
-    Ok([
-        list_names(&path.join(Sub::New.dir()))?,
-        list_names(&path.join(Sub::Cur.dir()))?,
-    ])
+/// Reads `new/` then `cur/` of the folder at `path` (one readdir each, no stat per file
+/// except for the few messages without a UID): the messages carrying `fmd5` by UID, the
+/// others by name.
+///
+/// Two files with the same UID and this folder's FMD5: OfflineIMAP keeps whichever it
+/// meets last in a dict keyed by UID (`new/` is read before `cur/`, in readdir order) and
+/// ignores the other, which stays on disk untouched. We do the same but make the choice
+/// deterministic: `cur/` wins over `new/`, and within one directory the name that sorts
+/// last wins.
+pub(crate) fn read_index(path: &Path, fmd5: &str, info_sep: char) -> Result<Index, MaildirError> {
+    let mut index = Index::default();
+    for sub in [Sub::New, Sub::Cur] {
+        let dir = path.join(sub.dir());
+        for file_name in list_names(&dir)? {
+            let p = name::parse_with_sep(&file_name, info_sep);
+            let (letters, size) = (p.flags.unwrap_or("").to_owned(), p.size);
+            let ours = p.uid.filter(|&u| u != 0 && p.fmd5 == Some(fmd5));
+            let base = match ours {
+                Some(_) => String::new(),
+                None => p.base.to_owned(),
+            };
+            let entry = Entry {
+                sub,
+                letters,
+                size,
+                name: file_name,
+            };
+            match ours {
+                Some(uid) => {
+                    index.synced.insert(uid, entry);
+                }
+                None => {
+                    // New local mail is few and about to be uploaded: its size (one
+                    // stat each) picks the messages to stream and applies maxsize.
+                    let mut entry = entry;
+                    if entry.size.is_none() {
+                        entry.size = fs::metadata(dir.join(&entry.name)).ok().map(|m| m.len());
+                    }
+                    let mut key = base;
+                    if index.unsynced.contains_key(&key) {
+                        // The same base in new/ and cur/; '/' cannot occur in a name.
+                        key = format!("{}/{}", sub.dir(), key);
+                    }
+                    index.unsynced.insert(key, entry);
+                }
+            }
+        }
+    }
+    Ok(index)
 }
 
 /// The names of the message files of one directory, sorted.

@@ -186,9 +186,12 @@ impl MaildirRepository {
             return;
         }
         let dir = path.clone();
+        // For the FMD5 the folder has without a nametrans; another is read again on open.
+        let fmd5 = name::fmd5(self.canonical(name));
+        let info_sep = self.options.info_sep();
         if let Ok(handle) = std::thread::Builder::new()
             .name("maildir-ahead".into())
-            .spawn(move || folder::read_names(&dir))
+            .spawn(move || folder::read_index(&dir, &fmd5, info_sep).map(|i| (fmd5, i)))
         {
             ahead.insert(path, handle);
         }
@@ -480,6 +483,28 @@ mod tests {
         )
         .unwrap();
         assert_eq!(ahead.list().await.unwrap().unsynced.len(), 2);
+
+        // Read ahead for the FMD5 of its own name, a folder opened under another visible
+        // name (a nametrans) reads itself again: its messages carry the other FMD5.
+        r.create_folder("C").await.unwrap();
+        {
+            let mut c = r
+                .open_folder_with_visible_name("C", "Vis", Access::ReadWrite)
+                .unwrap();
+            for n in 1..=3 {
+                c.append(&msg("x"), Flags::SEEN, Some(uid(n)))
+                    .await
+                    .unwrap();
+            }
+            c.flush().await.unwrap();
+        }
+        r.prepare("C");
+        let mut c = r
+            .open_folder_with_visible_name("C", "Vis", Access::ReadWrite)
+            .unwrap();
+        let listing = c.list().await.unwrap();
+        assert_eq!(listing.messages.len(), 3);
+        assert!(listing.unsynced.is_empty());
     }
 
     #[tokio::test]
