@@ -121,6 +121,9 @@ pub struct Settings {
     pub ours: PathBuf,
     /// A timed run taking longer is killed and recorded as failed.
     pub timeout: Duration,
+    /// Round-trip time added between the tools and the server (plain transport only):
+    /// half of it each way, by a [`crate::delay::DelayProxy`]. Zero: none.
+    pub latency: Duration,
 }
 
 /// One timed run.
@@ -145,6 +148,8 @@ type Entry = (String, String);
 pub struct Bench {
     settings: Settings,
     server: Dovecot,
+    /// With [`Settings::latency`]: the proxy the tools connect through.
+    delay: Option<crate::delay::DelayProxy>,
     work: tempfile::TempDir,
     log: Box<dyn FnMut(&str)>,
 }
@@ -401,9 +406,21 @@ impl Bench {
             .prefix("oi-bench.")
             .tempdir()
             .map_err(io_err("cannot create a scratch directory"))?;
+        let delay = if settings.latency.is_zero() {
+            None
+        } else {
+            if settings.transport != Transport::Plain {
+                return Err("LATENCY_MS needs TRANSPORT=plain".into());
+            }
+            Some(
+                crate::delay::DelayProxy::start(server.imap_port(), settings.latency / 2)
+                    .map_err(io_err("cannot start the delay proxy"))?,
+            )
+        };
         Ok(Bench {
             settings,
             server,
+            delay,
             work,
             log,
         })
@@ -581,7 +598,10 @@ impl Bench {
         let dir = self.tool_dir(tool);
         let local = dir.join("local");
         let conf = self.work.path().join(format!("{}.conf", tool.name()));
-        let port = self.server.imap_port();
+        let port = match &self.delay {
+            Some(d) => d.port(),
+            None => self.server.imap_port(),
+        };
         let tunnel = self.server.preauth_command(USER);
         let s = &self.settings;
         let (text, cmd) = match tool {

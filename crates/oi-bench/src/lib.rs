@@ -6,6 +6,7 @@
 //! verifying both sides after every run. See README.md, section "Benchmark".
 #![deny(missing_docs)]
 
+pub mod delay;
 pub mod harness;
 pub mod mail;
 pub mod report;

@@ -1,7 +1,7 @@
 //! `oi-bench [--smoke] [--ours BIN] [--out DIR] [N] [FOLDERS] [text|mixed|heavy]`: times
 //! our offlineimap (and mbsync when installed) against a private Dovecot on 127.0.0.1.
 //! Settings by environment: REPS, SCENARIOS, TOOLS, FSYNC=no, TRANSPORT=plain|tunnel,
-//! SEED, RUN_TIMEOUT (seconds).
+//! SEED, RUN_TIMEOUT (seconds), LATENCY_MS (round trip added between tools and server).
 
 use oi_bench::mail::Profile;
 use oi_bench::{Bench, Scenario, Settings, Tool, Transport, report};
@@ -17,7 +17,8 @@ const USAGE: &str =
   --ours    our binary (default: offlineimap next to oi-bench).
   --out     where the results file goes (default: target/bench next to the binary's dir).
 environment: REPS (3), SCENARIOS (initial noop flags new push), TOOLS (ours mbsync),
-  FSYNC=no (fsync off in both tools), TRANSPORT=plain|tunnel, SEED (1), RUN_TIMEOUT (900 s)";
+  FSYNC=no (fsync off in both tools), TRANSPORT=plain|tunnel, SEED (1), RUN_TIMEOUT (900 s),
+  LATENCY_MS (0: round-trip time added between the tools and the server, plain only)";
 
 fn env(name: &str) -> Option<String> {
     std::env::var(name).ok().filter(|v| !v.trim().is_empty())
@@ -160,6 +161,7 @@ fn parse() -> Result<(Settings, PathBuf, bool), String> {
         transport,
         ours,
         timeout: Duration::from_secs(envnum("RUN_TIMEOUT", 900)?),
+        latency: Duration::from_millis(envnum("LATENCY_MS", 0)?),
     };
     Ok((settings, out, smoke))
 }
