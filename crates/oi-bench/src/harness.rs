@@ -124,6 +124,10 @@ pub struct Settings {
     /// Round-trip time added between the tools and the server (plain transport only):
     /// half of it each way, by a [`crate::delay::DelayProxy`]. Zero: none.
     pub latency: Duration,
+    /// The `oi-bench` binary, to start each timed tool through its `--measure` launcher
+    /// (see [`crate::rusage::measure_main`]: the peak RSS it reports is the tool's own).
+    /// `None`: started directly, and the RSS includes this process's peak.
+    pub launcher: Option<PathBuf>,
 }
 
 /// One timed run.
@@ -822,14 +826,37 @@ impl Bench {
         let log = logs.join(format!("{}-{}.log", tool.name(), scenario.name()));
         let out = std::fs::File::create(&log).map_err(io_err(log.display()))?;
         let err = out.try_clone().map_err(io_err(log.display()))?;
+        let measured = self.work.path().join("measured");
+        if let Some(launcher) = &self.settings.launcher {
+            let mut via = Command::new(launcher);
+            via.arg("--measure")
+                .arg(&measured)
+                .arg(self.settings.timeout.as_millis().to_string())
+                .arg(cmd.get_program())
+                .args(cmd.get_args());
+            cmd = via;
+        }
         cmd.stdin(Stdio::null()).stdout(out).stderr(err);
         let start = Instant::now();
         let child = cmd
             .spawn()
             .map_err(io_err(format!("cannot start {}", tool.name())))?;
-        let r = crate::rusage::wait_with_rusage(child, self.settings.timeout)
+        let grace = Duration::from_secs(if self.settings.launcher.is_some() {
+            30
+        } else {
+            0
+        });
+        let r = crate::rusage::wait_with_rusage(child, self.settings.timeout + grace)
             .map_err(io_err(format!("waiting for {}", tool.name())))?;
-        let wall = start.elapsed();
+        let mut wall = start.elapsed();
+        let r = if self.settings.launcher.is_some() {
+            let (r, w) = crate::rusage::read_measured(&measured)
+                .map_err(io_err(format!("measuring {}", tool.name())))?;
+            wall = w;
+            r
+        } else {
+            r
+        };
         let failure = match r.exit {
             Some(0) => None,
             other => {

@@ -162,11 +162,22 @@ fn parse() -> Result<(Settings, PathBuf, bool), String> {
         ours,
         timeout: Duration::from_secs(envnum("RUN_TIMEOUT", 900)?),
         latency: Duration::from_millis(envnum("LATENCY_MS", 0)?),
+        launcher: std::env::current_exe().ok(),
     };
     Ok((settings, out, smoke))
 }
 
 fn main() -> ExitCode {
+    let args: Vec<String> = std::env::args().collect();
+    if args.get(1).map(String::as_str) == Some("--measure") {
+        return match oi_bench::rusage::measure_main(&args[2..]) {
+            Ok(code) => ExitCode::from(u8::try_from(code).unwrap_or(1)),
+            Err(e) => {
+                eprintln!("oi-bench --measure: {e}");
+                ExitCode::from(2)
+            }
+        };
+    }
     match real_main() {
         Ok(true) => ExitCode::SUCCESS,
         Ok(false) => ExitCode::FAILURE,

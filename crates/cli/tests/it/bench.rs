@@ -26,6 +26,7 @@ fn bench_smoke_every_scenario_verifies_and_verify_catches_breakage() {
         timeout: Duration::from_secs(120),
         // Through the delay proxy of LATENCY_MS, so that its forwarding is checked too.
         latency: Duration::from_millis(2),
+        launcher: None,
     };
     let mut bench = Bench::new(server, settings, Box::new(|s| eprintln!("{s}"))).unwrap();
     bench.populate().unwrap();
