@@ -14,8 +14,7 @@ use oi_core::{EventSink, Severity, StoreError, UidValidity};
 
 use crate::ImapError;
 use crate::client::Connection;
-use crate::response::{RespCode, Untagged};
-use crate::store::{ImapConfig, open_connection, select_command};
+use crate::store::{ImapConfig, open_connection, select};
 
 /// True when the error means the connection is gone (closed, reset, BYE): the cases
 /// OfflineIMAP retries.
@@ -67,8 +66,7 @@ impl Reconnect {
         validity: UidValidity,
     ) -> Result<Connection, StoreError> {
         let (mut conn, mode) = open_connection(&self.config, &*self.events).await?;
-        let (untagged, _) = conn
-            .run(select_command(self.verb, folder, mode))
+        let now = select(&mut conn, self.verb, folder, mode)
             .await
             .map_err(|e| {
                 StoreError::with_source(
@@ -76,14 +74,8 @@ impl Reconnect {
                     format!("folder {folder}: {} again", self.verb),
                     e,
                 )
-            })?;
-        let now = untagged.into_iter().find_map(|u| match u {
-            Untagged::Status {
-                code: Some(RespCode::UidValidity(v)),
-                ..
-            } => Some(v),
-            _ => None,
-        });
+            })?
+            .validity;
         conn.selected = Some(folder.to_string());
         if now != Some(validity.0) {
             return Err(StoreError::new(

@@ -164,8 +164,8 @@ struct Listed {
 const FEW_FOLDERS: usize = 4;
 
 /// What a SELECT or EXAMINE reported.
-struct Selected {
-    validity: Option<u32>,
+pub(crate) struct Selected {
+    pub(crate) validity: Option<u32>,
     exists: Option<u32>,
     highest_modseq: Option<u64>,
 }
@@ -374,7 +374,7 @@ async fn enable_modseq(
 
 /// `SELECT name` / `EXAMINE name`, with `(CONDSTORE)` when the server has CONDSTORE but no
 /// ENABLE (RFC 7162 §3.1.8).
-pub(crate) fn select_command(verb: &str, name: &str, mode: ModSeqMode) -> Command {
+fn select_command(verb: &str, name: &str, mode: ModSeqMode) -> Command {
     let mut parts = vec![Part::Raw(format!("{verb} ").into_bytes()), mailbox(name)];
     if mode == ModSeqMode::CondstoreSelect {
         parts.push(Part::Raw(b" (CONDSTORE)".to_vec()));
@@ -535,27 +535,15 @@ impl Repository for ImapRepository {
             folder.highest_modseq = Some(l.highest_modseq);
             return Ok(folder);
         }
-        let mut conn = self.take().await?;
-        let selected = match select(&mut conn, verb, name, mode).await {
-            // A pooled connection the server closed while it sat idle, or one lost under
-            // this SELECT: once more on a new connection. If the server is gone, connecting
-            // fails and stops the account; otherwise only this folder can fail.
-            Err(e) if crate::retry::connection_unusable(&e) => {
-                conn = self.connect().await?;
-                select(&mut conn, verb, name, mode).await.map_err(|e| {
-                    StoreError::with_source(Severity::Folder, format!("{verb} {name}"), e)
-                })?
-            }
-            r => r.map_err(|e| e.into_store(Severity::Folder, format!("{verb} {name}")))?,
-        };
-        // (A failed SELECT drops the connection with the error: simple and rare.)
-        folder.set_selected(conn, selected, None)?;
+        folder.select_now(None).await?;
+        // What a new connection enabled, as `connect` keeps it.
+        self.modseq_mode.store(folder.mode as u8, Ordering::Relaxed);
         Ok(folder)
     }
 }
 
 /// `SELECT`/`EXAMINE` of `name`, and what it reported.
-async fn select(
+pub(crate) async fn select(
     conn: &mut Connection,
     verb: &str,
     name: &str,
@@ -744,40 +732,43 @@ impl ImapFolder {
             return Ok(());
         }
         // Boxed: connecting is a large future, and every folder operation awaits this one.
-        Box::pin(self.select_now()).await
+        let listed = self.meta.uid_validity.0;
+        Box::pin(self.select_now(Some(listed))).await
     }
 
-    async fn select_now(&mut self) -> Result<(), StoreError> {
+    /// SELECTs (or EXAMINEs) the folder on a pooled connection, else on a new one; `listed`:
+    /// the UIDVALIDITY it must show. A pooled connection the server closed while it sat
+    /// idle, or one lost under this SELECT: once more on a new connection. If the server is
+    /// gone, connecting fails and stops the account; otherwise only this folder can fail.
+    /// (A failed SELECT drops the connection with the error: simple and rare.)
+    async fn select_now(&mut self, listed: Option<u32>) -> Result<(), StoreError> {
         self.unselected = false;
         let verb = self.reconnect.verb;
         let ctx = format!("{verb} {}", self.name);
+        let connect = || open_connection(&self.reconnect.config, &*self.reconnect.events);
         let pooled = lock_pool(&self.pool).pop();
-        let was_pooled = pooled.is_some();
         let (mut conn, mut mode) = match pooled {
             Some(conn) => (conn, self.mode),
-            None => open_connection(&self.reconnect.config, &*self.reconnect.events).await?,
+            None => connect().await?,
         };
         let selected = match select(&mut conn, verb, &self.name, mode).await {
-            // A pooled connection the server closed while it sat idle: once more on a new one.
-            Err(e) if was_pooled && crate::retry::connection_unusable(&e) => {
-                (conn, mode) =
-                    open_connection(&self.reconnect.config, &*self.reconnect.events).await?;
+            Err(e) if crate::retry::connection_unusable(&e) => {
+                (conn, mode) = connect().await?;
                 select(&mut conn, verb, &self.name, mode)
                     .await
-                    .map_err(|e| StoreError::with_source(Severity::Folder, ctx.clone(), e))?
+                    .map_err(|e| StoreError::with_source(Severity::Folder, ctx, e))?
             }
-            r => r.map_err(|e| e.into_store(Severity::Folder, ctx.clone()))?,
+            r => r.map_err(|e| e.into_store(Severity::Folder, ctx))?,
         };
         self.mode = mode;
         self.qresync = mode == ModSeqMode::Qresync;
-        let listed = self.meta.uid_validity.0;
-        self.set_selected(conn, selected, Some(listed))
+        self.set_selected(conn, selected, listed)
     }
 
     /// Takes what a SELECT reported; `listed`: the UIDVALIDITY the folder must have.
     fn set_selected(
         &mut self,
-        conn: Connection,
+        mut conn: Connection,
         selected: Selected,
         listed: Option<u32>,
     ) -> Result<(), StoreError> {
@@ -804,7 +795,6 @@ impl ImapFolder {
             exists: selected.exists,
         };
         self.highest_modseq = selected.highest_modseq;
-        let mut conn = conn;
         conn.selected = Some(self.name.clone());
         self.conn = Some(conn);
         Ok(())
