@@ -66,6 +66,9 @@ pub enum Tool {
     Ours,
     /// isync's `mbsync`, when installed.
     Mbsync,
+    /// No tool: the least IMAP conversation that makes the server do the scenario's work
+    /// (see [`crate::floor`]), on plain TCP, with no local side; never verified.
+    Floor,
 }
 
 impl Tool {
@@ -74,6 +77,7 @@ impl Tool {
         match s {
             "ours" => Some(Tool::Ours),
             "mbsync" => Some(Tool::Mbsync),
+            "floor" => Some(Tool::Floor),
             _ => None,
         }
     }
@@ -83,6 +87,7 @@ impl Tool {
         match self {
             Tool::Ours => "ours",
             Tool::Mbsync => "mbsync",
+            Tool::Floor => "floor",
         }
     }
 }
@@ -156,6 +161,8 @@ pub struct Bench {
     delay: Option<crate::delay::DelayProxy>,
     work: tempfile::TempDir,
     log: Box<dyn FnMut(&str)>,
+    /// Each folder's UIDNEXT before the new scenario's messages arrived (for the floor).
+    floor_base: BTreeMap<String, u32>,
 }
 
 impl fmt::Debug for Bench {
@@ -427,6 +434,7 @@ impl Bench {
             delay,
             work,
             log,
+            floor_base: BTreeMap::new(),
         })
     }
 
@@ -649,6 +657,7 @@ impl Bench {
                 c.arg("-c").arg(&conf).args(["-q", "-a"]);
                 (text, c)
             }
+            Tool::Floor => return Err("the floor is no tool: it has no configuration".into()),
         };
         std::fs::write(&conf, text).map_err(io_err(conf.display()))?;
         Ok((conf, cmd))
@@ -658,6 +667,19 @@ impl Bench {
     /// false for a non-initial scenario when the tool has no synced copy yet.
     fn prepare(&mut self, tool: Tool, scenario: Scenario) -> Result<bool> {
         mirror(&self.snap("server"), &self.home())?;
+        if tool == Tool::Floor {
+            match scenario {
+                Scenario::Initial | Scenario::Noop => {}
+                Scenario::Flags => self.server_flags()?,
+                Scenario::New => {
+                    self.floor_base = self.uid_next()?;
+                    self.server_new()?;
+                }
+                Scenario::Push => return Err("the floor has no push scenario".into()),
+            }
+            run_cmd(&mut Command::new("sync"), "sync")?;
+            return Ok(true);
+        }
         let dir = self.tool_dir(tool);
         if scenario == Scenario::Initial {
             if dir.exists() {
@@ -680,16 +702,7 @@ impl Bench {
         match scenario {
             Scenario::Initial | Scenario::Noop => {}
             Scenario::Flags => self.server_flags()?,
-            Scenario::New => {
-                let mut g = Gen::new(s.seed * 1000 + 3, s.profile);
-                let names = folder_names(s.folders);
-                for i in 0..count {
-                    let folder = &names[g.rng.zipf(names.len())];
-                    let ts = EPOCH + SPAN + i as i64 * 60;
-                    let data = g.message(&format!("<n{}.{i}@bench.invalid>", s.seed), ts);
-                    self.save(folder, &data)?;
-                }
-            }
+            Scenario::New => self.server_new()?,
             Scenario::Push => {
                 let mut folders: Vec<(String, PathBuf)> =
                     local_folders(&self.local_root(tool))?.into_iter().collect();
@@ -743,6 +756,38 @@ impl Bench {
         }
         run_cmd(&mut Command::new("sync"), "sync")?;
         Ok(())
+    }
+
+    /// The new scenario's change: 1% more messages on the server.
+    fn server_new(&mut self) -> Result<()> {
+        let s = &self.settings;
+        let mut g = Gen::new(s.seed * 1000 + 3, s.profile);
+        let names = folder_names(s.folders);
+        let seed = s.seed;
+        for i in 0..s.n.div_ceil(100) {
+            let folder = &names[g.rng.zipf(names.len())];
+            let ts = EPOCH + SPAN + i as i64 * 60;
+            let data = g.message(&format!("<n{seed}.{i}@bench.invalid>"), ts);
+            self.save(folder, &data)?;
+        }
+        Ok(())
+    }
+
+    /// Each folder's UIDNEXT.
+    fn uid_next(&self) -> Result<BTreeMap<String, u32>> {
+        let out = run_cmd(
+            self.doveadm()
+                .args(["-f", "tab", "mailbox", "status", "-u", USER, "uidnext", "*"]),
+            "doveadm mailbox status",
+        )?;
+        let text = String::from_utf8_lossy(&out);
+        let mut next = BTreeMap::new();
+        for line in text.lines().skip(1) {
+            let bad = || format!("unexpected doveadm mailbox status line: {line:?}");
+            let (name, n) = line.rsplit_once('\t').ok_or_else(bad)?;
+            next.insert(name.to_string(), n.trim().parse().map_err(|_| bad())?);
+        }
+        Ok(next)
     }
 
     fn save(&self, folder: &str, data: &[u8]) -> Result<()> {
@@ -884,6 +929,9 @@ impl Bench {
     /// initial run becomes the tool's synced copy for the other scenarios (made untimed on
     /// demand when missing).
     pub fn run(&mut self, tool: Tool, scenario: Scenario) -> Result<RunResult> {
+        if tool == Tool::Floor {
+            return self.run_floor(scenario);
+        }
         if !self.prepare(tool, scenario)? {
             (self.log)(&format!(
                 "{}: no synced local copy yet, doing an untimed initial sync first",
@@ -942,13 +990,39 @@ impl Bench {
         })
     }
 
-    /// Every scenario, `reps` rounds each with the tools interleaved.
+    /// The floor of a scenario (see [`crate::floor`]), timed from the connection to the
+    /// end of LOGOUT. No process, so no peak RSS; nothing to verify.
+    fn run_floor(&mut self, scenario: Scenario) -> Result<RunResult> {
+        self.prepare(Tool::Floor, scenario)?;
+        let port = match &self.delay {
+            Some(d) => d.port(),
+            None => self.server.imap_port(),
+        };
+        let start = Instant::now();
+        let done = crate::floor::run(port, USER, PASS, scenario, &self.floor_base);
+        let wall = start.elapsed();
+        Ok(RunResult {
+            scenario,
+            tool: Tool::Floor,
+            wall,
+            max_rss_kib: 0,
+            verify: done
+                .map(|_| ())
+                .map_err(|e| format!("floor {}: {e}", scenario.name())),
+        })
+    }
+
+    /// Every scenario, `reps` rounds each with the tools interleaved (the floor skips
+    /// push, which it has no conversation for).
     pub fn run_all(&mut self) -> Result<Vec<RunResult>> {
         let s = self.settings.clone();
         let mut results = Vec::new();
         for &scenario in &s.scenarios {
             for rep in 1..=s.reps {
                 for &tool in &s.tools {
+                    if tool == Tool::Floor && scenario == Scenario::Push {
+                        continue;
+                    }
                     let r = self.run(tool, scenario)?;
                     (self.log)(&format!(
                         "{} {} (run {rep}/{}): {:.3} s, {:.1} MiB, verify {}",

@@ -16,7 +16,8 @@ const USAGE: &str =
             a broken local copy (a few seconds).
   --ours    our binary (default: offlineimap next to oi-bench).
   --out     where the results file goes (default: target/bench next to the binary's dir).
-environment: REPS (3), SCENARIOS (initial noop flags new push), TOOLS (ours mbsync),
+environment: REPS (3), SCENARIOS (initial noop flags new push), TOOLS (ours mbsync; also
+  floor: the least IMAP conversation doing each scenario's server work, no push),
   FSYNC=no (fsync off in both tools), TRANSPORT=plain|tunnel, SEED (1), RUN_TIMEOUT (900 s),
   LATENCY_MS (0: round-trip time added between the tools and the server, plain only)";
 
@@ -127,7 +128,9 @@ fn parse() -> Result<(Settings, PathBuf, bool), String> {
         Some(s) => s
             .split([' ', ','])
             .filter(|x| !x.is_empty())
-            .map(|x| Tool::parse(x).ok_or(format!("unknown tool {x:?} in TOOLS (ours mbsync)")))
+            .map(|x| {
+                Tool::parse(x).ok_or(format!("unknown tool {x:?} in TOOLS (ours mbsync floor)"))
+            })
             .collect::<Result<_, _>>()?,
     };
     if tools.contains(&Tool::Mbsync) && !have_mbsync() {
@@ -149,6 +152,9 @@ fn parse() -> Result<(Settings, PathBuf, bool), String> {
         Some("tunnel") => Transport::Tunnel,
         Some(v) => return Err(format!("TRANSPORT must be plain or tunnel, not {v:?}")),
     };
+    if tools.contains(&Tool::Floor) && transport != Transport::Plain {
+        return Err("the floor (TOOLS) talks plain IMAP: it needs TRANSPORT=plain".into());
+    }
     let settings = Settings {
         n,
         folders,

@@ -12,8 +12,9 @@ fn median(v: &mut [f64]) -> f64 {
     }
 }
 
-/// The table: one row per scenario and tool, with the ratio of our median wall time to
-/// mbsync's on our rows (when mbsync ran).
+/// The table: one row per scenario and tool, with the ratio of the median wall time to
+/// mbsync's on our rows and the floor's (when mbsync ran). The floor is no process: no
+/// peak RSS.
 pub fn table(results: &[RunResult]) -> String {
     let mut groups: BTreeMap<(Scenario, Tool), Vec<&RunResult>> = BTreeMap::new();
     for r in results {
@@ -27,7 +28,7 @@ pub fn table(results: &[RunResult]) -> String {
         })
         .collect();
     let mut out = String::from(
-        "| scenario | tool | median wall s | min–max s | peak RSS MiB | verify | ours/mbsync |\n\
+        "| scenario | tool | median wall s | min–max s | peak RSS MiB | verify | ÷ mbsync |\n\
          |---|---|---:|---:|---:|---|---:|\n",
     );
     for ((scenario, tool), runs) in &groups {
@@ -42,7 +43,7 @@ pub fn table(results: &[RunResult]) -> String {
             format!("{ok}/{} OK, FAIL", runs.len())
         };
         let ratio = match (tool, medians.get(&(*scenario, Tool::Mbsync))) {
-            (Tool::Ours, Some(m)) if *m > 0.0 => {
+            (Tool::Ours | Tool::Floor, Some(m)) if *m > 0.0 => {
                 format!(
                     "{:.2}",
                     medians
@@ -54,8 +55,13 @@ pub fn table(results: &[RunResult]) -> String {
             }
             _ => "–".to_string(),
         };
+        let rss = if *tool == Tool::Floor {
+            "–".to_string()
+        } else {
+            format!("{rss:.1}")
+        };
         out.push_str(&format!(
-            "| {} | {} | {:.3} | {:.3}–{:.3} | {:.1} | {} | {} |\n",
+            "| {} | {} | {:.3} | {:.3}–{:.3} | {} | {} | {} |\n",
             scenario.name(),
             tool.name(),
             medians
@@ -97,6 +103,7 @@ mod tests {
             r(Scenario::Noop, Tool::Ours, 200, false),
             r(Scenario::Noop, Tool::Mbsync, 100, true),
             r(Scenario::Initial, Tool::Ours, 1000, true),
+            r(Scenario::Noop, Tool::Floor, 50, true),
         ]);
         assert!(
             t.contains("| noop | ours | 0.200 | 0.100–0.300 | 2.0 | 2/3 OK, FAIL | 1.00 |"),
@@ -108,6 +115,10 @@ mod tests {
         );
         assert!(
             t.contains("| initial | ours | 1.000 | 1.000–1.000 | 2.0 | 1/1 OK | – |"),
+            "{t}"
+        );
+        assert!(
+            t.contains("| noop | floor | 0.050 | 0.050–0.050 | – | 1/1 OK | 0.25 |"),
             "{t}"
         );
         // Scenarios in run order: initial before noop.

@@ -1,6 +1,7 @@
 //! The benchmark harness (crates/oi-bench) at smoke size: every scenario once with our
-//! binary, each run verified, and verify shown to catch a broken local copy. The full-size
-//! benchmark is `scripts/bench`, never run by the test suite.
+//! binary, each run verified, and verify shown to catch a broken local copy; the protocol
+//! floor of each scenario but push. The full-size benchmark is `scripts/bench`, never run
+//! by the test suite.
 
 use oi_bench::mail::Profile;
 use oi_bench::{Bench, Scenario, Settings, Tool, Transport, report};
@@ -19,7 +20,7 @@ fn bench_smoke_every_scenario_verifies_and_verify_catches_breakage() {
         seed: 1,
         reps: 1,
         scenarios: Scenario::ALL.to_vec(),
-        tools: vec![Tool::Ours],
+        tools: vec![Tool::Ours, Tool::Floor],
         fsync_off: true,
         transport: Transport::Plain,
         ours: env!("CARGO_BIN_EXE_offlineimap").into(),
@@ -35,11 +36,26 @@ fn bench_smoke_every_scenario_verifies_and_verify_catches_breakage() {
     assert_eq!(server.values().map(Vec::len).sum::<usize>(), 50);
 
     let results = bench.run_all().unwrap();
-    let ran: Vec<Scenario> = results.iter().map(|r| r.scenario).collect();
-    assert_eq!(ran, Scenario::ALL.to_vec());
+    let ran = |tool| -> Vec<Scenario> {
+        results
+            .iter()
+            .filter(|r| r.tool == tool)
+            .map(|r| r.scenario)
+            .collect()
+    };
+    assert_eq!(ran(Tool::Ours), Scenario::ALL.to_vec());
+    // The floor has no push.
+    assert_eq!(ran(Tool::Floor), Scenario::ALL[..4].to_vec());
     for r in &results {
-        assert!(r.verify.is_ok(), "{:?}: {:?}", r.scenario, r.verify);
-        assert!(r.max_rss_kib > 0, "{r:?}");
+        assert!(
+            r.verify.is_ok(),
+            "{:?} {:?}: {:?}",
+            r.tool,
+            r.scenario,
+            r.verify
+        );
+        assert_eq!(r.max_rss_kib > 0, r.tool == Tool::Ours, "{r:?}");
+        assert!(r.wall > Duration::ZERO, "{r:?}");
     }
     // new and push each added 1% (one message) to the server.
     let after: usize = bench.server_state().unwrap().values().map(Vec::len).sum();
@@ -51,6 +67,11 @@ fn bench_smoke_every_scenario_verifies_and_verify_catches_breakage() {
     for s in Scenario::ALL {
         assert!(
             table.contains(&format!("| {} | ours |", s.name())),
+            "{table}"
+        );
+        assert_eq!(
+            table.contains(&format!("| {} | floor |", s.name())),
+            s != Scenario::Push,
             "{table}"
         );
     }
