@@ -566,6 +566,20 @@ impl Connection {
         Ok((u, done.ok()?))
     }
 
+    /// [`Connection::run_each`] for several commands sent at once: every untagged response
+    /// goes to `each` whichever command it answers, and every command must end OK.
+    pub async fn run_each_all(
+        &mut self,
+        commands: Vec<Command>,
+        each: &mut (dyn FnMut(Untagged) -> Option<Untagged> + Send),
+    ) -> Result<Vec<Untagged>, ImapError> {
+        let (u, c) = self.run_batch_with(commands, None, each, None).await?;
+        for done in c {
+            done.ok()?;
+        }
+        Ok(u)
+    }
+
     async fn run_batch_with(
         &mut self,
         commands: Vec<Command>,

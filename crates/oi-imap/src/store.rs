@@ -847,6 +847,16 @@ impl ImapFolder {
         listing: &mut Listing,
         what: &str,
     ) -> Result<Vec<Untagged>, StoreError> {
+        self.fetch_all_into(vec![command], listing, what).await
+    }
+
+    /// [`ImapFolder::fetch_into`] for several FETCH commands sent at once.
+    async fn fetch_all_into(
+        &mut self,
+        commands: Vec<String>,
+        listing: &mut Listing,
+        what: &str,
+    ) -> Result<Vec<Untagged>, StoreError> {
         self.ensure_selected().await?;
         let ImapFolder {
             conn,
@@ -862,9 +872,9 @@ impl ImapFolder {
             }
             other => Some(other),
         };
-        let r = conn.run_each(Command::raw(command), &mut each).await;
-        let (untagged, _) = r.map_err(|e| self.err(e, Severity::Folder, what))?;
-        Ok(untagged)
+        let commands = commands.into_iter().map(Command::raw).collect();
+        let r = conn.run_each_all(commands, &mut each).await;
+        r.map_err(|e| self.err(e, Severity::Folder, what))
     }
 
     /// The token kept with a listing: the state it shows (UIDVALIDITY, HIGHESTMODSEQ) and
@@ -958,22 +968,23 @@ fn open_conn<'a>(
         .ok_or_else(|| StoreError::new(Severity::Folder, format!("folder {name} is closed")))
 }
 
-/// Adds (or replaces) one message of a FETCH response in a listing.
+/// Adds (or replaces) one message of a FETCH response in a listing. A response without
+/// RFC822.SIZE keeps the size the listing has (a message never changes: only the flags of
+/// a known one are asked for again).
 fn apply_fetch(
     keywords: &crate::keywords::KeywordMap,
     listing: &mut Listing,
     f: crate::response::FetchData,
 ) {
     if let Some(uid) = f.uid.and_then(Uid::new) {
-        listing.messages.insert(
-            uid,
-            MessageMeta {
-                flags: keywords
-                    .flags_from_imap(f.flags.as_deref().unwrap_or_default())
-                    .0,
-                size: f.size.map(u64::from),
-            },
-        );
+        let flags = keywords
+            .flags_from_imap(f.flags.as_deref().unwrap_or_default())
+            .0;
+        let size = match f.size {
+            Some(s) => Some(u64::from(s)),
+            None => listing.messages.get(&uid).and_then(|m| m.size),
+        };
+        listing.messages.insert(uid, MessageMeta { flags, size });
     }
 }
 
@@ -1032,14 +1043,23 @@ impl Folder for ImapFolder {
         let mut exists = self.meta.exists.unwrap_or(0);
         if since < modseq || listing.messages.len() != exists as usize {
             let vanished = if self.qresync { " VANISHED" } else { "" };
+            // The messages of the kept listing: only their changed flags (their sizes are
+            // kept, which spares the server a size per changed message: a mass flag change
+            // is thousands). Messages above them are new: all of them, with their sizes.
+            // `n:*` names the last message when none is n or above; its answer is then a
+            // known message's current state, applied like any other.
+            let known = listing.messages.keys().next_back().map_or(0, |u| u.get());
+            let mut commands = Vec::new();
+            if known > 0 {
+                commands.push(format!(
+                    "UID FETCH 1:{known} (UID FLAGS) (CHANGEDSINCE {since}{vanished})"
+                ));
+            }
+            if let Some(first_new) = known.checked_add(1) {
+                commands.push(format!("UID FETCH {first_new}:* (UID FLAGS RFC822.SIZE)"));
+            }
             let untagged = self
-                .fetch_into(
-                    format!(
-                        "UID FETCH 1:* (UID FLAGS RFC822.SIZE) (CHANGEDSINCE {since}{vanished})"
-                    ),
-                    &mut listing,
-                    "listing changes",
-                )
+                .fetch_all_into(commands, &mut listing, "listing changes")
                 .await?;
             for u in untagged {
                 match u {

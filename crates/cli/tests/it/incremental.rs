@@ -134,6 +134,60 @@ fn changes_are_asked_for_since_the_last_run_and_converge() {
     assert!(!after.contains("UID STORE"), "a change repeated:\n{after}");
 }
 
+/// The changes of known messages are asked for without their sizes (a server may have to
+/// read a message to tell its size, and a mass flag change is thousands); the kept sizes
+/// stay, so that `maxsize` still leaves out a large message that was re-flagged. New
+/// messages are asked for with theirs.
+#[test]
+fn changed_flags_come_without_sizes_and_kept_sizes_still_apply() {
+    let Some(w) = World::new("incremental_sizes") else {
+        return;
+    };
+    w.put("INBOX", "small");
+    let big = format!("{}{}", message("big"), "x".repeat(20_000));
+    let big_uid = w.server.put_message(USER, "INBOX", big.as_bytes()).unwrap();
+    w.write_config("", "");
+    crate::long_running::add_to_account(&w, "maxsize = 10000");
+    traced(&w, false);
+    let inbox = w.maildir().join("INBOX");
+    let subjects = |w: &World| -> Vec<String> {
+        let mut v: Vec<String> = local_messages(&w.maildir().join("INBOX"))
+            .into_iter()
+            .map(|m| m.subject)
+            .collect();
+        v.sort();
+        v
+    };
+    assert_eq!(subjects(&w), ["small"]);
+
+    w.server
+        .add_flags(USER, "INBOX", big_uid, &["\\Flagged"])
+        .unwrap();
+    let later = w.put("INBOX", "later");
+    let changed = traced(&w, false);
+    assert!(
+        changed.contains(&format!("UID FETCH 1:{big_uid} (UID FLAGS) (CHANGEDSINCE ")),
+        "known messages' changes not asked for alone:\n{changed}"
+    );
+    assert!(
+        changed.contains(&format!(
+            "UID FETCH {}:* (UID FLAGS RFC822.SIZE)\\r\\n",
+            big_uid + 1
+        )),
+        "new messages not asked for with their sizes:\n{changed}"
+    );
+    assert!(
+        !changed.contains(FULL_LISTING),
+        "listed in full:\n{changed}"
+    );
+    // The re-flagged large message is still left out; the new one came.
+    assert_eq!(subjects(&w), ["later", "small"]);
+    assert!(w.server_messages("INBOX").contains_key(&later));
+    assert!(local_messages(&inbox).iter().all(|m| m.subject != "big"));
+    assert_nothing_done(&w.sync_ok());
+    assert_eq!(subjects(&w), ["later", "small"]);
+}
+
 #[test]
 fn switching_between_full_scans_and_condstore_stays_correct() {
     let Some(w) = World::new("incremental_switch") else {
