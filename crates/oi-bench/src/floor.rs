@@ -31,17 +31,7 @@ pub fn run(
     if scenario == Scenario::Push {
         return Err(io::Error::other("the floor has no push scenario"));
     }
-    let stream = TcpStream::connect(("127.0.0.1", port))?;
-    stream.set_nodelay(true)?;
-    let mut c = Conn {
-        writer: stream.try_clone()?,
-        reader: BufReader::with_capacity(64 * 1024, stream),
-        tag: 0,
-        bytes: 0,
-    };
-    let mut greeting = Vec::new();
-    c.bytes += c.reader.read_until(b'\n', &mut greeting)? as u64;
-    c.command(&format!("LOGIN {user} {pass}"), false)?;
+    let mut c = Conn::login(port, user, pass)?;
     let listed = c.command("LIST \"\" \"*\"", true)?;
     let folders: Vec<String> = listed.iter().filter_map(|l| list_name(l)).collect();
     let mut with_new = 0;
@@ -79,6 +69,21 @@ pub fn run(
     Ok(c.bytes)
 }
 
+/// Makes the server keep a modification sequence per message in every folder, as a server
+/// does once a CONDSTORE client (RFC 7162: most mail clients today, and us) has selected
+/// them: Dovecot starts keeping them at the first such SELECT, and until then a change
+/// gives every message of the folder a new one, so that "changed since" means everything.
+pub fn enable_condstore(port: u16, user: &str, pass: &str) -> io::Result<()> {
+    let mut c = Conn::login(port, user, pass)?;
+    c.command("ENABLE CONDSTORE", false)?;
+    let listed = c.command("LIST \"\" \"*\"", true)?;
+    for folder in listed.iter().filter_map(|l| list_name(l)) {
+        c.command(&format!("SELECT {}", quoted(&folder)), false)?;
+    }
+    c.command("LOGOUT", false)?;
+    Ok(())
+}
+
 struct Conn {
     writer: TcpStream,
     reader: BufReader<TcpStream>,
@@ -87,6 +92,22 @@ struct Conn {
 }
 
 impl Conn {
+    /// Connects to 127.0.0.1:`port`, reads the greeting, logs in.
+    fn login(port: u16, user: &str, pass: &str) -> io::Result<Conn> {
+        let stream = TcpStream::connect(("127.0.0.1", port))?;
+        stream.set_nodelay(true)?;
+        let mut c = Conn {
+            writer: stream.try_clone()?,
+            reader: BufReader::with_capacity(64 * 1024, stream),
+            tag: 0,
+            bytes: 0,
+        };
+        let mut greeting = Vec::new();
+        c.bytes += c.reader.read_until(b'\n', &mut greeting)? as u64;
+        c.command(&format!("LOGIN {user} {pass}"), false)?;
+        Ok(c)
+    }
+
     /// Sends one command and reads up to its tagged answer, which must be OK. `keep`:
     /// returns the untagged responses (literals left out).
     fn command(&mut self, command: &str, keep: bool) -> io::Result<Vec<Vec<u8>>> {

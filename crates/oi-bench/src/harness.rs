@@ -539,6 +539,11 @@ impl Bench {
                 .args(["mailbox", "status", "-u", USER, "messages", "*"]),
             "doveadm mailbox status",
         )?;
+        // And keeps each message's modification sequence from now on, as a server that a
+        // CONDSTORE client has used does (see crate::floor::enable_condstore); without it,
+        // every change to a folder would be "all of it changed" for such a client.
+        crate::floor::enable_condstore(self.server.imap_port(), USER, PASS)
+            .map_err(io_err("cannot select the folders with CONDSTORE"))?;
         mirror(&self.home(), &self.snap("server"))?;
         (self.log)(&format!(
             "populated {} messages ({:.1} MiB, profile {}) in {} folders",
