@@ -603,10 +603,15 @@ pub trait Folder: Send {
 
     /// What a quick sync needs to tell whether the folder changed, cheaply (IMAP: the
     /// message count from SELECT and the UID of the last message): `None` when the store
-    /// cannot say more cheaply than a listing, which the engine then does.
+    /// cannot say more cheaply than a listing, which the engine then does. `kept` is the
+    /// listing the engine kept for this side ([`Folder::list_since`]): a store that can
+    /// tell, without asking, that the folder is still in the state it shows may answer
+    /// from it.
     fn quick_state(
         &mut self,
+        kept: Option<&CachedListing>,
     ) -> impl Future<Output = Result<Option<QuickState>, StoreError>> + Send {
+        let _ = kept;
         async { Ok(None) }
     }
 

@@ -887,6 +887,20 @@ impl ImapFolder {
         )
     }
 
+    /// Whether a folder opened from its listed state (not selected) is still in the state
+    /// of a kept listing: the listed HIGHESTMODSEQ is the token's, and the listed message
+    /// count the listing's (see [`Listed`]). Then the kept listing is the folder's, and
+    /// no command is needed to know it.
+    fn kept_is_current(&self, c: &oi_core::CachedListing) -> bool {
+        self.unselected
+            && self.highest_modseq.is_some()
+            && self.token_modseq(&c.token) == self.highest_modseq
+            && self
+                .meta
+                .exists
+                .is_some_and(|n| c.listing.messages.len() == n as usize)
+    }
+
     /// The HIGHESTMODSEQ of a token made by [`ImapFolder::modseq_token`] for this folder's
     /// UIDVALIDITY and keyword map; `None` for any other token.
     fn token_modseq(&self, token: &str) -> Option<u64> {
@@ -1018,11 +1032,8 @@ impl Folder for ImapFolder {
         earlier: Option<oi_core::CachedListing>,
     ) -> Result<(Listing, Option<String>), StoreError> {
         if self.unselected {
-            // Listed unchanged since the kept listing: no need to select (see [`Listed`]).
-            if let (Some(modseq), Some(exists), Some(c)) =
-                (self.highest_modseq, self.meta.exists, earlier.as_ref())
-                && self.token_modseq(&c.token) == Some(modseq)
-                && c.listing.messages.len() == exists as usize
+            if let (Some(modseq), Some(c)) = (self.highest_modseq, earlier.as_ref())
+                && self.kept_is_current(c)
             {
                 let token = self.modseq_token(modseq);
                 return Ok((earlier.map(|c| c.listing).unwrap_or_default(), Some(token)));
@@ -1395,7 +1406,20 @@ impl Folder for ImapFolder {
             .collect())
     }
 
-    async fn quick_state(&mut self) -> Result<Option<oi_core::QuickState>, StoreError> {
+    /// Without a SELECT when the folder was listed unchanged since the kept listing (see
+    /// [`ImapFolder::kept_is_current`]): its count and last UID are then the kept ones.
+    async fn quick_state(
+        &mut self,
+        kept: Option<&oi_core::CachedListing>,
+    ) -> Result<Option<oi_core::QuickState>, StoreError> {
+        if let Some(c) = kept
+            && self.kept_is_current(c)
+        {
+            return Ok(Some(oi_core::QuickState {
+                count: u32::try_from(c.listing.messages.len()).unwrap_or(u32::MAX),
+                last_uid: c.listing.messages.keys().next_back().copied(),
+            }));
+        }
         self.ensure_selected().await?;
         let count = self.meta.exists.unwrap_or(0);
         if count == 0 {

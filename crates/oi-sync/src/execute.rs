@@ -506,7 +506,8 @@ async fn quick_unchanged<R: Folder, L: Folder, S: StatusStore>(
     status: &mut S,
 ) -> Result<bool, SyncError> {
     let records = status.load()?;
-    let Some(q) = remote.quick_state().await? else {
+    let kept = status.cached_listing(Side::Remote)?;
+    let Some(q) = remote.quick_state(kept.as_ref()).await? else {
         return Ok(false);
     };
     if q.count as usize != records.len() || q.last_uid != records.keys().next_back().copied() {

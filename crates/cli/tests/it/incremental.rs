@@ -387,4 +387,30 @@ fn unchanged_folders_are_not_selected() {
     assert!(!one.contains("RETURN (STATUS"), "-f Other:\n{one}");
     let s = selects(&one);
     assert!(s.len() == 1 && s[0].contains("Other"), "-f Other: {s:?}");
+
+    // Quick mode (-q) takes OfflineIMAP's quick test (message count, last UID) from the
+    // kept listing of a folder listed unchanged: no SELECT either, and a folder that
+    // changed is still found and synced.
+    let quick = |w: &World| -> String {
+        let out = w
+            .command()
+            .args(["-o", "-q", "-u", "basic", "-d", "imap"])
+            .output()
+            .unwrap();
+        let err = stderr(&out);
+        assert!(out.status.success(), "-q:\n{err}");
+        err
+    };
+    let q = quick(&w);
+    assert_eq!(selects(&q), Vec::<String>::new(), "-q no-op run:\n{q}");
+    w.put("INBOX", "i4");
+    let q = quick(&w);
+    let s = selects(&q);
+    assert!(
+        s.len() == 1 && s[0].contains("INBOX"),
+        "-q after a new message: {s:?}\n{q}"
+    );
+    assert!(converged(&w, "INBOX").contains_key("i4"));
+    let q = quick(&w);
+    assert_eq!(selects(&q), Vec::<String>::new(), "-q last run:\n{q}");
 }
