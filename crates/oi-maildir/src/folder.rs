@@ -242,7 +242,7 @@ impl MaildirFolder {
 
     fn scan(&mut self) -> Result<Index, MaildirError> {
         self.settle()?;
-        match self.ahead.take().and_then(|h| h.join().ok()) {
+        match self.ahead.take().and_then(|rx| rx.recv().ok()) {
             // Read for the FMD5 this folder has (a nametrans can give it another).
             Some(Ok((fmd5, index))) if fmd5 == self.fmd5 => Ok(index),
             // The thread's error is read again, with the folder's own context.
@@ -906,7 +906,7 @@ fn identity_of_file(path: &Path) -> io::Result<oi_core::Identity> {
 
 /// A directory listing being read on another thread: the names in `new/` and `cur/`.
 /// A folder's index read ahead on another thread, with the FMD5 it was read for.
-pub(crate) type Ahead = std::thread::JoinHandle<Result<(String, Index), MaildirError>>;
+pub(crate) type Ahead = std::sync::mpsc::Receiver<Result<(String, Index), MaildirError>>;
 
 /// Reads `new/` then `cur/` of the folder at `path` (one readdir each, no stat per file
 /// except for the few messages without a UID): the messages carrying `fmd5` by UID, the

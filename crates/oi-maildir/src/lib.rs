@@ -42,6 +42,40 @@ const AHEAD_BUDGET: u64 = 3 << 20;
 /// How many folders [`Repository::prepare_many`] reads ahead at most.
 const AHEAD_FOLDERS: usize = 16;
 
+/// One folder to read ahead, and where its index goes.
+struct AheadJob {
+    dir: PathBuf,
+    fmd5: String,
+    info_sep: char,
+    done: std::sync::mpsc::Sender<Result<(String, folder::Index), MaildirError>>,
+}
+
+/// Reads the folders of `jobs`, in their order, on up to `threads` threads. A folder opened
+/// before its turn waits for it (its receiver); one whose thread could not start reads
+/// itself on open (the sender is dropped).
+fn run_ahead(jobs: Vec<AheadJob>, threads: usize) {
+    if jobs.is_empty() {
+        return;
+    }
+    let threads = threads.clamp(1, jobs.len());
+    let queue = Arc::new(std::sync::Mutex::new(jobs.into_iter()));
+    for _ in 0..threads {
+        let queue = Arc::clone(&queue);
+        let _ = std::thread::Builder::new()
+            .name("maildir-ahead".into())
+            .spawn(move || {
+                loop {
+                    let next = queue.lock().unwrap_or_else(|p| p.into_inner()).next();
+                    let Some(job) = next else { break };
+                    let read = folder::read_index(&job.dir, &job.fmd5, job.info_sep)
+                        .map(|index| (job.fmd5, index));
+                    // The folder may be gone (closed without reading): nothing to tell.
+                    let _ = job.done.send(read);
+                }
+            });
+    }
+}
+
 /// What a Maildir repository needs from the configuration.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct MaildirConfig {
@@ -175,26 +209,32 @@ impl MaildirRepository {
     /// [`Repository::prepare`]). Not with `restoreatime`: reading the directories early
     /// would change the access times the folder restores.
     fn start_ahead(&self, name: &str) {
-        if self.options.restore_atime {
-            return;
+        if let Some(job) = self.ahead_job(name) {
+            run_ahead(vec![job], 1);
         }
-        let Ok(path) = self.folder_path(name) else {
-            return;
-        };
+    }
+
+    /// The reading of one folder ahead, registered for [`Self::open_folder_with_visible_name`]
+    /// to wait for; `None` when it is not to be read ahead (already registered, not a
+    /// Maildir, `restoreatime`).
+    fn ahead_job(&self, name: &str) -> Option<AheadJob> {
+        if self.options.restore_atime {
+            return None;
+        }
+        let path = self.folder_path(name).ok()?;
         let mut ahead = self.ahead.lock().unwrap_or_else(|p| p.into_inner());
         if ahead.contains_key(&path) || !is_maildir(&path) {
-            return;
+            return None;
         }
-        let dir = path.clone();
-        // For the FMD5 the folder has without a nametrans; another is read again on open.
-        let fmd5 = name::fmd5(self.canonical(name));
-        let info_sep = self.options.info_sep();
-        if let Ok(handle) = std::thread::Builder::new()
-            .name("maildir-ahead".into())
-            .spawn(move || folder::read_index(&dir, &fmd5, info_sep).map(|i| (fmd5, i)))
-        {
-            ahead.insert(path, handle);
-        }
+        let (tx, rx) = std::sync::mpsc::channel();
+        ahead.insert(path.clone(), rx);
+        Some(AheadJob {
+            // For the FMD5 the folder has without a nametrans; another is read again on open.
+            fmd5: name::fmd5(self.canonical(name)),
+            info_sep: self.options.info_sep(),
+            dir: path,
+            done: tx,
+        })
     }
 
     fn do_list(&self) -> Result<Vec<String>, MaildirError> {
@@ -345,8 +385,12 @@ impl Repository for MaildirRepository {
 
     /// Starts reading folders ahead, in order, while the directories of those started
     /// add up to at most [`AHEAD_BUDGET`] bytes (the names read take about as much memory),
-    /// and at most [`AHEAD_FOLDERS`] of them (one thread each).
+    /// and at most [`AHEAD_FOLDERS`] of them, on half the machine's cores (at least one
+    /// thread): reading directories is kernel work that competes for the CPU with the
+    /// server's answer to the folder LIST the engine waits for meanwhile, and the server is
+    /// on this machine more often than not in tests and benchmarks (and with a tunnel).
     fn prepare_many(&self, names: &[String]) {
+        let mut jobs = Vec::new();
         let mut total = 0u64;
         for name in names.iter().take(AHEAD_FOLDERS) {
             let Ok(path) = self.folder_path(name) else {
@@ -361,8 +405,10 @@ impl Repository for MaildirRepository {
             if total > AHEAD_BUDGET {
                 break;
             }
-            self.start_ahead(name);
+            jobs.extend(self.ahead_job(name));
         }
+        let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+        run_ahead(jobs, (cores / 2).max(1));
     }
 
     async fn open_folder(&self, name: &str, access: Access) -> Result<MaildirFolder, StoreError> {
@@ -447,6 +493,34 @@ mod tests {
         assert_eq!(uids, vec![1, 2, 3, 4]);
         assert_eq!(files(&dir.join("cur")).len(), 4);
         f.flush().await.unwrap();
+    }
+
+    #[tokio::test]
+    async fn folders_read_ahead_together_each_get_their_own_listing() {
+        let tmp = tempfile::tempdir().unwrap();
+        let r = repo(tmp.path(), '.');
+        let names: Vec<String> = (0..6).map(|i| format!("F{i}")).collect();
+        let mut plain = Vec::new();
+        for (i, name) in names.iter().enumerate() {
+            r.create_folder(name).await.unwrap();
+            let mut f = r.open_folder(name, Access::ReadWrite).await.unwrap();
+            for n in 1..=(i as u32 + 1) {
+                f.append(&msg(name), Flags::SEEN, Some(uid(n)))
+                    .await
+                    .unwrap();
+            }
+            f.flush().await.unwrap();
+            plain.push(f.list().await.unwrap());
+        }
+        // Read ahead in name order (on however many threads), opened in the reverse one:
+        // a folder opened before its turn waits for it, and each gets its own listing.
+        r.prepare_many(&names);
+        for (i, name) in names.iter().enumerate().rev() {
+            let mut f = r.open_folder(name, Access::ReadWrite).await.unwrap();
+            assert_eq!(f.list().await.unwrap(), plain[i], "{name}");
+        }
+        // Each was handed over once: nothing is left waiting.
+        assert!(r.ahead.lock().unwrap().is_empty());
     }
 
     #[tokio::test]
