@@ -881,7 +881,7 @@ impl ImapFolder {
     /// the keyword map it was read through (a changed `customflag_x` reads flags anew).
     fn modseq_token(&self, modseq: u64) -> String {
         format!(
-            "imap-modseq/1 {} {modseq} {}",
+            "{MODSEQ_TOKEN} {} {modseq} {}",
             self.meta.uid_validity.0,
             self.keywords_digest()
         )
@@ -905,7 +905,7 @@ impl ImapFolder {
     /// UIDVALIDITY and keyword map; `None` for any other token.
     fn token_modseq(&self, token: &str) -> Option<u64> {
         let mut it = token.split(' ');
-        if it.next()? != "imap-modseq/1" || it.next()? != self.meta.uid_validity.0.to_string() {
+        if it.next()? != MODSEQ_TOKEN || it.next()? != self.meta.uid_validity.0.to_string() {
             return None;
         }
         let modseq = it.next()?.parse().ok()?;
@@ -981,6 +981,12 @@ fn open_conn<'a>(
     conn.as_mut()
         .ok_or_else(|| StoreError::new(Severity::Folder, format!("folder {name} is closed")))
 }
+
+/// The kind of the tokens of kept IMAP listings. Version 2: the changes of known messages
+/// are fetched without their sizes since, so a listing kept by version 1 (whose code let a
+/// flags-only FETCH arriving mid-listing drop a message's size) is read in full once, for
+/// every size to be there.
+const MODSEQ_TOKEN: &str = "imap-modseq/2";
 
 /// Adds (or replaces) one message of a FETCH response in a listing. A response without
 /// RFC822.SIZE keeps the size the listing has (a message never changes: only the flags of

@@ -188,6 +188,43 @@ fn changed_flags_come_without_sizes_and_kept_sizes_still_apply() {
     assert_eq!(subjects(&w), ["later", "small"]);
 }
 
+/// A listing kept by an earlier version, whose token kind is `imap-modseq/1` (its sizes
+/// may be incomplete), is listed in full once, and incrementally again after that.
+#[test]
+fn a_listing_kept_by_version_1_is_listed_in_full_once() {
+    let Some(w) = World::new("incremental_token_v1") else {
+        return;
+    };
+    w.write_config("", "");
+    w.put("INBOX", "m1");
+    traced(&w, false);
+    let status = w.metadata().join("Account-Test/LocalStatus-sqlite/INBOX");
+    let db = rusqlite::Connection::open(&status).unwrap();
+    let changed = db
+        .execute(
+            "UPDATE offlineimap_rs_listing SET token = \
+             replace(token, 'imap-modseq/2 ', 'imap-modseq/1 ')",
+            [],
+        )
+        .unwrap();
+    assert_eq!(changed, 1, "one kept remote listing");
+    drop(db);
+    let once = traced(&w, false);
+    assert!(once.contains(FULL_LISTING), "not listed in full:\n{once}");
+    let then = traced(&w, false);
+    assert!(
+        !then.contains(FULL_LISTING),
+        "listed in full again:\n{then}"
+    );
+    assert!(
+        !then
+            .lines()
+            .any(|l| l.contains("C: ") && l.contains(" SELECT ")),
+        "not taken from the listing:\n{then}"
+    );
+    converged(&w, "INBOX");
+}
+
 #[test]
 fn switching_between_full_scans_and_condstore_stays_correct() {
     let Some(w) = World::new("incremental_switch") else {
@@ -403,6 +440,7 @@ fn unchanged_folders_are_not_selected() {
     };
     let q = quick(&w);
     assert_eq!(selects(&q), Vec::<String>::new(), "-q no-op run:\n{q}");
+    assert_nothing_done(&q);
     w.put("INBOX", "i4");
     let q = quick(&w);
     let s = selects(&q);
