@@ -988,6 +988,37 @@ fn open_conn<'a>(
 /// every size to be there.
 const MODSEQ_TOKEN: &str = "imap-modseq/2";
 
+/// Applies what else came with a listing's FETCH responses: the UIDs expunged (VANISHED,
+/// RFC 7162) leave the listing, and the message count follows EXISTS, EXPUNGE and a
+/// VANISHED of messages expunged just now (without EARLIER: RFC 7162 §3.2.10, in place of
+/// EXPUNGE; one with EARLIER reports the past, which the count from SELECT already shows).
+/// Returns the message count.
+fn apply_changes(listing: &mut Listing, untagged: Vec<Untagged>, mut exists: u32) -> u32 {
+    for u in untagged {
+        match u {
+            Untagged::Vanished { earlier, uids } => {
+                for (lo, hi) in uids {
+                    if !earlier {
+                        let n = u64::from(hi.saturating_sub(lo)) + 1;
+                        exists = exists.saturating_sub(u32::try_from(n).unwrap_or(u32::MAX));
+                    }
+                    let (Some(lo), Some(hi)) = (Uid::new(lo), Uid::new(hi)) else {
+                        continue;
+                    };
+                    let gone: Vec<Uid> = listing.messages.range(lo..=hi).map(|(u, _)| *u).collect();
+                    for uid in gone {
+                        listing.messages.remove(&uid);
+                    }
+                }
+            }
+            Untagged::Exists(n) => exists = n,
+            Untagged::Expunge(_) => exists = exists.saturating_sub(1),
+            _ => {}
+        }
+    }
+    exists
+}
+
 /// Adds (or replaces) one message of a FETCH response in a listing. A response without
 /// RFC822.SIZE keeps the size the listing has (a message never changes: only the flags of
 /// a known one are asked for again).
@@ -1078,25 +1109,7 @@ impl Folder for ImapFolder {
             let untagged = self
                 .fetch_all_into(commands, &mut listing, "listing changes")
                 .await?;
-            for u in untagged {
-                match u {
-                    Untagged::Vanished { uids, .. } => {
-                        for (lo, hi) in uids {
-                            let (Some(lo), Some(hi)) = (Uid::new(lo), Uid::new(hi)) else {
-                                continue;
-                            };
-                            let gone: Vec<Uid> =
-                                listing.messages.range(lo..=hi).map(|(u, _)| *u).collect();
-                            for uid in gone {
-                                listing.messages.remove(&uid);
-                            }
-                        }
-                    }
-                    Untagged::Exists(n) => exists = n,
-                    Untagged::Expunge(_) => exists = exists.saturating_sub(1),
-                    _ => {}
-                }
-            }
+            exists = apply_changes(&mut listing, untagged, exists);
         }
         if listing.messages.len() != exists as usize {
             tracing::debug!(
@@ -1773,6 +1786,54 @@ fn search_day((year, month, day): (i32, u8, u8)) -> Option<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn changes_with_a_listing_keep_the_count_right() {
+        let listing_of = |uids: &[u32]| {
+            let mut l = Listing::default();
+            for &n in uids {
+                l.messages.insert(
+                    Uid::new(n).unwrap(),
+                    MessageMeta {
+                        flags: Flags::EMPTY,
+                        size: Some(1),
+                    },
+                );
+            }
+            l
+        };
+        let kept = |l: &Listing| l.messages.keys().map(|u| u.get()).collect::<Vec<_>>();
+        // VANISHED (EARLIER): the past, which the count from SELECT (3) already shows.
+        let mut l = listing_of(&[1, 2, 3, 4, 5]);
+        let earlier = vec![Untagged::Vanished {
+            earlier: true,
+            uids: vec![(2, 3)],
+        }];
+        assert_eq!(apply_changes(&mut l, earlier, 3), 3);
+        assert_eq!(kept(&l), [1, 4, 5]);
+        // Expunged just now, during the listing: VANISHED without EARLIER lowers the count
+        // too, so the listing and the count still agree.
+        let now = vec![Untagged::Vanished {
+            earlier: false,
+            uids: vec![(4, 4)],
+        }];
+        let n = apply_changes(&mut l, now, 3);
+        assert_eq!((n, kept(&l)), (2, vec![1, 5]));
+        // An EXPUNGE names no UID: the count drops, the listing cannot, and the caller
+        // lists in full.
+        let n = apply_changes(&mut l, vec![Untagged::Expunge(1)], n);
+        assert_eq!((n, l.messages.len()), (1, 2));
+        // EXISTS is absolute; a range larger than the count only brings it to zero.
+        let mut l = listing_of(&[1]);
+        let n = apply_changes(&mut l, vec![Untagged::Exists(7)], 1);
+        assert_eq!(n, 7);
+        let huge = vec![Untagged::Vanished {
+            earlier: false,
+            uids: vec![(1, u32::MAX)],
+        }];
+        assert_eq!(apply_changes(&mut l, huge, 7), 0);
+        assert!(l.messages.is_empty());
+    }
 
     #[test]
     fn uid_sets_are_compact() {
