@@ -241,12 +241,21 @@ impl MaildirFolder {
     }
 
     fn scan(&mut self) -> Result<Index, MaildirError> {
+        Ok(self.scan_listed()?.0)
+    }
+
+    /// [`MaildirFolder::scan`], with the listing made on the read-ahead thread when the
+    /// index comes from there.
+    fn scan_listed(&mut self) -> Result<(Index, Option<Listing>), MaildirError> {
         self.settle()?;
         match self.ahead.take().and_then(|rx| rx.recv().ok()) {
             // Read for the FMD5 this folder has (a nametrans can give it another).
-            Some(Ok((fmd5, index))) if fmd5 == self.fmd5 => Ok(index),
+            Some(Ok((fmd5, index, listing))) if fmd5 == self.fmd5 => Ok((index, Some(listing))),
             // The thread's error is read again, with the folder's own context.
-            _ => read_index(&self.path, &self.fmd5, self.options.info_sep()),
+            _ => Ok((
+                read_index(&self.path, &self.fmd5, self.options.info_sep())?,
+                None,
+            )),
         }
     }
 
@@ -655,31 +664,8 @@ impl MaildirFolder {
     }
 
     fn do_list(&mut self) -> Result<Listing, MaildirError> {
-        let index = self.scan()?;
-        let mut listing = Listing::default();
-        for (&uid, e) in &index.synced {
-            if let Some(u) = Uid::new(uid) {
-                listing.messages.insert(
-                    u,
-                    MessageMeta {
-                        flags: Flags::from_maildir(&e.letters),
-                        size: e.size,
-                    },
-                );
-            }
-        }
-        let mut unsynced: Vec<UnsyncedMessage> = index
-            .unsynced
-            .iter()
-            .map(|(k, e)| UnsyncedMessage {
-                key: k.clone(),
-                flags: Flags::from_maildir(&e.letters),
-                size: e.size,
-            })
-            .collect();
-        // Names start with the delivery time, so this uploads roughly oldest first.
-        unsynced.sort_by(|a, b| a.key.cmp(&b.key));
-        listing.unsynced = unsynced;
+        let (index, listing) = self.scan_listed()?;
+        let listing = listing.unwrap_or_else(|| listing_of(&index));
         self.index = Some(index);
         Ok(listing)
     }
@@ -904,9 +890,50 @@ fn identity_of_file(path: &Path) -> io::Result<oi_core::Identity> {
     })
 }
 
-/// A directory listing being read on another thread: the names in `new/` and `cur/`.
-/// A folder's index read ahead on another thread, with the FMD5 it was read for.
-pub(crate) type Ahead = std::sync::mpsc::Receiver<Result<(String, Index), MaildirError>>;
+/// A folder's index being read ahead on another thread (see [`ReadAhead`]).
+pub(crate) type Ahead = std::sync::mpsc::Receiver<Result<ReadAhead, MaildirError>>;
+
+/// What a read-ahead thread hands over: the FMD5 it read for, the index, and the listing
+/// made from it (made there, so that the engine's thread only takes it).
+pub(crate) type ReadAhead = (String, Index, Listing);
+
+/// Reads a folder ahead: [`read_index`], and the listing of that index.
+pub(crate) fn read_ahead(
+    path: &Path,
+    fmd5: &str,
+    info_sep: char,
+) -> Result<ReadAhead, MaildirError> {
+    let index = read_index(path, fmd5, info_sep)?;
+    let listing = listing_of(&index);
+    Ok((fmd5.to_owned(), index, listing))
+}
+
+/// The listing of an index: the synced messages by UID, the others by key.
+fn listing_of(index: &Index) -> Listing {
+    let messages = index
+        .synced
+        .iter()
+        .filter_map(|(&uid, e)| {
+            let meta = MessageMeta {
+                flags: Flags::from_maildir(&e.letters),
+                size: e.size,
+            };
+            Uid::new(uid).map(|u| (u, meta))
+        })
+        .collect();
+    let mut unsynced: Vec<UnsyncedMessage> = index
+        .unsynced
+        .iter()
+        .map(|(k, e)| UnsyncedMessage {
+            key: k.clone(),
+            flags: Flags::from_maildir(&e.letters),
+            size: e.size,
+        })
+        .collect();
+    // Names start with the delivery time, so this uploads roughly oldest first.
+    unsynced.sort_by(|a, b| a.key.cmp(&b.key));
+    Listing { messages, unsynced }
+}
 
 /// Reads `new/` then `cur/` of the folder at `path` (one readdir each, no stat per file
 /// except for the few messages without a UID): the messages carrying `fmd5` by UID, the

@@ -47,7 +47,7 @@ struct AheadJob {
     dir: PathBuf,
     fmd5: String,
     info_sep: char,
-    done: std::sync::mpsc::Sender<Result<(String, folder::Index), MaildirError>>,
+    done: std::sync::mpsc::Sender<Result<folder::ReadAhead, MaildirError>>,
 }
 
 /// Reads the folders of `jobs`, in their order, on up to `threads` threads. A folder opened
@@ -67,8 +67,7 @@ fn run_ahead(jobs: Vec<AheadJob>, threads: usize) {
                 loop {
                     let next = queue.lock().unwrap_or_else(|p| p.into_inner()).next();
                     let Some(job) = next else { break };
-                    let read = folder::read_index(&job.dir, &job.fmd5, job.info_sep)
-                        .map(|index| (job.fmd5, index));
+                    let read = folder::read_ahead(&job.dir, &job.fmd5, job.info_sep);
                     // The folder may be gone (closed without reading): nothing to tell.
                     let _ = job.done.send(read);
                 }
