@@ -543,7 +543,7 @@ impl Bench {
         // CONDSTORE client has used does (see crate::floor::enable_condstore); without it,
         // every change to a folder would be "all of it changed" for such a client.
         crate::floor::enable_condstore(self.server.imap_port(), USER, PASS)
-            .map_err(io_err("cannot select the folders with CONDSTORE"))?;
+            .map_err(|e| format!("cannot select the folders with CONDSTORE: {e}"))?;
         mirror(&self.home(), &self.snap("server"))?;
         (self.log)(&format!(
             "populated {} messages ({:.1} MiB, profile {}) in {} folders",
@@ -1011,9 +1011,7 @@ impl Bench {
             tool: Tool::Floor,
             wall,
             max_rss_kib: 0,
-            verify: done
-                .map(|_| ())
-                .map_err(|e| format!("floor {}: {e}", scenario.name())),
+            verify: done.map_err(|e| format!("floor {}: {e}", scenario.name())),
         })
     }
 

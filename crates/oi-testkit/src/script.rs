@@ -177,6 +177,37 @@ impl Script {
         self.run(&[Piece::Text(text)])
     }
 
+    /// Runs a command that is only text and throws its answers away as they come, literals
+    /// included, without holding any of them: a FETCH of every body takes no memory. A NO
+    /// or BAD is an error with the server's text.
+    pub fn cmd_discard(&mut self, text: &str) -> Result<(), StartError> {
+        self.tag += 1;
+        let tag = format!("s{} ", self.tag);
+        self.writer
+            .write_all(format!("{tag}{text}\r\n").as_bytes())?;
+        self.writer.flush()?;
+        loop {
+            let line = self.line()?;
+            if let Some(n) = trailing_literal(&line) {
+                let n = n as u64;
+                if std::io::copy(&mut (&mut self.reader).take(n), &mut std::io::sink())? < n {
+                    return Err(failed("server closed the connection inside a literal"));
+                }
+                continue;
+            }
+            if let Some(rest) = line.strip_prefix(tag.as_bytes()) {
+                if rest.starts_with(b"OK") {
+                    return Ok(());
+                }
+                let name = text.split(' ').take(2).collect::<Vec<_>>().join(" ");
+                return Err(failed(format!(
+                    "{name}: {}",
+                    String::from_utf8_lossy(&line)
+                )));
+            }
+        }
+    }
+
     /// Logs in with LOGIN (the test servers all allow plaintext on loopback).
     pub fn login(&mut self, user: &str, password: &str) -> Result<(), StartError> {
         self.cmd(&format!("LOGIN {} {}", quote(user), quote(password)))
@@ -315,7 +346,8 @@ fn skip_token(s: &str) -> &str {
     }
 }
 
-fn number_after(text: &str, key: &str) -> Option<u32> {
+/// The number right after `key` in `text` (`key` in upper case; `text` in any case).
+pub fn number_after(text: &str, key: &str) -> Option<u32> {
     let upper = text.to_ascii_uppercase();
     let at = upper.find(key)? + key.len();
     let digits: String = text[at..]
@@ -399,6 +431,47 @@ pub fn parse_imap_date(s: &str) -> Option<i64> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A session reading `wire` (after a greeting), and what it writes.
+    fn scripted(wire: &[u8]) -> Script {
+        let mut input = b"* OK ready\r\n".to_vec();
+        input.extend_from_slice(wire);
+        Script::new(
+            Box::new(std::io::Cursor::new(input)),
+            Box::new(std::io::sink()),
+            None,
+        )
+        .unwrap()
+    }
+
+    #[test]
+    fn discarded_answers_are_read_to_their_tag_across_literals() {
+        // The literal holds a line that looks like the command's own tagged answer.
+        let mut s = scripted(
+            b"* 1 FETCH (UID 7 BODY[] {12}\r\ns1 NO fake\r\n)\r\n\
+              * 2 FETCH (UID 8 FLAGS (\\Seen))\r\n\
+              s1 OK done\r\n\
+              s2 NO [NONEXISTENT] gone\r\n\
+              * 3 FETCH (BODY[] {9}\r\nab",
+        );
+        s.cmd_discard("UID FETCH 1:* (BODY.PEEK[])").unwrap();
+        let err = s.cmd_discard("SELECT x").unwrap_err().to_string();
+        assert!(
+            err.contains("SELECT x") && err.contains("NONEXISTENT"),
+            "{err}"
+        );
+        // A literal cut short, and a connection closed before the tag, are errors.
+        let err = s.cmd_discard("UID FETCH 1 (BODY.PEEK[])").unwrap_err();
+        assert!(err.to_string().contains("inside a literal"), "{err}");
+        let err = scripted(b"* OK x\r\n").cmd_discard("NOOP").unwrap_err();
+        assert!(err.to_string().contains("closed"), "{err}");
+        assert_eq!(
+            number_after("* OK [UIDNEXT 3439] next", "[UIDNEXT "),
+            Some(3439)
+        );
+        assert_eq!(number_after("* OK [uidnext 5] x", "[UIDNEXT "), Some(5));
+        assert_eq!(number_after("* OK [UIDVALIDITY 5] x", "[UIDNEXT "), None);
+    }
 
     #[test]
     fn literal_at_line_end() {
