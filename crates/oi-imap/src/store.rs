@@ -1068,15 +1068,14 @@ impl Folder for ImapFolder {
         &mut self,
         earlier: Option<oi_core::CachedListing>,
     ) -> Result<(Listing, Option<String>), StoreError> {
-        if self.unselected {
-            if let (Some(modseq), Some(c)) = (self.highest_modseq, earlier.as_ref())
-                && self.kept_is_current(c)
-            {
-                let token = self.modseq_token(modseq);
-                return Ok((earlier.map(|c| c.listing).unwrap_or_default(), Some(token)));
-            }
-            self.ensure_selected().await?;
+        // Listed unchanged since the kept listing: no need to select.
+        if let (Some(modseq), Some(c)) = (self.highest_modseq, earlier.as_ref())
+            && self.kept_is_current(c)
+        {
+            let token = self.modseq_token(modseq);
+            return Ok((earlier.map(|c| c.listing).unwrap_or_default(), Some(token)));
         }
+        self.ensure_selected().await?;
         let Some(modseq) = self.highest_modseq else {
             return Ok((self.list().await?, None));
         };
