@@ -1132,7 +1132,7 @@ impl Folder for ImapFolder {
     }
 
     async fn fetch(&mut self, which: &[MsgRef]) -> Result<Vec<Message>, StoreError> {
-        let fetched = self.fetch_bodies(which, None).await?;
+        let fetched = self.fetch_bodies(which, None, true).await?;
         Ok(fetched
             .into_iter()
             .filter_map(|f| match f {
@@ -1150,8 +1150,10 @@ impl Folder for ImapFolder {
         which: &[MsgRef],
         spool_dir: &std::path::Path,
         over: u64,
+        dates: bool,
     ) -> Result<Vec<oi_core::Fetched>, StoreError> {
-        self.fetch_bodies(which, Some((spool_dir, over))).await
+        self.fetch_bodies(which, Some((spool_dir, over)), dates)
+            .await
     }
 
     async fn append(
@@ -1559,10 +1561,12 @@ impl Folder for ImapFolder {
 impl ImapFolder {
     /// `UID FETCH` of whole messages, retried on a new connection when the connection
     /// drops (`retrycount`); with `spool`, bodies above its size go to files in its folder.
+    /// Without `dates`, INTERNALDATE is not asked for.
     async fn fetch_bodies(
         &mut self,
         which: &[MsgRef],
         spool: Option<(&std::path::Path, u64)>,
+        dates: bool,
     ) -> Result<Vec<oi_core::Fetched>, StoreError> {
         let uids: Vec<Uid> = which
             .iter()
@@ -1576,8 +1580,9 @@ impl ImapFolder {
         }
         self.ensure_selected().await?;
         let cmd = Command::raw(format!(
-            "UID FETCH {} (UID FLAGS INTERNALDATE BODY.PEEK[])",
-            uid_set(&uids)
+            "UID FETCH {} (UID FLAGS{} BODY.PEEK[])",
+            uid_set(&uids),
+            if dates { " INTERNALDATE" } else { "" }
         ));
         let attempts = self.reconnect.fetch_attempts;
         let mut attempt = 1;

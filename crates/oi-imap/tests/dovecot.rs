@@ -211,8 +211,23 @@ async fn fetch_spooled_writes_large_bodies_to_files_and_survives_a_failing_disk(
     let which = [MsgRef::Uid(uid_small), MsgRef::Uid(uid_large)];
     let spool = tempfile::tempdir().unwrap();
 
+    // With dates: the message's INTERNALDATE. Without (a Maildir keeps none), the server
+    // is not asked for it.
+    for dates in [true, false] {
+        let got = f
+            .fetch_spooled(&which[..1], spool.path(), 64 << 10, dates)
+            .await
+            .unwrap();
+        match &got[..] {
+            [oi_core::Fetched::Memory(m)] => {
+                assert_eq!(m.body, small);
+                assert_eq!(m.internal_date.is_some(), dates, "dates={dates}");
+            }
+            other => panic!("the small message was spooled: {other:?}"),
+        }
+    }
     let got = f
-        .fetch_spooled(&which, spool.path(), 64 << 10)
+        .fetch_spooled(&which, spool.path(), 64 << 10, false)
         .await
         .unwrap();
     assert_eq!(got.len(), 2);
@@ -238,7 +253,10 @@ async fn fetch_spooled_writes_large_bodies_to_files_and_survives_a_failing_disk(
     // A spool folder that cannot be written: a folder-level error naming the disk, and the
     // connection stays usable for the next fetch.
     let gone = spool.path().join("missing");
-    let e = f.fetch_spooled(&which, &gone, 64 << 10).await.unwrap_err();
+    let e = f
+        .fetch_spooled(&which, &gone, 64 << 10, false)
+        .await
+        .unwrap_err();
     assert_eq!(e.severity(), oi_core::Severity::Folder);
     assert!(e.to_string().contains("to disk"), "{e}");
     let again = f.fetch(&which).await.unwrap();

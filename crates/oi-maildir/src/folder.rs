@@ -698,6 +698,10 @@ impl Folder for MaildirFolder {
         Ok(self.do_append(message, flags, uid)?)
     }
 
+    fn keeps_dates(&self) -> bool {
+        false
+    }
+
     fn spool_dir(&self) -> Option<PathBuf> {
         Some(self.path.join("tmp"))
     }

@@ -1408,6 +1408,7 @@ impl<R: Folder, L: Folder, S: StatusStore> Run<'_, R, L, S> {
         let downloads = small.as_slice();
         // Spooled bodies take no memory: a batch counts at most SPOOL_OVER of each.
         let spool = self.local.spool_dir();
+        let dates = self.local.keeps_dates();
         let counted = if spool.is_some() {
             SPOOL_OVER
         } else {
@@ -1418,7 +1419,9 @@ impl<R: Folder, L: Folder, S: StatusStore> Run<'_, R, L, S> {
             chunk.iter().map(|(u, _)| MsgRef::Uid(*u)).collect()
         };
         let mut fetched = match batches.first() {
-            Some(first) => fetch_batch(&mut *self.remote, &refs(first), spool.as_deref()).await?,
+            Some(first) => {
+                fetch_batch(&mut *self.remote, &refs(first), spool.as_deref(), dates).await?
+            }
             None => return Ok(()),
         };
         let mut num = 0;
@@ -1455,7 +1458,7 @@ impl<R: Folder, L: Folder, S: StatusStore> Run<'_, R, L, S> {
             let spool = spool.as_deref();
             let prefetch = async {
                 match &next {
-                    Some(which) => fetch_batch(remote, which, spool).await.map(Some),
+                    Some(which) => fetch_batch(remote, which, spool, dates).await.map(Some),
                     None => Ok(None),
                 }
             };
@@ -1474,14 +1477,16 @@ impl<R: Folder, L: Folder, S: StatusStore> Run<'_, R, L, S> {
     }
 }
 
-/// One download batch: spooled into `spool` when the local store has one.
+/// One download batch: spooled into `spool` when the local store has one, with the
+/// messages' internal dates if it keeps them ([`Folder::keeps_dates`]).
 async fn fetch_batch<R: Folder>(
     remote: &mut R,
     which: &[MsgRef],
     spool: Option<&std::path::Path>,
+    dates: bool,
 ) -> Result<Vec<Fetched>, StoreError> {
     match spool {
-        Some(dir) => remote.fetch_spooled(which, dir, SPOOL_OVER).await,
+        Some(dir) => remote.fetch_spooled(which, dir, SPOOL_OVER, dates).await,
         None => Ok(remote
             .fetch(which)
             .await?
