@@ -185,7 +185,8 @@ pub async fn prepare_local<L: Folder, S: StatusStore>(
     if opts.quick {
         return Ok(None);
     }
-    let listing = list_incrementally(local, status, Side::Local, opts.dry_run).await?;
+    let kept = status.cached_listing(Side::Local)?;
+    let listing = list_incrementally(local, status, Side::Local, opts.dry_run, kept).await?;
     let records = status.load()?;
     Ok(Some(LocalPrep { listing, records }))
 }
@@ -227,11 +228,13 @@ pub async fn sync_folder_releasing<R: Folder, L: Folder, S: StatusStore>(
         prep = None;
         recover_uploads(remote, local, status, pending, false, opts.landing_grace).await?
     };
-    if opts.quick
-        && recovered_duplicates.is_empty()
-        && quick_unchanged(remote, local, status).await?
-    {
-        return Ok(SyncStats::default());
+    // The kept remote listing, once the quick test has read it.
+    let mut kept_remote = None;
+    if opts.quick && recovered_duplicates.is_empty() {
+        match quick_unchanged(remote, local, status).await? {
+            Quick::Unchanged => return Ok(SyncStats::default()),
+            Quick::Changed(kept) => kept_remote = Some(kept),
+        }
     }
     let loading = |side| Event::MessageListLoading {
         account: label.account.clone(),
@@ -245,13 +248,20 @@ pub async fn sync_folder_releasing<R: Folder, L: Folder, S: StatusStore>(
         count: listing.messages.len() + listing.unsynced.len(),
     };
     events.emit(loading(Side::Remote));
-    let mut remote_list = list_incrementally(remote, status, Side::Remote, opts.dry_run).await?;
+    let kept = match kept_remote {
+        Some(kept) => kept,
+        None => status.cached_listing(Side::Remote)?,
+    };
+    let mut remote_list =
+        list_incrementally(remote, status, Side::Remote, opts.dry_run, kept).await?;
     events.emit(loaded(Side::Remote, &remote_list));
     events.emit(loading(Side::Local));
     let (mut local_list, mut records) = match prep {
         Some(LocalPrep { listing, records }) => (listing, records),
         None => {
-            let listing = list_incrementally(local, status, Side::Local, opts.dry_run).await?;
+            let kept = status.cached_listing(Side::Local)?;
+            let listing =
+                list_incrementally(local, status, Side::Local, opts.dry_run, kept).await?;
             (listing, status.load()?)
         }
     };
@@ -439,8 +449,9 @@ pub async fn sync_folder_releasing<R: Folder, L: Folder, S: StatusStore>(
     Ok(run.stats)
 }
 
-/// Lists one side, from the listing kept in the status when the store can tell what
-/// changed since (see [`Folder::list_since`]), and keeps the new listing for next time.
+/// Lists one side, from `earlier`, the listing kept in the status, when the store can tell
+/// what changed since (see [`Folder::list_since`]), and keeps the new listing for next
+/// time.
 ///
 /// The kept listing only ever describes the store as it was when it was made (the store's
 /// token says which state that was), never what the sync did afterwards, so a crash at any
@@ -451,8 +462,8 @@ async fn list_incrementally<F: Folder, S: StatusStore>(
     status: &mut S,
     side: Side,
     dry_run: bool,
+    earlier: Option<oi_core::CachedListing>,
 ) -> Result<oi_core::Listing, SyncError> {
-    let earlier = status.cached_listing(side)?;
     // Kept to write nothing (and so commit nothing) when nothing changed: a fingerprint,
     // not a copy of a listing that may hold a hundred thousand messages.
     let before = earlier.as_ref().map(fingerprint);
@@ -499,27 +510,40 @@ fn fingerprint(c: &oi_core::CachedListing) -> (String, usize, usize, u64) {
     )
 }
 
+/// What the quick test found.
+enum Quick {
+    Unchanged,
+    /// The folder needs a sync; the kept remote listing read for the test is handed on,
+    /// so that the listing does not read it again.
+    Changed(Option<oi_core::CachedListing>),
+}
+
 /// The quick-sync test (see [`ExecOptions::quick`]).
 async fn quick_unchanged<R: Folder, L: Folder, S: StatusStore>(
     remote: &mut R,
     local: &mut L,
     status: &mut S,
-) -> Result<bool, SyncError> {
+) -> Result<Quick, SyncError> {
     let records = status.load()?;
     let kept = status.cached_listing(Side::Remote)?;
     let Some(q) = remote.quick_state(kept.as_ref()).await? else {
-        return Ok(false);
+        return Ok(Quick::Changed(kept));
     };
     if q.count as usize != records.len() || q.last_uid != records.keys().next_back().copied() {
-        return Ok(false);
+        return Ok(Quick::Changed(kept));
     }
     let listing = local.list().await?;
-    Ok(listing.unsynced.is_empty()
+    let same = listing.unsynced.is_empty()
         && listing.messages.len() == records.len()
         && listing
             .messages
             .iter()
-            .all(|(uid, m)| records.get(uid) == Some(&m.flags)))
+            .all(|(uid, m)| records.get(uid) == Some(&m.flags));
+    Ok(if same {
+        Quick::Unchanged
+    } else {
+        Quick::Changed(kept)
+    })
 }
 
 /// Finishes uploads that a previous run started and did not record.
