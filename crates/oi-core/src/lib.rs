@@ -15,6 +15,7 @@ mod ids;
 pub mod marker;
 mod secret;
 mod store;
+mod thread;
 
 pub use error::{Severity, StoreError};
 pub use event::{Event, EventSink, NullSink, SyncStats};
@@ -26,3 +27,4 @@ pub use store::{
     LARGE_HEAD_MAX, LargeMessage, Listing, Message, MessageMeta, MsgRef, PendingUpload, QuickState,
     Repository, StatusStore, UnsyncedMessage, message_id_of, spool_file,
 };
+pub use thread::off_thread;

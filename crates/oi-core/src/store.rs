@@ -678,6 +678,15 @@ pub trait Folder: Send {
         async { Ok(()) }
     }
 
+    /// [`Folder::flush`] when the caller has other work that could use the wait (the
+    /// engine: once this folder handed its connection to the next one): a store whose
+    /// flush waits for the disk may wait on a thread of its own, so that the task's other
+    /// futures run meanwhile. Where nothing else would run, that only costs a thread and
+    /// a hand-over, so it is not the default flush. The default is [`Folder::flush`].
+    fn flush_aside(&mut self) -> impl Future<Output = Result<(), StoreError>> + Send {
+        self.flush()
+    }
+
     /// Ends the folder's sync (IMAP: expunge if configured, then release the connection).
     fn close(&mut self) -> impl Future<Output = Result<(), StoreError>> + Send;
 }

@@ -114,6 +114,39 @@ struct Pending {
 /// How many new messages may wait in `tmp/` for their fsync (each holds a descriptor).
 const PENDING_MAX: usize = 128;
 
+/// Messages [`settle_files`] could not put in place, and why.
+struct Lost {
+    error: MaildirError,
+    uids: Vec<u32>,
+}
+
+/// Fsyncs new messages waiting in `folder`'s `tmp/` and renames them into place, in order.
+/// When one fails, it and the ones after it are removed from `tmp/` and reported lost.
+fn settle_files(folder: &Path, pending: Vec<Pending>) -> Result<(), Lost> {
+    let tmp = |name: &str| folder.join("tmp").join(name);
+    let mut pending = pending.into_iter();
+    while let Some(p) = pending.next() {
+        let dest = folder.join(p.sub.dir()).join(&p.name);
+        let done = p
+            .file
+            .sync_all()
+            .map_err(msg_io(tmp(&p.name)))
+            .and_then(|()| fs::rename(tmp(&p.name), &dest).map_err(folder_io(dest)));
+        drop(p.file);
+        if let Err(error) = done {
+            let mut uids = Vec::new();
+            for (name, uid) in
+                std::iter::once((p.name, p.uid)).chain(pending.map(|q| (q.name, q.uid)))
+            {
+                let _ = fs::remove_file(tmp(&name));
+                uids.push(uid);
+            }
+            return Err(Lost { error, uids });
+        }
+    }
+    Ok(())
+}
+
 /// Asks the kernel to start writing a file's data now, without waiting for it.
 fn start_writeback(file: &File) {
     #[cfg(target_os = "linux")]
@@ -169,27 +202,27 @@ impl MaildirFolder {
     /// it and the ones after it are removed from `tmp/` and from the index: the status
     /// records new messages only after a flush, so the next run fetches them again.
     fn settle(&mut self) -> Result<(), MaildirError> {
-        let mut pending = std::mem::take(&mut self.pending).into_iter();
-        while let Some(p) = pending.next() {
-            let tmp = self.path.join("tmp").join(&p.name);
-            let done = p
-                .file
-                .sync_all()
-                .map_err(msg_io(tmp))
-                .and_then(|()| self.place(&p.name, p.sub));
-            drop(p.file);
-            if let Err(e) = done {
-                for lost in std::iter::once((p.name, p.uid)).chain(pending.map(|q| (q.name, q.uid)))
-                {
-                    let _ = fs::remove_file(self.path.join("tmp").join(&lost.0));
-                    if let Some(index) = self.index.as_mut() {
-                        index.synced.remove(&lost.1);
-                    }
-                }
-                return Err(e);
+        let pending = std::mem::take(&mut self.pending);
+        for p in &pending {
+            if !self.unflushed.contains(&p.sub) {
+                self.unflushed.push(p.sub);
             }
         }
-        Ok(())
+        let settled = settle_files(&self.path, pending);
+        self.forget_lost(settled)
+    }
+
+    /// Drops the messages a [`settle_files`] lost from the index, and passes its error on.
+    fn forget_lost(&mut self, settled: Result<(), Lost>) -> Result<(), MaildirError> {
+        let Err(lost) = settled else {
+            return Ok(());
+        };
+        if let Some(index) = self.index.as_mut() {
+            for uid in &lost.uids {
+                index.synced.remove(uid);
+            }
+        }
+        Err(lost.error)
     }
 
     /// Renames a new message from `tmp/` into `sub`, whose directory the next flush fsyncs.
@@ -830,6 +863,42 @@ impl Folder for MaildirFolder {
             self.sync_dir(sub.dir())?;
         }
         Ok(())
+    }
+
+    /// With `fsync`, the fsyncs (of the new messages waiting in `tmp/`, and of the
+    /// directories that received files) run on a thread of their own: they mostly wait for
+    /// the disk, and meanwhile the engine's task goes on with the next folder's exchange
+    /// with the server. ../shared/bench, 20000 messages, "new" (about 200 new messages to
+    /// fsync), 5 pairs: 0.169 -> 0.159 s. As every flush (an initial download on a
+    /// journaled ext4, where nothing else runs meanwhile), 4.4 -> 4.7 s.
+    async fn flush_aside(&mut self) -> Result<(), StoreError> {
+        let pending = std::mem::take(&mut self.pending);
+        let mut subs = std::mem::take(&mut self.unflushed);
+        for p in &pending {
+            if !subs.contains(&p.sub) {
+                subs.push(p.sub);
+            }
+        }
+        if !self.fsync || (pending.is_empty() && subs.is_empty()) {
+            // Without fsync nothing waits in tmp/ (see store_new).
+            return Ok(());
+        }
+        let dirs: Vec<PathBuf> = subs.iter().map(|s| self.path.join(s.dir())).collect();
+        let path = self.path.clone();
+        let settled = oi_core::off_thread("maildir-flush", move || {
+            settle_files(&path, pending)?;
+            for dir in &dirs {
+                File::open(dir)
+                    .and_then(|d| d.sync_all())
+                    .map_err(|e| Lost {
+                        error: folder_io(dir.clone())(e),
+                        uids: Vec::new(),
+                    })?;
+            }
+            Ok(())
+        })
+        .await;
+        Ok(self.forget_lost(settled)?)
     }
 
     async fn close(&mut self) -> Result<(), StoreError> {

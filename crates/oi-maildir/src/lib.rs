@@ -450,8 +450,25 @@ mod tests {
         v
     }
 
+    /// The test of [`new_messages_wait_in_tmp_until_flushed_and_a_failed_one_is_forgotten`]
+    /// for one of the two flushes.
+    async fn flushed(f: &mut MaildirFolder, aside: bool) -> Result<(), oi_core::StoreError> {
+        if aside {
+            f.flush_aside().await
+        } else {
+            f.flush().await
+        }
+    }
+
     #[tokio::test]
     async fn new_messages_wait_in_tmp_until_flushed_and_a_failed_one_is_forgotten() {
+        // The same with the flush that waits for the disk on a thread of its own.
+        for aside in [false, true] {
+            new_messages_flushed(aside).await;
+        }
+    }
+
+    async fn new_messages_flushed(aside: bool) {
         let tmp = tempfile::tempdir().unwrap();
         let r = repo(tmp.path(), '.');
         r.create_folder("INBOX").await.unwrap();
@@ -465,33 +482,42 @@ mod tests {
         // Written and on their way to the disk, not yet in cur/.
         assert_eq!(files(&dir.join("tmp")).len(), 3);
         assert!(files(&dir.join("cur")).is_empty());
+        // A flush puts them in place.
+        flushed(&mut f, aside).await.unwrap();
+        assert_eq!(files(&dir.join("cur")).len(), 3, "aside={aside}");
+        assert!(files(&dir.join("tmp")).is_empty());
+        for n in 4..=5 {
+            f.append(&msg(&format!("m{n}")), Flags::SEEN, Some(uid(n)))
+                .await
+                .unwrap();
+        }
         // Anything that reads the folder finds them in place.
         let listed = f.list().await.unwrap();
-        assert_eq!(listed.messages.len(), 3);
-        assert_eq!(files(&dir.join("cur")).len(), 3);
+        assert_eq!(listed.messages.len(), 5);
+        assert_eq!(files(&dir.join("cur")).len(), 5);
         assert!(files(&dir.join("tmp")).is_empty());
 
         // A message whose file vanishes from tmp/ before the flush: the flush fails, and
         // it and the ones after it are neither in place nor in the index.
-        for n in 4..=6 {
+        for n in 6..=8 {
             f.append(&msg(&format!("m{n}")), Flags::SEEN, Some(uid(n)))
                 .await
                 .unwrap();
         }
         let waiting = files(&dir.join("tmp"));
         assert_eq!(waiting.len(), 3);
-        let fifth = waiting
+        let seventh = waiting
             .iter()
-            .find(|n| name::parse(n).uid == Some(5))
+            .find(|n| name::parse(n).uid == Some(7))
             .unwrap();
-        fs::remove_file(dir.join("tmp").join(fifth)).unwrap();
-        assert!(f.flush().await.is_err());
+        fs::remove_file(dir.join("tmp").join(seventh)).unwrap();
+        assert!(flushed(&mut f, aside).await.is_err(), "aside={aside}");
         assert!(files(&dir.join("tmp")).is_empty(), "tmp/ cleaned");
         let listed = f.list().await.unwrap();
         let uids: Vec<u32> = listed.messages.keys().map(|u| u.get()).collect();
-        assert_eq!(uids, vec![1, 2, 3, 4]);
-        assert_eq!(files(&dir.join("cur")).len(), 4);
-        f.flush().await.unwrap();
+        assert_eq!(uids, vec![1, 2, 3, 4, 5, 6], "aside={aside}");
+        assert_eq!(files(&dir.join("cur")).len(), 6);
+        flushed(&mut f, aside).await.unwrap();
     }
 
     #[tokio::test]

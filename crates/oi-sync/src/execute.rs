@@ -443,6 +443,7 @@ pub async fn sync_folder_releasing<R: Folder, L: Folder, S: StatusStore>(
         effects: 0,
         effects_committed: 0,
         remote_done,
+        handed_over: false,
         stats: SyncStats::default(),
     };
     run.execute(&plan, &sizes).await?;
@@ -801,45 +802,7 @@ fn marker_age_ms(marker: &str) -> Option<u64> {
 /// Waits without blocking the thread, and without a runtime: a helper thread sleeps and
 /// wakes the task. Only the recovery after a killed run waits, for at most a few seconds.
 async fn sleep(duration: std::time::Duration) {
-    use std::sync::Mutex;
-    use std::task::{Poll, Waker};
-    struct Shared {
-        done: bool,
-        waker: Option<Waker>,
-    }
-    let shared = Arc::new(Mutex::new(Shared {
-        done: false,
-        waker: None,
-    }));
-    let timer = Arc::clone(&shared);
-    let spawned = std::thread::Builder::new()
-        .name("sync-sleep".into())
-        .spawn(move || {
-            std::thread::sleep(duration);
-            let waker = match timer.lock() {
-                Ok(mut s) => {
-                    s.done = true;
-                    s.waker.take()
-                }
-                Err(_) => None,
-            };
-            if let Some(w) = waker {
-                w.wake();
-            }
-        });
-    if spawned.is_err() {
-        // No thread to be had: wait in place rather than not at all.
-        std::thread::sleep(duration);
-        return;
-    }
-    std::future::poll_fn(|cx| match shared.lock() {
-        Ok(mut s) if !s.done => {
-            s.waker = Some(cx.waker().clone());
-            Poll::Pending
-        }
-        _ => Poll::Ready(()),
-    })
-    .await
+    oi_core::off_thread("sync-sleep", move || std::thread::sleep(duration)).await;
 }
 
 /// Gives the other futures polled by the same task one turn (runtime-free).
@@ -872,6 +835,9 @@ struct Run<'a, R, L, S> {
     effects_committed: usize,
     /// See [`sync_folder_releasing`].
     remote_done: Option<RemoteDone<'a>>,
+    /// The connection went to the next folder: its exchange with the server can run while
+    /// this one waits for the disk ([`Folder::flush_aside`]).
+    handed_over: bool,
     stats: SyncStats,
 }
 
@@ -895,7 +861,11 @@ impl<R: Folder, L: Folder, S: StatusStore> Run<'_, R, L, S> {
     async fn checkpoint(&mut self) -> Result<(), SyncError> {
         if self.effects != self.effects_committed {
             self.remote.flush().await?;
-            self.local.flush().await?;
+            if self.handed_over {
+                self.local.flush_aside().await?;
+            } else {
+                self.local.flush().await?;
+            }
             self.status.commit()?;
             self.effects_committed = self.effects;
         }
@@ -922,6 +892,7 @@ impl<R: Folder, L: Folder, S: StatusStore> Run<'_, R, L, S> {
         self.remote.close().await?;
         if let Some(done) = self.remote_done.take() {
             done();
+            self.handed_over = true;
         }
         Ok(())
     }

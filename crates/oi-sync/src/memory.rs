@@ -27,6 +27,8 @@ pub struct MemFolderData {
     /// A message that lands right after the next append (with the next UID): a killed
     /// client's APPEND that the server commits while the next run is already going.
     pub lands_after_next_append: Option<(Vec<u8>, Flags)>,
+    /// Flushes asked for by [`Folder::flush`] and by [`Folder::flush_aside`].
+    pub flushes: (usize, usize),
 }
 
 impl Default for MemFolderData {
@@ -37,6 +39,7 @@ impl Default for MemFolderData {
             messages: BTreeMap::new(),
             unsynced: Vec::new(),
             lands_after_next_append: None,
+            flushes: (0, 0),
         }
     }
 }
@@ -306,6 +309,14 @@ impl Folder for MemFolder {
                 .map(|(uid, _)| *uid)
                 .collect()
         })
+    }
+
+    async fn flush(&mut self) -> Result<(), StoreError> {
+        self.data(|d| d.flushes.0 += 1)
+    }
+
+    async fn flush_aside(&mut self) -> Result<(), StoreError> {
+        self.data(|d| d.flushes.1 += 1)
     }
 
     async fn close(&mut self) -> Result<(), StoreError> {

@@ -940,3 +940,67 @@ fn parallel_folders_match_sequential() {
     }
     assert_eq!(results[0], results[1]);
 }
+
+/// Once a folder handed its connection to the next one, its flushes may wait for the disk
+/// aside (Folder::flush_aside), so that the next folder's exchange with the server runs
+/// meanwhile; before that, or with no one to hand over to, the plain flush.
+#[test]
+fn a_folder_flushes_aside_only_once_its_connection_is_handed_over() {
+    use crate::execute::sync_folder_releasing;
+    for hand_over in [false, true] {
+        let w = World {
+            rows: (1..=3)
+                .map(|u| (u, Some(Flags::SEEN), None, None))
+                .collect(),
+            unsynced: Vec::new(),
+            policy: Policy::default(),
+        };
+        let s = setup(&w);
+        let flushes = block_on(async {
+            let mut r = s
+                .remote
+                .open_folder("INBOX", oi_core::Access::ReadWrite)
+                .await
+                .unwrap();
+            let mut l = s
+                .local
+                .open_folder("INBOX", oi_core::Access::ReadWrite)
+                .await
+                .unwrap();
+            let mut st = s.status.open("INBOX", "INBOX", "INBOX").unwrap();
+            let label = FolderLabel {
+                account: "test".into(),
+                folder: "INBOX".into(),
+            };
+            let released = std::sync::atomic::AtomicBool::new(false);
+            let done: Option<crate::execute::RemoteDone<'_>> = hand_over.then(|| {
+                Box::new(|| released.store(true, std::sync::atomic::Ordering::SeqCst))
+                    as crate::execute::RemoteDone<'_>
+            });
+            sync_folder_releasing(
+                &mut r,
+                &mut l,
+                &mut st,
+                &Policy::default(),
+                &ExecOptions::default(),
+                &NullSink,
+                &label,
+                done,
+                None,
+            )
+            .await
+            .unwrap();
+            assert_eq!(released.into_inner(), hand_over);
+            s.local.with("INBOX", |d| d.flushes)
+        });
+        let copied = s.local.with("INBOX", |d| d.messages.len());
+        assert_eq!(copied, 3, "hand_over={hand_over}");
+        if hand_over {
+            assert_eq!(flushes.0, 0, "{flushes:?}");
+            assert!(flushes.1 > 0, "{flushes:?}");
+        } else {
+            assert!(flushes.0 > 0, "{flushes:?}");
+            assert_eq!(flushes.1, 0, "{flushes:?}");
+        }
+    }
+}
