@@ -9,7 +9,7 @@ use proptest::prelude::*;
 
 use super::*;
 use crate::StatusFactory;
-use crate::execute::{ExecOptions, FolderLabel, SyncError, sync_folder};
+use crate::execute::{ExecOptions, FolderLabel, RemoteDone, SyncError, sync_folder_releasing};
 use crate::memory::{MemRepository, MemStatusFactory};
 use oi_core::Repository;
 
@@ -287,6 +287,16 @@ fn block_on<F: std::future::Future>(f: F) -> F::Output {
 }
 
 async fn run(s: &Setup, policy: &Policy, opts: &ExecOptions) -> Result<(), SyncError> {
+    run_releasing(s, policy, opts, None).await
+}
+
+/// [`run`], telling `remote_done` when the remote folder is no longer needed.
+async fn run_releasing(
+    s: &Setup,
+    policy: &Policy,
+    opts: &ExecOptions,
+    remote_done: Option<RemoteDone<'_>>,
+) -> Result<(), SyncError> {
     let mut r = s
         .remote
         .open_folder("INBOX", oi_core::Access::ReadWrite)
@@ -300,7 +310,18 @@ async fn run(s: &Setup, policy: &Policy, opts: &ExecOptions) -> Result<(), SyncE
         account: "test".into(),
         folder: "INBOX".into(),
     };
-    sync_folder(&mut r, &mut l, &mut st, policy, opts, &NullSink, &label).await?;
+    sync_folder_releasing(
+        &mut r,
+        &mut l,
+        &mut st,
+        policy,
+        opts,
+        &NullSink,
+        &label,
+        remote_done,
+        None,
+    )
+    .await?;
     Ok(())
 }
 
@@ -946,7 +967,6 @@ fn parallel_folders_match_sequential() {
 /// meanwhile; before that, or with no one to hand over to, the plain flush.
 #[test]
 fn a_folder_flushes_aside_only_once_its_connection_is_handed_over() {
-    use crate::execute::sync_folder_releasing;
     for hand_over in [false, true] {
         let w = World {
             rows: (1..=3)
@@ -957,39 +977,14 @@ fn a_folder_flushes_aside_only_once_its_connection_is_handed_over() {
         };
         let s = setup(&w);
         let flushes = block_on(async {
-            let mut r = s
-                .remote
-                .open_folder("INBOX", oi_core::Access::ReadWrite)
-                .await
-                .unwrap();
-            let mut l = s
-                .local
-                .open_folder("INBOX", oi_core::Access::ReadWrite)
-                .await
-                .unwrap();
-            let mut st = s.status.open("INBOX", "INBOX", "INBOX").unwrap();
-            let label = FolderLabel {
-                account: "test".into(),
-                folder: "INBOX".into(),
-            };
             let released = std::sync::atomic::AtomicBool::new(false);
-            let done: Option<crate::execute::RemoteDone<'_>> = hand_over.then(|| {
+            let done: Option<RemoteDone<'_>> = hand_over.then(|| {
                 Box::new(|| released.store(true, std::sync::atomic::Ordering::SeqCst))
-                    as crate::execute::RemoteDone<'_>
+                    as RemoteDone<'_>
             });
-            sync_folder_releasing(
-                &mut r,
-                &mut l,
-                &mut st,
-                &Policy::default(),
-                &ExecOptions::default(),
-                &NullSink,
-                &label,
-                done,
-                None,
-            )
-            .await
-            .unwrap();
+            run_releasing(&s, &Policy::default(), &ExecOptions::default(), done)
+                .await
+                .unwrap();
             assert_eq!(released.into_inner(), hand_over);
             s.local.with("INBOX", |d| d.flushes)
         });
