@@ -623,17 +623,22 @@ fn local_uidvalidity_change_stops_the_folder_and_touches_nothing() {
     assert_eq!(s.local.with("INBOX", |d| d.messages.len()), 1);
 }
 
-/// A local folder with messages but no state (mbsync's, or state lost) is adopted: what
-/// the server has is paired, not uploaded again.
-#[test]
-fn stateless_local_messages_are_adopted_not_duplicated() {
-    let w = World {
-        rows: (1..=3)
+/// UIDs 1..=n, seen, on the server only: nothing local, nothing recorded.
+fn on_server_only(n: u32) -> World {
+    World {
+        rows: (1..=n)
             .map(|u| (u, Some(Flags::SEEN), None, None))
             .collect(),
         unsynced: Vec::new(),
         policy: Policy::default(),
-    };
+    }
+}
+
+/// A local folder with messages but no state (mbsync's, or state lost) is adopted: what
+/// the server has is paired, not uploaded again.
+#[test]
+fn stateless_local_messages_are_adopted_not_duplicated() {
+    let w = on_server_only(3);
     let s = setup(&w);
     s.status.committed.lock().unwrap().clear();
     s.local.with("INBOX", |d| {
@@ -968,13 +973,7 @@ fn parallel_folders_match_sequential() {
 #[test]
 fn a_folder_flushes_aside_only_once_its_connection_is_handed_over() {
     for hand_over in [false, true] {
-        let w = World {
-            rows: (1..=3)
-                .map(|u| (u, Some(Flags::SEEN), None, None))
-                .collect(),
-            unsynced: Vec::new(),
-            policy: Policy::default(),
-        };
+        let w = on_server_only(3);
         let s = setup(&w);
         let flushes = block_on(async {
             let released = std::sync::atomic::AtomicBool::new(false);
