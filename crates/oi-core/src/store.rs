@@ -710,6 +710,14 @@ pub trait StatusStore: Send {
     /// Makes the writes so far durable.
     fn commit(&mut self) -> Result<(), StoreError>;
 
+    /// The commit of an engine checkpoint, which nothing needs at once: a store may leave
+    /// the writes for a later [`StatusStore::commit`] (LocalStatus with `fsync` off:
+    /// OfflineIMAP batches its transactions), since a record that never reaches the disk
+    /// only makes the next run pair the message again. The default commits.
+    fn checkpoint_commit(&mut self) -> Result<(), StoreError> {
+        self.commit()
+    }
+
     /// Uploads recorded as about to happen and not yet finished.
     fn pending_uploads(&mut self) -> Result<Vec<PendingUpload>, StoreError>;
 

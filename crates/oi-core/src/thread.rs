@@ -2,7 +2,7 @@
 
 use std::future::Future;
 use std::panic::{AssertUnwindSafe, catch_unwind, resume_unwind};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::task::{Poll, Waker};
 
 /// What the helper thread leaves for the task.
@@ -31,30 +31,28 @@ where
     let spawned = std::thread::Builder::new()
         .name(name.to_owned())
         .spawn(move || {
-            let work = taken.lock().ok().and_then(|mut w| w.take());
+            let work = locked(&taken).take();
             let Some(work) = work else { return };
             let outcome = catch_unwind(AssertUnwindSafe(work));
-            let waker = theirs.lock().ok().and_then(|mut s| {
+            let waker = {
+                let mut s = locked(&theirs);
                 s.outcome = Some(outcome);
                 s.waker.take()
-            });
+            };
             if let Some(w) = waker {
                 w.wake();
             }
         });
     let inline = match spawned {
         Ok(_) => None,
-        Err(_) => handoff.lock().ok().and_then(|mut w| w.take()),
+        Err(_) => locked(&handoff).take(),
     };
     async move {
         if let Some(work) = inline {
             return work();
         }
         let outcome = std::future::poll_fn(|cx| {
-            let mut s = match shared.lock() {
-                Ok(s) => s,
-                Err(poisoned) => poisoned.into_inner(),
-            };
+            let mut s = locked(&shared);
             match s.outcome.take() {
                 Some(outcome) => Poll::Ready(outcome),
                 None => {
@@ -69,6 +67,12 @@ where
             Err(panic) => resume_unwind(panic),
         }
     }
+}
+
+/// A lock whose holder panicked still guards plain data: the result and the waker are
+/// handed over whatever happened, or the task would wait forever.
+fn locked<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(PoisonError::into_inner)
 }
 
 #[cfg(test)]

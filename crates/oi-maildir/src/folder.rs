@@ -898,6 +898,14 @@ impl Folder for MaildirFolder {
             Ok(())
         })
         .await;
+        if settled.is_err() {
+            // Some renames may have happened; their directories still want their fsync.
+            for sub in subs {
+                if !self.unflushed.contains(&sub) {
+                    self.unflushed.push(sub);
+                }
+            }
+        }
         Ok(self.forget_lost(settled)?)
     }
 

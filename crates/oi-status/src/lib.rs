@@ -250,14 +250,14 @@ mod tests {
         // journal is deleted (what synchronous=EXTRA does); without that a power loss can
         // bring the journal back and undo the commit. SQLite itself stays at FULL (2).
         // (The power-loss itself is tested end to end in the binary's powerloss tests.)
-        // With fsync off SQLite does not sync at all (OFF, 0): see SqliteStatus.
+        // SQLite stays at FULL with fsync off too: see SqliteStatus.
         use oi_core::{MsgRef, PendingUpload};
         let level = |s: &sqlite::SqliteStatus| -> i64 {
             s.conn
                 .query_row("PRAGMA synchronous", [], |r| r.get(0))
                 .unwrap()
         };
-        for (fsync, want) in [(true, 2), (false, 0)] {
+        for (fsync, want) in [(true, 2), (false, 2)] {
             let tmp = tempfile::tempdir().unwrap();
             let mut s = dir(tmp.path(), fsync)
                 .open_folder("INBOX", "INBOX", "INBOX")
@@ -292,6 +292,34 @@ mod tests {
             s.load().unwrap().keys().copied().collect::<Vec<_>>(),
             [uid(1)]
         );
+    }
+
+    #[test]
+    fn checkpoints_commit_with_fsync_and_wait_for_a_real_commit_without() {
+        for fsync in [true, false] {
+            let tmp = tempfile::tempdir().unwrap();
+            let d = dir(tmp.path(), fsync);
+            let mut s = d.open_folder("INBOX", "INBOX", "INBOX").unwrap();
+            s.set(uid(1), Flags::SEEN).unwrap();
+            s.checkpoint_commit().unwrap();
+            s.set(uid(2), Flags::SEEN).unwrap();
+            // What another reader (OfflineIMAP, the next run after a kill) sees now.
+            let seen: Vec<u32> = rusqlite::Connection::open(d.status_path("INBOX"))
+                .unwrap()
+                .prepare("SELECT id FROM status ORDER BY id")
+                .unwrap()
+                .query_map([], |r| r.get(0))
+                .unwrap()
+                .map(|r| r.unwrap())
+                .collect();
+            let want: &[u32] = if fsync { &[1] } else { &[] };
+            assert_eq!(seen, want, "fsync={fsync}");
+            s.commit().unwrap();
+            drop(s);
+            let mut s = d.open_folder("INBOX", "INBOX", "INBOX").unwrap();
+            let kept: Vec<u32> = s.load().unwrap().keys().map(|u| u.get()).collect();
+            assert_eq!(kept, [1, 2], "fsync={fsync}");
+        }
     }
 
     /// The exact statements of OfflineIMAP 8's LocalStatusSQLite.py, run by Python's

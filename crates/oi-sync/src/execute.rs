@@ -866,7 +866,12 @@ impl<R: Folder, L: Folder, S: StatusStore> Run<'_, R, L, S> {
             } else {
                 self.local.flush().await?;
             }
-            self.status.commit()?;
+            if self.opts.cancel.is_cancelled() {
+                // Stopping here: what was done is committed.
+                self.status.commit()?;
+            } else {
+                self.status.checkpoint_commit()?;
+            }
             self.effects_committed = self.effects;
         }
         if self.opts.cancel.is_cancelled() {
