@@ -27,4 +27,4 @@ pub use store::{
     LARGE_HEAD_MAX, LargeMessage, Listing, Message, MessageMeta, MsgRef, PendingUpload, QuickState,
     Repository, StatusStore, UnsyncedMessage, message_id_of, spool_file,
 };
-pub use thread::off_thread;
+pub use thread::{OffThread, off_thread};

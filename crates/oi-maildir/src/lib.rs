@@ -521,6 +521,45 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn a_flush_aside_dropped_before_its_end_is_finished_by_the_next_operation() {
+        use std::future::Future;
+        let tmp = tempfile::tempdir().unwrap();
+        let r = repo(tmp.path(), '.');
+        r.create_folder("INBOX").await.unwrap();
+        let dir = tmp.path().join("mail/INBOX");
+        let mut f = r.open_folder("INBOX", Access::ReadWrite).await.unwrap();
+        for n in 1..=40 {
+            f.append(&msg(&format!("m{n}")), Flags::SEEN, Some(uid(n)))
+                .await
+                .unwrap();
+        }
+        // The twentieth cannot be put in place: it and the ones after it are lost.
+        let twentieth = files(&dir.join("tmp"))
+            .into_iter()
+            .find(|n| name::parse(n).uid == Some(20))
+            .unwrap();
+        fs::remove_file(dir.join("tmp").join(twentieth)).unwrap();
+        // Polled once and dropped, as a cancelled sync would drop it.
+        let first = {
+            let mut flush = std::pin::pin!(f.flush_aside());
+            let mut cx = std::task::Context::from_waker(std::task::Waker::noop());
+            flush.as_mut().poll(&mut cx)
+        };
+        // Whether it got to the end in that one poll or not, its failure is told once,
+        // and the next operation finds the folder as the failure left it.
+        match first {
+            std::task::Poll::Ready(r) => assert!(r.is_err()),
+            std::task::Poll::Pending => assert!(f.flush().await.is_err()),
+        }
+        assert!(files(&dir.join("tmp")).is_empty(), "tmp/ cleaned");
+        let listed = f.list().await.unwrap();
+        let uids: Vec<u32> = listed.messages.keys().map(|u| u.get()).collect();
+        assert_eq!(uids, (1..=19).collect::<Vec<_>>());
+        assert_eq!(files(&dir.join("cur")).len(), 19);
+        f.flush().await.unwrap();
+    }
+
+    #[tokio::test]
     async fn folders_read_ahead_together_each_get_their_own_listing() {
         let tmp = tempfile::tempdir().unwrap();
         let r = repo(tmp.path(), '.');
