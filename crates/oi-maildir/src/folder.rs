@@ -155,6 +155,13 @@ fn settle_files(folder: &Path, pending: Vec<Pending>) -> Result<(), Lost> {
     Ok(())
 }
 
+/// Fsyncs a directory, so that the renames into it survive a power loss.
+pub(crate) fn fsync_dir(dir: PathBuf) -> Result<(), MaildirError> {
+    File::open(&dir)
+        .and_then(|d| d.sync_all())
+        .map_err(folder_io(dir))
+}
+
 /// Asks the kernel to start writing a file's data now, without waiting for it.
 fn start_writeback(file: &File) {
     #[cfg(target_os = "linux")]
@@ -211,19 +218,36 @@ impl MaildirFolder {
     /// it and the ones after it are removed from `tmp/` and from the index: the status
     /// records new messages only after a flush, so the next run fetches them again.
     fn settle(&mut self) -> Result<(), MaildirError> {
-        let aside = match self.aside.take() {
-            Some((job, subs)) => self.aside_done(job.wait(), subs),
-            None => Ok(()),
-        };
-        aside?;
-        let pending = std::mem::take(&mut self.pending);
-        for p in &pending {
-            if !self.unflushed.contains(&p.sub) {
-                self.unflushed.push(p.sub);
-            }
-        }
+        self.finish_aside()?;
+        let pending = self.take_pending();
         let settled = settle_files(&self.path, pending);
         self.forget_lost(settled)
+    }
+
+    /// The new messages waiting in `tmp/`, taken to be settled; their directories are
+    /// marked for the next flush's fsync.
+    fn take_pending(&mut self) -> Vec<Pending> {
+        let pending = std::mem::take(&mut self.pending);
+        for p in &pending {
+            self.mark_unflushed(p.sub);
+        }
+        pending
+    }
+
+    /// `sub` received a file: the next flush fsyncs it.
+    fn mark_unflushed(&mut self, sub: Sub) {
+        if !self.unflushed.contains(&sub) {
+            self.unflushed.push(sub);
+        }
+    }
+
+    /// Waits for a [`Folder::flush_aside`] whose future was dropped before its end, and
+    /// takes in its outcome.
+    fn finish_aside(&mut self) -> Result<(), MaildirError> {
+        match self.aside.take() {
+            Some((job, subs)) => self.aside_done(job.wait(), subs),
+            None => Ok(()),
+        }
     }
 
     /// Takes in the outcome of a [`Folder::flush_aside`]: on failure its directories still
@@ -236,9 +260,7 @@ impl MaildirFolder {
     ) -> Result<(), MaildirError> {
         if settled.is_err() {
             for sub in subs {
-                if !self.unflushed.contains(&sub) {
-                    self.unflushed.push(sub);
-                }
+                self.mark_unflushed(sub);
             }
         }
         self.forget_lost(settled)
@@ -261,9 +283,7 @@ impl MaildirFolder {
     fn place(&mut self, name: &str, sub: Sub) -> Result<(), MaildirError> {
         let dest = self.path.join(sub.dir()).join(name);
         fs::rename(self.path.join("tmp").join(name), &dest).map_err(folder_io(dest))?;
-        if !self.unflushed.contains(&sub) {
-            self.unflushed.push(sub);
-        }
+        self.mark_unflushed(sub);
         Ok(())
     }
 
@@ -336,10 +356,7 @@ impl MaildirFolder {
 
     fn sync_dir(&self, sub: &str) -> Result<(), MaildirError> {
         if self.fsync {
-            let dir = self.path.join(sub);
-            File::open(&dir)
-                .and_then(|d| d.sync_all())
-                .map_err(folder_io(dir))?;
+            fsync_dir(self.path.join(sub))?;
         }
         Ok(())
     }
@@ -904,16 +921,9 @@ impl Folder for MaildirFolder {
     /// fsync), 5 pairs: 0.169 -> 0.159 s. As every flush (an initial download on a
     /// journaled ext4, where nothing else runs meanwhile), 4.4 -> 4.7 s.
     async fn flush_aside(&mut self) -> Result<(), StoreError> {
-        if let Some((job, subs)) = self.aside.take() {
-            self.aside_done(job.wait(), subs)?;
-        }
-        let pending = std::mem::take(&mut self.pending);
-        let mut subs = std::mem::take(&mut self.unflushed);
-        for p in &pending {
-            if !subs.contains(&p.sub) {
-                subs.push(p.sub);
-            }
-        }
+        self.finish_aside()?;
+        let pending = self.take_pending();
+        let subs = std::mem::take(&mut self.unflushed);
         if !self.fsync || (pending.is_empty() && subs.is_empty()) {
             // Without fsync nothing waits in tmp/ (see store_new).
             return Ok(());
@@ -922,22 +932,18 @@ impl Folder for MaildirFolder {
         let path = self.path.clone();
         let job = oi_core::off_thread("maildir-flush", move || {
             settle_files(&path, pending)?;
-            for dir in &dirs {
-                File::open(dir)
-                    .and_then(|d| d.sync_all())
-                    .map_err(|e| Lost {
-                        error: folder_io(dir.clone())(e),
-                        uids: Vec::new(),
-                    })?;
+            for dir in dirs {
+                fsync_dir(dir).map_err(|error| Lost {
+                    error,
+                    uids: Vec::new(),
+                })?;
             }
             Ok(())
         });
         // Kept in the folder while it runs: see `aside`.
         let (job, _) = self.aside.insert((job, subs));
         let settled = job.await;
-        let Some((_, subs)) = self.aside.take() else {
-            return Ok(self.forget_lost(settled)?);
-        };
+        let subs = self.aside.take().map(|(_, subs)| subs).unwrap_or_default();
         Ok(self.aside_done(settled, subs)?)
     }
 

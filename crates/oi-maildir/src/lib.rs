@@ -18,7 +18,7 @@ mod folder;
 pub mod name;
 mod unique;
 
-use std::fs::{self, DirBuilder, File};
+use std::fs::{self, DirBuilder};
 use std::io;
 use std::os::unix::fs::DirBuilderExt;
 use std::path::{Path, PathBuf};
@@ -310,9 +310,7 @@ impl MaildirRepository {
         if self.config.fsync {
             // Make the new directory entries themselves durable.
             for dir in [path.as_path(), path.parent().unwrap_or(&self.config.root)] {
-                File::open(dir)
-                    .and_then(|d| d.sync_all())
-                    .map_err(folder_io(dir))?;
+                folder::fsync_dir(dir.to_path_buf())?;
             }
         }
         Ok(())
@@ -419,6 +417,7 @@ impl Repository for MaildirRepository {
 mod tests {
     use super::*;
     use oi_core::{FlagUpdate, Flags, Folder, Message, MsgRef, Severity, Uid};
+    use std::fs::File;
 
     fn repo(dir: &Path, sep: char) -> MaildirRepository {
         MaildirRepository::new(MaildirConfig {
@@ -468,17 +467,24 @@ mod tests {
         }
     }
 
-    async fn new_messages_flushed(aside: bool) {
+    /// An INBOX (with fsync) to which seen messages `m1`..`m<n>` were appended under
+    /// UIDs 1..=n, not yet flushed; with its directory.
+    async fn inbox_with(n: u32) -> (tempfile::TempDir, PathBuf, MaildirFolder) {
         let tmp = tempfile::tempdir().unwrap();
         let r = repo(tmp.path(), '.');
         r.create_folder("INBOX").await.unwrap();
         let dir = tmp.path().join("mail/INBOX");
         let mut f = r.open_folder("INBOX", Access::ReadWrite).await.unwrap();
-        for n in 1..=3 {
+        for n in 1..=n {
             f.append(&msg(&format!("m{n}")), Flags::SEEN, Some(uid(n)))
                 .await
                 .unwrap();
         }
+        (tmp, dir, f)
+    }
+
+    async fn new_messages_flushed(aside: bool) {
+        let (_tmp, dir, mut f) = inbox_with(3).await;
         // Written and on their way to the disk, not yet in cur/.
         assert_eq!(files(&dir.join("tmp")).len(), 3);
         assert!(files(&dir.join("cur")).is_empty());
@@ -523,16 +529,7 @@ mod tests {
     #[tokio::test]
     async fn a_flush_aside_dropped_before_its_end_is_finished_by_the_next_operation() {
         use std::future::Future;
-        let tmp = tempfile::tempdir().unwrap();
-        let r = repo(tmp.path(), '.');
-        r.create_folder("INBOX").await.unwrap();
-        let dir = tmp.path().join("mail/INBOX");
-        let mut f = r.open_folder("INBOX", Access::ReadWrite).await.unwrap();
-        for n in 1..=40 {
-            f.append(&msg(&format!("m{n}")), Flags::SEEN, Some(uid(n)))
-                .await
-                .unwrap();
-        }
+        let (_tmp, dir, mut f) = inbox_with(40).await;
         // The twentieth cannot be put in place: it and the ones after it are lost.
         let twentieth = files(&dir.join("tmp"))
             .into_iter()

@@ -38,9 +38,9 @@ UPDATE metadata SET value='2' WHERE key='db_version';
 /// commits after each statement when `fsync` is on, but nothing depends on that here: the
 /// engine's plan never needs a record to be durable (a message on both sides without a
 /// record is only recorded again, a deletion whose record survives is only repeated), so
-/// per-statement commits would buy a thousand fsyncs and no safety. `fsync` still makes the commits and
-/// the FolderValidity files durable. Uncommitted writes are rolled back when the value is
-/// dropped.
+/// per-statement commits would buy a thousand fsyncs and no safety. `fsync` still makes
+/// the commits and the FolderValidity files durable. Uncommitted writes are rolled back
+/// when the value is dropped.
 ///
 /// With `fsync` off, OfflineIMAP's "false batches SQLite transactions": the engine's
 /// checkpoints do not commit ([`StatusStore::checkpoint_commit`]), only the commits it needs
