@@ -23,7 +23,7 @@ _offlineimap() {
 
     case "${cmd}" in
         offlineimap)
-            opts="-V -c -a -o -f -k -u -l -s -d -1 -P -q -h --version --dry-run --info --delete-folder --migrate-fmd5-using-nametrans --mbnames-prune --distinct-exit-codes --help"
+            opts="-V -c -a -o -f -k -u -l -s -d -1 -P -q -h --version --dry-run --info --delete-folder --migrate-fmd5-using-nametrans --mbnames-prune --ignore-keyring --update-keyring --distinct-exit-codes --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 1 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0

@@ -17,5 +17,7 @@ complete -c offlineimap -l dry-run -d 'Plan and print what would be done; change
 complete -c offlineimap -l info -d 'Print what the configuration says about each account and its repositories (connecting to list their folders), then exit'
 complete -c offlineimap -l migrate-fmd5-using-nametrans -d 'Rename local Maildir files whose FMD5 was computed from the folder\'s untranslated name (before OfflineIMAP 6.3.5) to the FMD5 of its visible name, then exit'
 complete -c offlineimap -l mbnames-prune -d 'Remove the mbnames intermediate files of accounts no longer in `[general] accounts`, rewrite the mailbox list, then exit (honours --dry-run)'
+complete -c offlineimap -l ignore-keyring -d 'Never read passwords from the Python keyring (sets `[general] ignore-keyring`)'
+complete -c offlineimap -l update-keyring -d 'Store the password used for each IMAP login in the Python keyring (sets `[general] update-keyring`)'
 complete -c offlineimap -l distinct-exit-codes -d 'Exit status 3 when the run had nothing to do (0 when it synced changes, 1 on errors), so cron and systemd can tell the three apart. Without it the exit status is OfflineIMAP\'s: 0 or 1'
 complete -c offlineimap -s h -l help -d 'Print help (see more with \'--help\')'

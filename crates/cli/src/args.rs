@@ -30,6 +30,8 @@ Files:
     name = "offlineimap",
     version,
     disable_version_flag = true,
+    // OfflineIMAP's optparse lets a repeated option override the earlier one.
+    args_override_self = true,
     after_long_help = AFTER_HELP
 )]
 pub struct Args {
@@ -115,6 +117,15 @@ pub struct Args {
     #[arg(long = "mbnames-prune")]
     pub mbnames_prune: bool,
 
+    /// Never read passwords from the Python keyring (sets `[general] ignore-keyring`).
+    #[arg(long = "ignore-keyring")]
+    pub ignore_keyring: bool,
+
+    /// Store the password used for each IMAP login in the Python keyring (sets
+    /// `[general] update-keyring`).
+    #[arg(long = "update-keyring")]
+    pub update_keyring: bool,
+
     /// Exit status 3 when the run had nothing to do (0 when it synced changes, 1 on
     /// errors), so cron and systemd can tell the three apart. Without it the exit status
     /// is OfflineIMAP's: 0 or 1.
@@ -160,6 +171,31 @@ mod tests {
         assert_eq!(comma_list(a.accounts.as_deref().unwrap()), ["A", "B"]);
         assert!(a.once && a.dry_run);
         assert_eq!(a.overrides, ["Repository_R:remotepass=x"]);
+    }
+
+    /// OfflineIMAP's optparse: a repeated option overrides, -k accumulates; the keyring
+    /// switches are accepted.
+    #[test]
+    fn repeated_options_override_and_keyring_switches_parse() {
+        let a = Args::try_parse_from([
+            "offlineimap",
+            "-u",
+            "quiet",
+            "-u",
+            "basic",
+            "-k",
+            "a=1",
+            "-k",
+            "b=2",
+            "--ignore-keyring",
+            "--update-keyring",
+            "-o",
+            "-o",
+        ])
+        .unwrap();
+        assert_eq!(a.ui.as_deref(), Some("basic"));
+        assert_eq!(a.overrides, ["a=1", "b=2"]);
+        assert!(a.ignore_keyring && a.update_keyring && a.once);
     }
 
     #[test]

@@ -60,7 +60,7 @@ pub async fn info(config: &Config, path: &Path, python: &Python) -> Result<()> {
                     }
                     let events: Arc<dyn EventSink> = Arc::new(NullSink);
                     let r = oi_imap::ImapRepository::new(
-                        imap_config(account, c, &config.general, python, &[])?,
+                        imap_config(account, &repo.name, c, &config.general, python, &[])?,
                         events,
                     );
                     let listed = r.list_folders().await;
@@ -121,7 +121,14 @@ pub async fn delete_folder(config: &Config, folder: &str, python: &Python) -> Re
     };
     let events: Arc<dyn EventSink> = Arc::new(NullSink);
     let r = oi_imap::ImapRepository::new(
-        imap_config(account, c, &config.general, python, &[])?,
+        imap_config(
+            account,
+            &account.remote.name,
+            c,
+            &config.general,
+            python,
+            &[],
+        )?,
         events,
     );
     let result = r.delete_folder(folder).await;

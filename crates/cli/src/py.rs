@@ -1,22 +1,80 @@
 //! The Python options of the configuration, evaluated where OfflineIMAP evaluates them:
 //! folder naming and selection for the engine, and the `remote*eval` connection values.
 
+use std::collections::HashSet;
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use anyhow::{Result, anyhow};
 use oi_config::{FolderOptions, PyExpr};
-use oi_core::{Severity, Side, StoreError};
-use oi_pyeval::{Origin, PyEnv, Value};
+use oi_core::{Secret, Severity, Side, StoreError};
+use oi_pyeval::{Origin, PyEnv, PyError, Value};
 use oi_sync::{FolderNaming, Translated};
 
 /// One Python environment for the whole run: the pythonfile is loaded once.
 #[derive(Clone)]
-pub struct Python(Arc<Mutex<PyEnv>>);
+pub struct Python(Arc<Mutex<PyEnv>>, Arc<Mutex<HashSet<KeyringEntry>>>);
+
+/// A keyring entry: service (the IMAP host) and user.
+type KeyringEntry = (String, Option<String>);
+
+/// What the keyring gave for a repository without a password.
+#[derive(Debug)]
+pub enum Keyring {
+    /// Its password.
+    Found(Secret),
+    /// None, and why (for the "no password" error).
+    Absent(String),
+}
 
 impl Python {
     /// The environment of a configuration (the helper process starts only when needed).
     pub fn new(pythonfile: Option<std::path::PathBuf>) -> Python {
-        Python(Arc::new(Mutex::new(PyEnv::new(pythonfile))))
+        Python(Arc::new(Mutex::new(PyEnv::new(pythonfile))), Arc::default())
+    }
+
+    /// OfflineIMAP 8's last password source, `keyring.get_password(host, user)`, run by
+    /// the Python helper with the user's keyring module and backend. No module (or no
+    /// python3) is no password, as OfflineIMAP would have none either (it stops on the
+    /// ImportError; we report it with the missing password); any other failure of the
+    /// keyring is an error.
+    pub fn keyring_password(&self, repo: &str, host: &str, user: Option<&str>) -> Result<Keyring> {
+        let origin = Origin::new(format!("Repository {repo}"), "keyring");
+        match self.env().keyring_password(host, user, &origin) {
+            Ok(Some(p)) => Ok(Keyring::Found(Secret::new(p))),
+            Ok(None) => Ok(Keyring::Absent(format!(
+                "the Python keyring has no password for {host}{}",
+                user.map(|u| format!(" and user {u}")).unwrap_or_default()
+            ))),
+            Err(PyError::Python { kind, .. }) if kind == "ModuleNotFoundError" => Ok(
+                Keyring::Absent("the Python module keyring is not installed".into()),
+            ),
+            Err(PyError::Helper { detail, .. }) => Ok(Keyring::Absent(format!(
+                "the Python keyring could not be asked: {detail}"
+            ))),
+            Err(e) => Err(anyhow!("{e}")),
+        }
+    }
+
+    /// `--update-keyring`: stores the password used for `host` and `user` in the keyring,
+    /// once per run (OfflineIMAP stores it each time it first needs the password).
+    pub fn keyring_store(
+        &self,
+        repo: &str,
+        host: &str,
+        user: Option<&str>,
+        password: &Secret,
+    ) -> Result<()> {
+        let entry = (host.to_string(), user.map(str::to_string));
+        let mut stored = self.1.lock().unwrap_or_else(|p| p.into_inner());
+        if stored.contains(&entry) {
+            return Ok(());
+        }
+        let origin = Origin::new(format!("Repository {repo}"), "update-keyring");
+        self.env()
+            .keyring_store(host, user, password.expose(), &origin)
+            .map_err(|e| anyhow!("{e}"))?;
+        stored.insert(entry);
+        Ok(())
     }
 
     fn env(&self) -> MutexGuard<'_, PyEnv> {

@@ -17,7 +17,7 @@ use oi_sync::{
 use crate::args::{Args, comma_list};
 use crate::control::Control;
 use crate::hold::Held;
-use crate::py::{PyNaming, Python};
+use crate::py::{Keyring, PyNaming, Python};
 
 /// How the run ended, for the exit status.
 pub struct Outcome {
@@ -63,6 +63,18 @@ pub fn main(args: Args) -> Result<Outcome> {
     }
     if let Some(accounts) = &args.accounts {
         overrides.push(Override::accounts(accounts));
+    }
+    if args.ignore_keyring {
+        overrides.push(Override::general_switch(
+            "ignore-keyring",
+            "--ignore-keyring",
+        ));
+    }
+    if args.update_keyring {
+        overrides.push(Override::general_switch(
+            "update-keyring",
+            "--update-keyring",
+        ));
     }
     let config = oi_config::load(&path, &overrides).map_err(|e| anyhow::anyhow!("{e}"))?;
 
@@ -406,7 +418,7 @@ fn start_watchers(
             return set;
         }
     };
-    let config = match imap_config(account, imap, general, python, &[]) {
+    let config = match imap_config(account, &account.remote.name, imap, general, python, &[]) {
         Ok(c) => c,
         Err(e) => {
             warn(format!("IDLE: {e:#}"));
@@ -685,7 +697,14 @@ async fn sync_one(
         RepositoryKind::Imap(_) => &[],
     };
     let remote = held_or_new(
-        imap_config(account, imap, general, python, custom_flags)?,
+        imap_config(
+            account,
+            &account.remote.name,
+            imap,
+            general,
+            python,
+            custom_flags,
+        )?,
         events.clone(),
         held.and_then(|h| h.remote.as_ref()),
     )
@@ -772,7 +791,14 @@ async fn sync_one(
             // IMAP <-> IMAP: the local server's UIDs are mapped to the remote's in
             // OfflineIMAP's Repository-<local>/UIDMapping files.
             let inner = held_or_new(
-                imap_config(account, local_imap, general, python, &[])?,
+                imap_config(
+                    account,
+                    &account.local.name,
+                    local_imap,
+                    general,
+                    python,
+                    &[],
+                )?,
                 local_events.clone(),
                 held.and_then(|h| h.local.as_ref()),
             )
@@ -908,6 +934,7 @@ impl Pair<'_> {
 /// The IMAP store's settings from the repository's options.
 pub(crate) fn imap_config(
     account: &AccountConfig,
+    repo: &str,
     c: &ImapConfig,
     general: &oi_config::General,
     python: &Python,
@@ -951,8 +978,26 @@ pub(crate) fn imap_config(
     };
     // XOAUTH2 needs no password; the password mechanisms fail on their own without one.
     let oauth2 = crate::auth::oauth2(account, c, general, python)?;
-    if tunnel.is_none() && password.is_none() && oauth2.is_none() {
-        return Err(NoPassword.into());
+    let logs_in = tunnel.is_none() && oauth2.is_none();
+    if logs_in && password.is_none() {
+        // OfflineIMAP 8's last source, before ttyui asks: the Python keyring.
+        let keyring = if general.ignore_keyring {
+            None
+        } else {
+            match python.keyring_password(repo, &host, user.as_deref())? {
+                Keyring::Found(p) => {
+                    password = Some(p);
+                    None
+                }
+                Keyring::Absent(why) => Some(why),
+            }
+        };
+        if password.is_none() {
+            return Err(NoPassword { keyring }.into());
+        }
+    }
+    if let (true, true, Some(p)) = (logs_in, general.update_keyring, &password) {
+        python.keyring_store(repo, &host, user.as_deref(), p)?;
     }
     let security = if c.ssl {
         oi_imap::Security::Tls
@@ -1010,14 +1055,20 @@ pub(crate) fn imap_config(
 
 /// An IMAP repository with no password from anywhere (the case where ttyui asks).
 #[derive(Debug)]
-pub(crate) struct NoPassword;
+pub(crate) struct NoPassword {
+    /// Why the keyring had none (`None` with `ignore-keyring`).
+    keyring: Option<String>,
+}
 
 impl std::fmt::Display for NoPassword {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str(
-            "no password configured (remotepass, remotepassfile, remotepasseval or ~/.netrc); \
-             only the ttyui interface on a terminal asks for it",
-        )
+            "no password configured (remotepass, remotepassfile, remotepasseval or ~/.netrc",
+        )?;
+        if let Some(why) = &self.keyring {
+            write!(f, "; {why}")?;
+        }
+        f.write_str("); only the ttyui interface on a terminal asks for it")
     }
 }
 
@@ -1050,7 +1101,7 @@ fn ask_passwords(
             // keeps a remotepasseval from running one extra time here).
             let missing = matches!(imap.password, PasswordSource::None)
                 && matches!(
-                    imap_config(&snapshot, imap, general, python, &[]),
+                    imap_config(&snapshot, &repo.name, imap, general, python, &[]),
                     Err(e) if e.is::<NoPassword>()
                 );
             if !missing {

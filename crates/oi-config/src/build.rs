@@ -43,8 +43,8 @@ const GENERAL: &[(&str, Support)] = &[
     ("utime_from_header", Read),
     ("filename_use_mail_timestamp", Read),
     ("dry-run", WarnIfTrue),
-    ("ignore-keyring", WarnIfTrue),
-    ("update-keyring", WarnIfTrue),
+    ("ignore-keyring", Read),
+    ("update-keyring", Read),
 ];
 
 /// `[Account X]`.
@@ -492,6 +492,8 @@ impl<'a> Builder<'a> {
         let fsync = self.boolean(S, "fsync", true);
         let utime_from_header = self.boolean(S, "utime_from_header", false);
         let filename_use_mail_timestamp = self.boolean(S, "filename_use_mail_timestamp", false);
+        let ignore_keyring = self.boolean(S, "ignore-keyring", false);
+        let update_keyring = self.boolean(S, "update-keyring", false);
         let socktimeout = match self.parsed(S, "socktimeout", "a number of seconds", parse_py_float)
         {
             Some((s, at)) if s < 0.0 => {
@@ -524,6 +526,8 @@ impl<'a> Builder<'a> {
             mbnames,
             utime_from_header,
             filename_use_mail_timestamp,
+            ignore_keyring,
+            update_keyring,
         })
     }
 

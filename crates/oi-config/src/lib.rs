@@ -71,6 +71,17 @@ impl Override {
         })
     }
 
+    /// A command-line switch that sets a `[general]` option to `True`, as OfflineIMAP's
+    /// `--ignore-keyring` and `--update-keyring` do.
+    pub fn general_switch(option: &str, flag: &str) -> Override {
+        Override {
+            section: "general".into(),
+            option: option.to_string(),
+            value: "True".into(),
+            flag: flag.to_string(),
+        }
+    }
+
     /// `-a acc1,acc2`: replaces `[general] accounts`.
     pub fn accounts(list: &str) -> Override {
         Override {

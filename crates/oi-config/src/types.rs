@@ -44,6 +44,12 @@ pub struct General {
     pub filename_use_mail_timestamp: bool,
     /// `[mbnames]`, when `enabled`.
     pub mbnames: Option<Mbnames>,
+    /// `ignore-keyring` (also `--ignore-keyring`): never look the password up in the
+    /// Python keyring. Default false.
+    pub ignore_keyring: bool,
+    /// `update-keyring` (also `--update-keyring`): store the password used for an IMAP
+    /// login in the Python keyring. Default false.
+    pub update_keyring: bool,
 }
 
 /// The `[mbnames]` section: a mailbox list for mutt and the like.

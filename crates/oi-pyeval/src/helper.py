@@ -92,6 +92,15 @@ def handle(req):
         order = list(range(len(ns)))
         order.sort(key=cmp2key(lambda i, j: f(ns[i], ns[j])))
         return {'order': order}
+    if op == 'keyring_get':
+        # OfflineIMAP 8's getpassword(), its last source: the keyring module and
+        # whatever backend the user configured for it.
+        import keyring
+        return {'value': keyring.get_password(req['service'], req['user'])}
+    if op == 'keyring_set':
+        import keyring
+        keyring.set_password(req['service'], req['user'], req['password'])
+        return {'ok': True}
     raise ValueError('unknown op %r' % op)
 
 

@@ -586,6 +586,47 @@ impl PyEnv {
         }
     }
 
+    /// OfflineIMAP 8's last password source: `keyring.get_password(service, user)` in the
+    /// helper, with the user's own keyring module and backend. `Ok(None)` when the keyring
+    /// has no such entry; a missing `keyring` module is a [`PyError::Python`] of kind
+    /// `ModuleNotFoundError` (OfflineIMAP stops on it; the caller decides).
+    pub fn keyring_password(
+        &mut self,
+        service: &str,
+        user: Option<&str>,
+        origin: &Origin,
+    ) -> Result<Option<String>, PyError> {
+        let reason = "the password keyring is a Python module";
+        let req = json!({"op": "keyring_get", "service": service, "user": user});
+        let resp = self.helper_request(origin, reason, req)?;
+        match resp.get("value") {
+            Some(serde_json::Value::Null) => Ok(None),
+            Some(serde_json::Value::String(s)) => Ok(Some(s.clone())),
+            Some(other) => Err(PyError::Type {
+                origin: origin.clone(),
+                message: format!(
+                    "keyring.get_password returned a {}, not a string",
+                    json_kind(other)
+                ),
+            }),
+            None => Err(bad_answer(origin, reason)),
+        }
+    }
+
+    /// `--update-keyring`: `keyring.set_password(service, user, password)` in the helper.
+    pub fn keyring_store(
+        &mut self,
+        service: &str,
+        user: Option<&str>,
+        password: &str,
+        origin: &Origin,
+    ) -> Result<(), PyError> {
+        let reason = "the password keyring is a Python module";
+        let req = json!({"op": "keyring_set", "service": service, "user": user,
+                         "password": password});
+        self.helper_request(origin, reason, req).map(|_| ())
+    }
+
     /// Sorts natively when the comparisons form a strict weak order: then every correct
     /// stable sort, CPython's timsort included, gives the same permutation. Inconsistent
     /// comparators depend on timsort's exact comparison sequence and go to the helper.
@@ -652,6 +693,17 @@ impl PyEnv {
             }
         }
         Ok(order)
+    }
+}
+
+fn json_kind(v: &serde_json::Value) -> &'static str {
+    match v {
+        serde_json::Value::Null => "None",
+        serde_json::Value::Bool(_) => "bool",
+        serde_json::Value::Number(_) => "number",
+        serde_json::Value::String(_) => "str",
+        serde_json::Value::Array(_) => "list",
+        serde_json::Value::Object(_) => "object",
     }
 }
 

@@ -264,3 +264,124 @@ fn a_long_running_process_keeps_its_token_until_it_expires() {
     let status = wait_exit(&mut child);
     assert!(status.success(), "{status}");
 }
+
+/// A stand-in for the Python `keyring` package (the real one needs a desktop secret
+/// service): the same two functions OfflineIMAP 8 calls, over a JSON file in HOME.
+const FAKE_KEYRING: &str = r#"
+import json, os
+_path = os.path.join(os.environ['HOME'], 'keyring.json')
+
+def _load():
+    try:
+        with open(_path) as f:
+            return json.load(f)
+    except FileNotFoundError:
+        return {}
+
+def get_password(service, user):
+    return _load().get('%s|%s' % (service, user))
+
+def set_password(service, user, password):
+    d = _load()
+    d['%s|%s' % (service, user)] = password
+    with open(_path, 'w') as f:
+        json.dump(d, f)
+"#;
+
+/// A world whose remote repository has no password, and a directory for PYTHONPATH
+/// holding `keyring.py` with `source`.
+fn keyring_world(test: &str, source: &str) -> Option<(World, std::path::PathBuf)> {
+    let w = World::new(test)?;
+    w.put("INBOX", "kept in the keyring");
+    w.write_config("", "");
+    let rc = std::fs::read_to_string(w.rc()).unwrap();
+    std::fs::write(w.rc(), rc.replace(&format!("remotepass = {PASS}\n"), "")).unwrap();
+    let lib = w.dir.path().join("pylib");
+    std::fs::create_dir(&lib).unwrap();
+    std::fs::write(lib.join("keyring.py"), source).unwrap();
+    Some((w, lib))
+}
+
+fn run_with_keyring(w: &World, lib: &std::path::Path, extra: &[&str]) -> std::process::Output {
+    w.command()
+        .env("PYTHONPATH", lib)
+        .args(["-o", "-u", "basic"])
+        .args(extra)
+        .output()
+        .unwrap()
+}
+
+/// OfflineIMAP 8's last password source: keyring.get_password(host, user), which
+/// --ignore-keyring turns off; --update-keyring stores the password used, whatever its
+/// source. The password never shows, not even in the imap debug trace.
+#[test]
+fn keyring_supplies_and_stores_the_password() {
+    let Some((w, lib)) = keyring_world("keyring", FAKE_KEYRING) else {
+        return;
+    };
+    let store = w.dir.path().join("keyring.json");
+    // Empty keyring: the error says why there is no password.
+    let out = run_with_keyring(&w, &lib, &[]);
+    let text = output(&out);
+    assert!(!out.status.success(), "{text}");
+    assert!(
+        text.contains("no password configured") && text.contains("no password for 127.0.0.1"),
+        "{text}"
+    );
+    // --update-keyring with the password given by -k: stored under the host and user.
+    let given = format!("Repository_Remote:remotepass={PASS}");
+    let out = run_with_keyring(&w, &lib, &["--update-keyring", "-k", &given]);
+    assert!(out.status.success(), "{}", output(&out));
+    let stored: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&store).unwrap()).unwrap();
+    assert_eq!(stored["127.0.0.1|alice"], PASS);
+    assert_eq!(local_messages(&w.maildir().join("INBOX")).len(), 1);
+    // Now the keyring alone logs in, and the password is not in the debug trace.
+    w.put("INBOX", "second");
+    let out = run_with_keyring(&w, &lib, &["-d", "imap"]);
+    let text = output(&out);
+    assert!(out.status.success(), "{text}");
+    assert!(!text.contains(PASS), "{text}");
+    assert_eq!(local_messages(&w.maildir().join("INBOX")).len(), 2);
+    // --ignore-keyring: back to no password, and the keyring is not mentioned.
+    let out = run_with_keyring(&w, &lib, &["--ignore-keyring"]);
+    let text = output(&out);
+    assert!(!out.status.success(), "{text}");
+    assert!(
+        text.contains("no password configured") && !text.contains("keyring"),
+        "{text}"
+    );
+    // The same from the configuration file's [general] ignore-keyring.
+    let out = run_with_keyring(&w, &lib, &["-k", "ignore-keyring=yes"]);
+    assert!(!out.status.success(), "{}", output(&out));
+}
+
+/// Without the keyring module the missing password is reported with that reason (where
+/// OfflineIMAP 8 stops on the ImportError), and a failing keyring backend is an error
+/// that names it.
+#[test]
+fn keyring_missing_or_failing_is_reported() {
+    // What `import keyring` raises when the package is not installed.
+    let missing = "raise ModuleNotFoundError(\"No module named 'keyring'\", name='keyring')\n";
+    let Some((w, lib)) = keyring_world("keyring-missing", missing) else {
+        return;
+    };
+    let out = run_with_keyring(&w, &lib, &[]);
+    let text = output(&out);
+    assert!(!out.status.success(), "{text}");
+    assert!(
+        text.contains("no password configured")
+            && text.contains("the Python module keyring is not installed"),
+        "{text}"
+    );
+    let locked = "def get_password(service, user):\n    raise RuntimeError('keyring is locked')\n";
+    std::fs::write(lib.join("keyring.py"), locked).unwrap();
+    let out = run_with_keyring(&w, &lib, &[]);
+    let text = output(&out);
+    assert!(!out.status.success(), "{text}");
+    assert!(
+        text.contains("[Repository Remote] keyring: RuntimeError: keyring is locked"),
+        "{text}"
+    );
+    assert!(local_messages(&w.maildir().join("INBOX")).is_empty());
+}
