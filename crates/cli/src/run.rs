@@ -77,6 +77,11 @@ pub fn main(args: Args) -> Result<Outcome> {
         ));
     }
     let config = oi_config::load(&path, &overrides).map_err(|e| anyhow::anyhow!("{e}"))?;
+    // `[general] dry-run = True` (or `-k dry-run=True`) is a dry run as much as the flag is:
+    // OfflineIMAP's accounts read it from the configuration. (Its mbnames and
+    // --migrate-fmd5-using-nametrans look at the flag only; a dry run here changes nothing.)
+    let mut args = args;
+    args.dry_run |= config.general.dry_run;
 
     let mut warnings = config.warnings.clone();
     let ui_name = args

@@ -42,7 +42,7 @@ const GENERAL: &[(&str, Support)] = &[
     ("ignore-readonly", WarnIfTrue),
     ("utime_from_header", Read),
     ("filename_use_mail_timestamp", Read),
-    ("dry-run", WarnIfTrue),
+    ("dry-run", Read),
     ("ignore-keyring", Read),
     ("update-keyring", Read),
 ];
@@ -492,6 +492,7 @@ impl<'a> Builder<'a> {
         let fsync = self.boolean(S, "fsync", true);
         let utime_from_header = self.boolean(S, "utime_from_header", false);
         let filename_use_mail_timestamp = self.boolean(S, "filename_use_mail_timestamp", false);
+        let dry_run = self.boolean(S, "dry-run", false);
         let ignore_keyring = self.boolean(S, "ignore-keyring", false);
         let update_keyring = self.boolean(S, "update-keyring", false);
         let socktimeout = match self.parsed(S, "socktimeout", "a number of seconds", parse_py_float)
@@ -526,6 +527,7 @@ impl<'a> Builder<'a> {
             mbnames,
             utime_from_header,
             filename_use_mail_timestamp,
+            dry_run,
             ignore_keyring,
             update_keyring,
         })

@@ -44,6 +44,9 @@ pub struct General {
     pub filename_use_mail_timestamp: bool,
     /// `[mbnames]`, when `enabled`.
     pub mbnames: Option<Mbnames>,
+    /// `dry-run` (also `--dry-run`): OfflineIMAP 8's account syncs read it from the
+    /// configuration, so a `dry-run = True` there makes every sync a dry run. Default false.
+    pub dry_run: bool,
     /// `ignore-keyring` (also `--ignore-keyring`): never look the password up in the
     /// Python keyring. Default false.
     pub ignore_keyring: bool,

@@ -82,6 +82,29 @@ fn dry_run_changes_nothing_anywhere() {
     assert!(out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("flags"));
     assert_eq!(w.server_messages("INBOX"), before);
+    // `dry-run = True` in [general] is a dry run too (OfflineIMAP's accounts read the
+    // option), given in the file or with -k.
+    let rc = std::fs::read_to_string(w.rc()).unwrap();
+    std::fs::write(
+        w.rc(),
+        rc.replace("[general]\n", "[general]\ndry-run = True\n"),
+    )
+    .unwrap();
+    let out = w.run(&[]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{err}");
+    assert!(
+        err.contains("would") && !err.contains("not supported"),
+        "{err}"
+    );
+    assert_eq!(w.server_messages("INBOX"), before);
+    std::fs::write(w.rc(), rc).unwrap();
+    let out = w.run(&["-k", "dry-run=yes"]);
+    assert!(out.status.success());
+    assert_eq!(w.server_messages("INBOX"), before);
+    // Without it the change goes through.
+    w.sync_ok();
+    assert_ne!(w.server_messages("INBOX"), before);
 }
 
 #[test]
