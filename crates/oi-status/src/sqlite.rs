@@ -105,7 +105,22 @@ impl SqliteStatus {
             local_validity,
         };
         status.prepare_schema(legacy)?;
+        // The reads that start a folder's sync (its records, cached listings, pending
+        // uploads, each after a look at sqlite_master) run in one transaction that the
+        // first commit ends: outside one, every statement takes and drops the file's shared
+        // lock and checks for a hot journal again (about ten lock cycles and their fcntl,
+        // stat and pread calls per folder, which showed in syncs of many small folders).
+        // Only this connection writes the file while the account is locked.
+        status.begin()?;
         Ok(status)
+    }
+
+    fn begin(&mut self) -> Result<(), StatusError> {
+        if !self.in_transaction {
+            self.conn.execute_batch("BEGIN").map_err(self.sql())?;
+            self.in_transaction = true;
+        }
+        Ok(())
     }
 
     /// Our own table of uploads in flight. OfflineIMAP reads only `metadata` and `status`
@@ -228,10 +243,7 @@ impl SqliteStatus {
     }
 
     fn write(&mut self, sql: &str, args: impl rusqlite::Params) -> Result<(), StatusError> {
-        if !self.in_transaction {
-            self.conn.execute_batch("BEGIN").map_err(self.sql())?;
-            self.in_transaction = true;
-        }
+        self.begin()?;
         // The same few statements run once per message: parse each once per connection.
         self.conn
             .prepare_cached(sql)
