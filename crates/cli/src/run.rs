@@ -296,6 +296,7 @@ async fn run_accounts(
             copy_ignore: Vec::new(),
             filter_headers: account.filterheaders.clone(),
             filter_headers_local: matches!(account.local.kind, RepositoryKind::Imap(_)),
+            ignore_readonly: config.general.ignore_readonly,
         };
         // -q makes every sync quick, as `quick = -1` does for one account.
         let quick_setting = crate::window::quick_setting(

@@ -39,7 +39,7 @@ const GENERAL: &[(&str, Support)] = &[
     ("socktimeout", Read),
     ("ui", Read),
     ("pythonfile", Read),
-    ("ignore-readonly", WarnIfTrue),
+    ("ignore-readonly", Read),
     ("utime_from_header", Read),
     ("filename_use_mail_timestamp", Read),
     ("dry-run", Read),
@@ -493,6 +493,7 @@ impl<'a> Builder<'a> {
         let utime_from_header = self.boolean(S, "utime_from_header", false);
         let filename_use_mail_timestamp = self.boolean(S, "filename_use_mail_timestamp", false);
         let dry_run = self.boolean(S, "dry-run", false);
+        let ignore_readonly = self.boolean(S, "ignore-readonly", false);
         let ignore_keyring = self.boolean(S, "ignore-keyring", false);
         let update_keyring = self.boolean(S, "update-keyring", false);
         let socktimeout = match self.parsed(S, "socktimeout", "a number of seconds", parse_py_float)
@@ -528,6 +529,7 @@ impl<'a> Builder<'a> {
             utime_from_header,
             filename_use_mail_timestamp,
             dry_run,
+            ignore_readonly,
             ignore_keyring,
             update_keyring,
         })

@@ -47,6 +47,9 @@ pub struct General {
     /// `dry-run` (also `--dry-run`): OfflineIMAP 8's account syncs read it from the
     /// configuration, so a `dry-run = True` there makes every sync a dry run. Default false.
     pub dry_run: bool,
+    /// `ignore-readonly`: no warning for the changes that a folder its server opens
+    /// read-only cannot take. Default false.
+    pub ignore_readonly: bool,
     /// `ignore-keyring` (also `--ignore-keyring`): never look the password up in the
     /// Python keyring. Default false.
     pub ignore_keyring: bool,

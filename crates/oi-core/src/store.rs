@@ -506,6 +506,15 @@ pub trait Folder: Send {
         true
     }
 
+    /// Whether this folder takes changes. The default says yes. An IMAP folder that the
+    /// server opens `[READ-ONLY]` (a shared folder without write rights) says no: the
+    /// engine then syncs it as if its repository were `readonly`, as OfflineIMAP skips
+    /// what it cannot do there with a warning, where every APPEND, STORE and EXPUNGE
+    /// would fail. Asked only when a plan would change the folder (IMAP: it may SELECT).
+    fn accepts_changes(&mut self) -> impl Future<Output = Result<bool, StoreError>> + Send {
+        async { Ok(true) }
+    }
+
     /// Where large messages coming into this folder are spooled (Maildir: its `tmp/`, so
     /// that a spooled message is renamed into place, not copied); `None`: the system's
     /// temporary directory.

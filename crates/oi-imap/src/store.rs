@@ -168,6 +168,8 @@ pub(crate) struct Selected {
     pub(crate) validity: Option<u32>,
     exists: Option<u32>,
     highest_modseq: Option<u64>,
+    /// The SELECT completed `OK [READ-ONLY]`: the server takes no changes here.
+    read_only: bool,
 }
 
 /// What the server offers to tell changes since an earlier state (RFC 7162).
@@ -519,6 +521,7 @@ impl Repository for ImapRepository {
             keywords: self.config.keywords.clone(),
             highest_modseq: None,
             qresync: mode == ModSeqMode::Qresync,
+            server_read_only: false,
             reconnect: crate::retry::Reconnect {
                 config: self.config.clone(),
                 events: self.events.clone(),
@@ -549,7 +552,7 @@ pub(crate) async fn select(
     name: &str,
     mode: ModSeqMode,
 ) -> Result<Selected, ImapError> {
-    let (untagged, _) = conn.run(select_command(verb, name, mode)).await?;
+    let (untagged, done) = conn.run(select_command(verb, name, mode)).await?;
     let mut validity = None;
     let mut exists = None;
     let mut highest_modseq = None;
@@ -576,6 +579,7 @@ pub(crate) async fn select(
         validity,
         exists,
         highest_modseq: highest_modseq.filter(|_| mode != ModSeqMode::None && !no_modseq),
+        read_only: matches!(done.code, Some(RespCode::ReadOnly)),
     })
 }
 
@@ -637,6 +641,8 @@ pub struct ImapFolder {
     highest_modseq: Option<u64>,
     /// QRESYNC is on: `VANISHED` reports expunges.
     qresync: bool,
+    /// A SELECT (not an EXAMINE, which is always read-only) completed `[READ-ONLY]`.
+    server_read_only: bool,
     /// How to open the folder again when a fetch loses its connection (`retrycount`).
     reconnect: crate::retry::Reconnect,
 }
@@ -795,6 +801,7 @@ impl ImapFolder {
             exists: selected.exists,
         };
         self.highest_modseq = selected.highest_modseq;
+        self.server_read_only = selected.read_only && verb == "SELECT";
         conn.selected = Some(self.name.clone());
         self.conn = Some(conn);
         Ok(())
@@ -1042,6 +1049,12 @@ fn apply_fetch(
 impl Folder for ImapFolder {
     async fn meta(&mut self) -> Result<FolderMeta, StoreError> {
         Ok(self.meta.clone())
+    }
+
+    async fn accepts_changes(&mut self) -> Result<bool, StoreError> {
+        // A folder opened from its LIST-STATUS entry learns it from the SELECT.
+        self.ensure_selected().await?;
+        Ok(!self.server_read_only)
     }
 
     async fn list(&mut self) -> Result<Listing, StoreError> {

@@ -317,6 +317,10 @@ impl Folder for MappedImapFolder {
         self.inner.meta().await
     }
 
+    async fn accepts_changes(&mut self) -> Result<bool, StoreError> {
+        self.inner.accepts_changes().await
+    }
+
     async fn list(&mut self) -> Result<Listing, StoreError> {
         let local = self.inner.list().await?;
         self.floor = local.messages.keys().next_back().map_or(0, |u| u.get());

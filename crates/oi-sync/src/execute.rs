@@ -71,6 +71,9 @@ pub struct ExecOptions {
     /// Apply [`ExecOptions::filter_headers`] to downloads too: the local side is an IMAP
     /// repository, and OfflineIMAP filters whatever any IMAP folder saves.
     pub filter_headers_local: bool,
+    /// `[general] ignore-readonly`: no warning for the changes a folder that its server
+    /// opens read-only cannot take (see [`Folder::accepts_changes`]).
+    pub ignore_readonly: bool,
 }
 
 /// Above this size a message is streamed through a file rather than held in memory.
@@ -361,7 +364,16 @@ pub async fn sync_folder_releasing<R: Folder, L: Folder, S: StatusStore>(
         )
         .await?;
     }
-    let plan = plan(&remote_list, &local_list, &records, policy);
+    let mut plan = plan(&remote_list, &local_list, &records, policy);
+    let read_only_policy;
+    let policy = match read_only_sides(remote, local, &plan, policy, opts, events, label).await? {
+        Some(p) => {
+            read_only_policy = p;
+            plan = crate::planner::plan(&remote_list, &local_list, &records, &read_only_policy);
+            &read_only_policy
+        }
+        None => policy,
+    };
     let plan = crate::window::skip_ignored_copies(plan, &opts.copy_ignore, events, label);
     for (side, listing) in [(Side::Remote, &remote_list), (Side::Local, &local_list)] {
         let deletes = plan
@@ -801,6 +813,73 @@ fn marker_age_ms(marker: &str) -> Option<u64> {
 
 /// Waits without blocking the thread, and without a runtime: a helper thread sleeps and
 /// wakes the task. Only the recovery after a killed run waits, for at most a few seconds.
+/// What a plan would change on `side`: messages copied there, flag changes, deletions.
+fn changes_on(plan: &Plan, side: Side) -> (usize, usize, usize) {
+    let mut n = (0, 0, 0);
+    for step in &plan.steps {
+        match step {
+            Step::Upload { .. } if side == Side::Remote => n.0 += 1,
+            Step::Copy { from, .. } if *from != side => n.0 += 1,
+            Step::SetFlags { side: s, .. } if *s == side => n.1 += 1,
+            Step::Delete { side: s, .. } if *s == side => n.2 += 1,
+            _ => {}
+        }
+    }
+    n
+}
+
+/// A side the plan would change but whose server opens the folder `[READ-ONLY]` (a shared
+/// folder without write rights) is synced as if its repository were `readonly`: the
+/// changes wait (the records keep them for a later run, when the rights may have come),
+/// with a warning unless `ignore-readonly`, as OfflineIMAP warns of each message it could
+/// not copy, flag or delete there. Without this every APPEND, STORE or EXPUNGE would fail
+/// and fail the folder. `Some` policy when a side turned out read-only.
+async fn read_only_sides<R: Folder, L: Folder>(
+    remote: &mut R,
+    local: &mut L,
+    plan: &Plan,
+    policy: &Policy,
+    opts: &ExecOptions,
+    events: &dyn EventSink,
+    label: &FolderLabel,
+) -> Result<Option<Policy>, SyncError> {
+    if opts.dry_run {
+        // Opened with EXAMINE, which is read-only whatever the rights.
+        return Ok(None);
+    }
+    let mut changed = None;
+    for side in [Side::Remote, Side::Local] {
+        let (copies, flags, deletes) = changes_on(plan, side);
+        if copies + flags + deletes == 0 || policy.side(side).readonly {
+            continue;
+        }
+        let writable = match side {
+            Side::Remote => remote.accepts_changes().await?,
+            Side::Local => local.accepts_changes().await?,
+        };
+        if writable {
+            continue;
+        }
+        let p: &mut Policy = changed.get_or_insert(*policy);
+        match side {
+            Side::Remote => p.remote.readonly = true,
+            Side::Local => p.local.readonly = true,
+        }
+        if !opts.ignore_readonly {
+            events.emit(Event::Warning {
+                account: Some(label.account.clone()),
+                message: format!(
+                    "folder {} is read-only on the {side} server: {copies} message(s) not \
+                     copied to it, {flags} flag change(s) and {deletes} deletion(s) not made \
+                     (ignore-readonly = yes silences this)",
+                    label.folder
+                ),
+            });
+        }
+    }
+    Ok(changed)
+}
+
 async fn sleep(duration: std::time::Duration) {
     oi_core::off_thread("sync-sleep", move || std::thread::sleep(duration)).await;
 }

@@ -105,6 +105,11 @@ pub struct DovecotOptions {
     pub master_user: Option<(String, String)>,
     /// Load the imap_zlib plugin, which offers COMPRESS=DEFLATE (RFC 4978).
     pub imap_zlib: bool,
+    /// Load the acl plugin with this global ACL file (Dovecot's format, a line per
+    /// `<mailbox> <identifier> <rights>`, e.g. `Shared owner lr` for a folder its owner can
+    /// read but not change: Dovecot then SELECTs it `[READ-ONLY]`). The file is read
+    /// again at every use, so [`Dovecot::set_global_acl`] can change it later.
+    pub global_acl: Option<String>,
 }
 
 /// A private Dovecot on 127.0.0.1, stopped when dropped.
@@ -278,6 +283,16 @@ impl Dovecot {
         } else {
             ""
         };
+        let mut acl = String::new();
+        if let Some(text) = &options.global_acl {
+            let file = root.join("global-acl");
+            std::fs::write(&file, text)?;
+            chmod(&file, "a+r")?;
+            acl = format!(
+                "mail_plugins = $mail_plugins acl\nplugin {{\n  acl = vfile:{}:cache_secs=0\n}}\n",
+                file.display()
+            );
+        }
         let uid = id_of("-u", MAIL_OWNER)?;
         let gid = id_of("-g", MAIL_OWNER)?;
         let imap_port = free_port()?;
@@ -302,7 +317,7 @@ ssl_key = <{key}
 disable_plaintext_auth = no
 auth_mechanisms = {mechanisms}
 mail_location = maildir:~/Maildir
-{oauth2_passdb}{master_passdb}passdb {{
+{acl}{oauth2_passdb}{master_passdb}passdb {{
   driver = passwd-file
   args = scheme=PLAIN {passwd}
 }}
@@ -467,6 +482,13 @@ service stats {{
         // date.received is printed in local time; pin it so parsing it as UTC is right.
         c.env("TZ", "UTC").arg("-c").arg(&self.conf);
         c
+    }
+
+    /// Replaces the global ACL file of a server started with
+    /// [`DovecotOptions::global_acl`].
+    pub fn set_global_acl(&self, text: &str) -> Result<(), StartError> {
+        std::fs::write(self.dir.path().join("global-acl"), text)?;
+        Ok(())
     }
 
     /// Creates a mailbox for a user.

@@ -23,6 +23,13 @@ impl World {
         Some(World { server, dir })
     }
 
+    /// [`World::new`] with a server started with `options`.
+    pub fn with_options(test: &str, options: &oi_testkit::DovecotOptions) -> Option<World> {
+        let server = Dovecot::start_or_skip_with(test, options)?;
+        let dir = tempfile::tempdir().unwrap();
+        Some(World { server, dir })
+    }
+
     pub fn maildir(&self) -> PathBuf {
         self.dir.path().join("Mail")
     }

@@ -764,3 +764,95 @@ fn folder_that_would_not_translate_back_is_refused_with_the_reason() {
     );
     assert_eq!(local_messages(&w.maildir().join("INBOX")).len(), 1);
 }
+
+/// A folder that the server opens [READ-ONLY] (here a Dovecot ACL granting its owner only
+/// lookup and read; a shared folder in real life) is synced one way with a warning, where
+/// every APPEND, STORE and EXPUNGE would fail the folder; ignore-readonly silences the
+/// warning, and the local changes go through once the rights come back.
+#[test]
+fn folder_read_only_on_the_server_waits_with_a_warning() {
+    let options = oi_testkit::DovecotOptions {
+        global_acl: Some(String::new()),
+        ..Default::default()
+    };
+    let Some(w) = World::with_options("readonly-server", &options) else {
+        return;
+    };
+    w.server.create_mailbox(USER, "Shared").unwrap();
+    w.put("Shared", "seen later");
+    w.put("Shared", "deleted later");
+    w.put("INBOX", "inbox");
+    w.write_config("", "");
+    w.sync_ok();
+    let shared = w.maildir().join("Shared");
+    let before = w.server_messages("Shared");
+    assert_eq!(before.len(), 2);
+    w.server.set_global_acl("Shared owner lr\n").unwrap();
+    // Local changes: a flag, a deletion, a new message; and a new message in INBOX.
+    for m in local_messages(&shared) {
+        match m.subject.as_str() {
+            "seen later" => set_local_flags(&m, "S"),
+            _ => std::fs::remove_file(&m.path).unwrap(),
+        }
+    }
+    std::fs::write(
+        shared.join("new/1700000001.local.host"),
+        message("new local"),
+    )
+    .unwrap();
+    std::fs::write(
+        w.maildir().join("INBOX/new/1700000002.local.host"),
+        message("inbox local"),
+    )
+    .unwrap();
+    let err = w.sync_ok();
+    assert!(
+        err.contains(
+            "folder Shared is read-only on the remote server: 1 message(s) not copied to it, \
+             1 flag change(s) and 1 deletion(s) not made"
+        ),
+        "{err}"
+    );
+    assert_eq!(w.server_messages("Shared"), before);
+    assert_eq!(
+        w.server_messages("INBOX").len(),
+        2,
+        "INBOX is not read-only"
+    );
+    // Nothing came back locally: the deletion and the flag wait in the status.
+    let subjects = |f: &std::path::Path| {
+        let mut s: Vec<(String, String)> = local_messages(f)
+            .into_iter()
+            .map(|m| (m.subject, m.flags))
+            .collect();
+        s.sort();
+        s
+    };
+    let waiting = vec![
+        ("new local".to_string(), String::new()),
+        ("seen later".to_string(), "S".to_string()),
+    ];
+    assert_eq!(subjects(&shared), waiting);
+    // ignore-readonly: the same, without the warning.
+    let out = w.run(&["-k", "ignore-readonly=yes"]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{err}");
+    assert!(!err.contains("read-only"), "{err}");
+    assert_eq!(w.server_messages("Shared"), before);
+    assert_eq!(subjects(&shared), waiting);
+    // Write rights again: everything that waited is done.
+    w.server.set_global_acl("").unwrap();
+    let err = w.sync_ok();
+    assert!(!err.contains("read-only"), "{err}");
+    let mut now: Vec<(String, Vec<String>)> = w.server_messages("Shared").into_values().collect();
+    now.sort();
+    assert_eq!(
+        now,
+        vec![
+            ("new local".to_string(), vec![]),
+            ("seen later".to_string(), vec!["\\Seen".to_string()]),
+        ]
+    );
+    assert_eq!(subjects(&shared), waiting);
+    assert_nothing_done(&w.sync_ok());
+}
