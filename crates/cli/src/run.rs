@@ -322,6 +322,9 @@ async fn run_accounts(
                 Some(_) => start_watchers(&account, &general, &python, &ui, &control, idle_tx),
                 None => tokio::task::JoinSet::new(),
             };
+            // `skipsleep` in the configuration: the first sleep is skipped, as if SIGUSR1
+            // had come during the first sync (OfflineIMAP clears the option once used).
+            let mut skip_sleep = account.skipsleep;
             loop {
                 control.seen();
                 {
@@ -341,6 +344,12 @@ async fn run_accounts(
                     .await;
                 }
                 let Some(period) = period else { break };
+                if std::mem::take(&mut skip_sleep) {
+                    if control.finishing() {
+                        break;
+                    }
+                    continue;
+                }
                 let deadline = tokio::time::Instant::now() + period;
                 // Until the next full sync: sync single folders that IDLE reports changed.
                 loop {

@@ -58,7 +58,7 @@ const ACCOUNT: &[(&str, Support)] = &[
     ("status_backend", Read),
     ("presynchook", Read),
     ("postsynchook", Read),
-    ("skipsleep", Warn),
+    ("skipsleep", Read),
     ("labelsheader", Warn),
     ("ignorelabels", Warn),
     ("maxsize", Read),
@@ -633,6 +633,7 @@ impl<'a> Builder<'a> {
         let quick = self
             .parsed(section, "quick", "an integer", parse_py_int)
             .map_or(0, |(q, _)| q);
+        let skipsleep = self.boolean(section, "skipsleep", false);
         let max_delete_percent = match self.parsed(
             section,
             "max_delete_percent",
@@ -710,6 +711,7 @@ impl<'a> Builder<'a> {
             remote: remote?,
             autorefresh,
             quick,
+            skipsleep,
             presynchook,
             postsynchook,
             max_delete_percent,

@@ -92,6 +92,9 @@ pub struct AccountConfig {
     pub autorefresh: Option<f64>,
     /// Quick syncs between full syncs (0 never, -1 always).
     pub quick: i64,
+    /// `skipsleep`: the first autorefresh sleep is skipped (a second sync follows the
+    /// first at once), as OfflineIMAP does with the option SIGUSR1 sets. Default false.
+    pub skipsleep: bool,
     /// `presynchook`: a shell command run (and waited for) before each sync.
     pub presynchook: Option<String>,
     /// `postsynchook`: a shell command run after each sync.

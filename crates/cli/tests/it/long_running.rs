@@ -150,6 +150,39 @@ fn autorefresh_syncs_again_on_sigusr1_and_stops_on_sigterm() {
     assert!(status.success(), "{status}");
 }
 
+/// `skipsleep = yes` in the account: the first autorefresh sleep is skipped, so a second
+/// sync follows the first at once, and then the period holds (OfflineIMAP clears the
+/// option once it has used it).
+#[test]
+fn skipsleep_syncs_twice_then_sleeps() {
+    let Some(w) = World::new("skipsleep") else {
+        return;
+    };
+    w.put("INBOX", "x");
+    w.write_config("", "");
+    let log = w.dir.path().join("syncs.log");
+    add_to_account(
+        &w,
+        &format!(
+            "autorefresh = 10\nskipsleep = yes\npostsynchook = echo synced >> {}",
+            log.display()
+        ),
+    );
+    let mut child = spawn_daemon(&w);
+    let syncs = || {
+        std::fs::read_to_string(&log)
+            .map(|t| t.lines().count())
+            .unwrap_or(0)
+    };
+    eventually("two syncs", || syncs() >= 2);
+    // Ten minutes to the next: no third sync meanwhile.
+    std::thread::sleep(Duration::from_millis(1500));
+    assert_eq!(syncs(), 2);
+    signal(&child, "TERM");
+    let status = wait_exit(&mut child);
+    assert!(status.success(), "{status}");
+}
+
 #[test]
 fn sigusr2_leaves_autorefresh_after_the_current_sync() {
     let Some(w) = World::new("sigusr2") else {
