@@ -145,7 +145,10 @@ const IMAP: &[(&str, Support)] = &[
     ("idlefolders", Read),
     ("usecompression", Read),
     ("maxconnections", Read),
-    ("singlethreadperfolder", WarnIfTrue),
+    // OfflineIMAP's one copy thread per folder, so that messages arrive in UID order: a
+    // folder here always copies in UID order over its one connection (pipelined), so
+    // both values get the behaviour they ask for and nothing needs reading.
+    ("singlethreadperfolder", Read),
     ("holdconnectionopen", Read),
     ("keepalive", Read),
     ("newmail_hook", Read),
