@@ -2,7 +2,7 @@ complete -c offlineimap -s c -d 'Configuration file (default: $XDG_CONFIG_HOME/o
 complete -c offlineimap -s a -d 'Sync only these accounts (comma separated), overriding [general] accounts' -r
 complete -c offlineimap -s f -d 'Sync only these folders (comma separated remote names)' -r
 complete -c offlineimap -s k -d 'Override a configuration option: [section:]option=value (repeatable)' -r
-complete -c offlineimap -s u -d 'User interface: quiet, basic, ttyui (others are accepted and fall back to basic)' -r
+complete -c offlineimap -s u -d 'User interface: ttyui (the default), basic, quiet, syslog, machineui or blinkenlights; a comma-separated list tries each in turn (one not usable here falls to the next, basic at the end)' -r
 complete -c offlineimap -s l -d 'Also write the log to this file' -r -F
 complete -c offlineimap -s d -d 'Debug output for these types: imap, maildir, thread, ALL (comma separated)' -r
 complete -c offlineimap -s P -d 'Profile mode: write a timing profile of every folder sync (its phases and how long each took) into DIR, one `ACCOUNT.FOLDER.prof` file per folder. Implies -1' -r -F

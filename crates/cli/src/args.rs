@@ -63,7 +63,9 @@ pub struct Args {
     #[arg(short = 'k', value_name = "[SECTION:]OPTION=VALUE")]
     pub overrides: Vec<String>,
 
-    /// User interface: quiet, basic, ttyui (others are accepted and fall back to basic).
+    /// User interface: ttyui (the default), basic, quiet, syslog, machineui or blinkenlights;
+    /// a comma-separated list tries each in turn (one not usable here falls to the next,
+    /// basic at the end).
     #[arg(short = 'u', value_name = "UI")]
     pub ui: Option<String>,
 
