@@ -17,8 +17,6 @@ enum Support {
     /// Not implemented, and ignoring it only costs speed, display or long-running behaviour:
     /// a warning.
     Warn,
-    /// A boolean whose `true` we do not implement; `false` is the behaviour we have.
-    WarnIfTrue,
     /// A boolean feature switch we do not implement, where ignoring `true` could delete,
     /// duplicate or misplace mail, reach a different server or account, or send mail
     /// somewhere unexpected: an error only when turned on.
@@ -406,13 +404,10 @@ impl<'a> Builder<'a> {
             match lookup(tables, &key) {
                 Some(Read) => {}
                 Some(Warn) => self.warn_unsupported(&key, &at),
-                Some(WarnIfTrue) if self.boolean(section, &key, false) => {
-                    self.warn_unsupported(&key, &at);
-                }
                 Some(RejectIfTrue) if self.boolean(section, &key, false) => {
                     self.reject_unsupported(section, &key, &at);
                 }
-                Some(WarnIfTrue | RejectIfTrue) => {}
+                Some(RejectIfTrue) => {}
                 Some(Obsolete) => self.unknown.push(format!(
                     "{at}: [{section}] {key}: obsolete, OfflineIMAP 8 ignores it too (ignored)"
                 )),
