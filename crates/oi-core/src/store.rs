@@ -727,6 +727,14 @@ pub trait StatusStore: Send {
         self.commit()
     }
 
+    /// [`StatusStore::commit`] for a caller with other work to do meanwhile: the engine
+    /// ends a folder with it once the folder's connection went to the next folder, whose
+    /// futures share the task and would wait for a blocking commit (its fsyncs, and on a
+    /// journaled file system the data written since). The default commits in place.
+    fn commit_aside(&mut self) -> impl Future<Output = Result<(), StoreError>> + Send {
+        async { self.commit() }
+    }
+
     /// Uploads recorded as about to happen and not yet finished.
     fn pending_uploads(&mut self) -> Result<Vec<PendingUpload>, StoreError>;
 

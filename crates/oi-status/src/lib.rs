@@ -278,6 +278,69 @@ mod tests {
         }
     }
 
+    /// Polls a future to its end on this thread (the commit's thread wakes it).
+    fn block_on<F: std::future::Future>(f: F) -> F::Output {
+        struct Unpark(std::thread::Thread);
+        impl std::task::Wake for Unpark {
+            fn wake(self: std::sync::Arc<Self>) {
+                self.0.unpark();
+            }
+        }
+        let waker = std::task::Waker::from(std::sync::Arc::new(Unpark(std::thread::current())));
+        let mut cx = std::task::Context::from_waker(&waker);
+        let mut f = std::pin::pin!(f);
+        loop {
+            if let std::task::Poll::Ready(v) = f.as_mut().poll(&mut cx) {
+                return v;
+            }
+            std::thread::park();
+        }
+    }
+
+    /// commit_aside commits on another thread what commit would (a marker's directory
+    /// sync included), and the store goes on with its own connection afterwards.
+    #[test]
+    fn a_commit_aside_is_a_commit() {
+        use oi_core::{MsgRef, PendingUpload};
+        let tmp = tempfile::tempdir().unwrap();
+        let d = dir(tmp.path(), true);
+        let mut s = d.open_folder("INBOX", "INBOX", "INBOX").unwrap();
+        s.set(uid(1), Flags::SEEN).unwrap();
+        s.add_pending_upload(&PendingUpload {
+            marker: "1-2".into(),
+            source: MsgRef::Unsynced("k".into()),
+        })
+        .unwrap();
+        block_on(s.commit_aside()).unwrap();
+        assert!(!s.durable);
+        let other = rusqlite::Connection::open(d.status_path("INBOX")).unwrap();
+        let ids: Vec<u32> = other
+            .prepare("SELECT id FROM status")
+            .unwrap()
+            .query_map([], |r| r.get(0))
+            .unwrap()
+            .map(|r| r.unwrap())
+            .collect();
+        assert_eq!(ids, [1]);
+        let markers: u32 = other
+            .query_row(
+                "SELECT count(*) FROM offlineimap_rs_pending_upload",
+                [],
+                |r| r.get(0),
+            )
+            .unwrap();
+        assert_eq!(markers, 1);
+        drop(other);
+        // Nothing to commit: nothing done. Then more writes on the store's own connection.
+        block_on(s.commit_aside()).unwrap();
+        s.set(uid(2), Flags::SEEN).unwrap();
+        s.commit().unwrap();
+        drop(s);
+        let mut s = d.open_folder("INBOX", "INBOX", "INBOX").unwrap();
+        assert_eq!(s.load().unwrap().len(), 2);
+        assert_eq!(s.pending_uploads().unwrap().len(), 1);
+    }
+
     #[test]
     fn uncommitted_batch_is_rolled_back_without_fsync() {
         let tmp = tempfile::tempdir().unwrap();

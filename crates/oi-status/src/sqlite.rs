@@ -115,6 +115,14 @@ impl SqliteStatus {
         Ok(status)
     }
 
+    /// After [`commit_on`]: an ended transaction takes its durability request with it.
+    fn committed(&mut self, ended: bool) {
+        if ended {
+            self.in_transaction = false;
+            self.durable = false;
+        }
+    }
+
     fn begin(&mut self) -> Result<(), StatusError> {
         if !self.in_transaction {
             self.conn.execute_batch("BEGIN").map_err(self.sql())?;
@@ -328,6 +336,31 @@ impl SqliteStatus {
     }
 }
 
+/// A commit: the COMMIT of the open transaction, then the directory sync of a durable one
+/// (see `need_durable_commit`). True first when the transaction ended (the directory sync
+/// may still have failed).
+fn commit_on(
+    conn: &Connection,
+    path: &Path,
+    in_transaction: bool,
+    durable: bool,
+) -> (bool, Result<(), StoreError>) {
+    if in_transaction && let Err(source) = conn.execute_batch("COMMIT") {
+        let e = StatusError::Sqlite {
+            path: path.to_owned(),
+            source,
+        };
+        return (false, Err(e.into()));
+    }
+    if durable {
+        let dir = path.parent().unwrap_or(Path::new("."));
+        if let Err(e) = File::open(dir).and_then(|d| d.sync_all()) {
+            return (true, Err(io_at(dir)(e).into()));
+        }
+    }
+    (true, Ok(()))
+}
+
 fn side_key(side: Side) -> &'static str {
     match side {
         Side::Remote => "remote",
@@ -465,18 +498,32 @@ impl StatusStore for SqliteStatus {
         if self.fsync { self.commit() } else { Ok(()) }
     }
 
+    /// The COMMIT (and the directory sync of a durable one) on a thread of its own, the
+    /// connection lent to it meanwhile (an empty in-memory database stands in).
+    async fn commit_aside(&mut self) -> Result<(), StoreError> {
+        if !self.in_transaction && !self.durable {
+            return Ok(());
+        }
+        let stand_in = Connection::open_in_memory().map_err(self.sql())?;
+        let conn = std::mem::replace(&mut self.conn, stand_in);
+        let in_transaction = self.in_transaction;
+        let durable = self.durable;
+        let path = self.path.clone();
+        let (conn, (committed, outcome)) = oi_core::off_thread("status-commit", move || {
+            let outcome = commit_on(&conn, &path, in_transaction, durable);
+            (conn, outcome)
+        })
+        .await;
+        self.conn = conn;
+        self.committed(committed);
+        outcome
+    }
+
     fn commit(&mut self) -> Result<(), StoreError> {
-        if self.in_transaction {
-            self.conn.execute_batch("COMMIT").map_err(self.sql())?;
-            self.in_transaction = false;
-        }
-        if std::mem::take(&mut self.durable) {
-            let dir = self.path.parent().unwrap_or(Path::new("."));
-            File::open(dir)
-                .and_then(|d| d.sync_all())
-                .map_err(|e| StoreError::from(io_at(dir)(e)))?;
-        }
-        Ok(())
+        let (committed, outcome) =
+            commit_on(&self.conn, &self.path, self.in_transaction, self.durable);
+        self.committed(committed);
+        outcome
     }
 
     fn saved_validity(&self, side: Side) -> Result<Option<UidValidity>, StoreError> {

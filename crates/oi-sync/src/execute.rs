@@ -1125,8 +1125,13 @@ impl<R: Folder, L: Folder, S: StatusStore> Run<'_, R, L, S> {
         for uid in deletes.iter().flatten() {
             self.status.remove(*uid)?;
         }
-        // close() made both sides durable.
-        self.status.commit()?;
+        // close() made both sides durable. Once the connection went to the next folder,
+        // that folder's exchange goes on while this commit waits for the disk.
+        if self.handed_over {
+            self.status.commit_aside().await?;
+        } else {
+            self.status.commit()?;
+        }
         Ok(())
     }
 

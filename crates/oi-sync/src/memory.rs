@@ -333,6 +333,8 @@ pub struct MemStatusData {
     pub validity: [Option<UidValidity>; 2],
     /// Uploads in flight.
     pub pending: Vec<PendingUpload>,
+    /// How many commits were [`StatusStore::commit_aside`].
+    pub aside_commits: usize,
 }
 
 /// Opens in-memory status stores, keyed by status name.
@@ -406,6 +408,11 @@ impl StatusStore for MemStatus {
             .unwrap_or_else(|p| p.into_inner())
             .insert(self.name.clone(), self.working.clone());
         Ok(())
+    }
+
+    async fn commit_aside(&mut self) -> Result<(), StoreError> {
+        self.working.aside_commits += 1;
+        self.commit()
     }
 
     fn pending_uploads(&mut self) -> Result<Vec<PendingUpload>, StoreError> {

@@ -967,9 +967,10 @@ fn parallel_folders_match_sequential() {
     assert_eq!(results[0], results[1]);
 }
 
-/// Once a folder handed its connection to the next one, its flushes may wait for the disk
-/// aside (Folder::flush_aside), so that the next folder's exchange with the server runs
-/// meanwhile; before that, or with no one to hand over to, the plain flush.
+/// Once a folder handed its connection to the next one, its flushes and its last commit
+/// may wait for the disk aside (Folder::flush_aside, StatusStore::commit_aside), so that the
+/// next folder's exchange with the server runs meanwhile; before that, or with no one to
+/// hand over to, the plain flush and commit.
 #[test]
 fn a_folder_flushes_aside_only_once_its_connection_is_handed_over() {
     for hand_over in [false, true] {
@@ -989,6 +990,10 @@ fn a_folder_flushes_aside_only_once_its_connection_is_handed_over() {
         });
         let copied = s.local.with("INBOX", |d| d.messages.len());
         assert_eq!(copied, 3, "hand_over={hand_over}");
+        // The folder's last commit too, and only that one.
+        let status = s.status.committed.lock().unwrap()["INBOX"].clone();
+        assert_eq!(status.records.len(), 3);
+        assert_eq!(status.aside_commits, usize::from(hand_over));
         if hand_over {
             assert_eq!(flushes.0, 0, "{flushes:?}");
             assert!(flushes.1 > 0, "{flushes:?}");
