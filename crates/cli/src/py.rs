@@ -1,7 +1,7 @@
 //! The Python options of the configuration, evaluated where OfflineIMAP evaluates them:
 //! folder naming and selection for the engine, and the `remote*eval` connection values.
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use anyhow::{Result, anyhow};
@@ -12,10 +12,21 @@ use oi_sync::{FolderNaming, Translated};
 
 /// One Python environment for the whole run: the pythonfile is loaded once.
 #[derive(Clone)]
-pub struct Python(Arc<Mutex<PyEnv>>, Arc<Mutex<HashSet<KeyringEntry>>>);
+pub struct Python(Arc<Mutex<PyEnv>>, Arc<Mutex<KeyringState>>);
 
 /// A keyring entry: service (the IMAP host) and user.
 type KeyringEntry = (String, Option<String>);
+
+/// What the run learned from the keyring and gave it.
+#[derive(Default)]
+struct KeyringState {
+    /// Passwords the keyring gave: asked once per run, as OfflineIMAP keeps the password
+    /// that worked (a keyring that locks later, or waits for an unlock dialog, is not
+    /// asked again at every autorefresh).
+    found: HashMap<KeyringEntry, Secret>,
+    /// Entries `--update-keyring` stored (or failed to store) this run.
+    stored: HashSet<KeyringEntry>,
+}
 
 /// What the keyring gave for a repository without a password.
 #[derive(Debug)]
@@ -32,31 +43,48 @@ impl Python {
         Python(Arc::new(Mutex::new(PyEnv::new(pythonfile))), Arc::default())
     }
 
+    fn keyring_state(&self) -> MutexGuard<'_, KeyringState> {
+        self.1.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
     /// OfflineIMAP 8's last password source, `keyring.get_password(host, user)`, run by
-    /// the Python helper with the user's keyring module and backend. No module (or no
-    /// python3) is no password, as OfflineIMAP would have none either (it stops on the
-    /// ImportError; we report it with the missing password); any other failure of the
-    /// keyring is an error.
-    pub fn keyring_password(&self, repo: &str, host: &str, user: Option<&str>) -> Result<Keyring> {
+    /// the Python helper with the user's keyring module and backend. Whatever goes wrong
+    /// there (no module, no backend, a locked keyring, no python3) is no password, with
+    /// the reason for the "no password" error, so that ttyui still asks: OfflineIMAP
+    /// stops on the exception instead.
+    pub fn keyring_password(&self, repo: &str, host: &str, user: Option<&str>) -> Keyring {
+        let entry = (host.to_string(), user.map(str::to_string));
+        if let Some(p) = self.keyring_state().found.get(&entry) {
+            return Keyring::Found(p.clone());
+        }
         let origin = Origin::new(format!("Repository {repo}"), "keyring");
-        match self.env().keyring_password(host, user, &origin) {
-            Ok(Some(p)) => Ok(Keyring::Found(Secret::new(p))),
-            Ok(None) => Ok(Keyring::Absent(format!(
+        let answer = self.env().keyring_password(host, user, &origin);
+        match answer {
+            Ok(Some(p)) => {
+                let p = Secret::new(p);
+                self.keyring_state().found.insert(entry, p.clone());
+                Keyring::Found(p)
+            }
+            Ok(None) => Keyring::Absent(format!(
                 "the Python keyring has no password for {host}{}",
                 user.map(|u| format!(" and user {u}")).unwrap_or_default()
-            ))),
-            Err(PyError::Python { kind, .. }) if kind == "ModuleNotFoundError" => Ok(
-                Keyring::Absent("the Python module keyring is not installed".into()),
-            ),
-            Err(PyError::Helper { detail, .. }) => Ok(Keyring::Absent(format!(
-                "the Python keyring could not be asked: {detail}"
-            ))),
-            Err(e) => Err(anyhow!("{e}")),
+            )),
+            Err(PyError::Python { kind, .. }) if kind == "ModuleNotFoundError" => {
+                Keyring::Absent("the Python module keyring is not installed".into())
+            }
+            Err(PyError::Python { kind, message, .. }) => {
+                Keyring::Absent(format!("the Python keyring failed: {kind}: {message}"))
+            }
+            Err(PyError::Helper { detail, .. }) => {
+                Keyring::Absent(format!("the Python keyring could not be asked: {detail}"))
+            }
+            Err(e) => Keyring::Absent(format!("the Python keyring failed: {e}")),
         }
     }
 
-    /// `--update-keyring`: stores the password used for `host` and `user` in the keyring,
-    /// once per run (OfflineIMAP stores it each time it first needs the password).
+    /// `--update-keyring`: stores the password that just logged in to `host` as `user`,
+    /// once per run (OfflineIMAP stores it each time it first needs it, before the
+    /// login). `Err` says why it could not (the caller warns); a failure is not retried.
     pub fn keyring_store(
         &self,
         repo: &str,
@@ -65,16 +93,13 @@ impl Python {
         password: &Secret,
     ) -> Result<()> {
         let entry = (host.to_string(), user.map(str::to_string));
-        let mut stored = self.1.lock().unwrap_or_else(|p| p.into_inner());
-        if stored.contains(&entry) {
+        if !self.keyring_state().stored.insert(entry) {
             return Ok(());
         }
         let origin = Origin::new(format!("Repository {repo}"), "update-keyring");
         self.env()
             .keyring_store(host, user, password.expose(), &origin)
-            .map_err(|e| anyhow!("{e}"))?;
-        stored.insert(entry);
-        Ok(())
+            .map_err(|e| anyhow!("{e}"))
     }
 
     fn env(&self) -> MutexGuard<'_, PyEnv> {

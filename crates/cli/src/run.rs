@@ -82,6 +82,8 @@ pub fn main(args: Args) -> Result<Outcome> {
     // --migrate-fmd5-using-nametrans look at the flag only; a dry run here changes nothing.)
     let mut args = args;
     args.dry_run |= config.general.dry_run;
+    let mut config = config;
+    config.general.dry_run = args.dry_run;
 
     let mut warnings = config.warnings.clone();
     let ui_name = args
@@ -993,13 +995,14 @@ pub(crate) fn imap_config(
     };
     // XOAUTH2 needs no password; the password mechanisms fail on their own without one.
     let oauth2 = crate::auth::oauth2(account, c, general, python)?;
-    let logs_in = tunnel.is_none() && oauth2.is_none();
+    // A transport tunnel still logs in with the password; a preauth tunnel does not.
+    let logs_in = !matches!(tunnel, Some(oi_imap::Tunnel::Preauth(_))) && oauth2.is_none();
     if logs_in && password.is_none() {
         // OfflineIMAP 8's last source, before ttyui asks: the Python keyring.
         let keyring = if general.ignore_keyring {
             None
         } else {
-            match python.keyring_password(repo, &host, user.as_deref())? {
+            match python.keyring_password(repo, &host, user.as_deref()) {
                 Keyring::Found(p) => {
                     password = Some(p);
                     None
@@ -1011,9 +1014,34 @@ pub(crate) fn imap_config(
             return Err(NoPassword { keyring }.into());
         }
     }
-    if let (true, true, Some(p)) = (logs_in, general.update_keyring, &password) {
-        python.keyring_store(repo, &host, user.as_deref(), p)?;
-    }
+    // --update-keyring stores the password once it logged in (OfflineIMAP stores it
+    // before, so a mistyped answer to ttyui's prompt would be kept and asked no more),
+    // and not in a dry run, which changes nothing anywhere.
+    let on_login = match (
+        &password,
+        logs_in && general.update_keyring && !general.dry_run,
+    ) {
+        (Some(p), true) => {
+            let (python, repo, host, user, p) = (
+                python.clone(),
+                repo.to_string(),
+                host.clone(),
+                user.clone(),
+                p.clone(),
+            );
+            Some(oi_imap::LoginHook(std::sync::Arc::new(
+                move |events: &dyn EventSink| {
+                    if let Err(e) = python.keyring_store(&repo, &host, user.as_deref(), &p) {
+                        events.emit(Event::Warning {
+                            account: None,
+                            message: format!("--update-keyring: {e:#}"),
+                        });
+                    }
+                },
+            )))
+        }
+        _ => None,
+    };
     let security = if c.ssl {
         oi_imap::Security::Tls
     } else if c.starttls {
@@ -1065,6 +1093,7 @@ pub(crate) fn imap_config(
         condstore: std::env::var_os("OFFLINEIMAP_TEST_NO_CONDSTORE").is_none(),
         fetch_attempts: c.retrycount,
         folders: oi_imap::FolderListing::from_config(c.reference.as_deref(), c.subscribedonly),
+        on_login,
     })
 }
 

@@ -38,6 +38,7 @@ pub use notify::NotifyWatcher;
 pub use oauth2::{OAuth2, RefreshSettings, TokenGetter};
 pub use proxy::{Proxy, ProxyKind};
 pub use store::{
-    ImapConfig, ImapFolder, ImapRepository, Watcher, insert_header, uid_set, unique_header_value,
+    ImapConfig, ImapFolder, ImapRepository, LoginHook, Watcher, insert_header, uid_set,
+    unique_header_value,
 };
 pub use transport::{CaSource, ClientCert, IpFamily, NetOptions, TlsVersions, certificate_digests};

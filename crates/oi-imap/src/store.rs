@@ -59,6 +59,23 @@ pub struct ImapConfig {
     pub fetch_attempts: u32,
     /// `reference` and `subscribedonly`.
     pub folders: crate::FolderListing,
+    /// Called after each connection logged in (the binary's `--update-keyring`, which
+    /// stores a password only once it worked).
+    pub on_login: Option<LoginHook>,
+}
+
+/// A callback run after a connection logged in, with the repository's event sink for any
+/// warning it has.
+#[derive(Clone)]
+pub struct LoginHook(pub Arc<LoginFn>);
+
+/// What a [`LoginHook`] runs.
+pub type LoginFn = dyn Fn(&dyn EventSink) + Send + Sync;
+
+impl std::fmt::Debug for LoginHook {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("LoginHook")
+    }
 }
 
 impl ImapConfig {
@@ -84,6 +101,7 @@ impl ImapConfig {
             condstore: true,
             fetch_attempts: 2,
             folders: crate::FolderListing::default(),
+            on_login: None,
         }
     }
 
@@ -329,6 +347,9 @@ pub(crate) async fn open_connection(
             account: None,
             message,
         });
+    }
+    if let Some(hook) = &config.on_login {
+        (hook.0)(events);
     }
     let mode = enable_modseq(config, &mut conn)
         .await

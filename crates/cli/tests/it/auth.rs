@@ -328,8 +328,15 @@ fn keyring_supplies_and_stores_the_password() {
         text.contains("no password configured") && text.contains("no password for 127.0.0.1"),
         "{text}"
     );
-    // --update-keyring with the password given by -k: stored under the host and user.
+    // --update-keyring stores nothing that did not log in, nor in a dry run.
+    let wrong = "Repository_Remote:remotepass=wrong";
+    let out = run_with_keyring(&w, &lib, &["--update-keyring", "-k", wrong]);
+    assert!(!out.status.success(), "{}", output(&out));
     let given = format!("Repository_Remote:remotepass={PASS}");
+    let out = run_with_keyring(&w, &lib, &["--update-keyring", "--dry-run", "-k", &given]);
+    assert!(out.status.success(), "{}", output(&out));
+    assert!(!store.exists(), "stored a password it should not have");
+    // With the password given by -k: stored under the host and user once it logged in.
     let out = run_with_keyring(&w, &lib, &["--update-keyring", "-k", &given]);
     assert!(out.status.success(), "{}", output(&out));
     let stored: serde_json::Value =
@@ -357,8 +364,8 @@ fn keyring_supplies_and_stores_the_password() {
 }
 
 /// Without the keyring module the missing password is reported with that reason (where
-/// OfflineIMAP 8 stops on the ImportError), and a failing keyring backend is an error
-/// that names it.
+/// OfflineIMAP 8 stops on the ImportError), and so is a failing keyring backend: a
+/// keyring that cannot answer is no password, so that ttyui still asks for it.
 #[test]
 fn keyring_missing_or_failing_is_reported() {
     // What `import keyring` raises when the package is not installed.
@@ -380,7 +387,8 @@ fn keyring_missing_or_failing_is_reported() {
     let text = output(&out);
     assert!(!out.status.success(), "{text}");
     assert!(
-        text.contains("[Repository Remote] keyring: RuntimeError: keyring is locked"),
+        text.contains("no password configured")
+            && text.contains("the Python keyring failed: RuntimeError: keyring is locked"),
         "{text}"
     );
     assert!(local_messages(&w.maildir().join("INBOX")).is_empty());
