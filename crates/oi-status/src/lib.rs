@@ -341,6 +341,43 @@ mod tests {
         assert_eq!(s.pending_uploads().unwrap().len(), 1);
     }
 
+    /// A commit_aside whose future is dropped before its end (polled once here) leaves
+    /// its commit to finish: the next operation waits for it and has the store's own
+    /// connection back, and so does a drop.
+    #[test]
+    fn a_commit_aside_dropped_before_its_end_is_finished_by_the_next_operation() {
+        let tmp = tempfile::tempdir().unwrap();
+        let d = dir(tmp.path(), true);
+        for next_is_drop in [false, true] {
+            let mut s = d.open_folder("INBOX", "INBOX", "INBOX").unwrap();
+            // Records 1 (then 2 by the next operation's commit), then 3 (by the drop).
+            s.set(uid(if next_is_drop { 3 } else { 1 }), Flags::SEEN)
+                .unwrap();
+            {
+                let mut f = std::pin::pin!(s.commit_aside());
+                let mut cx = std::task::Context::from_waker(std::task::Waker::noop());
+                let _ = f.as_mut().poll(&mut cx);
+            }
+            if next_is_drop {
+                drop(s);
+            } else {
+                assert_eq!(s.load().unwrap().len(), 1);
+                s.set(uid(2), Flags::SEEN).unwrap();
+                s.commit().unwrap();
+                drop(s);
+            }
+            let other = rusqlite::Connection::open(d.status_path("INBOX")).unwrap();
+            let n: u32 = other
+                .query_row("SELECT count(*) FROM status", [], |r| r.get(0))
+                .unwrap();
+            assert_eq!(
+                n,
+                if next_is_drop { 3 } else { 2 },
+                "next_is_drop={next_is_drop}"
+            );
+        }
+    }
+
     #[test]
     fn uncommitted_batch_is_rolled_back_without_fsync() {
         let tmp = tempfile::tempdir().unwrap();

@@ -9,7 +9,8 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use oi_core::{
-    CachedListing, Flags, MsgRef, PendingUpload, Side, StatusStore, StoreError, Uid, UidValidity,
+    CachedListing, Flags, MsgRef, OffThread, PendingUpload, Side, StatusStore, StoreError, Uid,
+    UidValidity,
 };
 use rusqlite::{Connection, ErrorCode, OptionalExtension, params};
 
@@ -65,6 +66,20 @@ pub struct SqliteStatus {
     created: bool,
     remote_validity: PathBuf,
     local_validity: PathBuf,
+    /// A [`StatusStore::commit_aside`] whose future was dropped before its end: the
+    /// connection is still lent to it. Every operation, and the drop, first waits for it
+    /// and takes the connection back ([`SqliteStatus::settle_aside`]).
+    aside: Option<OffThread<Lent>>,
+}
+
+/// What a commit's thread gives back: the connection and [`commit_on`]'s outcome.
+type Lent = (Connection, (bool, Result<(), StoreError>));
+
+impl Drop for SqliteStatus {
+    fn drop(&mut self) {
+        // Ends (and so finishes) a commit left running; its error has no one to go to.
+        let _ = self.settle_aside();
+    }
 }
 
 impl SqliteStatus {
@@ -103,6 +118,7 @@ impl SqliteStatus {
             created: false,
             remote_validity,
             local_validity,
+            aside: None,
         };
         status.prepare_schema(legacy)?;
         // The reads that start a folder's sync (its records, cached listings, pending
@@ -113,6 +129,20 @@ impl SqliteStatus {
         // Only this connection writes the file while the account is locked.
         status.begin()?;
         Ok(status)
+    }
+
+    /// Waits for a commit left running by a dropped [`StatusStore::commit_aside`] and takes
+    /// the connection back; its outcome is this call's.
+    fn settle_aside(&mut self) -> Result<(), StoreError> {
+        match self.aside.take() {
+            Some(job) => {
+                let (conn, (ended, outcome)) = job.wait();
+                self.conn = conn;
+                self.committed(ended);
+                outcome
+            }
+            None => Ok(()),
+        }
     }
 
     /// After [`commit_on`]: an ended transaction takes its durability request with it.
@@ -370,10 +400,12 @@ fn side_key(side: Side) -> &'static str {
 
 impl StatusStore for SqliteStatus {
     fn load(&mut self) -> Result<BTreeMap<Uid, Flags>, StoreError> {
+        self.settle_aside()?;
         Ok(self.do_load()?)
     }
 
     fn set(&mut self, uid: Uid, flags: Flags) -> Result<(), StoreError> {
+        self.settle_aside()?;
         // OfflineIMAP inserts new rows with mtime 0 and empty labels, and updates only the
         // flags of existing ones (Gmail labels and their mtimes stay).
         Ok(self.write(
@@ -384,10 +416,12 @@ impl StatusStore for SqliteStatus {
     }
 
     fn remove(&mut self, uid: Uid) -> Result<(), StoreError> {
+        self.settle_aside()?;
         Ok(self.write("DELETE FROM status WHERE id=?", params![uid.get()])?)
     }
 
     fn pending_uploads(&mut self) -> Result<Vec<PendingUpload>, StoreError> {
+        self.settle_aside()?;
         if !self.has_table("offlineimap_rs_pending_upload")? {
             return Ok(Vec::new());
         }
@@ -410,6 +444,7 @@ impl StatusStore for SqliteStatus {
     }
 
     fn add_pending_upload(&mut self, pending: &PendingUpload) -> Result<(), StoreError> {
+        self.settle_aside()?;
         self.pending_table()?;
         self.need_durable_commit()?;
         Ok(self.write(
@@ -419,6 +454,7 @@ impl StatusStore for SqliteStatus {
     }
 
     fn clear_pending_upload(&mut self, marker: &str) -> Result<(), StoreError> {
+        self.settle_aside()?;
         self.pending_table()?;
         Ok(self.write(
             "DELETE FROM offlineimap_rs_pending_upload WHERE marker=?",
@@ -430,6 +466,7 @@ impl StatusStore for SqliteStatus {
     /// ignores it): the store's token and the messages in [`CachedListing`]'s binary form,
     /// one blob, so that reading a 20000-message folder's listing costs one row.
     fn cached_listing(&mut self, side: Side) -> Result<Option<CachedListing>, StoreError> {
+        self.settle_aside()?;
         if !self.has_table("offlineimap_rs_listing")? {
             return Ok(None);
         }
@@ -449,6 +486,7 @@ impl StatusStore for SqliteStatus {
     }
 
     fn cached_token(&mut self, side: Side) -> Result<Option<String>, StoreError> {
+        self.settle_aside()?;
         if !self.has_table("offlineimap_rs_listing")? {
             return Ok(None);
         }
@@ -468,6 +506,7 @@ impl StatusStore for SqliteStatus {
         side: Side,
         cached: Option<&CachedListing>,
     ) -> Result<(), StoreError> {
+        self.settle_aside()?;
         match cached {
             Some(c) => {
                 self.conn
@@ -501,6 +540,7 @@ impl StatusStore for SqliteStatus {
     /// The COMMIT (and the directory sync of a durable one) on a thread of its own, the
     /// connection lent to it meanwhile (an empty in-memory database stands in).
     async fn commit_aside(&mut self) -> Result<(), StoreError> {
+        self.settle_aside()?;
         if !self.in_transaction && !self.durable {
             return Ok(());
         }
@@ -509,17 +549,21 @@ impl StatusStore for SqliteStatus {
         let in_transaction = self.in_transaction;
         let durable = self.durable;
         let path = self.path.clone();
-        let (conn, (committed, outcome)) = oi_core::off_thread("status-commit", move || {
-            let outcome = commit_on(&conn, &path, in_transaction, durable);
-            (conn, outcome)
-        })
-        .await;
+        let job = self
+            .aside
+            .insert(oi_core::off_thread("status-commit", move || {
+                let outcome = commit_on(&conn, &path, in_transaction, durable);
+                (conn, outcome)
+            }));
+        let (conn, (committed, outcome)) = job.await;
+        self.aside = None;
         self.conn = conn;
         self.committed(committed);
         outcome
     }
 
     fn commit(&mut self) -> Result<(), StoreError> {
+        self.settle_aside()?;
         let (committed, outcome) =
             commit_on(&self.conn, &self.path, self.in_transaction, self.durable);
         self.committed(committed);
