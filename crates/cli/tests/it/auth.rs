@@ -4,15 +4,13 @@
 //! configuration errors.
 
 use oi_testkit::oauth::{CLIENT_ID, CLIENT_SECRET, REFRESH_TOKEN};
-use oi_testkit::{Dovecot, DovecotOptions, MockOAuth, MockProxy};
+use oi_testkit::{DovecotOptions, MockOAuth, MockProxy};
 
 use crate::common::{PASS, World, local_messages};
 use crate::long_running::{add_to_account, eventually, resync_until, signal, wait_exit};
 
 fn world(test: &str, options: DovecotOptions) -> Option<World> {
-    let server = Dovecot::start_or_skip_with(test, &options)?;
-    let dir = tempfile::tempdir().unwrap();
-    Some(World { server, dir })
+    World::with_options(test, &options)
 }
 
 fn output(out: &std::process::Output) -> String {
