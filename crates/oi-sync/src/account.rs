@@ -339,6 +339,21 @@ where
             local.new_folder_name(&t.other)
         };
         let sname = t.visible.replace(rsep, ".");
+        // Two server folders that come to one local folder or one LocalStatus file (say
+        // `a.b` and `a/b` on a server whose separator is `/`) would mix their messages:
+        // each would see the other's as its own to upload or delete. The first one syncs.
+        if let Some((other, _, _)) = pairs.iter().find(|(_, l, st)| *l == lname || *st == sname) {
+            let e = StoreError::new(
+                Severity::Folder,
+                format!(
+                    "folder {rname} would share the local folder {lname} (status {sname}) \
+                     with folder {other}: not syncing it (rename one of them, or tell them \
+                     apart with nametrans)"
+                ),
+            );
+            report.fail_early(events, account, rname.clone(), e.into());
+            continue;
+        }
         if !remote_set.contains(rname.as_str()) {
             // A folderincludes entry the server does not list: sync it only if it exists
             // locally or can be opened; OfflineIMAP does not create it on the server.

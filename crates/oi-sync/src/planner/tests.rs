@@ -967,6 +967,60 @@ fn parallel_folders_match_sequential() {
     assert_eq!(results[0], results[1]);
 }
 
+/// Two server folders that translate to one local folder and one status (`a.b` and `a/b`
+/// on a `/` server) are not both synced into it: the first is, the second fails with a
+/// message, and neither side gets the other's messages.
+#[test]
+fn folders_that_collide_locally_are_not_mixed() {
+    use crate::account::{AccountPolicy, PlainNaming, sync_account};
+    let remote = MemRepository::server('/');
+    let local = MemRepository::maildir('.');
+    for f in ["a.b", "a/b"] {
+        remote.with(f, |d| {
+            d.next_uid = 2;
+            d.messages.insert(
+                uid(1),
+                (format!("Subject: {f}\n\nx\n").into_bytes(), Flags::SEEN),
+            );
+        });
+    }
+    let status = MemStatusFactory::default();
+    let policy = AccountPolicy {
+        create_remote: true,
+        create_local: true,
+        ..AccountPolicy::default()
+    };
+    let report = block_on(sync_account(
+        "acc",
+        &remote,
+        &local,
+        &status,
+        &PlainNaming,
+        &policy,
+        &ExecOptions::default(),
+        &NullSink,
+    ))
+    .unwrap();
+    let failed: Vec<&str> = report.failed.iter().map(|(n, _)| n.as_str()).collect();
+    assert_eq!(failed, ["a/b"]);
+    let message = report.failed[0].1.to_string();
+    assert!(
+        message.contains("would share the local folder a.b"),
+        "{message}"
+    );
+    let subjects = |m: &MemRepository, f: &str| -> Vec<String> {
+        m.with(f, |d| {
+            d.messages
+                .values()
+                .map(|(b, _)| String::from_utf8_lossy(b).into_owned())
+                .collect()
+        })
+    };
+    assert_eq!(subjects(&local, "a.b"), ["Subject: a.b\n\nx\n"]);
+    assert_eq!(subjects(&remote, "a/b"), ["Subject: a/b\n\nx\n"]);
+    assert_eq!(subjects(&remote, "a.b"), ["Subject: a.b\n\nx\n"]);
+}
+
 /// Once a folder handed its connection to the next one, its flushes and its last commit
 /// may wait for the disk aside (Folder::flush_aside, StatusStore::commit_aside), so that the
 /// next folder's exchange with the server runs meanwhile; before that, or with no one to
