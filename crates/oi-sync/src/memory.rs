@@ -6,7 +6,7 @@ use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use oi_core::{
-    Access, FlagUpdate, Flags, Folder, FolderMeta, Listing, Message, MessageMeta, MsgRef,
+    Access, Fetched, FlagUpdate, Flags, Folder, FolderMeta, Listing, Message, MessageMeta, MsgRef,
     PendingUpload, Repository, Severity, Side, StatusStore, StoreError, Uid, UidValidity,
     UnsyncedMessage,
 };
@@ -29,6 +29,12 @@ pub struct MemFolderData {
     pub lands_after_next_append: Option<(Vec<u8>, Flags)>,
     /// Flushes asked for by [`Folder::flush`] and by [`Folder::flush_aside`].
     pub flushes: (usize, usize),
+    /// [`Folder::spool_dir`]: downloads into this folder are spooled (as into a Maildir).
+    pub spool: Option<std::path::PathBuf>,
+    /// [`Folder::keeps_dates`] (default true).
+    pub keeps_dates: bool,
+    /// The `dates` argument of each [`Folder::fetch_spooled`] from this folder.
+    pub spooled_dates: Vec<bool>,
 }
 
 impl Default for MemFolderData {
@@ -40,6 +46,9 @@ impl Default for MemFolderData {
             unsynced: Vec::new(),
             lands_after_next_append: None,
             flushes: (0, 0),
+            spool: None,
+            keeps_dates: true,
+            spooled_dates: Vec::new(),
         }
     }
 }
@@ -149,6 +158,26 @@ impl MemFolder {
 }
 
 impl Folder for MemFolder {
+    fn spool_dir(&self) -> Option<std::path::PathBuf> {
+        self.data(|d| d.spool.clone()).ok().flatten()
+    }
+
+    fn keeps_dates(&self) -> bool {
+        self.data(|d| d.keeps_dates).unwrap_or(true)
+    }
+
+    async fn fetch_spooled(
+        &mut self,
+        which: &[MsgRef],
+        _spool_dir: &std::path::Path,
+        _over: u64,
+        dates: bool,
+    ) -> Result<Vec<Fetched>, StoreError> {
+        self.data(|d| d.spooled_dates.push(dates))?;
+        let fetched = self.fetch(which).await?;
+        Ok(fetched.into_iter().map(Fetched::Memory).collect())
+    }
+
     async fn meta(&mut self) -> Result<FolderMeta, StoreError> {
         self.data(|d| FolderMeta {
             uid_validity: d.uid_validity,

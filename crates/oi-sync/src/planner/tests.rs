@@ -967,6 +967,29 @@ fn parallel_folders_match_sequential() {
     assert_eq!(results[0], results[1]);
 }
 
+/// Downloads into a store with a spool (a Maildir) go through fetch_spooled, asking the
+/// server for internal dates only when the store keeps them (a Maildir does not).
+#[test]
+fn downloads_ask_for_dates_only_where_they_are_kept() {
+    for keeps in [false, true] {
+        let w = on_server_only(3);
+        let s = setup(&w);
+        let spool = tempfile::tempdir().unwrap();
+        s.local.with("INBOX", |d| {
+            d.spool = Some(spool.path().to_path_buf());
+            d.keeps_dates = keeps;
+        });
+        block_on(run(&s, &Policy::default(), &ExecOptions::default())).unwrap();
+        assert_eq!(s.local.with("INBOX", |d| d.messages.len()), 3);
+        let asked = s.remote.with("INBOX", |d| d.spooled_dates.clone());
+        assert!(!asked.is_empty());
+        assert!(
+            asked.iter().all(|&d| d == keeps),
+            "keeps={keeps}: {asked:?}"
+        );
+    }
+}
+
 /// Two server folders that translate to one local folder and one status (`a.b` and `a/b`
 /// on a `/` server) are not both synced into it: the first is, the second fails with a
 /// message, and neither side gets the other's messages.
