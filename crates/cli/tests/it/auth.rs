@@ -348,6 +348,25 @@ fn keyring_supplies_and_stores_the_password() {
     assert!(out.status.success(), "{text}");
     assert!(!text.contains(PASS), "{text}");
     assert_eq!(local_messages(&w.maildir().join("INBOX")).len(), 2);
+    // A transport tunnel still logs in with the password: the keyring gives it there too.
+    let rc = std::fs::read_to_string(w.rc()).unwrap();
+    let tunnel = format!(
+        "bash -c 'exec 3<>/dev/tcp/127.0.0.1/{}; cat <&3 & cat >&3; kill %%1'",
+        w.server.imap_port()
+    );
+    std::fs::write(
+        w.rc(),
+        rc.replace(
+            "ssl = no\n",
+            &format!("ssl = no\ntransporttunnel = {tunnel}\n"),
+        ),
+    )
+    .unwrap();
+    w.put("INBOX", "third");
+    let out = run_with_keyring(&w, &lib, &[]);
+    assert!(out.status.success(), "{}", output(&out));
+    assert_eq!(local_messages(&w.maildir().join("INBOX")).len(), 3);
+    std::fs::write(w.rc(), rc).unwrap();
     // --ignore-keyring: back to no password, and the keyring is not mentioned.
     let out = run_with_keyring(&w, &lib, &["--ignore-keyring"]);
     let text = output(&out);
