@@ -811,8 +811,6 @@ fn marker_age_ms(marker: &str) -> Option<u64> {
     (ms > 1_000_000_000_000).then(|| now_ms().saturating_sub(ms))
 }
 
-/// Waits without blocking the thread, and without a runtime: a helper thread sleeps and
-/// wakes the task. Only the recovery after a killed run waits, for at most a few seconds.
 /// What a plan would change on `side`: messages copied there, flag changes, deletions.
 fn changes_on(plan: &Plan, side: Side) -> (usize, usize, usize) {
     let mut n = (0, 0, 0);
@@ -880,6 +878,8 @@ async fn read_only_sides<R: Folder, L: Folder>(
     Ok(changed)
 }
 
+/// Waits without blocking the thread, and without a runtime: a helper thread sleeps and
+/// wakes the task. Only the recovery after a killed run waits, for at most a few seconds.
 async fn sleep(duration: std::time::Duration) {
     oi_core::off_thread("sync-sleep", move || std::thread::sleep(duration)).await;
 }
