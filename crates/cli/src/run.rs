@@ -64,6 +64,13 @@ pub fn main(args: Args) -> Result<Outcome> {
     if let Some(accounts) = &args.accounts {
         overrides.push(Override::accounts(accounts));
     }
+    // --dry-run sets `[general] dry-run`, as OfflineIMAP's does, and the run reads only
+    // that: `dry-run = True` in the file (or `-k dry-run=True`) is a dry run as much as the
+    // flag is, since OfflineIMAP's accounts read the option. (Its mbnames and
+    // --migrate-fmd5-using-nametrans look at the flag only; a dry run here changes nothing.)
+    if args.dry_run {
+        overrides.push(Override::general_switch("dry-run", "--dry-run"));
+    }
     if args.ignore_keyring {
         overrides.push(Override::general_switch(
             "ignore-keyring",
@@ -77,13 +84,6 @@ pub fn main(args: Args) -> Result<Outcome> {
         ));
     }
     let config = oi_config::load(&path, &overrides).map_err(|e| anyhow::anyhow!("{e}"))?;
-    // `[general] dry-run = True` (or `-k dry-run=True`) is a dry run as much as the flag is:
-    // OfflineIMAP's accounts read it from the configuration. (Its mbnames and
-    // --migrate-fmd5-using-nametrans look at the flag only; a dry run here changes nothing.)
-    let mut args = args;
-    args.dry_run |= config.general.dry_run;
-    let mut config = config;
-    config.general.dry_run = args.dry_run;
 
     let mut warnings = config.warnings.clone();
     let ui_name = args
@@ -98,7 +98,7 @@ pub fn main(args: Args) -> Result<Outcome> {
         &oi_ui::Options {
             log_file: args.logfile.clone(),
             syslog: args.syslog,
-            dry_run: args.dry_run,
+            dry_run: config.general.dry_run,
             stdout: false,
         },
     )
@@ -161,15 +161,19 @@ pub fn main(args: Args) -> Result<Outcome> {
             &config.general.metadata,
             &config.general.accounts,
             &python,
-            args.dry_run,
+            config.general.dry_run,
         )?;
         return Ok(Outcome::done());
     }
     if args.migrate_fmd5 {
-        let n = crate::maintenance::migrate_fmd5(&config, &python, args.dry_run)?;
+        let n = crate::maintenance::migrate_fmd5(&config, &python, config.general.dry_run)?;
         println!(
             "{n} message file(s) {}renamed",
-            if args.dry_run { "would be " } else { "" }
+            if config.general.dry_run {
+                "would be "
+            } else {
+                ""
+            }
         );
         return Ok(Outcome::done());
     }
@@ -214,7 +218,12 @@ pub fn main(args: Args) -> Result<Outcome> {
     if let Some(mb) = &config.general.mbnames
         && !mb.incremental
     {
-        crate::mbnames::write(mb, &config.general.metadata, &python, args.dry_run)?;
+        crate::mbnames::write(
+            mb,
+            &config.general.metadata,
+            &python,
+            config.general.dry_run,
+        )?;
     }
     let outcome = Outcome {
         failed: failed || ui.error_count() > 0,
@@ -288,7 +297,7 @@ async fn run_accounts(
         let ui = ui.clone();
         let semaphore = semaphore.clone();
         let mut opts = ExecOptions {
-            dry_run: args.dry_run,
+            dry_run: config.general.dry_run,
             crash_after: crash_hook(),
             cancel: control.cancel.clone(),
             quick: false,
@@ -313,7 +322,7 @@ async fn run_accounts(
         // -o and --dry-run sync once, as does an account without autorefresh.
         let period = account
             .autorefresh
-            .filter(|_| !args.once && !args.dry_run)
+            .filter(|_| !args.once && !config.general.dry_run)
             .map(|minutes| Duration::from_secs_f64(minutes * 60.0));
         tasks.spawn(async move {
             let mut failed = false;
