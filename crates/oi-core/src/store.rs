@@ -466,8 +466,9 @@ pub trait Folder: Send {
     /// A hint before the engine lists this folder: `token` is the one of the listing kept
     /// from the last run (see [`Folder::list_since`]). A store that can tell now that it
     /// will need the server may start on it (IMAP: SELECT a folder opened from its listed
-    /// state whose HIGHESTMODSEQ moved on), so that the wait overlaps the reading of the
-    /// other side. The default does nothing.
+    /// state whose HIGHESTMODSEQ moved on, with the fetch of the changes since the token's
+    /// state sent along), so that the wait overlaps the reading of the other side. The
+    /// default does nothing.
     fn prepare_listing(
         &mut self,
         token: Option<&str>,

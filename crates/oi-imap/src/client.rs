@@ -587,12 +587,47 @@ impl Connection {
         each: &mut (dyn FnMut(Untagged) -> Option<Untagged> + Send),
         mut sink: Option<&mut dyn LiteralSink>,
     ) -> Result<(Vec<Untagged>, Vec<Completion>), ImapError> {
-        // The first failure of the sink; the literals after it are read and dropped.
-        let mut sink_err: Option<std::io::Error> = None;
         let tags: Vec<String> = commands
             .into_iter()
             .map(|c| self.session.enqueue(c))
             .collect();
+        self.await_tags(tags, source.take(), each, sink.take())
+            .await
+    }
+
+    /// Sends commands without waiting for their answers, which wait in the socket (the
+    /// server works on them meanwhile) until [`Connection::collect`] reads them. Nothing
+    /// else may be run on the connection in between. Returns the tags to collect.
+    pub async fn send_ahead(&mut self, commands: Vec<Command>) -> Result<Vec<String>, ImapError> {
+        let tags = commands
+            .into_iter()
+            .map(|c| self.session.enqueue(c))
+            .collect();
+        self.flush_output(&mut None).await?;
+        Ok(tags)
+    }
+
+    /// Reads the answers of commands sent by [`Connection::send_ahead`], as
+    /// [`Connection::run_batch`] would have: every untagged response goes to `each`, and
+    /// each completion comes back in the order of `tags` (NO and BAD included).
+    pub async fn collect(
+        &mut self,
+        tags: Vec<String>,
+        each: &mut (dyn FnMut(Untagged) -> Option<Untagged> + Send),
+    ) -> Result<(Vec<Untagged>, Vec<Completion>), ImapError> {
+        self.await_tags(tags, None, each, None).await
+    }
+
+    /// Reads until every command of `tags` is complete (see [`Connection::run_batch`]).
+    async fn await_tags(
+        &mut self,
+        tags: Vec<String>,
+        mut source: Option<&mut (dyn std::io::Read + Send)>,
+        each: &mut (dyn FnMut(Untagged) -> Option<Untagged> + Send),
+        mut sink: Option<&mut dyn LiteralSink>,
+    ) -> Result<(Vec<Untagged>, Vec<Completion>), ImapError> {
+        // The first failure of the sink; the literals after it are read and dropped.
+        let mut sink_err: Option<std::io::Error> = None;
         let mut done: HashMap<String, Completion> = HashMap::new();
         let mut untagged = Vec::new();
         loop {

@@ -395,6 +395,19 @@ async fn enable_modseq(
     })
 }
 
+/// A pooled connection (in the folder's `mode`), else a new one.
+async fn pooled_or_new(
+    pool: &Pool,
+    mode: ModSeqMode,
+    reconnect: &crate::retry::Reconnect,
+) -> Result<(Connection, ModSeqMode), StoreError> {
+    let pooled = lock_pool(pool).pop();
+    match pooled {
+        Some(conn) => Ok((conn, mode)),
+        None => open_connection(&reconnect.config, &*reconnect.events).await,
+    }
+}
+
 /// `SELECT name` / `EXAMINE name`, with `(CONDSTORE)` when the server has CONDSTORE but no
 /// ENABLE (RFC 7162 §3.1.8).
 fn select_command(verb: &str, name: &str, mode: ModSeqMode) -> Command {
@@ -543,6 +556,7 @@ impl Repository for ImapRepository {
             highest_modseq: None,
             qresync: mode == ModSeqMode::Qresync,
             server_read_only: false,
+            ahead: None,
             reconnect: crate::retry::Reconnect {
                 config: self.config.clone(),
                 events: self.events.clone(),
@@ -574,21 +588,30 @@ pub(crate) async fn select(
     mode: ModSeqMode,
 ) -> Result<Selected, ImapError> {
     let (untagged, done) = conn.run(select_command(verb, name, mode)).await?;
+    Ok(selected_from(&untagged, &done, mode))
+}
+
+/// What a SELECT's answer reported (its untagged responses and its completion).
+fn selected_from(
+    untagged: &[Untagged],
+    done: &crate::client::Completion,
+    mode: ModSeqMode,
+) -> Selected {
     let mut validity = None;
     let mut exists = None;
     let mut highest_modseq = None;
     let mut no_modseq = false;
     for u in untagged {
         match u {
-            Untagged::Exists(n) => exists = Some(n),
+            Untagged::Exists(n) => exists = Some(*n),
             Untagged::Status {
                 code: Some(RespCode::UidValidity(v)),
                 ..
-            } => validity = Some(v),
+            } => validity = Some(*v),
             Untagged::Status {
                 code: Some(RespCode::HighestModSeq(m)),
                 ..
-            } => highest_modseq = Some(m),
+            } => highest_modseq = Some(*m),
             Untagged::Status {
                 code: Some(RespCode::NoModSeq),
                 ..
@@ -596,12 +619,12 @@ pub(crate) async fn select(
             _ => {}
         }
     }
-    Ok(Selected {
+    Selected {
         validity,
         exists,
         highest_modseq: highest_modseq.filter(|_| mode != ModSeqMode::None && !no_modseq),
         read_only: matches!(done.code, Some(RespCode::ReadOnly)),
-    })
+    }
 }
 
 /// An IDLE watch on one folder (see [`ImapRepository::watch`]).
@@ -666,6 +689,18 @@ pub struct ImapFolder {
     server_read_only: bool,
     /// How to open the folder again when a fetch loses its connection (`retrycount`).
     reconnect: crate::retry::Reconnect,
+    /// A SELECT and the fetch of the changes since the kept listing, sent ahead by
+    /// [`Folder::prepare_listing`] and not read yet.
+    ahead: Option<ListingAhead>,
+}
+
+/// The commands [`ImapFolder::send_listing_ahead`] sent: their tags (the SELECT's first),
+/// and the kept listing they ask the changes of (its HIGHESTMODSEQ and last UID).
+#[derive(Debug)]
+struct ListingAhead {
+    tags: Vec<String>,
+    since: u64,
+    known: u32,
 }
 
 /// The piece size of [`Folder::fetch_large`] on IMAP.
@@ -744,7 +779,7 @@ fn imap_date(secs: i64) -> Option<String> {
 impl ImapFolder {
     fn conn(&mut self) -> Result<&mut Connection, StoreError> {
         debug_assert!(
-            !self.unselected,
+            !self.unselected && self.ahead.is_none(),
             "{}: used before ensure_selected",
             self.name
         );
@@ -755,6 +790,12 @@ impl ImapFolder {
     /// server: on a pooled connection, else on a new one. It must still have the
     /// UIDVALIDITY that was listed, which the engine has already compared with the status.
     async fn ensure_selected(&mut self) -> Result<(), StoreError> {
+        if self.ahead.is_some() {
+            // Something else needs the connection first: the changes sent for are read
+            // and dropped (the listing asks again). A connection lost meanwhile leaves
+            // the folder unselected, to be selected below on a new one.
+            Box::pin(self.finish_ahead(None)).await?;
+        }
         if !self.unselected {
             return Ok(());
         }
@@ -773,11 +814,7 @@ impl ImapFolder {
         let verb = self.reconnect.verb;
         let ctx = format!("{verb} {}", self.name);
         let connect = || open_connection(&self.reconnect.config, &*self.reconnect.events);
-        let pooled = lock_pool(&self.pool).pop();
-        let (mut conn, mut mode) = match pooled {
-            Some(conn) => (conn, self.mode),
-            None => connect().await?,
-        };
+        let (mut conn, mut mode) = pooled_or_new(&self.pool, self.mode, &self.reconnect).await?;
         let selected = match select(&mut conn, verb, &self.name, mode).await {
             Err(e) if crate::retry::connection_unusable(&e) => {
                 (conn, mode) = connect().await?;
@@ -790,6 +827,133 @@ impl ImapFolder {
         self.mode = mode;
         self.qresync = mode == ModSeqMode::Qresync;
         self.set_selected(conn, selected, listed)
+    }
+
+    /// Sends the SELECT of a folder opened from its LIST-STATUS entry together with the
+    /// fetch of the changes since the kept listing (HIGHESTMODSEQ `since`, last UID
+    /// `known`), without waiting: the server answers while the engine reads the local
+    /// side, and the listing ([`Folder::list_since`]) reads the answers. One round trip
+    /// per changed folder instead of two (SELECT, then FETCH): with the server 20 ms away,
+    /// 10 changed folders, 0.2 s. The FETCH of a SELECT that fails finds no mailbox
+    /// selected (RFC 3501 §6.3.1) and fails too, harmlessly.
+    async fn send_listing_ahead(&mut self, since: u64, known: u32) -> Result<(), StoreError> {
+        let verb = self.reconnect.verb;
+        let ctx = format!("{verb} {}", self.name);
+        let connect = || open_connection(&self.reconnect.config, &*self.reconnect.events);
+        let (mut conn, mut mode) = pooled_or_new(&self.pool, self.mode, &self.reconnect).await?;
+        if mode == ModSeqMode::None {
+            // A new connection that lost CONDSTORE: select the plain way.
+            lock_pool(&self.pool).push(conn);
+            return self.ensure_selected().await;
+        }
+        let commands = |mode: ModSeqMode| {
+            let vanished = if mode == ModSeqMode::Qresync {
+                " VANISHED"
+            } else {
+                ""
+            };
+            let mut c = vec![select_command(verb, &self.name, mode)];
+            c.extend(
+                changes_commands(since, known, vanished)
+                    .into_iter()
+                    .map(Command::raw),
+            );
+            c
+        };
+        let tags = match conn.send_ahead(commands(mode)).await {
+            Err(e) if crate::retry::connection_unusable(&e) => {
+                (conn, mode) = connect().await?;
+                conn.send_ahead(commands(mode))
+                    .await
+                    .map_err(|e| StoreError::with_source(Severity::Folder, ctx, e))?
+            }
+            r => r.map_err(|e| e.into_store(Severity::Folder, ctx))?,
+        };
+        self.unselected = false;
+        self.mode = mode;
+        self.qresync = mode == ModSeqMode::Qresync;
+        self.conn = Some(conn);
+        self.ahead = Some(ListingAhead { tags, since, known });
+        Ok(())
+    }
+
+    /// Reads the answers of [`ImapFolder::send_listing_ahead`]: the SELECT's is taken in as
+    /// [`ImapFolder::select_now`] would; the changes go into `kept` when it is the listing
+    /// they were asked for (its HIGHESTMODSEQ and last UID), else they are dropped. Returns
+    /// the listing with the changes applied and the message count they leave, or `None`
+    /// when the changes could not be had this way (the caller then asks as usual: a
+    /// connection lost on the way is opened again there).
+    async fn finish_ahead(
+        &mut self,
+        kept: Option<(u64, Listing)>,
+    ) -> Result<Option<(Listing, u32)>, StoreError> {
+        let Some(ahead) = self.ahead.take() else {
+            return Ok(None);
+        };
+        let listed = self.meta.uid_validity.0;
+        let mut kept = kept.filter(|(since, l)| {
+            *since == ahead.since
+                && l.messages.keys().next_back().map_or(0, |u| u.get()) == ahead.known
+        });
+        let ImapFolder {
+            conn,
+            keywords,
+            name,
+            ..
+        } = self;
+        let Some(mut c) = conn.take() else {
+            return Err(StoreError::new(
+                Severity::Folder,
+                format!("folder {name} is closed"),
+            ));
+        };
+        // The FETCH responses go into the listing as they come; the rest (the SELECT's
+        // answer, VANISHED, EXISTS) is read afterwards.
+        let mut each = |u: Untagged| match u {
+            Untagged::Fetch(f) => {
+                if let Some((_, l)) = kept.as_mut() {
+                    apply_fetch(keywords, l, f);
+                }
+                None
+            }
+            other => Some(other),
+        };
+        let r = c.collect(ahead.tags, &mut each).await;
+        let (others, completions) = match r {
+            Ok(v) => v,
+            Err(e) if crate::retry::connection_unusable(&e) => {
+                // Selected again (on a new connection) by whatever comes next.
+                self.unselected = true;
+                return Ok(None);
+            }
+            Err(e) => {
+                let ctx = format!("{} {}", self.reconnect.verb, self.name);
+                return Err(e.into_store(Severity::Folder, ctx));
+            }
+        };
+        let mut completions = completions.into_iter();
+        let Some(select_done) = completions.next() else {
+            return Err(StoreError::new(
+                Severity::Folder,
+                format!("{} {}: no answer", self.reconnect.verb, self.name),
+            ));
+        };
+        let ctx = format!("{} {}", self.reconnect.verb, self.name);
+        // A failed SELECT drops the connection with the error, as in select_now.
+        let select_done = select_done
+            .ok()
+            .map_err(|e| e.into_store(Severity::Folder, ctx))?;
+        let selected = selected_from(&others, &select_done, self.mode);
+        self.set_selected(c, selected, Some(listed))?;
+        for done in completions {
+            if let Err(e) = done.ok() {
+                return Err(self.err(e, Severity::Folder, "listing changes"));
+            }
+        }
+        Ok(kept.map(|(_, mut listing)| {
+            let exists = apply_changes(&mut listing, others, self.meta.exists.unwrap_or(0));
+            (listing, exists)
+        }))
     }
 
     /// Takes what a SELECT reported; `listed`: the UIDVALIDITY the folder must have.
@@ -905,13 +1069,16 @@ impl ImapFolder {
         r.map_err(|e| self.err(e, Severity::Folder, what))
     }
 
-    /// The token kept with a listing: the state it shows (UIDVALIDITY, HIGHESTMODSEQ) and
-    /// the keyword map it was read through (a changed `customflag_x` reads flags anew).
-    fn modseq_token(&self, modseq: u64) -> String {
+    /// The token kept with a listing: the state it shows (UIDVALIDITY, HIGHESTMODSEQ), the
+    /// keyword map it was read through (a changed `customflag_x` reads flags anew), and
+    /// the listing's last UID (0: none), which lets the next run ask for the changes with
+    /// the SELECT (see [`ImapFolder::send_listing_ahead`]).
+    fn modseq_token(&self, modseq: u64, listing: &Listing) -> String {
         format!(
-            "{MODSEQ_TOKEN} {} {modseq} {}",
+            "{MODSEQ_TOKEN} {} {modseq} {} {}",
             self.meta.uid_validity.0,
-            self.keywords_digest()
+            self.keywords_digest(),
+            listing.messages.keys().next_back().map_or(0, |u| u.get())
         )
     }
 
@@ -937,7 +1104,21 @@ impl ImapFolder {
             return None;
         }
         let modseq = it.next()?.parse().ok()?;
-        (it.next()? == self.keywords_digest() && it.next().is_none()).then_some(modseq)
+        if it.next()? != self.keywords_digest() {
+            return None;
+        }
+        // The last UID of the listing; tokens made before it was kept have none.
+        match it.next() {
+            None => Some(modseq),
+            Some(known) => (known.parse::<u32>().is_ok() && it.next().is_none()).then_some(modseq),
+        }
+    }
+
+    /// The last UID of the listing kept with a token of [`ImapFolder::modseq_token`]
+    /// (0: none), when the token says it.
+    fn token_known(&self, token: &str) -> Option<u32> {
+        self.token_modseq(token)?;
+        token.split(' ').nth(4)?.parse().ok()
     }
 
     fn keywords_digest(&self) -> String {
@@ -1015,6 +1196,25 @@ fn open_conn<'a>(
 /// flags-only FETCH arriving mid-listing drop a message's size) is read in full once, for
 /// every size to be there.
 const MODSEQ_TOKEN: &str = "imap-modseq/2";
+
+/// The fetch of the changes since a kept listing whose HIGHESTMODSEQ was `since` and last
+/// UID `known`: of the known messages only their changed flags (their sizes are kept,
+/// which spares the server a size per changed message: a mass flag change is
+/// thousands); messages above them are new: all of them, with their sizes. `n:*` names
+/// the last message when none is n or above; its answer is then a known message's current
+/// state, applied like any other. `vanished`: ` VANISHED` with QRESYNC, else empty.
+fn changes_commands(since: u64, known: u32, vanished: &str) -> Vec<String> {
+    let mut commands = Vec::new();
+    if known > 0 {
+        commands.push(format!(
+            "UID FETCH 1:{known} (UID FLAGS) (CHANGEDSINCE {since}{vanished})"
+        ));
+    }
+    if let Some(first_new) = known.checked_add(1) {
+        commands.push(format!("UID FETCH {first_new}:* (UID FLAGS RFC822.SIZE)"));
+    }
+    commands
+}
 
 /// Applies what else came with a listing's FETCH responses: the UIDs expunged (VANISHED,
 /// RFC 7162) leave the listing, and the message count follows EXISTS, EXPUNGE and a
@@ -1106,44 +1306,55 @@ impl Folder for ImapFolder {
         if let (Some(modseq), Some(c)) = (self.highest_modseq, earlier.as_ref())
             && self.kept_is_current(c)
         {
-            let token = self.modseq_token(modseq);
+            let token = self.modseq_token(modseq, &c.listing);
             return Ok((earlier.map(|c| c.listing).unwrap_or_default(), Some(token)));
+        }
+        let mut earlier = earlier;
+        let mut changed = None;
+        let mut ahead_since = None;
+        if self.ahead.is_some() {
+            // The changes were asked for with the SELECT (see `send_listing_ahead`).
+            let kept = earlier.take().and_then(|c| {
+                let m = self.token_modseq(&c.token)?;
+                Some((m, c.listing))
+            });
+            ahead_since = kept.as_ref().map(|(m, _)| *m);
+            changed = self.finish_ahead(kept).await?;
         }
         self.ensure_selected().await?;
         let Some(modseq) = self.highest_modseq else {
             return Ok((self.list().await?, None));
         };
-        let token = self.modseq_token(modseq);
-        let since = earlier.and_then(|c| {
-            let m = self.token_modseq(&c.token)?;
-            (m <= modseq).then_some((m, c.listing))
-        });
-        let Some((since, mut listing)) = since else {
-            return Ok((self.list().await?, Some(token)));
-        };
-        let mut exists = self.meta.exists.unwrap_or(0);
-        if since < modseq || listing.messages.len() != exists as usize {
-            let vanished = if self.qresync { " VANISHED" } else { "" };
-            // The messages of the kept listing: only their changed flags (their sizes are
-            // kept, which spares the server a size per changed message: a mass flag change
-            // is thousands). Messages above them are new: all of them, with their sizes.
-            // `n:*` names the last message when none is n or above; its answer is then a
-            // known message's current state, applied like any other.
-            let known = listing.messages.keys().next_back().map_or(0, |u| u.get());
-            let mut commands = Vec::new();
-            if known > 0 {
-                commands.push(format!(
-                    "UID FETCH 1:{known} (UID FLAGS) (CHANGEDSINCE {since}{vanished})"
-                ));
-            }
-            if let Some(first_new) = known.checked_add(1) {
-                commands.push(format!("UID FETCH {first_new}:* (UID FLAGS RFC822.SIZE)"));
-            }
-            let untagged = self
-                .fetch_all_into(commands, &mut listing, "listing changes")
-                .await?;
-            exists = apply_changes(&mut listing, untagged, exists);
+        if ahead_since.is_some_and(|m| m > modseq) {
+            // The server's HIGHESTMODSEQ went back below the kept one: nothing asked
+            // "since" it is to be trusted (as below, where such a listing is not used).
+            changed = None;
         }
+        let (listing, exists) = match changed {
+            Some(done) => done,
+            None => {
+                let since = earlier.and_then(|c| {
+                    let m = self.token_modseq(&c.token)?;
+                    (m <= modseq).then_some((m, c.listing))
+                });
+                let Some((since, mut listing)) = since else {
+                    let listing = self.list().await?;
+                    let token = self.modseq_token(modseq, &listing);
+                    return Ok((listing, Some(token)));
+                };
+                let mut exists = self.meta.exists.unwrap_or(0);
+                if since < modseq || listing.messages.len() != exists as usize {
+                    let vanished = if self.qresync { " VANISHED" } else { "" };
+                    let known = listing.messages.keys().next_back().map_or(0, |u| u.get());
+                    let commands = changes_commands(since, known, vanished);
+                    let untagged = self
+                        .fetch_all_into(commands, &mut listing, "listing changes")
+                        .await?;
+                    exists = apply_changes(&mut listing, untagged, exists);
+                }
+                (listing, exists)
+            }
+        };
         if listing.messages.len() != exists as usize {
             tracing::debug!(
                 folder = %self.name,
@@ -1151,16 +1362,28 @@ impl Folder for ImapFolder {
                 exists,
                 "changes since the kept listing do not add up; listing in full"
             );
-            return Ok((self.list().await?, Some(token)));
+            let listing = self.list().await?;
+            let token = self.modseq_token(modseq, &listing);
+            return Ok((listing, Some(token)));
         }
+        let token = self.modseq_token(modseq, &listing);
         Ok((listing, Some(token)))
     }
 
     /// A folder opened from its listed state whose kept listing is not of that state
     /// is selected now, while the engine reads the local side, rather than when listed.
     async fn prepare_listing(&mut self, token: Option<&str>) -> Result<(), StoreError> {
-        if self.unselected && token.and_then(|t| self.token_modseq(t)) != self.highest_modseq {
-            self.ensure_selected().await?;
+        if !self.unselected {
+            return Ok(());
+        }
+        let since = token.and_then(|t| Some((self.token_modseq(t)?, self.token_known(t)?)));
+        match (since, self.highest_modseq) {
+            (Some((since, _)), Some(listed)) if since == listed => {}
+            // The changes since the kept listing are asked for with the SELECT.
+            (Some((since, known)), Some(listed)) if since < listed => {
+                self.send_listing_ahead(since, known).await?;
+            }
+            _ => self.ensure_selected().await?,
         }
         Ok(())
     }
@@ -1565,6 +1788,13 @@ impl Folder for ImapFolder {
         // Never selected: nothing to close, and nothing may select it any more (its
         // connection slot is given back after this).
         self.unselected = false;
+        if self.ahead.is_some() {
+            // Answers still unread (the folder was never listed): read before the
+            // connection goes back to the pool; a failure leaves no connection to pool.
+            let drained = Box::pin(self.finish_ahead(None)).await;
+            self.unselected = false;
+            drained?;
+        }
         let Some(mut conn) = self.conn.take() else {
             return Ok(());
         };

@@ -10,6 +10,33 @@ use crate::compat::offlineimap8;
 
 const FULL_LISTING: &str = "UID FETCH 1:* (UID FLAGS RFC822.SIZE)\\r\\n";
 
+/// Whether the trace shows the changes of `folder` asked for together with its SELECT (one
+/// round trip): the `CHANGEDSINCE` fetch goes out before the server completes the SELECT.
+fn changes_sent_with_select(trace: &str, folder: &str) -> bool {
+    let lines: Vec<&str> = trace.lines().collect();
+    let Some(select) = lines
+        .iter()
+        .position(|l| l.contains("C: ") && l.contains(&format!(" SELECT \\\"{folder}\\\"")))
+    else {
+        return false;
+    };
+    let Some(tag) = lines[select]
+        .split("C: ")
+        .nth(1)
+        .and_then(|t| t.split(' ').next())
+    else {
+        return false;
+    };
+    let done = lines
+        .iter()
+        .position(|l| l.contains(&format!("S: {tag} OK")));
+    let changes = lines[select..]
+        .iter()
+        .position(|l| l.contains("C: ") && l.contains("CHANGEDSINCE"))
+        .map(|i| i + select);
+    matches!((changes, done), (Some(c), Some(d)) if c < d)
+}
+
 fn stderr(out: &Output) -> String {
     String::from_utf8_lossy(&out.stderr).to_string()
 }
@@ -113,6 +140,10 @@ fn changes_are_asked_for_since_the_last_run_and_converge() {
     assert!(
         changed.contains("CHANGEDSINCE") && changed.contains("VANISHED"),
         "changes not asked for incrementally:\n{changed}"
+    );
+    assert!(
+        changes_sent_with_select(&changed, "INBOX"),
+        "changes not asked for with the SELECT:\n{changed}"
     );
     assert!(
         !changed.contains(FULL_LISTING),
@@ -223,6 +254,109 @@ fn a_listing_kept_by_version_1_is_listed_in_full_once() {
         "not taken from the listing:\n{then}"
     );
     converged(&w, "INBOX");
+}
+
+/// The token of a listing kept before it carried the listing's last UID still gives an
+/// incremental listing (SELECT first, then the changes); the next run asks for the
+/// changes together with the SELECT.
+#[test]
+fn a_token_without_the_last_uid_is_still_incremental() {
+    let Some(w) = World::new("incremental_token_no_last_uid") else {
+        return;
+    };
+    w.write_config("", "");
+    let uids: Vec<u32> = (0..5).map(|i| w.put("INBOX", &format!("m{i}"))).collect();
+    traced(&w, false);
+    let status = w.metadata().join("Account-Test/LocalStatus-sqlite/INBOX");
+    let db = rusqlite::Connection::open(&status).unwrap();
+    let token: String = db
+        .query_row(
+            "SELECT token FROM offlineimap_rs_listing WHERE side = 'remote'",
+            [],
+            |r| r.get(0),
+        )
+        .unwrap();
+    let fields: Vec<&str> = token.split(' ').collect();
+    assert_eq!(fields.len(), 5, "{token}");
+    assert_eq!(fields[4], uids[4].to_string(), "{token}");
+    let old = fields[..4].join(" ");
+    db.execute(
+        "UPDATE offlineimap_rs_listing SET token = ?1 WHERE side = 'remote'",
+        [&old],
+    )
+    .unwrap();
+    drop(db);
+
+    w.server
+        .add_flags(USER, "INBOX", uids[1], &["\\Flagged"])
+        .unwrap();
+    let once = traced(&w, false);
+    assert!(once.contains("CHANGEDSINCE"), "not incremental:\n{once}");
+    assert!(!once.contains(FULL_LISTING), "listed in full:\n{once}");
+    assert!(
+        !changes_sent_with_select(&once, "INBOX"),
+        "asked for changes without knowing the last UID:\n{once}"
+    );
+    assert_eq!(converged(&w, "INBOX")["m1"], "F");
+
+    w.server
+        .add_flags(USER, "INBOX", uids[2], &["\\Seen"])
+        .unwrap();
+    let new = w.put("INBOX", "m5");
+    let then = traced(&w, false);
+    assert!(
+        changes_sent_with_select(&then, "INBOX"),
+        "changes not asked for with the SELECT:\n{then}"
+    );
+    let state = converged(&w, "INBOX");
+    assert_eq!(state["m2"], "S");
+    assert!(state.contains_key("m5"));
+    assert!(w.server_messages("INBOX").contains_key(&new));
+}
+
+/// Changes asked for with the SELECT but not read by the listing, because the connection
+/// was needed first (here: looking for the copy of an interrupted upload), are read and
+/// dropped, and asked for again: the folder still converges.
+#[test]
+fn changes_sent_ahead_and_not_wanted_are_read_and_asked_again() {
+    let Some(w) = World::new("incremental_ahead_dropped") else {
+        return;
+    };
+    w.write_config("", "");
+    let uids: Vec<u32> = (0..4).map(|i| w.put("INBOX", &format!("m{i}"))).collect();
+    traced(&w, false);
+    w.server
+        .add_flags(USER, "INBOX", uids[3], &["\\Answered"])
+        .unwrap();
+    // An upload record of a killed run whose message is gone from both sides.
+    let status = w.metadata().join("Account-Test/LocalStatus-sqlite/INBOX");
+    let db = rusqlite::Connection::open(&status).unwrap();
+    db.execute(
+        "CREATE TABLE IF NOT EXISTS offlineimap_rs_pending_upload \
+         (marker TEXT PRIMARY KEY, source TEXT NOT NULL)",
+        [],
+    )
+    .unwrap();
+    db.execute(
+        "INSERT INTO offlineimap_rs_pending_upload VALUES ('1-1', 'key:gone')",
+        [],
+    )
+    .unwrap();
+    drop(db);
+    let run = traced(&w, false);
+    assert!(
+        changes_sent_with_select(&run, "INBOX"),
+        "changes not asked for with the SELECT:\n{run}"
+    );
+    assert!(run.contains("X-OfflineIMAP"), "no marker search:\n{run}");
+    let asked = run
+        .lines()
+        .filter(|l| l.contains("C: ") && l.contains("CHANGEDSINCE"))
+        .count();
+    assert_eq!(asked, 2, "changes not asked for again:\n{run}");
+    assert_eq!(converged(&w, "INBOX")["m3"], "R");
+    let again = traced(&w, false);
+    assert!(!again.contains("UID STORE"), "{again}");
 }
 
 #[test]
