@@ -331,6 +331,26 @@ pub(crate) async fn open_connection(
     config: &ImapConfig,
     events: &dyn EventSink,
 ) -> Result<(Connection, ModSeqMode), StoreError> {
+    let mut conn = open_logged_in(config, events).await?;
+    let mode = enable_modseq(config, &mut conn)
+        .await
+        .map_err(|e| enable_error(config, e))?;
+    Ok((conn, mode))
+}
+
+/// An ENABLE that failed, named as [`open_connection`] names it.
+fn enable_error(config: &ImapConfig, e: ImapError) -> StoreError {
+    e.into_store(
+        Severity::Repository,
+        format!("connecting to {} as {}: ENABLE", config.host, config.user),
+    )
+}
+
+/// An authenticated connection, mod-sequences not turned on yet (see [`open_connection`]).
+async fn open_logged_in(
+    config: &ImapConfig,
+    events: &dyn EventSink,
+) -> Result<Connection, StoreError> {
     let settings = config.connect_settings();
     events.emit(oi_core::Event::Connecting {
         account: None,
@@ -351,10 +371,14 @@ pub(crate) async fn open_connection(
     if let Some(hook) = &config.on_login {
         (hook.0)(events);
     }
-    let mode = enable_modseq(config, &mut conn)
-        .await
-        .map_err(|e| e.into_store(Severity::Repository, format!("{}: ENABLE", ctx())))?;
-    Ok((conn, mode))
+    Ok(conn)
+}
+
+/// How mod-sequences are turned on for a connection: known without asking, or by
+/// `ENABLE <what>`, whose answer [`enabled_mode`] reads.
+enum Enable {
+    Known(ModSeqMode),
+    Ask(&'static str),
 }
 
 /// Turns on mod-sequences where the server offers them (RFC 7162 §3.1, §3.2.3), so that
@@ -363,36 +387,50 @@ async fn enable_modseq(
     config: &ImapConfig,
     conn: &mut Connection,
 ) -> Result<ModSeqMode, ImapError> {
+    match enable_plan(config, conn) {
+        Enable::Known(mode) => Ok(mode),
+        Enable::Ask(what) => {
+            let (untagged, _) = conn.run(Command::raw(format!("ENABLE {what}"))).await?;
+            Ok(enabled_mode(&untagged))
+        }
+    }
+}
+
+/// See [`Enable`].
+fn enable_plan(config: &ImapConfig, conn: &Connection) -> Enable {
     if !config.condstore {
-        return Ok(ModSeqMode::None);
+        return Enable::Known(ModSeqMode::None);
     }
     let (condstore, qresync) = (conn.has("CONDSTORE"), conn.has("QRESYNC"));
     if !conn.has("ENABLE") {
-        return Ok(if condstore || qresync {
+        return Enable::Known(if condstore || qresync {
             ModSeqMode::CondstoreSelect
         } else {
             ModSeqMode::None
         });
     }
-    let what = match (condstore, qresync) {
-        (_, true) => "QRESYNC",
-        (true, false) => "CONDSTORE",
-        (false, false) => return Ok(ModSeqMode::None),
-    };
-    let (untagged, _) = conn.run(Command::raw(format!("ENABLE {what}"))).await?;
+    match (condstore, qresync) {
+        (_, true) => Enable::Ask("QRESYNC"),
+        (true, false) => Enable::Ask("CONDSTORE"),
+        (false, false) => Enable::Known(ModSeqMode::None),
+    }
+}
+
+/// The mode an `ENABLE` turned on, from its answer.
+fn enabled_mode(untagged: &[Untagged]) -> ModSeqMode {
     // A server may accept ENABLE and enable nothing: only what `* ENABLED` names is on.
     let enabled = |cap: &str| {
         untagged.iter().any(|u| {
             matches!(u, Untagged::Enabled(caps) if caps.iter().any(|c| c.eq_ignore_ascii_case(cap)))
         })
     };
-    Ok(if enabled("QRESYNC") {
+    if enabled("QRESYNC") {
         ModSeqMode::Qresync
     } else if enabled("CONDSTORE") {
         ModSeqMode::Condstore
     } else {
         ModSeqMode::None
-    })
+    }
 }
 
 /// A pooled connection (in the folder's `mode`), else a new one.
@@ -436,18 +474,53 @@ impl Repository for ImapRepository {
         char::from_u32(self.separator.load(Ordering::Relaxed)).unwrap_or('.')
     }
 
+    /// On a new connection the ENABLE of mod-sequences goes out with the LIST rather than
+    /// before it: one round trip less per run (20 ms with a server 20 ms away). HIGHESTMODSEQ
+    /// is then asked for on the strength of the capability that ENABLE turns on: STATUS
+    /// HIGHESTMODSEQ is valid wherever CONDSTORE is offered (RFC 7162 §3.1), and the listed
+    /// states are used only if ENABLE did turn it on (see `open_folder`).
     async fn list_folders(&self) -> Result<Vec<String>, StoreError> {
-        let mut conn = self.take().await?;
+        let pooled = lock_pool(&self.idle).pop();
+        let (mut conn, enable) = match pooled {
+            Some(conn) => (conn, None),
+            None => {
+                let conn = open_logged_in(&self.config, &*self.events).await?;
+                match enable_plan(&self.config, &conn) {
+                    Enable::Known(mode) => {
+                        self.modseq_mode.store(mode as u8, Ordering::Relaxed);
+                        (conn, None)
+                    }
+                    Enable::Ask(what) => (conn, Some(what)),
+                }
+            }
+        };
         let ctx = "LIST";
         // HIGHESTMODSEQ is only worth asking for where SELECT would report it too, and
         // every mailbox's state only when more than a chosen few are synced.
-        let status = self.modseq_mode() != ModSeqMode::None
+        let status = (enable.is_some() || self.modseq_mode() != ModSeqMode::None)
             && conn.has("LIST-STATUS")
             && !self.few.load(Ordering::Relaxed);
-        let (untagged, _) = conn
-            .run(self.config.folders.command(status))
+        let mut commands: Vec<Command> = enable
+            .iter()
+            .map(|what| Command::raw(format!("ENABLE {what}")))
+            .collect();
+        commands.push(self.config.folders.command(status));
+        let (untagged, completions) = conn
+            .run_batch(commands)
             .await
             .map_err(|e| e.into_store(Severity::Repository, ctx))?;
+        let mut completions = completions.into_iter();
+        if enable.is_some() {
+            if let Some(done) = completions.next() {
+                done.ok().map_err(|e| enable_error(&self.config, e))?;
+            }
+            let mode = enabled_mode(&untagged);
+            self.modseq_mode.store(mode as u8, Ordering::Relaxed);
+        }
+        if let Some(done) = completions.next() {
+            done.ok()
+                .map_err(|e| e.into_store(Severity::Repository, ctx))?;
+        }
         // STATUS is not meant for the mailbox selected on the connection asking (RFC 3501
         // §6.3.10): a held connection's last folder is SELECTed again instead.
         let selected = conn.selected.clone();

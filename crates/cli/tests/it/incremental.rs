@@ -106,6 +106,26 @@ fn changes_are_asked_for_since_the_last_run_and_converge() {
         first.contains("ENABLE QRESYNC"),
         "QRESYNC not enabled:\n{first}"
     );
+    // ENABLE and the folder LIST go out together: one round trip.
+    let lines: Vec<&str> = first.lines().collect();
+    let enable = lines
+        .iter()
+        .position(|l| l.contains("C: ") && l.contains(" ENABLE QRESYNC"))
+        .unwrap();
+    let tag = lines[enable]
+        .split("C: ")
+        .nth(1)
+        .and_then(|t| t.split(' ').next())
+        .unwrap();
+    let enabled = lines
+        .iter()
+        .position(|l| l.contains(&format!("S: {tag} OK")))
+        .unwrap();
+    let list = lines
+        .iter()
+        .position(|l| l.contains("C: ") && l.contains(" LIST "))
+        .unwrap();
+    assert!(list < enabled, "LIST waited for ENABLE:\n{first}");
     assert!(first.contains(FULL_LISTING), "first run lists in full");
     converged(&w, "INBOX");
 
