@@ -591,7 +591,7 @@ impl Connection {
             .into_iter()
             .map(|c| self.session.enqueue(c))
             .collect();
-        self.await_tags(tags, source.take(), each, sink.take())
+        self.await_tags(tags, source.take(), each, sink.take(), None)
             .await
     }
 
@@ -608,14 +608,17 @@ impl Connection {
     }
 
     /// Reads the answers of commands sent by [`Connection::send_ahead`], as
-    /// [`Connection::run_batch`] would have: every untagged response goes to `each`, and
-    /// each completion comes back in the order of `tags` (NO and BAD included).
+    /// [`Connection::run_batch`] would have: every untagged response goes to `each`, the
+    /// tag of each command to `done` as soon as it completes (so that `each` can tell
+    /// which command's answer it is given: they come in order), and each completion comes
+    /// back in the order of `tags` (NO and BAD included).
     pub async fn collect(
         &mut self,
         tags: Vec<String>,
         each: &mut (dyn FnMut(Untagged) -> Option<Untagged> + Send),
+        done: &mut (dyn FnMut(&str) + Send),
     ) -> Result<(Vec<Untagged>, Vec<Completion>), ImapError> {
-        self.await_tags(tags, None, each, None).await
+        self.await_tags(tags, None, each, None, Some(done)).await
     }
 
     /// Reads until every command of `tags` is complete (see [`Connection::run_batch`]).
@@ -625,6 +628,7 @@ impl Connection {
         mut source: Option<&mut (dyn std::io::Read + Send)>,
         each: &mut (dyn FnMut(Untagged) -> Option<Untagged> + Send),
         mut sink: Option<&mut dyn LiteralSink>,
+        mut on_done: Option<&mut (dyn FnMut(&str) + Send)>,
     ) -> Result<(Vec<Untagged>, Vec<Completion>), ImapError> {
         // The first failure of the sink; the literals after it are read and dropped.
         let mut sink_err: Option<std::io::Error> = None;
@@ -658,6 +662,9 @@ impl Connection {
                         code,
                         text,
                     } => {
+                        if let Some(f) = on_done.as_mut() {
+                            f(&tag);
+                        }
                         done.insert(
                             tag,
                             Completion {

@@ -517,9 +517,20 @@ impl Repository for ImapRepository {
             let mode = enabled_mode(&untagged);
             self.modseq_mode.store(mode as u8, Ordering::Relaxed);
         }
-        if let Some(done) = completions.next() {
-            done.ok()
-                .map_err(|e| e.into_store(Severity::Repository, ctx))?;
+        let mut untagged = untagged;
+        if let Some(done) = completions.next()
+            && let Err(e) = done.ok()
+        {
+            // A server that offers CONDSTORE, enabled nothing and refuses STATUS
+            // HIGHESTMODSEQ: the plain LIST it got before ENABLE went out with it.
+            if !(status && enable.is_some() && self.modseq_mode() == ModSeqMode::None) {
+                return Err(e.into_store(Severity::Repository, ctx));
+            }
+            untagged = conn
+                .run(self.config.folders.command(false))
+                .await
+                .map_err(|e| e.into_store(Severity::Repository, ctx))?
+                .0;
         }
         // STATUS is not meant for the mailbox selected on the connection asking (RFC 3501
         // §6.3.10): a held connection's last folder is SELECTed again instead.
@@ -767,6 +778,15 @@ pub struct ImapFolder {
     ahead: Option<ListingAhead>,
 }
 
+/// What [`ImapFolder::finish_ahead`] made of the answers sent ahead.
+enum Ahead {
+    /// The kept listing with the changes applied, and the message count they leave.
+    Read(Listing, u32),
+    /// No changes applied: the kept listing given, untouched (`None` when it was given
+    /// none, or when part of the changes had gone into it before the connection broke).
+    NotRead(Option<(u64, Listing)>),
+}
+
 /// The commands [`ImapFolder::send_listing_ahead`] sent: their tags (the SELECT's first),
 /// and the kept listing they ask the changes of (its HIGHESTMODSEQ and last UID).
 #[derive(Debug)]
@@ -952,22 +972,25 @@ impl ImapFolder {
 
     /// Reads the answers of [`ImapFolder::send_listing_ahead`]: the SELECT's is taken in as
     /// [`ImapFolder::select_now`] would; the changes go into `kept` when it is the listing
-    /// they were asked for (its HIGHESTMODSEQ and last UID), else they are dropped. Returns
-    /// the listing with the changes applied and the message count they leave, or `None`
-    /// when the changes could not be had this way (the caller then asks as usual: a
-    /// connection lost on the way is opened again there).
-    async fn finish_ahead(
-        &mut self,
-        kept: Option<(u64, Listing)>,
-    ) -> Result<Option<(Listing, u32)>, StoreError> {
+    /// they were asked for (its HIGHESTMODSEQ and last UID), else they are dropped.
+    ///
+    /// Only what comes after the SELECT's completion is this folder's: a server may first
+    /// send the news of the mailbox selected before on the connection (RFC 7162 §3.2.11:
+    /// everything before `[CLOSED]` is the old mailbox's), UIDs that mean other messages
+    /// here. So changes are applied, and the SELECT read, only from their own part.
+    async fn finish_ahead(&mut self, kept: Option<(u64, Listing)>) -> Result<Ahead, StoreError> {
         let Some(ahead) = self.ahead.take() else {
-            return Ok(None);
+            return Ok(Ahead::NotRead(kept));
         };
         let listed = self.meta.uid_validity.0;
-        let mut kept = kept.filter(|(since, l)| {
+        let fits = |(since, l): &(u64, Listing)| {
             *since == ahead.since
                 && l.messages.keys().next_back().map_or(0, |u| u.get()) == ahead.known
-        });
+        };
+        let (mut kept, mut unfit) = match kept {
+            Some(k) if fits(&k) => (Some(k), None),
+            other => (None, other),
+        };
         let ImapFolder {
             conn,
             keywords,
@@ -980,24 +1003,43 @@ impl ImapFolder {
                 format!("folder {name} is closed"),
             ));
         };
-        // The FETCH responses go into the listing as they come; the rest (the SELECT's
-        // answer, VANISHED, EXISTS) is read afterwards.
-        let mut each = |u: Untagged| match u {
-            Untagged::Fetch(f) => {
-                if let Some((_, l)) = kept.as_mut() {
-                    apply_fetch(keywords, l, f);
-                }
-                None
+        let select_tag = ahead.tags.first().cloned().unwrap_or_default();
+        let selected_done = std::sync::atomic::AtomicBool::new(false);
+        // Whether a change went into `kept` (which is then no longer the kept listing).
+        let mut touched = false;
+        let mut select_part = Vec::new();
+        let mut each = |u: Untagged| {
+            if !selected_done.load(Ordering::Relaxed) {
+                select_part.push(u);
+                return None;
             }
-            other => Some(other),
+            match u {
+                Untagged::Fetch(f) => {
+                    if let Some((_, l)) = kept.as_mut() {
+                        touched = true;
+                        apply_fetch(keywords, l, f);
+                    }
+                    None
+                }
+                other => Some(other),
+            }
         };
-        let r = c.collect(ahead.tags, &mut each).await;
+        let mut done = |tag: &str| {
+            if tag == select_tag {
+                selected_done.store(true, Ordering::Relaxed);
+            }
+        };
+        let r = c.collect(ahead.tags, &mut each, &mut done).await;
+        let untouched = |kept: Option<(u64, Listing)>, unfit: Option<(u64, Listing)>| {
+            if touched { None } else { kept.or(unfit) }
+        };
         let (others, completions) = match r {
             Ok(v) => v,
             Err(e) if crate::retry::connection_unusable(&e) => {
-                // Selected again (on a new connection) by whatever comes next.
+                // Selected again (on a new connection) by whatever comes next; the kept
+                // listing goes back unless a change already went into it.
                 self.unselected = true;
-                return Ok(None);
+                return Ok(Ahead::NotRead(untouched(kept, unfit.take())));
             }
             Err(e) => {
                 let ctx = format!("{} {}", self.reconnect.verb, self.name);
@@ -1005,28 +1047,31 @@ impl ImapFolder {
             }
         };
         let mut completions = completions.into_iter();
+        let ctx = format!("{} {}", self.reconnect.verb, self.name);
         let Some(select_done) = completions.next() else {
             return Err(StoreError::new(
                 Severity::Folder,
-                format!("{} {}: no answer", self.reconnect.verb, self.name),
+                format!("{ctx}: no answer"),
             ));
         };
-        let ctx = format!("{} {}", self.reconnect.verb, self.name);
         // A failed SELECT drops the connection with the error, as in select_now.
         let select_done = select_done
             .ok()
             .map_err(|e| e.into_store(Severity::Folder, ctx))?;
-        let selected = selected_from(&others, &select_done, self.mode);
+        let selected = selected_from(&select_part, &select_done, self.mode);
         self.set_selected(c, selected, Some(listed))?;
-        for done in completions {
-            if let Err(e) = done.ok() {
-                return Err(self.err(e, Severity::Folder, "listing changes"));
-            }
+        if completions.any(|done| done.ok().is_err()) {
+            // A FETCH refused (CHANGEDSINCE after a SELECT that reported NOMODSEQ, say):
+            // the connection is fine, the listing asks again its own way.
+            return Ok(Ahead::NotRead(untouched(kept, unfit)));
         }
-        Ok(kept.map(|(_, mut listing)| {
-            let exists = apply_changes(&mut listing, others, self.meta.exists.unwrap_or(0));
-            (listing, exists)
-        }))
+        Ok(match kept {
+            Some((_, mut listing)) => {
+                let exists = apply_changes(&mut listing, others, self.meta.exists.unwrap_or(0));
+                Ahead::Read(listing, exists)
+            }
+            None => Ahead::NotRead(unfit),
+        })
     }
 
     /// Takes what a SELECT reported; `listed`: the UIDVALIDITY the folder must have.
@@ -1387,12 +1432,25 @@ impl Folder for ImapFolder {
         let mut ahead_since = None;
         if self.ahead.is_some() {
             // The changes were asked for with the SELECT (see `send_listing_ahead`).
+            let token_back = earlier
+                .as_ref()
+                .map(|c| c.token.clone())
+                .unwrap_or_default();
             let kept = earlier.take().and_then(|c| {
                 let m = self.token_modseq(&c.token)?;
                 Some((m, c.listing))
             });
             ahead_since = kept.as_ref().map(|(m, _)| *m);
-            changed = self.finish_ahead(kept).await?;
+            match self.finish_ahead(kept).await? {
+                Ahead::Read(listing, exists) => changed = Some((listing, exists)),
+                Ahead::NotRead(back) => {
+                    // Asked for below, as without the answers sent ahead.
+                    earlier = back.map(|(_, listing)| oi_core::CachedListing {
+                        token: token_back.clone(),
+                        listing,
+                    });
+                }
+            }
         }
         self.ensure_selected().await?;
         let Some(modseq) = self.highest_modseq else {
@@ -1449,11 +1507,13 @@ impl Folder for ImapFolder {
         if !self.unselected {
             return Ok(());
         }
-        let since = token.and_then(|t| Some((self.token_modseq(t)?, self.token_known(t)?)));
-        match (since, self.highest_modseq) {
-            (Some((since, _)), Some(listed)) if since == listed => {}
+        let since = token.and_then(|t| self.token_modseq(t));
+        let known = token.and_then(|t| self.token_known(t));
+        match (since, known, self.highest_modseq) {
+            // Unchanged: the kept listing is the folder's (see `kept_is_current`).
+            (Some(since), _, Some(listed)) if since == listed => {}
             // The changes since the kept listing are asked for with the SELECT.
-            (Some((since, known)), Some(listed)) if since < listed => {
+            (Some(since), Some(known), Some(listed)) if since < listed => {
                 self.send_listing_ahead(since, known).await?;
             }
             _ => self.ensure_selected().await?,

@@ -577,7 +577,11 @@ where
         let mut rfolder = remote
             .open_folder(rname, access_for(p.remote.readonly, opts.dry_run))
             .await?;
-        rfolder.prepare_listing(remote_token.as_deref()).await?;
+        // Not for a quick sync, whose check needs the folder selected before any listing
+        // (the changes a store would ask for ahead would be dropped there).
+        if !opts.quick {
+            rfolder.prepare_listing(remote_token.as_deref()).await?;
+        }
         Ok((slot, rfolder))
     };
     let (opened, prep) = join(server_side, prepare_local(&mut lfolder, &mut status, opts)).await;

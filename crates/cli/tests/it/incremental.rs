@@ -5,8 +5,11 @@
 use std::collections::BTreeMap;
 use std::process::Output;
 
+use oi_testkit::{Fault, FaultProxy, Times, Trigger};
+
 use crate::common::*;
 use crate::compat::offlineimap8;
+use crate::long_running::connect_through;
 
 const FULL_LISTING: &str = "UID FETCH 1:* (UID FLAGS RFC822.SIZE)\\r\\n";
 
@@ -288,24 +291,35 @@ fn a_token_without_the_last_uid_is_still_incremental() {
     let uids: Vec<u32> = (0..5).map(|i| w.put("INBOX", &format!("m{i}"))).collect();
     traced(&w, false);
     let status = w.metadata().join("Account-Test/LocalStatus-sqlite/INBOX");
-    let db = rusqlite::Connection::open(&status).unwrap();
-    let token: String = db
-        .query_row(
-            "SELECT token FROM offlineimap_rs_listing WHERE side = 'remote'",
-            [],
-            |r| r.get(0),
+    let strip = || {
+        let db = rusqlite::Connection::open(&status).unwrap();
+        let token: String = db
+            .query_row(
+                "SELECT token FROM offlineimap_rs_listing WHERE side = 'remote'",
+                [],
+                |r| r.get(0),
+            )
+            .unwrap();
+        let fields: Vec<&str> = token.split(' ').collect();
+        assert_eq!(fields.len(), 5, "{token}");
+        assert_eq!(fields[4], uids[4].to_string(), "{token}");
+        let old = fields[..4].join(" ");
+        db.execute(
+            "UPDATE offlineimap_rs_listing SET token = ?1 WHERE side = 'remote'",
+            [&old],
         )
         .unwrap();
-    let fields: Vec<&str> = token.split(' ').collect();
-    assert_eq!(fields.len(), 5, "{token}");
-    assert_eq!(fields[4], uids[4].to_string(), "{token}");
-    let old = fields[..4].join(" ");
-    db.execute(
-        "UPDATE offlineimap_rs_listing SET token = ?1 WHERE side = 'remote'",
-        [&old],
-    )
-    .unwrap();
-    drop(db);
+    };
+    // Unchanged: not even selected, as with a token of the new form.
+    strip();
+    let unchanged = traced(&w, false);
+    assert!(
+        !unchanged
+            .lines()
+            .any(|l| l.contains("C: ") && l.contains(" SELECT ")),
+        "selected though unchanged:\n{unchanged}"
+    );
+    strip();
 
     w.server
         .add_flags(USER, "INBOX", uids[1], &["\\Flagged"])
@@ -377,6 +391,79 @@ fn changes_sent_ahead_and_not_wanted_are_read_and_asked_again() {
     assert_eq!(converged(&w, "INBOX")["m3"], "R");
     let again = traced(&w, false);
     assert!(!again.contains("UID STORE"), "{again}");
+}
+
+/// The changes sent with the SELECT do not come back: the connection drops at their FETCH
+/// (oi-testkit's fault proxy, a mock network with Dovecot behind it), or the FETCH is
+/// refused. The folder is selected again and its changes asked for the plain way; after a
+/// drop, from the kept listing (not listed in full). Both runs converge.
+#[test]
+fn changes_sent_ahead_that_do_not_come_are_asked_again() {
+    let Some(w) = World::new("incremental_ahead_faults") else {
+        return;
+    };
+    w.write_config("", "");
+    let uids: Vec<u32> = (0..4).map(|i| w.put("INBOX", &format!("m{i}"))).collect();
+    traced(&w, false);
+    let changes_asked = |trace: &str| {
+        trace
+            .lines()
+            .filter(|l| l.contains("C: ") && l.contains("CHANGEDSINCE"))
+            .count()
+    };
+
+    w.server
+        .add_flags(USER, "INBOX", uids[2], &["\\Flagged"])
+        .unwrap();
+    let proxy = FaultProxy::start(
+        w.server.imap_port(),
+        Trigger::command(&["CHANGEDSINCE"]),
+        Fault::Drop,
+        Times::Once,
+    )
+    .unwrap();
+    connect_through(&w, proxy.port());
+    let dropped = traced(&w, false);
+    assert_eq!(proxy.fired(), 1, "{dropped}");
+    assert!(
+        !dropped.contains(FULL_LISTING),
+        "listed in full after the drop:\n{dropped}"
+    );
+    assert_eq!(changes_asked(&dropped), 2, "{dropped}");
+    assert_eq!(converged(&w, "INBOX")["m2"], "F");
+
+    w.server
+        .add_flags(USER, "INBOX", uids[3], &["\\Seen"])
+        .unwrap();
+    let proxy = FaultProxy::start(
+        w.server.imap_port(),
+        Trigger::command(&["CHANGEDSINCE"]),
+        Fault::No,
+        Times::Once,
+    )
+    .unwrap();
+    connect_through_again(&w, proxy.port());
+    let refused = traced(&w, false);
+    assert_eq!(proxy.fired(), 1, "{refused}");
+    assert_eq!(converged(&w, "INBOX")["m3"], "S");
+    let quiet = traced(&w, false);
+    assert!(!quiet.contains("UID STORE"), "{quiet}");
+}
+
+/// Points a config already going through one proxy at another.
+fn connect_through_again(w: &World, port: u16) {
+    let rc = std::fs::read_to_string(w.rc()).unwrap();
+    let text: String = rc
+        .lines()
+        .map(|l| {
+            if l.starts_with("remoteport = ") {
+                format!("remoteport = {port}\n")
+            } else {
+                format!("{l}\n")
+            }
+        })
+        .collect();
+    std::fs::write(w.rc(), text).unwrap();
 }
 
 #[test]
