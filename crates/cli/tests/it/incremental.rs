@@ -40,6 +40,14 @@ fn changes_sent_with_select(trace: &str, folder: &str) -> bool {
     matches!((changes, done), (Some(c), Some(d)) if c < d)
 }
 
+/// How many times the trace shows a folder's changes asked for (`CHANGEDSINCE` sent).
+fn changes_asked(trace: &str) -> usize {
+    trace
+        .lines()
+        .filter(|l| l.contains("C: ") && l.contains("CHANGEDSINCE"))
+        .count()
+}
+
 fn stderr(out: &Output) -> String {
     String::from_utf8_lossy(&out.stderr).to_string()
 }
@@ -383,11 +391,11 @@ fn changes_sent_ahead_and_not_wanted_are_read_and_asked_again() {
         "changes not asked for with the SELECT:\n{run}"
     );
     assert!(run.contains("X-OfflineIMAP"), "no marker search:\n{run}");
-    let asked = run
-        .lines()
-        .filter(|l| l.contains("C: ") && l.contains("CHANGEDSINCE"))
-        .count();
-    assert_eq!(asked, 2, "changes not asked for again:\n{run}");
+    assert_eq!(
+        changes_asked(&run),
+        2,
+        "changes not asked for again:\n{run}"
+    );
     assert_eq!(converged(&w, "INBOX")["m3"], "R");
     let again = traced(&w, false);
     assert!(!again.contains("UID STORE"), "{again}");
@@ -405,12 +413,6 @@ fn changes_sent_ahead_that_do_not_come_are_asked_again() {
     w.write_config("", "");
     let uids: Vec<u32> = (0..4).map(|i| w.put("INBOX", &format!("m{i}"))).collect();
     traced(&w, false);
-    let changes_asked = |trace: &str| {
-        trace
-            .lines()
-            .filter(|l| l.contains("C: ") && l.contains("CHANGEDSINCE"))
-            .count()
-    };
 
     w.server
         .add_flags(USER, "INBOX", uids[2], &["\\Flagged"])
