@@ -583,26 +583,27 @@ impl Connection {
     async fn run_batch_with(
         &mut self,
         commands: Vec<Command>,
-        mut source: Option<&mut (dyn std::io::Read + Send)>,
+        source: Option<&mut (dyn std::io::Read + Send)>,
         each: &mut (dyn FnMut(Untagged) -> Option<Untagged> + Send),
-        mut sink: Option<&mut dyn LiteralSink>,
+        sink: Option<&mut dyn LiteralSink>,
     ) -> Result<(Vec<Untagged>, Vec<Completion>), ImapError> {
-        let tags: Vec<String> = commands
+        let tags = self.enqueue_all(commands);
+        self.await_tags(tags, source, each, sink, None).await
+    }
+
+    /// Queues commands in the session; their tags, in order.
+    fn enqueue_all(&mut self, commands: Vec<Command>) -> Vec<String> {
+        commands
             .into_iter()
             .map(|c| self.session.enqueue(c))
-            .collect();
-        self.await_tags(tags, source.take(), each, sink.take(), None)
-            .await
+            .collect()
     }
 
     /// Sends commands without waiting for their answers, which wait in the socket (the
     /// server works on them meanwhile) until [`Connection::collect`] reads them. Nothing
     /// else may be run on the connection in between. Returns the tags to collect.
     pub async fn send_ahead(&mut self, commands: Vec<Command>) -> Result<Vec<String>, ImapError> {
-        let tags = commands
-            .into_iter()
-            .map(|c| self.session.enqueue(c))
-            .collect();
+        let tags = self.enqueue_all(commands);
         self.flush_output(&mut None).await?;
         Ok(tags)
     }

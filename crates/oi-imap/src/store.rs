@@ -780,8 +780,9 @@ pub struct ImapFolder {
 
 /// What [`ImapFolder::finish_ahead`] made of the answers sent ahead.
 enum Ahead {
-    /// The kept listing with the changes applied, and the message count they leave.
-    Read(Listing, u32),
+    /// The kept listing's HIGHESTMODSEQ, the listing with the changes since applied, and
+    /// the message count they leave.
+    Read(u64, Listing, u32),
     /// No changes applied: the kept listing given, untouched (`None` when it was given
     /// none, or when part of the changes had gone into it before the connection broke).
     NotRead(Option<(u64, Listing)>),
@@ -983,11 +984,12 @@ impl ImapFolder {
             return Ok(Ahead::NotRead(kept));
         };
         let listed = self.meta.uid_validity.0;
+        let ctx = format!("{} {}", self.reconnect.verb, self.name);
         let fits = |(since, l): &(u64, Listing)| {
             *since == ahead.since
                 && l.messages.keys().next_back().map_or(0, |u| u.get()) == ahead.known
         };
-        let (mut kept, mut unfit) = match kept {
+        let (mut kept, unfit) = match kept {
             Some(k) if fits(&k) => (Some(k), None),
             other => (None, other),
         };
@@ -1039,15 +1041,11 @@ impl ImapFolder {
                 // Selected again (on a new connection) by whatever comes next; the kept
                 // listing goes back unless a change already went into it.
                 self.unselected = true;
-                return Ok(Ahead::NotRead(untouched(kept, unfit.take())));
+                return Ok(Ahead::NotRead(untouched(kept, unfit)));
             }
-            Err(e) => {
-                let ctx = format!("{} {}", self.reconnect.verb, self.name);
-                return Err(e.into_store(Severity::Folder, ctx));
-            }
+            Err(e) => return Err(e.into_store(Severity::Folder, ctx)),
         };
         let mut completions = completions.into_iter();
-        let ctx = format!("{} {}", self.reconnect.verb, self.name);
         let Some(select_done) = completions.next() else {
             return Err(StoreError::new(
                 Severity::Folder,
@@ -1066,9 +1064,9 @@ impl ImapFolder {
             return Ok(Ahead::NotRead(untouched(kept, unfit)));
         }
         Ok(match kept {
-            Some((_, mut listing)) => {
+            Some((since, mut listing)) => {
                 let exists = apply_changes(&mut listing, others, self.meta.exists.unwrap_or(0));
-                Ahead::Read(listing, exists)
+                Ahead::Read(since, listing, exists)
             }
             None => Ahead::NotRead(unfit),
         })
@@ -1217,6 +1215,12 @@ impl ImapFolder {
     /// The HIGHESTMODSEQ of a token made by [`ImapFolder::modseq_token`] for this folder's
     /// UIDVALIDITY and keyword map; `None` for any other token.
     fn token_modseq(&self, token: &str) -> Option<u64> {
+        self.token_parts(token).map(|(modseq, _)| modseq)
+    }
+
+    /// The HIGHESTMODSEQ of a token (see [`ImapFolder::token_modseq`]) and the last UID of
+    /// its listing (0: none), which tokens made before it was kept do not say.
+    fn token_parts(&self, token: &str) -> Option<(u64, Option<u32>)> {
         let mut it = token.split(' ');
         if it.next()? != MODSEQ_TOKEN || it.next()? != self.meta.uid_validity.0.to_string() {
             return None;
@@ -1225,18 +1229,13 @@ impl ImapFolder {
         if it.next()? != self.keywords_digest() {
             return None;
         }
-        // The last UID of the listing; tokens made before it was kept have none.
         match it.next() {
-            None => Some(modseq),
-            Some(known) => (known.parse::<u32>().is_ok() && it.next().is_none()).then_some(modseq),
+            None => Some((modseq, None)),
+            Some(known) => {
+                let known = known.parse().ok()?;
+                it.next().is_none().then_some((modseq, Some(known)))
+            }
         }
-    }
-
-    /// The last UID of the listing kept with a token of [`ImapFolder::modseq_token`]
-    /// (0: none), when the token says it.
-    fn token_known(&self, token: &str) -> Option<u32> {
-        self.token_modseq(token)?;
-        token.split(' ').nth(4)?.parse().ok()
     }
 
     fn keywords_digest(&self) -> String {
@@ -1427,48 +1426,27 @@ impl Folder for ImapFolder {
             let token = self.modseq_token(modseq, &c.listing);
             return Ok((earlier.map(|c| c.listing).unwrap_or_default(), Some(token)));
         }
-        let mut earlier = earlier;
+        // The kept listing and the HIGHESTMODSEQ it was made at.
+        let mut kept = earlier.and_then(|c| Some((self.token_modseq(&c.token)?, c.listing)));
         let mut changed = None;
-        let mut ahead_since = None;
         if self.ahead.is_some() {
             // The changes were asked for with the SELECT (see `send_listing_ahead`).
-            let token_back = earlier
-                .as_ref()
-                .map(|c| c.token.clone())
-                .unwrap_or_default();
-            let kept = earlier.take().and_then(|c| {
-                let m = self.token_modseq(&c.token)?;
-                Some((m, c.listing))
-            });
-            ahead_since = kept.as_ref().map(|(m, _)| *m);
-            match self.finish_ahead(kept).await? {
-                Ahead::Read(listing, exists) => changed = Some((listing, exists)),
-                Ahead::NotRead(back) => {
-                    // Asked for below, as without the answers sent ahead.
-                    earlier = back.map(|(_, listing)| oi_core::CachedListing {
-                        token: token_back.clone(),
-                        listing,
-                    });
-                }
+            match self.finish_ahead(kept.take()).await? {
+                Ahead::Read(since, listing, exists) => changed = Some((since, listing, exists)),
+                // Asked for below, as without the answers sent ahead.
+                Ahead::NotRead(back) => kept = back,
             }
         }
         self.ensure_selected().await?;
         let Some(modseq) = self.highest_modseq else {
             return Ok((self.list().await?, None));
         };
-        if ahead_since.is_some_and(|m| m > modseq) {
-            // The server's HIGHESTMODSEQ went back below the kept one: nothing asked
-            // "since" it is to be trusted (as below, where such a listing is not used).
-            changed = None;
-        }
+        // A kept HIGHESTMODSEQ above the server's (which went back) is not trusted: nothing
+        // asked "since" it is, and the folder is listed in full.
         let (listing, exists) = match changed {
-            Some(done) => done,
-            None => {
-                let since = earlier.and_then(|c| {
-                    let m = self.token_modseq(&c.token)?;
-                    (m <= modseq).then_some((m, c.listing))
-                });
-                let Some((since, mut listing)) = since else {
+            Some((since, listing, exists)) if since <= modseq => (listing, exists),
+            _ => {
+                let Some((since, mut listing)) = kept.filter(|(m, _)| *m <= modseq) else {
                     let listing = self.list().await?;
                     let token = self.modseq_token(modseq, &listing);
                     return Ok((listing, Some(token)));
@@ -1507,8 +1485,9 @@ impl Folder for ImapFolder {
         if !self.unselected {
             return Ok(());
         }
-        let since = token.and_then(|t| self.token_modseq(t));
-        let known = token.and_then(|t| self.token_known(t));
+        let (since, known) = token
+            .and_then(|t| self.token_parts(t))
+            .map_or((None, None), |(since, known)| (Some(since), known));
         match (since, known, self.highest_modseq) {
             // Unchanged: the kept listing is the folder's (see `kept_is_current`).
             (Some(since), _, Some(listed)) if since == listed => {}
