@@ -124,6 +124,9 @@ pub struct Connection {
 /// Bytes asked of the socket per read.
 const READ_CHUNK: usize = 64 * 1024;
 
+/// How long [`Connection::logout_unawaited`] reads for LOGOUT's answer.
+const LOGOUT_WAIT: std::time::Duration = std::time::Duration::from_secs(30);
+
 fn upper(caps: Vec<String>) -> Vec<String> {
     caps.into_iter().map(|c| c.to_ascii_uppercase()).collect()
 }
@@ -813,5 +816,28 @@ impl Connection {
     pub async fn logout(mut self) {
         let _ = self.run(Command::raw("LOGOUT")).await;
         self.transport.shutdown().await;
+    }
+
+    /// Sends LOGOUT and returns without its answer, which a task of its own reads (for
+    /// at most [`LOGOUT_WAIT`]) before it closes the connection. A run that ends right
+    /// after does not wait one more round trip per connection for it: LOGOUT changes
+    /// nothing on the server (unlike CLOSE, it expunges nothing), and a server ends the
+    /// session when the connection closes whether it had answered or not. Outside a
+    /// Tokio runtime the answer is waited for here.
+    pub async fn logout_unawaited(mut self) {
+        let tag = self.session.enqueue(Command::raw("LOGOUT"));
+        if self.flush_output(&mut None).await.is_err() {
+            return;
+        }
+        let finish = async move {
+            let mut drop_untagged = |_| None;
+            let answer = self.await_tags(vec![tag], None, &mut drop_untagged, None, None);
+            let _ = tokio::time::timeout(LOGOUT_WAIT, answer).await;
+            self.transport.shutdown().await;
+        };
+        match tokio::runtime::Handle::try_current() {
+            Ok(runtime) => drop(runtime.spawn(finish)),
+            Err(_) => finish.await,
+        }
     }
 }

@@ -306,9 +306,10 @@ impl ImapRepository {
             mode.store(self.modseq_mode.load(Ordering::Relaxed), Ordering::Relaxed);
             return;
         }
+        // Every connection's LOGOUT goes out now; none is waited for.
         let conns: Vec<Connection> = std::mem::take(&mut *lock_pool(&self.idle));
         for conn in conns {
-            conn.logout().await;
+            conn.logout_unawaited().await;
         }
     }
 
@@ -1928,7 +1929,7 @@ impl Folder for ImapFolder {
         if result.is_ok() && !self.failed.load(Ordering::Relaxed) {
             lock_pool(&self.pool).push(conn);
         } else {
-            conn.logout().await;
+            conn.logout_unawaited().await;
         }
         result
     }

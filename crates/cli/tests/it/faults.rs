@@ -540,3 +540,30 @@ fn faults_at_select() {
         ],
     );
 }
+
+/// A run does not wait for LOGOUT's answer: the proxy holds back LOGOUT and everything
+/// after it on every connection, and nothing sets a socktimeout, so a client waiting for
+/// the answer would wait until the hang guard kills it. The run ends, successfully, with
+/// both sides synced and the LOGOUT sent.
+#[test]
+fn logout_answer_is_not_waited_for() {
+    let Some(w) = World::new("logout_unawaited") else {
+        return;
+    };
+    let mut model = prepare(&w);
+    make_changes(&w, 0, &mut model);
+    let proxy = FaultProxy::start(
+        w.server.imap_port(),
+        Trigger::command(&["LOGOUT"]),
+        Fault::Stall,
+        Times::Always,
+    )
+    .unwrap();
+    config_through(&w, proxy.port(), "", "maxconnections = 2");
+    let out = run_guarded(&w, &[]);
+    assert!(out.status.success(), "{}", out.text);
+    assert!(proxy.fired() >= 1, "no LOGOUT was sent\n{}", out.text);
+    for f in FOLDERS {
+        check_folder(&w, f, &model[f], true);
+    }
+}
