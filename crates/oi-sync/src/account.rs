@@ -4,6 +4,8 @@
 use std::collections::BTreeSet;
 use std::future::Future;
 use std::pin::Pin;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::task::Poll;
 
 use oi_core::{
@@ -118,14 +120,36 @@ impl FolderNaming for PlainNaming {
     }
 }
 
-/// Waits for the first of the running folder syncs to finish and removes it.
-async fn next_done<T>(running: &mut Vec<Pin<Box<dyn Future<Output = T> + Send + '_>>>) -> T {
+/// A folder sync under way, and whether it has given its connection back (it is then
+/// only finishing its local side).
+type UnderWay<'f, T> = (
+    Pin<Box<dyn Future<Output = T> + Send + 'f>>,
+    Arc<AtomicBool>,
+);
+
+/// How many of the folders under way still need the server (have not given their
+/// connection back).
+fn needing_server<T>(running: &[UnderWay<'_, T>]) -> usize {
+    running
+        .iter()
+        .filter(|(_, released)| !released.load(Ordering::Relaxed))
+        .count()
+}
+
+/// Waits for the first of the running folder syncs to finish and removes it (`Some`), or
+/// for one of them to give its connection back (`None`: another folder may start).
+async fn next_done<T>(running: &mut Vec<UnderWay<'_, T>>) -> Option<T> {
+    let before = needing_server(running);
     std::future::poll_fn(|cx| {
         for i in 0..running.len() {
-            if let Poll::Ready(v) = running[i].as_mut().poll(cx) {
+            if let Poll::Ready(v) = running[i].0.as_mut().poll(cx) {
                 drop(running.swap_remove(i));
-                return Poll::Ready(v);
+                return Poll::Ready(Some(v));
             }
+        }
+        // A folder gives its connection back while polled above, in this same task.
+        if needing_server(running) < before {
+            return Poll::Ready(None);
         }
         Poll::Pending
     })
@@ -179,6 +203,10 @@ impl Drop for Slot<'_> {
         }
     }
 }
+
+/// How many folders that gave their connection back may finish their local side while
+/// the next ones sync (see `sync_account`).
+const FINISHING: usize = 4;
 
 /// A folder pair's names.
 struct PairNames<'a> {
@@ -429,18 +457,22 @@ where
     // Up to `connections` folders at once (OfflineIMAP's maxconnections), each on its own
     // connection. A stop request is honoured at every folder's own safe point: in-flight
     // folders are waited for, never dropped mid-step.
-    type Running<'f> =
-        Pin<Box<dyn Future<Output = (String, Result<SyncStats, SyncError>)> + Send + 'f>>;
-    // One folder more than there are connections is under way: it starts as soon as a
-    // running one no longer needs the server, while that one finishes its local side.
+    type Outcome = (String, Result<SyncStats, SyncError>);
+    // One folder more than there are connections needs the server: it starts as soon as
+    // a running one no longer needs it. The folders that gave their connection back and
+    // are finishing their local side (writing and syncing files, committing the status)
+    // do not count: up to FINISHING of them go on meanwhile, holding no listing.
     let limit = policy.connections.max(1);
     let slots = Slots::new(limit);
     let slots = &slots;
     let mut queue = pairs.into_iter().peekable();
-    let mut running: Vec<Running<'_>> = Vec::new();
+    let mut running: Vec<UnderWay<'_, Outcome>> = Vec::new();
     let mut stop: Option<SyncError> = None;
     loop {
-        while stop.is_none() && running.len() < limit + 1 {
+        while stop.is_none()
+            && needing_server(&running) < limit + 1
+            && running.len() < limit + 1 + FINISHING
+        {
             let Some((rname, lname, sname)) = queue.next() else {
                 break;
             };
@@ -449,7 +481,9 @@ where
                 break;
             }
             report.folders.push(lname.clone());
-            running.push(Box::pin(async move {
+            let released = Arc::new(AtomicBool::new(false));
+            let gave_back = released.clone();
+            let folder: Pin<Box<dyn Future<Output = Outcome> + Send + '_>> = Box::pin(async move {
                 let label = FolderLabel {
                     account: account.to_string(),
                     folder: rname.clone(),
@@ -469,11 +503,12 @@ where
                 };
                 let opts = folder_opts.as_ref().unwrap_or(opts);
                 let result = sync_pair(
-                    remote, local, status, &names, policy, opts, events, &label, slots,
+                    remote, local, status, &names, policy, opts, events, &label, slots, &gave_back,
                 )
                 .await;
                 (rname, result)
-            }));
+            });
+            running.push((folder, released));
             // The next folder's local side can be read while this one syncs.
             if let Some((_, next, _)) = queue.peek() {
                 local.prepare(next);
@@ -482,7 +517,9 @@ where
         if running.is_empty() {
             break;
         }
-        let (rname, result) = next_done(&mut running).await;
+        let Some((rname, result)) = next_done(&mut running).await else {
+            continue;
+        };
         match result {
             Ok(stats) => {
                 report.stats.add(&stats);
@@ -529,6 +566,7 @@ async fn sync_pair<RR, LR, SF>(
     events: &dyn EventSink,
     label: &FolderLabel,
     slots: &Slots,
+    released: &AtomicBool,
 ) -> Result<SyncStats, SyncError>
 where
     RR: Repository,
@@ -592,7 +630,10 @@ where
     let (remote_done, _held_to_end) = if holds {
         (None, Some(slot))
     } else {
-        let done: RemoteDone<'_> = Box::new(move || drop(slot));
+        let done: RemoteDone<'_> = Box::new(move || {
+            drop(slot);
+            released.store(true, Ordering::Relaxed);
+        });
         (Some(done), None)
     };
     sync_folder_releasing(

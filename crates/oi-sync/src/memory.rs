@@ -35,6 +35,40 @@ pub struct MemFolderData {
     pub keeps_dates: bool,
     /// The `dates` argument of each [`Folder::fetch_spooled`] from this folder.
     pub spooled_dates: Vec<bool>,
+    /// [`Folder::close`] of this folder waits until this gate is open.
+    pub close_waits_for: Option<Gate>,
+    /// Opening this folder opens this gate.
+    pub opening_opens: Option<Gate>,
+}
+
+/// A gate a test opens from inside a sync (see [`MemFolderData::close_waits_for`]), to
+/// hold one folder's step until another folder's has happened. Runtime-free.
+#[derive(Debug, Clone, Default)]
+pub struct Gate(Arc<Mutex<(bool, Vec<std::task::Waker>)>>);
+
+impl Gate {
+    /// Opens the gate, waking whatever waits on it.
+    pub fn open(&self) {
+        let mut g = self.0.lock().unwrap_or_else(|p| p.into_inner());
+        g.0 = true;
+        for w in g.1.drain(..) {
+            w.wake();
+        }
+    }
+
+    /// Waits until the gate is open.
+    pub async fn wait(&self) {
+        std::future::poll_fn(|cx| {
+            let mut g = self.0.lock().unwrap_or_else(|p| p.into_inner());
+            if g.0 {
+                std::task::Poll::Ready(())
+            } else {
+                g.1.push(cx.waker().clone());
+                std::task::Poll::Pending
+            }
+        })
+        .await
+    }
 }
 
 impl Default for MemFolderData {
@@ -49,6 +83,8 @@ impl Default for MemFolderData {
             spool: None,
             keeps_dates: true,
             spooled_dates: Vec::new(),
+            close_waits_for: None,
+            opening_opens: None,
         }
     }
 }
@@ -113,11 +149,14 @@ impl Repository for MemRepository {
     }
 
     async fn open_folder(&self, name: &str, access: Access) -> Result<MemFolder, StoreError> {
-        if !lock(&self.folders).contains_key(name) {
+        let Some(data) = lock(&self.folders).get(name).cloned() else {
             return Err(StoreError::new(
                 Severity::Folder,
                 format!("no folder {name}"),
             ));
+        };
+        if let Some(gate) = data.opening_opens {
+            gate.open();
         }
         Ok(MemFolder {
             folders: self.folders.clone(),
@@ -349,6 +388,9 @@ impl Folder for MemFolder {
     }
 
     async fn close(&mut self) -> Result<(), StoreError> {
+        if let Some(gate) = self.data(|d| d.close_waits_for.clone())? {
+            gate.wait().await;
+        }
         Ok(())
     }
 }

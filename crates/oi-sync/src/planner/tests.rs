@@ -967,6 +967,62 @@ fn parallel_folders_match_sequential() {
     assert_eq!(results[0], results[1]);
 }
 
+/// A folder that gave its connection back and is finishing its local side does not keep
+/// the next folders from starting: with one connection, A's and B's local close wait
+/// until C is opened on the server. Counting them as under way (two, one more than the
+/// connections) would never start C, and the sync would never end.
+#[test]
+fn folders_finishing_locally_do_not_hold_back_the_next() {
+    use crate::account::{AccountPolicy, PlainNaming, sync_account};
+    use crate::memory::Gate;
+    let remote = MemRepository::server('.');
+    let local = MemRepository::maildir('.');
+    let gate = Gate::default();
+    for f in ["A", "B", "C"] {
+        remote.with(f, |d| {
+            d.next_uid = 2;
+            d.messages.insert(
+                uid(1),
+                (format!("Subject: {f}\n\nx\n").into_bytes(), Flags::SEEN),
+            );
+        });
+        local.with(f, |d| {
+            if f != "C" {
+                d.close_waits_for = Some(gate.clone());
+            }
+        });
+    }
+    remote.with("C", |d| d.opening_opens = Some(gate.clone()));
+    let (done_tx, done_rx) = std::sync::mpsc::channel();
+    let (r, l) = (remote.clone(), local.clone());
+    std::thread::spawn(move || {
+        let policy = AccountPolicy {
+            connections: 1,
+            ..AccountPolicy::default()
+        };
+        let st = MemStatusFactory::default();
+        let report = block_on(sync_account(
+            "acc",
+            &r,
+            &l,
+            &st,
+            &PlainNaming,
+            &policy,
+            &ExecOptions::default(),
+            &NullSink,
+        ));
+        let _ = done_tx.send(report.map(|r| (r.failed.len(), r.per_folder.len())));
+    });
+    // A hang guard, not a timing assertion: the sync takes milliseconds or never ends.
+    let report = done_rx
+        .recv_timeout(std::time::Duration::from_secs(60))
+        .expect("the sync never ended: C waited for A and B to finish their local side");
+    assert_eq!(report.unwrap(), (0, 3));
+    for f in ["A", "B", "C"] {
+        assert_eq!(local.with(f, |d| d.messages.len()), 1, "{f}");
+    }
+}
+
 /// Downloads into a store with a spool (a Maildir) go through fetch_spooled, asking the
 /// server for internal dates only when the store keeps them (a Maildir does not).
 #[test]
