@@ -822,13 +822,15 @@ impl Connection {
     /// at most [`LOGOUT_WAIT`]) before it closes the connection. A run that ends right
     /// after does not wait one more round trip per connection for it: LOGOUT changes
     /// nothing on the server (unlike CLOSE, it expunges nothing), and a server ends the
-    /// session when the connection closes whether it had answered or not. Outside a
-    /// Tokio runtime the answer is waited for here.
+    /// session when the connection closes whether it had answered or not. On a tunnel
+    /// the answer is waited for here: a run that ended would kill the tunnel's process
+    /// (`kill_on_drop`) before it has logged out.
     pub async fn logout_unawaited(mut self) {
         let tag = self.session.enqueue(Command::raw("LOGOUT"));
         if self.flush_output(&mut None).await.is_err() {
             return;
         }
+        let tunnel = self.transport.is_tunnel();
         let finish = async move {
             let mut drop_untagged = |_| None;
             let answer = self.await_tags(vec![tag], None, &mut drop_untagged, None, None);
@@ -836,8 +838,11 @@ impl Connection {
             self.transport.shutdown().await;
         };
         match tokio::runtime::Handle::try_current() {
-            Ok(runtime) => drop(runtime.spawn(finish)),
-            Err(_) => finish.await,
+            Ok(runtime) if !tunnel => drop(runtime.spawn(finish)),
+            Ok(_) => finish.await,
+            // No runtime, no timer: nothing to read the answer with (not reached: the
+            // transport itself runs on Tokio).
+            Err(_) => {}
         }
     }
 }

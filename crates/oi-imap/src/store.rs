@@ -1929,7 +1929,10 @@ impl Folder for ImapFolder {
         if result.is_ok() && !self.failed.load(Ordering::Relaxed) {
             lock_pool(&self.pool).push(conn);
         } else {
-            conn.logout_unawaited().await;
+            // A connection in an unknown state (it may be mid-response, or its server
+            // gone) is closed at once: no LOGOUT to wait on, and no socket left open while
+            // the next folder connects (servers limit connections per user).
+            drop(conn);
         }
         result
     }

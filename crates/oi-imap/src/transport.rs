@@ -248,6 +248,11 @@ impl Transport {
         self.deflate = Some(Box::new(crate::compress::Deflate::new()));
     }
 
+    /// True for a tunnel (a child process), which dropping the transport kills.
+    pub fn is_tunnel(&self) -> bool {
+        self._child.is_some()
+    }
+
     /// True once COMPRESS=DEFLATE is on.
     pub fn is_compressed(&self) -> bool {
         self.deflate.is_some()

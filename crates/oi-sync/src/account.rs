@@ -461,7 +461,9 @@ where
     // One folder more than there are connections needs the server: it starts as soon as
     // a running one no longer needs it. The folders that gave their connection back and
     // are finishing their local side (writing and syncing files, committing the status)
-    // do not count: up to FINISHING of them go on meanwhile, holding no listing.
+    // do not count: up to FINISHING of them go on meanwhile. Those hold no listing (it is
+    // dropped before the effects), only their plan, the local store's file index and the
+    // status connection.
     let limit = policy.connections.max(1);
     let slots = Slots::new(limit);
     let slots = &slots;

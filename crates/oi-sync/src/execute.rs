@@ -885,7 +885,7 @@ async fn sleep(duration: std::time::Duration) {
 }
 
 /// Gives the other futures polled by the same task one turn (runtime-free).
-async fn yield_once() {
+pub(crate) async fn yield_once() {
     let mut yielded = false;
     std::future::poll_fn(|cx| {
         if yielded {

@@ -39,6 +39,9 @@ pub struct MemFolderData {
     pub close_waits_for: Option<Gate>,
     /// Opening this folder opens this gate.
     pub opening_opens: Option<Gate>,
+    /// [`Folder::close`] of this folder gives way to the other futures of its task this
+    /// many times before it ends (a slow disk, in polls rather than time).
+    pub close_yields: usize,
 }
 
 /// A gate a test opens from inside a sync (see [`MemFolderData::close_waits_for`]), to
@@ -63,7 +66,9 @@ impl Gate {
             if g.0 {
                 std::task::Poll::Ready(())
             } else {
-                g.1.push(cx.waker().clone());
+                if !g.1.iter().any(|w| w.will_wake(cx.waker())) {
+                    g.1.push(cx.waker().clone());
+                }
                 std::task::Poll::Pending
             }
         })
@@ -85,6 +90,7 @@ impl Default for MemFolderData {
             spooled_dates: Vec::new(),
             close_waits_for: None,
             opening_opens: None,
+            close_yields: 0,
         }
     }
 }
@@ -105,6 +111,8 @@ pub struct MemRepository {
     /// True for a server-like store that assigns UIDs on append; false for a Maildir-like
     /// store that takes the UID it is given.
     assigns_uids: bool,
+    /// Folders opened and not closed yet, and the most there were at once.
+    pub open_now_and_most: Arc<Mutex<(usize, usize)>>,
 }
 
 impl MemRepository {
@@ -114,6 +122,7 @@ impl MemRepository {
             folders: Shared::default(),
             sep,
             assigns_uids: true,
+            open_now_and_most: Arc::default(),
         }
     }
 
@@ -123,6 +132,7 @@ impl MemRepository {
             folders: Shared::default(),
             sep,
             assigns_uids: false,
+            open_now_and_most: Arc::default(),
         }
     }
 
@@ -158,11 +168,21 @@ impl Repository for MemRepository {
         if let Some(gate) = data.opening_opens {
             gate.open();
         }
+        {
+            let mut open = self
+                .open_now_and_most
+                .lock()
+                .unwrap_or_else(|p| p.into_inner());
+            open.0 += 1;
+            open.1 = open.1.max(open.0);
+        }
         Ok(MemFolder {
             folders: self.folders.clone(),
             name: name.to_string(),
             access,
             assigns_uids: self.assigns_uids,
+            open: self.open_now_and_most.clone(),
+            closed: false,
         })
     }
 }
@@ -174,6 +194,9 @@ pub struct MemFolder {
     name: String,
     access: Access,
     assigns_uids: bool,
+    /// The repository's count of open folders (this one counts until its first close).
+    open: Arc<Mutex<(usize, usize)>>,
+    closed: bool,
 }
 
 impl MemFolder {
@@ -390,6 +413,13 @@ impl Folder for MemFolder {
     async fn close(&mut self) -> Result<(), StoreError> {
         if let Some(gate) = self.data(|d| d.close_waits_for.clone())? {
             gate.wait().await;
+        }
+        for _ in 0..self.data(|d| d.close_yields)? {
+            crate::execute::yield_once().await;
+        }
+        if !std::mem::replace(&mut self.closed, true) {
+            let mut open = self.open.lock().unwrap_or_else(|p| p.into_inner());
+            open.0 = open.0.saturating_sub(1);
         }
         Ok(())
     }

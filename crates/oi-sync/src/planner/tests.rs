@@ -1023,6 +1023,50 @@ fn folders_finishing_locally_do_not_hold_back_the_next() {
     }
 }
 
+/// ... but no more than four of them: with one connection and seven folders whose local
+/// close takes a hundred turns (a slow disk), folders start as soon as the one before gives
+/// its connection back, until six are open (one syncing, one more, four finishing); the
+/// seventh waits for one of them to end.
+#[test]
+fn at_most_four_folders_finish_while_the_next_sync() {
+    use crate::account::{AccountPolicy, PlainNaming, sync_account};
+    let remote = MemRepository::server('.');
+    let local = MemRepository::maildir('.');
+    let names = ["A", "B", "C", "D", "E", "F", "G"];
+    for f in names {
+        remote.with(f, |d| {
+            d.next_uid = 2;
+            d.messages.insert(
+                uid(1),
+                (format!("Subject: {f}\n\nx\n").into_bytes(), Flags::SEEN),
+            );
+        });
+        local.with(f, |d| d.close_yields = 100);
+    }
+    let policy = AccountPolicy {
+        connections: 1,
+        ..AccountPolicy::default()
+    };
+    let report = block_on(sync_account(
+        "acc",
+        &remote,
+        &local,
+        &MemStatusFactory::default(),
+        &PlainNaming,
+        &policy,
+        &ExecOptions::default(),
+        &NullSink,
+    ))
+    .unwrap();
+    assert!(report.failed.is_empty());
+    assert_eq!(report.per_folder.len(), names.len());
+    assert_eq!(
+        *local.open_now_and_most.lock().unwrap(),
+        (0, 6),
+        "folders open (now, at most at once)"
+    );
+}
+
 /// Downloads into a store with a spool (a Maildir) go through fetch_spooled, asking the
 /// server for internal dates only when the store keeps them (a Maildir does not).
 #[test]
