@@ -888,10 +888,29 @@ fn upload_landing_during_the_next_run_is_removed_by_that_run() {
     assert!(block_on(replan(&s, &w.policy)).is_empty());
 }
 
+/// An account sync of two in-memory repositories, with default options.
+fn sync_mem_account(
+    remote: &MemRepository,
+    local: &MemRepository,
+    status: &MemStatusFactory,
+    policy: &crate::account::AccountPolicy,
+) -> Result<crate::account::AccountReport, SyncError> {
+    block_on(crate::account::sync_account(
+        "acc",
+        remote,
+        local,
+        status,
+        &crate::account::PlainNaming,
+        policy,
+        &ExecOptions::default(),
+        &NullSink,
+    ))
+}
+
 /// Several folders at once (maxconnections) end exactly where one at a time ends.
 #[test]
 fn parallel_folders_match_sequential() {
-    use crate::account::{AccountPolicy, PlainNaming, sync_account};
+    use crate::account::AccountPolicy;
     let build = || {
         let remote = MemRepository::server('.');
         let local = MemRepository::maildir('.');
@@ -949,17 +968,7 @@ fn parallel_folders_match_sequential() {
             connections,
             ..AccountPolicy::default()
         };
-        let report = block_on(sync_account(
-            "acc",
-            &r,
-            &l,
-            &st,
-            &PlainNaming,
-            &policy,
-            &ExecOptions::default(),
-            &NullSink,
-        ))
-        .unwrap();
+        let report = sync_mem_account(&r, &l, &st, &policy).unwrap();
         assert!(report.failed.is_empty());
         assert_eq!(report.per_folder.len(), 6);
         results.push(state(&r, &l));
@@ -973,7 +982,7 @@ fn parallel_folders_match_sequential() {
 /// connections) would never start C, and the sync would never end.
 #[test]
 fn folders_finishing_locally_do_not_hold_back_the_next() {
-    use crate::account::{AccountPolicy, PlainNaming, sync_account};
+    use crate::account::AccountPolicy;
     use crate::memory::Gate;
     let remote = MemRepository::server('.');
     let local = MemRepository::maildir('.');
@@ -1001,16 +1010,7 @@ fn folders_finishing_locally_do_not_hold_back_the_next() {
             ..AccountPolicy::default()
         };
         let st = MemStatusFactory::default();
-        let report = block_on(sync_account(
-            "acc",
-            &r,
-            &l,
-            &st,
-            &PlainNaming,
-            &policy,
-            &ExecOptions::default(),
-            &NullSink,
-        ));
+        let report = sync_mem_account(&r, &l, &st, &policy);
         let _ = done_tx.send(report.map(|r| (r.failed.len(), r.per_folder.len())));
     });
     // A hang guard, not a timing assertion: the sync takes milliseconds or never ends.
@@ -1029,7 +1029,7 @@ fn folders_finishing_locally_do_not_hold_back_the_next() {
 /// seventh waits for one of them to end.
 #[test]
 fn at_most_four_folders_finish_while_the_next_sync() {
-    use crate::account::{AccountPolicy, PlainNaming, sync_account};
+    use crate::account::AccountPolicy;
     let remote = MemRepository::server('.');
     let local = MemRepository::maildir('.');
     let names = ["A", "B", "C", "D", "E", "F", "G"];
@@ -1047,17 +1047,7 @@ fn at_most_four_folders_finish_while_the_next_sync() {
         connections: 1,
         ..AccountPolicy::default()
     };
-    let report = block_on(sync_account(
-        "acc",
-        &remote,
-        &local,
-        &MemStatusFactory::default(),
-        &PlainNaming,
-        &policy,
-        &ExecOptions::default(),
-        &NullSink,
-    ))
-    .unwrap();
+    let report = sync_mem_account(&remote, &local, &MemStatusFactory::default(), &policy).unwrap();
     assert!(report.failed.is_empty());
     assert_eq!(report.per_folder.len(), names.len());
     assert_eq!(
@@ -1095,7 +1085,7 @@ fn downloads_ask_for_dates_only_where_they_are_kept() {
 /// message, and neither side gets the other's messages.
 #[test]
 fn folders_that_collide_locally_are_not_mixed() {
-    use crate::account::{AccountPolicy, PlainNaming, sync_account};
+    use crate::account::AccountPolicy;
     let remote = MemRepository::server('/');
     let local = MemRepository::maildir('.');
     for f in ["a.b", "a/b"] {
@@ -1113,17 +1103,7 @@ fn folders_that_collide_locally_are_not_mixed() {
         create_local: true,
         ..AccountPolicy::default()
     };
-    let report = block_on(sync_account(
-        "acc",
-        &remote,
-        &local,
-        &status,
-        &PlainNaming,
-        &policy,
-        &ExecOptions::default(),
-        &NullSink,
-    ))
-    .unwrap();
+    let report = sync_mem_account(&remote, &local, &status, &policy).unwrap();
     let failed: Vec<&str> = report.failed.iter().map(|(n, _)| n.as_str()).collect();
     assert_eq!(failed, ["a/b"]);
     let message = report.failed[0].1.to_string();
