@@ -942,14 +942,9 @@ impl ImapFolder {
             return self.ensure_selected().await;
         }
         let commands = |mode: ModSeqMode| {
-            let vanished = if mode == ModSeqMode::Qresync {
-                " VANISHED"
-            } else {
-                ""
-            };
             let mut c = vec![select_command(verb, &self.name, mode)];
             c.extend(
-                changes_commands(since, known, vanished)
+                changes_commands(since, known, mode == ModSeqMode::Qresync)
                     .into_iter()
                     .map(Command::raw),
             );
@@ -986,10 +981,8 @@ impl ImapFolder {
         };
         let listed = self.meta.uid_validity.0;
         let ctx = format!("{} {}", self.reconnect.verb, self.name);
-        let fits = |(since, l): &(u64, Listing)| {
-            *since == ahead.since
-                && l.messages.keys().next_back().map_or(0, |u| u.get()) == ahead.known
-        };
+        let fits =
+            |(since, l): &(u64, Listing)| *since == ahead.since && last_uid(l) == ahead.known;
         let (mut kept, unfit) = match kept {
             Some(k) if fits(&k) => (Some(k), None),
             other => (None, other),
@@ -1195,7 +1188,7 @@ impl ImapFolder {
             "{MODSEQ_TOKEN} {} {modseq} {} {}",
             self.meta.uid_validity.0,
             self.keywords_digest(),
-            listing.messages.keys().next_back().map_or(0, |u| u.get())
+            last_uid(listing)
         )
     }
 
@@ -1315,13 +1308,20 @@ fn open_conn<'a>(
 /// every size to be there.
 const MODSEQ_TOKEN: &str = "imap-modseq/2";
 
+/// The last UID of a listing, 0 when it has none: the `known` of [`changes_commands`],
+/// kept in the token ([`ImapFolder::modseq_token`]).
+fn last_uid(listing: &Listing) -> u32 {
+    listing.messages.keys().next_back().map_or(0, |u| u.get())
+}
+
 /// The fetch of the changes since a kept listing whose HIGHESTMODSEQ was `since` and last
 /// UID `known`: of the known messages only their changed flags (their sizes are kept,
 /// which spares the server a size per changed message: a mass flag change is
 /// thousands); messages above them are new: all of them, with their sizes. `n:*` names
 /// the last message when none is n or above; its answer is then a known message's current
-/// state, applied like any other. `vanished`: ` VANISHED` with QRESYNC, else empty.
-fn changes_commands(since: u64, known: u32, vanished: &str) -> Vec<String> {
+/// state, applied like any other. With QRESYNC on, expunges come as VANISHED.
+fn changes_commands(since: u64, known: u32, qresync: bool) -> Vec<String> {
+    let vanished = if qresync { " VANISHED" } else { "" };
     let mut commands = Vec::new();
     if known > 0 {
         commands.push(format!(
@@ -1454,9 +1454,7 @@ impl Folder for ImapFolder {
                 };
                 let mut exists = self.meta.exists.unwrap_or(0);
                 if since < modseq || listing.messages.len() != exists as usize {
-                    let vanished = if self.qresync { " VANISHED" } else { "" };
-                    let known = listing.messages.keys().next_back().map_or(0, |u| u.get());
-                    let commands = changes_commands(since, known, vanished);
+                    let commands = changes_commands(since, last_uid(&listing), self.qresync);
                     let untagged = self
                         .fetch_all_into(commands, &mut listing, "listing changes")
                         .await?;
