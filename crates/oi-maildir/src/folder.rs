@@ -132,19 +132,18 @@ struct Lost {
 /// When one fails, it and the ones after it are removed from `tmp/` and reported lost.
 fn settle_files(folder: &Path, pending: Vec<Pending>) -> Result<(), Lost> {
     let tmp = |name: &str| folder.join("tmp").join(name);
-    let mut pending = pending.into_iter();
-    while let Some(p) = pending.next() {
+    let synced = sync_all_files(&pending);
+    let mut pending = pending.into_iter().zip(synced);
+    while let Some((p, synced)) = pending.next() {
         let dest = folder.join(p.sub.dir()).join(&p.name);
-        let done = p
-            .file
-            .sync_all()
+        let done = synced
             .map_err(msg_io(tmp(&p.name)))
             .and_then(|()| fs::rename(tmp(&p.name), &dest).map_err(folder_io(dest)));
         drop(p.file);
         if let Err(error) = done {
             let mut uids = Vec::new();
             for (name, uid) in
-                std::iter::once((p.name, p.uid)).chain(pending.map(|q| (q.name, q.uid)))
+                std::iter::once((p.name, p.uid)).chain(pending.map(|(q, _)| (q.name, q.uid)))
             {
                 let _ = fs::remove_file(tmp(&name));
                 uids.push(uid);
@@ -153,6 +152,53 @@ fn settle_files(folder: &Path, pending: Vec<Pending>) -> Result<(), Lost> {
         }
     }
     Ok(())
+}
+
+/// At most how many threads fsync one batch of new messages ([`sync_all_files`]).
+const FSYNC_THREADS: usize = 4;
+/// The fewest files worth a thread of their own: starting one costs about what a tenth
+/// of an fsync does.
+const FSYNC_PER_THREAD: usize = 8;
+
+/// Fsyncs every file of a batch; the outcome of each, in order.
+///
+/// The fsyncs run on up to [`FSYNC_THREADS`] threads at once: a journaling file system
+/// commits the fsyncs that wait together in one journal commit, where one after the other
+/// each waits for a commit of its own. 64 files of 8 KB on this machine's ext4: 9.3 ms one
+/// after the other, 5.2 ms on 4 threads (16 threads: no better). ../shared/bench, 20000
+/// messages on a journaled ext4, 3 interleaved pairs: initial 4.82-4.90 s -> 3.56-3.74 s,
+/// new 0.169-0.178 s -> 0.154-0.166 s. The renames that follow stay in order, on the
+/// caller's thread.
+fn sync_all_files(pending: &[Pending]) -> Vec<io::Result<()>> {
+    let threads = (pending.len() / FSYNC_PER_THREAD).min(FSYNC_THREADS);
+    if threads < 2 {
+        return pending.iter().map(|p| p.file.sync_all()).collect();
+    }
+    let per = pending.len().div_ceil(threads);
+    let sync_part = |part: &[Pending]| part.iter().map(|p| p.file.sync_all()).collect::<Vec<_>>();
+    std::thread::scope(|s| {
+        let parts: Vec<_> = pending
+            .chunks(per)
+            .map(|part| {
+                let job = std::thread::Builder::new()
+                    .name("maildir-fsync".into())
+                    .spawn_scoped(s, move || sync_part(part));
+                (part, job)
+            })
+            .collect();
+        parts
+            .into_iter()
+            .flat_map(|(part, job)| match job {
+                // A thread that could not be started: its part is synced here.
+                Err(_) => sync_part(part),
+                Ok(handle) => handle.join().unwrap_or_else(|_| {
+                    part.iter()
+                        .map(|_| Err(io::Error::other("fsync thread panicked")))
+                        .collect()
+                }),
+            })
+            .collect()
+    })
 }
 
 /// Fsyncs a directory, so that the renames into it survive a power loss.
@@ -1130,7 +1176,74 @@ fn list_names(dir: &Path) -> Result<Vec<String>, MaildirError> {
 
 #[cfg(test)]
 mod tests {
-    use super::name_time;
+    use super::{Lost, Pending, Sub, name_time, settle_files, sync_all_files};
+    use std::fs::{self, File};
+
+    /// `n` new messages waiting in `dir/tmp/` for `dir/cur/`, named `m<i>` with UID `i`,
+    /// except that the one at `bad` is a pipe, which fsync refuses (EINVAL).
+    fn waiting(dir: &std::path::Path, n: u32, bad: Option<u32>) -> Vec<Pending> {
+        for sub in ["tmp", "cur"] {
+            fs::create_dir_all(dir.join(sub)).unwrap();
+        }
+        (0..n)
+            .map(|i| {
+                let name = format!("m{i}");
+                let file = if Some(i) == bad {
+                    let (_, writer) = std::io::pipe().unwrap();
+                    File::from(std::os::fd::OwnedFd::from(writer))
+                } else {
+                    let path = dir.join("tmp").join(&name);
+                    fs::write(&path, format!("message {i}")).unwrap();
+                    File::open(path).unwrap()
+                };
+                Pending {
+                    file,
+                    name,
+                    sub: Sub::Cur,
+                    uid: i,
+                }
+            })
+            .collect()
+    }
+
+    #[test]
+    fn fsyncs_on_several_threads_report_each_file_in_order() {
+        let tmp = tempfile::tempdir().unwrap();
+        // 40 files: 4 threads of 10. The refused one is in the third part.
+        let pending = waiting(tmp.path(), 40, Some(25));
+        let synced = sync_all_files(&pending);
+        assert_eq!(synced.len(), 40);
+        let failed: Vec<usize> = (0..40).filter(|&i| synced[i].is_err()).collect();
+        assert_eq!(failed, vec![25]);
+    }
+
+    #[test]
+    fn a_batch_settled_on_several_threads_stops_at_the_first_refused_file() {
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = tmp.path();
+        let Err(Lost { uids, .. }) = settle_files(dir, waiting(dir, 40, Some(25))) else {
+            panic!("a refused fsync must fail the batch");
+        };
+        // Those before it are in place, in order; it and those after it are lost and gone
+        // from tmp/ (the pipe never was there).
+        assert_eq!(uids, (25..40).collect::<Vec<_>>());
+        let mut cur: Vec<String> = fs::read_dir(dir.join("cur"))
+            .unwrap()
+            .map(|e| e.unwrap().file_name().into_string().unwrap())
+            .collect();
+        cur.sort_by_key(|n| n[1..].parse::<u32>().unwrap());
+        assert_eq!(cur, (0..25).map(|i| format!("m{i}")).collect::<Vec<_>>());
+        assert_eq!(
+            fs::read_to_string(dir.join("cur/m24")).unwrap(),
+            "message 24"
+        );
+        assert_eq!(fs::read_dir(dir.join("tmp")).unwrap().count(), 0);
+
+        // And a batch without a refusal lands whole.
+        let other = tempfile::tempdir().unwrap();
+        assert!(settle_files(other.path(), waiting(other.path(), 40, None)).is_ok());
+        assert_eq!(fs::read_dir(other.path().join("cur")).unwrap().count(), 40);
+    }
 
     #[test]
     fn name_time_is_the_first_digit_run() {
