@@ -1218,6 +1218,10 @@ impl StatusFactory for Status {
             .map_err(|e| StoreError::with_source(Severity::Folder, "opening LocalStatus", e))
     }
 
+    fn peek_remote_token(&self, status_name: &str) -> Option<String> {
+        self.0.peek_token(status_name, oi_core::Side::Remote)
+    }
+
     fn forget(&self, status_name: &str, remote: &str, local: &str) -> Result<(), StoreError> {
         let fail = |e| StoreError::with_source(Severity::Folder, "purging LocalStatus", e);
         self.0.purge_folder(status_name).map_err(fail)?;

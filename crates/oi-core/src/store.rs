@@ -18,6 +18,18 @@ pub enum Access {
     ReadWrite,
 }
 
+/// A folder of [`Repository::prepare_listings`]: its name in the repository, how it will
+/// be opened, and the token of the listing kept for it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ListingWish {
+    /// The folder's name in the repository.
+    pub name: String,
+    /// How it will be opened.
+    pub access: Access,
+    /// The token kept with its listing ([`CachedListing::token`]).
+    pub token: String,
+}
+
 /// What a folder tells about itself when opened.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct FolderMeta {
@@ -431,6 +443,17 @@ pub trait Repository: Send + Sync {
     /// the wait. The default ignores it.
     fn prepare_many(&self, names: &[String]) {
         let _ = names;
+    }
+
+    /// A hint, once the folders are listed and before any is opened: these folders (in
+    /// the order they will be synced) will be listed from the listings kept with these
+    /// tokens (see [`Folder::list_since`]). A store may ask the server for the changes of
+    /// all of them at once (IMAP: one write of every changed folder's SELECT and changes
+    /// fetch, read in the background), so that the folders find their changes waiting
+    /// instead of asking one after the other. The default does nothing.
+    fn prepare_listings(&self, wishes: Vec<ListingWish>) -> impl Future<Output = ()> + Send {
+        let _ = wishes;
+        async {}
     }
 
     /// True when an open folder holds a server connection (IMAP). The account sync opens

@@ -46,6 +46,9 @@ pub enum AuthMechanism {
     Login,
 }
 
+/// Told each command's tag and completion as soon as it completes ([`Connection::collect`]).
+pub type OnDone<'a> = dyn FnMut(&str, &Completion) + Send + 'a;
+
 /// The completion of one command.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Completion {
@@ -613,14 +616,14 @@ impl Connection {
 
     /// Reads the answers of commands sent by [`Connection::send_ahead`], as
     /// [`Connection::run_batch`] would have: every untagged response goes to `each`, the
-    /// tag of each command to `done` as soon as it completes (so that `each` can tell
+    /// tag and completion of each command to `done` as soon as it completes (so that `each` can tell
     /// which command's answer it is given: they come in order), and each completion comes
     /// back in the order of `tags` (NO and BAD included).
     pub async fn collect(
         &mut self,
         tags: Vec<String>,
         each: &mut (dyn FnMut(Untagged) -> Option<Untagged> + Send),
-        done: &mut (dyn FnMut(&str) + Send),
+        done: &mut OnDone<'_>,
     ) -> Result<(Vec<Untagged>, Vec<Completion>), ImapError> {
         self.await_tags(tags, None, each, None, Some(done)).await
     }
@@ -632,7 +635,7 @@ impl Connection {
         mut source: Option<&mut (dyn std::io::Read + Send)>,
         each: &mut (dyn FnMut(Untagged) -> Option<Untagged> + Send),
         mut sink: Option<&mut dyn LiteralSink>,
-        mut on_done: Option<&mut (dyn FnMut(&str) + Send)>,
+        mut on_done: Option<&mut OnDone<'_>>,
     ) -> Result<(Vec<Untagged>, Vec<Completion>), ImapError> {
         // The first failure of the sink; the literals after it are read and dropped.
         let mut sink_err: Option<std::io::Error> = None;
@@ -666,18 +669,16 @@ impl Connection {
                         code,
                         text,
                     } => {
+                        let completion = Completion {
+                            command,
+                            outcome,
+                            code,
+                            text,
+                        };
                         if let Some(f) = on_done.as_mut() {
-                            f(&tag);
+                            f(&tag, &completion);
                         }
-                        done.insert(
-                            tag,
-                            Completion {
-                                command,
-                                outcome,
-                                code,
-                                text,
-                            },
-                        );
+                        done.insert(tag, completion);
                     }
                     Event::Greeting(_) => {
                         return Err(ImapError::Protocol("unexpected greeting".into()));

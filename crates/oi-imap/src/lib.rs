@@ -27,6 +27,7 @@ pub mod response;
 mod retry;
 pub mod session;
 mod store;
+mod survey;
 pub mod transport;
 pub mod utf7;
 

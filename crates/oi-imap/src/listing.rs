@@ -45,7 +45,7 @@ impl FolderListing {
         ];
         if status && !self.subscribed_only {
             parts.push(Part::Raw(
-                b" RETURN (STATUS (MESSAGES UIDVALIDITY HIGHESTMODSEQ))".to_vec(),
+                b" RETURN (STATUS (MESSAGES UIDNEXT UIDVALIDITY HIGHESTMODSEQ))".to_vec(),
             ));
         }
         Command {

@@ -15,6 +15,7 @@ use crate::ImapError;
 use crate::client::{AuthMechanism, ConnectSettings, Connection, Security, Tunnel};
 use crate::response::{RespCode, Untagged};
 use crate::session::{Command, Part};
+use crate::survey::Survey;
 use crate::transport::{CaSource, TlsSettings};
 
 /// A validated IMAP repository configuration.
@@ -159,6 +160,8 @@ pub struct ImapRepository {
     listed: std::sync::Mutex<std::collections::HashMap<String, Listed>>,
     /// Only a few folders are synced (see [`Repository::syncing_only`]): no LIST-STATUS.
     few: std::sync::atomic::AtomicBool,
+    /// The changes of several folders asked for at once ([`Repository::prepare_listings`]).
+    survey: std::sync::Mutex<Option<Arc<Survey>>>,
 }
 
 /// A mailbox's state from LIST-STATUS (RFC 5819) with CONDSTORE (RFC 7162 §3.1.6).
@@ -175,7 +178,17 @@ struct Listed {
     validity: u32,
     messages: u32,
     highest_modseq: u64,
+    /// UIDNEXT, when the server said.
+    uid_next: Option<u32>,
 }
+
+/// At most how many messages the folders of one [`Survey`] may hold: what it reads for
+/// them waits in memory until each folder's turn (a changed message takes about 40 bytes;
+/// a server that lost its mod-sequences reports every message changed).
+const SURVEY_MESSAGES: u64 = 50_000;
+
+/// How long [`ImapRepository::shutdown`] gives a survey still reading to end.
+const SURVEY_END_WAIT: Duration = Duration::from_secs(5);
 
 /// Up to how many folders named for a sync ([`Repository::syncing_only`]) are SELECTed
 /// without asking every mailbox's state first.
@@ -235,6 +248,7 @@ impl ImapRepository {
             held: None,
             listed: Default::default(),
             few: Default::default(),
+            survey: Default::default(),
         }
     }
 
@@ -255,11 +269,23 @@ impl ImapRepository {
 
     /// An idle pooled connection, or a new one.
     async fn take(&self) -> Result<Connection, StoreError> {
+        let survey = self.current_survey();
+        if let Some(s) = survey.filter(|_| lock_pool(&self.idle).is_empty()) {
+            s.finished().await;
+        }
         let pooled = lock_pool(&self.idle).pop();
         match pooled {
             Some(conn) => Ok(conn),
             None => self.connect().await,
         }
+    }
+
+    /// The survey of this sync, if one was started.
+    fn current_survey(&self) -> Option<Arc<Survey>> {
+        self.survey
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
     }
 
     /// Puts a healthy connection back for the next folder.
@@ -302,6 +328,12 @@ impl ImapRepository {
     /// Logs out every pooled connection (call once when the account is done).
     /// Held connections ([`ImapRepository::with_held`]) stay open.
     pub async fn shutdown(&self) {
+        // A survey still reading (its folders' syncs stopped before taking their answers)
+        // puts its connection back when done: given a moment, it is logged out with the
+        // others (or kept, when held).
+        if let Some(s) = self.current_survey() {
+            let _ = tokio::time::timeout(SURVEY_END_WAIT, s.finished()).await;
+        }
         if let Some(mode) = &self.held {
             mode.store(self.modseq_mode.load(Ordering::Relaxed), Ordering::Relaxed);
             return;
@@ -434,12 +466,17 @@ fn enabled_mode(untagged: &[Untagged]) -> ModSeqMode {
     }
 }
 
-/// A pooled connection (in the folder's `mode`), else a new one.
+/// A pooled connection (in the folder's `mode`), else a new one. While a survey reads
+/// on a connection of the pool's, that one is waited for instead (see [`Survey`]).
 async fn pooled_or_new(
     pool: &Pool,
     mode: ModSeqMode,
     reconnect: &crate::retry::Reconnect,
+    survey: Option<&Survey>,
 ) -> Result<(Connection, ModSeqMode), StoreError> {
+    if let Some(s) = survey.filter(|_| lock_pool(pool).is_empty()) {
+        s.finished().await;
+    }
     let pooled = lock_pool(pool).pop();
     match pooled {
         Some(conn) => Ok((conn, mode)),
@@ -481,6 +518,11 @@ impl Repository for ImapRepository {
     /// HIGHESTMODSEQ is valid wherever CONDSTORE is offered (RFC 7162 §3.1), and the listed
     /// states are used only if ENABLE did turn it on (see `open_folder`).
     async fn list_folders(&self) -> Result<Vec<String>, StoreError> {
+        // A new sync: the last one's survey (of a repository kept between syncs) is over.
+        let last_survey = self.survey.lock().unwrap_or_else(|p| p.into_inner()).take();
+        if let Some(s) = last_survey {
+            s.finished().await;
+        }
         let pooled = lock_pool(&self.idle).pop();
         let (mut conn, enable) = match pooled {
             Some(conn) => (conn, None),
@@ -552,6 +594,7 @@ impl Repository for ImapRepository {
                         validity,
                         messages,
                         highest_modseq,
+                        uid_next: items.uid_next,
                     },
                 );
             }
@@ -583,6 +626,73 @@ impl Repository for ImapRepository {
     fn syncing_only(&self, names: &[String]) {
         self.few
             .store(names.len() <= FEW_FOLDERS, Ordering::Relaxed);
+    }
+
+    /// Starts a [`Survey`] of the folders listed with a HIGHESTMODSEQ above their kept
+    /// listing's and no message above its last UID (UIDNEXT right after it), when there
+    /// are two or more: one write of their SELECTs and changes fetches on the connection
+    /// the LIST left in the pool. Their messages count against [`SURVEY_MESSAGES`], the
+    /// bound on what the survey may hold until the folders take it.
+    async fn prepare_listings(&self, wishes: Vec<oi_core::ListingWish>) {
+        let mode = self.modseq_mode();
+        if mode == ModSeqMode::None || self.few.load(Ordering::Relaxed) {
+            return;
+        }
+        let qresync = mode == ModSeqMode::Qresync;
+        let mut wanted = Vec::new();
+        let mut messages = 0u64;
+        {
+            let listed = self.listed.lock().unwrap_or_else(|p| p.into_inner());
+            for w in wishes {
+                let Some(l) = listed.get(&w.name).copied() else {
+                    continue;
+                };
+                let Some((since, Some(known))) =
+                    token_parts(&w.token, l.validity, &self.config.keywords)
+                else {
+                    continue;
+                };
+                let nothing_new = l.uid_next.is_some_and(|n| n <= known.saturating_add(1));
+                if known == 0 || since >= l.highest_modseq || !nothing_new {
+                    continue;
+                }
+                messages += u64::from(l.messages);
+                if messages > SURVEY_MESSAGES {
+                    break;
+                }
+                let verb = match w.access {
+                    Access::ReadOnly => "EXAMINE",
+                    Access::ReadWrite => "SELECT",
+                };
+                let mut commands = vec![select_command(verb, &w.name, mode)];
+                commands.extend(
+                    changes_commands(since, known, qresync)
+                        .into_iter()
+                        .map(Command::raw),
+                );
+                wanted.push(crate::survey::Wanted {
+                    name: w.name,
+                    commands,
+                    since,
+                    known,
+                });
+            }
+        }
+        if wanted.len() < 2 {
+            return;
+        }
+        let Some(conn) = lock_pool(&self.idle).pop() else {
+            return;
+        };
+        let survey = Survey::start(
+            conn,
+            wanted,
+            self.config.keywords.clone(),
+            self.idle.clone(),
+        );
+        if let Some(s) = survey.await {
+            *self.survey.lock().unwrap_or_else(|p| p.into_inner()) = Some(s);
+        }
     }
 
     fn new_folder_name(&self, name: &str) -> String {
@@ -642,6 +752,8 @@ impl Repository for ImapRepository {
             qresync: mode == ModSeqMode::Qresync,
             server_read_only: false,
             ahead: None,
+            survey: None,
+            surveyed: false,
             reconnect: crate::retry::Reconnect {
                 config: self.config.clone(),
                 events: self.events.clone(),
@@ -649,7 +761,9 @@ impl Repository for ImapRepository {
                 verb,
             },
         };
+        folder.survey = self.current_survey();
         if let Some(l) = listed.filter(|_| mode != ModSeqMode::None) {
+            folder.surveyed = folder.survey.as_ref().is_some_and(|s| s.has(name));
             folder.unselected = true;
             folder.meta = FolderMeta {
                 uid_validity: UidValidity(l.validity),
@@ -777,6 +891,10 @@ pub struct ImapFolder {
     /// A SELECT and the fetch of the changes since the kept listing, sent ahead by
     /// [`Folder::prepare_listing`] and not read yet.
     ahead: Option<ListingAhead>,
+    /// The repository's survey, when one was started: its connection is waited for.
+    survey: Option<Arc<Survey>>,
+    /// The survey holds this folder's changes, not taken yet.
+    surveyed: bool,
 }
 
 /// What [`ImapFolder::finish_ahead`] made of the answers sent ahead.
@@ -909,7 +1027,13 @@ impl ImapFolder {
         let verb = self.reconnect.verb;
         let ctx = format!("{verb} {}", self.name);
         let connect = || open_connection(&self.reconnect.config, &*self.reconnect.events);
-        let (mut conn, mut mode) = pooled_or_new(&self.pool, self.mode, &self.reconnect).await?;
+        let (mut conn, mut mode) = pooled_or_new(
+            &self.pool,
+            self.mode,
+            &self.reconnect,
+            self.survey.as_deref(),
+        )
+        .await?;
         let selected = match select(&mut conn, verb, &self.name, mode).await {
             Err(e) if crate::retry::connection_unusable(&e) => {
                 (conn, mode) = connect().await?;
@@ -935,7 +1059,13 @@ impl ImapFolder {
         let verb = self.reconnect.verb;
         let ctx = format!("{verb} {}", self.name);
         let connect = || open_connection(&self.reconnect.config, &*self.reconnect.events);
-        let (mut conn, mut mode) = pooled_or_new(&self.pool, self.mode, &self.reconnect).await?;
+        let (mut conn, mut mode) = pooled_or_new(
+            &self.pool,
+            self.mode,
+            &self.reconnect,
+            self.survey.as_deref(),
+        )
+        .await?;
         if mode == ModSeqMode::None {
             // A new connection that lost CONDSTORE: select the plain way.
             lock_pool(&self.pool).push(conn);
@@ -1020,7 +1150,7 @@ impl ImapFolder {
                 other => Some(other),
             }
         };
-        let mut done = |tag: &str| {
+        let mut done = |tag: &str, _: &crate::client::Completion| {
             if tag == select_tag {
                 selected_done.store(true, Ordering::Relaxed);
             }
@@ -1215,28 +1345,50 @@ impl ImapFolder {
     /// The HIGHESTMODSEQ of a token (see [`ImapFolder::token_modseq`]) and the last UID of
     /// its listing (0: none), which tokens made before it was kept do not say.
     fn token_parts(&self, token: &str) -> Option<(u64, Option<u32>)> {
-        let mut it = token.split(' ');
-        if it.next()? != MODSEQ_TOKEN || it.next()? != self.meta.uid_validity.0.to_string() {
-            return None;
-        }
-        let modseq = it.next()?.parse().ok()?;
-        if it.next()? != self.keywords_digest() {
-            return None;
-        }
-        match it.next() {
-            None => Some((modseq, None)),
-            Some(known) => {
-                let known = known.parse().ok()?;
-                it.next().is_none().then_some((modseq, Some(known)))
-            }
-        }
+        token_parts(token, self.meta.uid_validity.0, &self.keywords)
     }
 
     fn keywords_digest(&self) -> String {
-        let names = self
-            .keywords
-            .imap_flag_names(self.keywords.mapped_letters());
-        format!("{:08x}", crc32(names.join(" ").as_bytes()))
+        keywords_digest(&self.keywords)
+    }
+
+    /// Takes in what a survey read for this folder (see [`Survey`]), as
+    /// [`ImapFolder::finish_ahead`] takes in the answers it sent ahead: the listing and its
+    /// token when the changes were asked since `kept` (which is then used up), else `None`
+    /// (and `kept` untouched) for the folder to ask again its own way. The folder stays
+    /// unselected: it selects again only if something else needs the server.
+    fn take_surveyed(
+        &mut self,
+        s: crate::survey::Surveyed,
+        kept: &mut Option<(u64, Listing)>,
+    ) -> Option<(Listing, Option<String>)> {
+        let select_done = s.select_done.ok().ok()?;
+        let selected = selected_from(&s.select_part, &select_done, self.mode);
+        let modseq = selected.highest_modseq?;
+        let fits = |(since, l): &(u64, Listing)| *since == s.since && last_uid(l) == s.known;
+        if selected.validity != Some(self.meta.uid_validity.0)
+            || s.since > modseq
+            || !kept.as_ref().is_some_and(fits)
+        {
+            return None;
+        }
+        let (_, mut listing) = kept.take()?;
+        crate::survey::merge_changed(&mut listing, s.changed);
+        let exists = apply_changes(&mut listing, s.others, selected.exists.unwrap_or(0));
+        if listing.messages.len() != exists as usize {
+            tracing::debug!(
+                folder = %self.name,
+                kept = listing.messages.len(),
+                exists,
+                "surveyed changes do not add up; listing in full"
+            );
+            return None;
+        }
+        self.meta.exists = selected.exists;
+        self.highest_modseq = Some(modseq);
+        self.server_read_only = selected.read_only && self.reconnect.verb == "SELECT";
+        let token = self.modseq_token(modseq, &listing);
+        Some((listing, Some(token)))
     }
 
     /// The UID of the one message carrying the upload marker `value`; several matches would
@@ -1308,6 +1460,37 @@ fn open_conn<'a>(
 /// every size to be there.
 const MODSEQ_TOKEN: &str = "imap-modseq/2";
 
+/// The HIGHESTMODSEQ and last UID (0: none; `None`: not said, in tokens made before it
+/// was kept) of a token made by [`ImapFolder::modseq_token`], when it was made for a
+/// folder of UIDVALIDITY `validity` read through `keywords`.
+fn token_parts(
+    token: &str,
+    validity: u32,
+    keywords: &crate::keywords::KeywordMap,
+) -> Option<(u64, Option<u32>)> {
+    let mut it = token.split(' ');
+    if it.next()? != MODSEQ_TOKEN || it.next()? != validity.to_string() {
+        return None;
+    }
+    let modseq = it.next()?.parse().ok()?;
+    if it.next()? != keywords_digest(keywords) {
+        return None;
+    }
+    match it.next() {
+        None => Some((modseq, None)),
+        Some(known) => {
+            let known = known.parse().ok()?;
+            it.next().is_none().then_some((modseq, Some(known)))
+        }
+    }
+}
+
+/// The keyword map's part of a token: a changed `customflag_x` reads flags anew.
+fn keywords_digest(keywords: &crate::keywords::KeywordMap) -> String {
+    let names = keywords.imap_flag_names(keywords.mapped_letters());
+    format!("{:08x}", crc32(names.join(" ").as_bytes()))
+}
+
 /// The last UID of a listing, 0 when it has none: the `known` of [`changes_commands`],
 /// kept in the token ([`ImapFolder::modseq_token`]).
 fn last_uid(listing: &Listing) -> u32 {
@@ -1368,7 +1551,7 @@ fn apply_changes(listing: &mut Listing, untagged: Vec<Untagged>, mut exists: u32
 /// Adds (or replaces) one message of a FETCH response in a listing. A response without
 /// RFC822.SIZE keeps the size the listing has (a message never changes: only the flags of
 /// a known one are asked for again).
-fn apply_fetch(
+pub(crate) fn apply_fetch(
     keywords: &crate::keywords::KeywordMap,
     listing: &mut Listing,
     f: crate::response::FetchData,
@@ -1429,6 +1612,13 @@ impl Folder for ImapFolder {
         }
         // The kept listing and the HIGHESTMODSEQ it was made at.
         let mut kept = earlier.and_then(|c| Some((self.token_modseq(&c.token)?, c.listing)));
+        if std::mem::take(&mut self.surveyed)
+            && let Some(survey) = self.survey.clone()
+            && let Some(surveyed) = survey.take(&self.name).await
+            && let Some(done) = self.take_surveyed(surveyed, &mut kept)
+        {
+            return Ok(done);
+        }
         let mut changed = None;
         if self.ahead.is_some() {
             // The changes were asked for with the SELECT (see `send_listing_ahead`).
@@ -1481,7 +1671,7 @@ impl Folder for ImapFolder {
     /// A folder opened from its listed state whose kept listing is not of that state
     /// is selected now, while the engine reads the local side, rather than when listed.
     async fn prepare_listing(&mut self, token: Option<&str>) -> Result<(), StoreError> {
-        if !self.unselected {
+        if !self.unselected || self.surveyed {
             return Ok(());
         }
         let (since, known) = token

@@ -131,6 +131,32 @@ impl StatusDir {
         )
     }
 
+    /// The token of the listing kept for one side in a folder's LocalStatus, read without
+    /// creating, upgrading or locking anything: `None` when there is no such file, no
+    /// kept listing, or anything in the way (the folder's own opening then reads it, or
+    /// reports the problem). For [`oi_core::Repository::prepare_listings`], before the
+    /// folders are opened.
+    pub fn peek_token(&self, status_name: &str, side: oi_core::Side) -> Option<String> {
+        use rusqlite::{OpenFlags, OptionalExtension};
+        let path = self.status_path(status_name);
+        if !path.is_file() {
+            return None;
+        }
+        let conn = rusqlite::Connection::open_with_flags(
+            &path,
+            OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+        )
+        .ok()?;
+        conn.query_row(
+            "SELECT token FROM offlineimap_rs_listing WHERE side=?",
+            [sqlite::side_key(side)],
+            |r| r.get(0),
+        )
+        .optional()
+        .ok()
+        .flatten()
+    }
+
     /// Removes a folder's LocalStatus database, as OfflineIMAP does when it creates a
     /// folder (so that the status of an earlier folder of the same name is not trusted).
     /// A missing file is not an error.

@@ -391,7 +391,7 @@ fn commit_on(
     (true, Ok(()))
 }
 
-fn side_key(side: Side) -> &'static str {
+pub(crate) fn side_key(side: Side) -> &'static str {
     match side {
         Side::Remote => "remote",
         Side::Local => "local",

@@ -9,7 +9,8 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::task::Poll;
 
 use oi_core::{
-    Event, EventSink, Folder, Repository, Severity, Side, StatusStore, StoreError, SyncStats,
+    Event, EventSink, Folder, ListingWish, Repository, Severity, Side, StatusStore, StoreError,
+    SyncStats,
 };
 
 use crate::execute::{
@@ -31,6 +32,14 @@ pub trait StatusFactory: Send + Sync {
         remote_folder: &str,
         local_folder: &str,
     ) -> Result<Self::Status, StoreError>;
+
+    /// The token of the remote listing kept in a pair's status ([`StatusStore::cached_token`]),
+    /// read without opening the status for the sync: for
+    /// [`Repository::prepare_listings`], before the folders' turns. The default knows none.
+    fn peek_remote_token(&self, status_name: &str) -> Option<String> {
+        let _ = status_name;
+        None
+    }
 
     /// Drops everything remembered about a pair (its records and the saved UIDVALIDITY of
     /// both sides). Called when one side's folder had to be created: whatever the status
@@ -465,6 +474,26 @@ where
     // dropped before the effects), only their plan, the local store's file index and the
     // status connection.
     let limit = policy.connections.max(1);
+    // The server may answer for every folder whose kept listing it can bring up to date,
+    // all at once, while the first folders are opened (see `Repository::prepare_listings`).
+    // A quick sync checks each folder its own way first.
+    if !opts.quick && pairs.len() > 1 {
+        let access = access_for(policy.folders.remote.readonly, opts.dry_run);
+        let wishes = pairs
+            .iter()
+            .filter_map(|(rname, _, sname)| {
+                let token = status.peek_remote_token(sname)?;
+                Some(ListingWish {
+                    name: rname.clone(),
+                    access,
+                    token,
+                })
+            })
+            .collect::<Vec<_>>();
+        if wishes.len() > 1 {
+            remote.prepare_listings(wishes).await;
+        }
+    }
     let slots = Slots::new(limit);
     let slots = &slots;
     let mut queue = pairs.into_iter().peekable();

@@ -695,3 +695,144 @@ fn unchanged_folders_are_not_selected() {
     let q = quick(&w);
     assert_eq!(selects(&q), Vec::<String>::new(), "-q last run:\n{q}");
 }
+
+/// Where the trace shows `folder` selected (its `C:` line), and the line of that SELECT's
+/// completion; `None` when it was not selected.
+fn select_and_done(trace: &str, folder: &str) -> Option<(usize, usize)> {
+    let lines: Vec<&str> = trace.lines().collect();
+    let select = lines
+        .iter()
+        .position(|l| l.contains("C: ") && l.contains(&format!(" SELECT \\\"{folder}\\\"")))?;
+    let tag = lines[select].split("C: ").nth(1)?.split(' ').next()?;
+    let done = lines
+        .iter()
+        .position(|l| l.contains(&format!("S: {tag} OK")))?;
+    Some((select, done))
+}
+
+/// How many connections the trace shows logging in.
+fn logins(trace: &str) -> usize {
+    trace
+        .lines()
+        .filter(|l| l.contains("C: ") && (l.contains(" AUTHENTICATE ") || l.contains(" LOGIN ")))
+        .count()
+}
+
+/// Several folders changed on the server since the last run (and nothing new in them):
+/// their SELECTs and changes go out in one write, before the server answers the first,
+/// on the one connection `maxconnections` allows, and each folder gets its own answers.
+/// A folder with new mail is not among them; a folder that needs the server again (a
+/// local change to send) selects again. All converge, and an expunge in one folder
+/// removes nothing from the others.
+#[test]
+fn changed_folders_are_asked_for_together_and_converge() {
+    let Some(w) = World::new("incremental_survey") else {
+        return;
+    };
+    w.write_config("", "");
+    let mut uids = BTreeMap::new();
+    for name in ["A", "B", "C", "D"] {
+        w.server.create_mailbox(USER, name).unwrap();
+        let u: Vec<u32> = (0..5).map(|i| w.put(name, &format!("{name}{i}"))).collect();
+        uids.insert(name, u);
+    }
+    traced(&w, false);
+
+    w.server
+        .add_flags(USER, "A", uids["A"][1], &["\\Flagged"])
+        .unwrap();
+    w.server
+        .add_flags(USER, "B", uids["B"][2], &["\\Answered"])
+        .unwrap();
+    w.expunge("B", uids["B"][3]);
+    w.server
+        .add_flags(USER, "C", uids["C"][0], &["\\Seen"])
+        .unwrap();
+    let c4 = local_messages(&w.maildir().join("C"))
+        .into_iter()
+        .find(|m| m.subject == "C4")
+        .unwrap();
+    set_local_flags(&c4, "F");
+    w.put("D", "D new");
+
+    let run = traced(&w, false);
+    assert_eq!(logins(&run), 1, "more than one connection:\n{run}");
+    assert!(!run.contains(FULL_LISTING), "listed in full:\n{run}");
+    let (a, a_done) = select_and_done(&run, "A").expect("A selected");
+    for name in ["B", "C"] {
+        let (s, _) = select_and_done(&run, name).expect("selected");
+        assert!(
+            a < s && s < a_done,
+            "{name} not asked for with A, before the server answered:\n{run}"
+        );
+    }
+    let (d, _) = select_and_done(&run, "D").expect("D selected");
+    assert!(d > a_done, "D (new mail) asked for with the others:\n{run}");
+    // C sent its local change after a SELECT of its own.
+    let c_selects = run
+        .lines()
+        .filter(|l| l.contains("C: ") && l.contains(" SELECT \\\"C\\\""))
+        .count();
+    assert_eq!(c_selects, 2, "{run}");
+
+    let a = converged(&w, "A");
+    assert_eq!(a.len(), 5);
+    assert_eq!(a["A1"], "F");
+    let b = converged(&w, "B");
+    assert_eq!(b.len(), 4);
+    assert_eq!(b["B2"], "R");
+    assert!(!b.contains_key("B3"));
+    let c = converged(&w, "C");
+    assert_eq!(c.len(), 5);
+    assert_eq!(c["C0"], "S");
+    assert_eq!(c["C4"], "F");
+    let d = converged(&w, "D");
+    assert_eq!(d.len(), 6);
+    assert!(d.contains_key("D new"));
+
+    let again = traced(&w, false);
+    assert!(!again.contains("UID STORE"), "a change repeated:\n{again}");
+    assert!(!again.contains(" APPEND "), "uploaded again:\n{again}");
+    for name in ["A", "B", "C", "D"] {
+        converged(&w, name);
+    }
+}
+
+/// The connection of the folders asked for together drops before their answers come
+/// (oi-testkit's fault proxy, a mock network with Dovecot behind it): each folder asks
+/// again on a connection of its own, from its kept listing, and all converge.
+#[test]
+fn folders_asked_for_together_ask_again_when_the_answers_do_not_come() {
+    let Some(w) = World::new("incremental_survey_drop") else {
+        return;
+    };
+    w.write_config("", "");
+    let mut uids = BTreeMap::new();
+    for name in ["A", "B", "C"] {
+        w.server.create_mailbox(USER, name).unwrap();
+        let u: Vec<u32> = (0..3).map(|i| w.put(name, &format!("{name}{i}"))).collect();
+        uids.insert(name, u);
+    }
+    traced(&w, false);
+    for name in ["A", "B", "C"] {
+        w.server
+            .add_flags(USER, name, uids[name][1], &["\\Flagged"])
+            .unwrap();
+    }
+    let proxy = FaultProxy::start(
+        w.server.imap_port(),
+        Trigger::command(&["CHANGEDSINCE"]),
+        Fault::Drop,
+        Times::Once,
+    )
+    .unwrap();
+    connect_through(&w, proxy.port());
+    let run = traced(&w, false);
+    assert_eq!(proxy.fired(), 1, "{run}");
+    assert!(!run.contains(FULL_LISTING), "listed in full:\n{run}");
+    // Three in the write that was dropped, and each folder's own.
+    assert_eq!(changes_asked(&run), 6, "{run}");
+    for name in ["A", "B", "C"] {
+        assert_eq!(converged(&w, name)[&format!("{name}1")], "F");
+    }
+}

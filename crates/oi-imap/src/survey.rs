@@ -1,0 +1,310 @@
+//! Several changed folders' listings asked for in one write ([`Survey`]).
+//!
+//! A folder whose HIGHESTMODSEQ moved on since its kept listing needs one exchange with
+//! the server before it can be planned: its SELECT and the fetch of the changes since
+//! (`ImapFolder::send_listing_ahead`). With one connection the folders take turns, and
+//! each turn waits a round trip: ten folders whose flags were changed on another device,
+//! with the server 20 ms away, wait 0.2 s for nothing but the network. A survey sends
+//! all those exchanges at once, right after the folder list, on one pooled connection;
+//! a task of its own reads the answers and hands each folder its part as soon as it is
+//! in, so that the first folders are planned while the server still answers for the
+//! others.
+//!
+//! Each answer is told apart by the command it belongs to: the server answers pipelined
+//! commands in order, so everything untagged that comes before a command's completion
+//! and after the one before belongs to that command (the rule
+//! `ImapFolder::finish_ahead` applies to one folder). What a folder gets is what
+//! `finish_ahead` would have read: the SELECT's report, and the changes (FETCH, and
+//! VANISHED, EXISTS, EXPUNGE for the count), which the folder applies to its kept
+//! listing only if that listing is the one they were asked for.
+//!
+//! Only folders with no new message are surveyed (their listed UIDNEXT is right above
+//! the kept listing's last UID): those are done with the server once their changes are
+//! in, as the survey leaves them unselected. A folder with new mail needs its own SELECT
+//! for the download anyway, where the changes go along (one round trip, as before).
+//!
+//! While the survey reads, its connection is out of the pool: a folder that needs a
+//! connection then waits for the survey's end rather than open one more than
+//! `maxconnections` allows.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+
+use oi_core::Listing;
+
+use crate::client::{Completion, Connection};
+use crate::keywords::KeywordMap;
+use crate::response::Outcome;
+use crate::response::Untagged;
+use crate::store::{Pool, apply_fetch, lock_pool};
+
+/// What the survey read for one folder.
+#[derive(Debug)]
+pub(crate) struct Surveyed {
+    /// The HIGHESTMODSEQ of the kept listing the changes were asked since.
+    pub(crate) since: u64,
+    /// The last UID of that listing.
+    pub(crate) known: u32,
+    /// Everything untagged that answered the SELECT.
+    pub(crate) select_part: Vec<Untagged>,
+    /// The SELECT's completion.
+    pub(crate) select_done: Completion,
+    /// The messages whose flags changed (or that are above `known`), as the FETCH
+    /// responses gave them: sizes only where the server sent one.
+    pub(crate) changed: Listing,
+    /// The other untagged responses to the changes fetch that count (VANISHED, EXISTS,
+    /// EXPUNGE), in order.
+    pub(crate) others: Vec<Untagged>,
+}
+
+/// One folder's place in the survey.
+#[derive(Debug)]
+enum State {
+    /// Its answers are not all in.
+    Waiting,
+    /// All in, every command OK.
+    Read(Box<Surveyed>),
+    /// Refused, or the connection was lost: the folder asks again its own way.
+    Failed,
+}
+
+/// A survey under way or done (see the module comment).
+#[derive(Debug)]
+pub(crate) struct Survey {
+    folders: Mutex<HashMap<String, State>>,
+    /// Bumped at each change of `folders` and at the end; `true` once the survey ended.
+    changed: tokio::sync::watch::Sender<bool>,
+}
+
+/// A folder to survey: its name, its SELECT (or EXAMINE) and changes commands, and the
+/// kept listing they ask the changes of.
+pub(crate) struct Wanted {
+    pub(crate) name: String,
+    pub(crate) commands: Vec<crate::session::Command>,
+    pub(crate) since: u64,
+    pub(crate) known: u32,
+}
+
+impl Survey {
+    /// Whether `name` is one of the folders surveyed.
+    pub(crate) fn has(&self, name: &str) -> bool {
+        lock(&self.folders).contains_key(name)
+    }
+
+    /// Waits for a folder's answers and takes them; `None` when the folder was not
+    /// surveyed, was taken already, or its answers could not be read.
+    pub(crate) async fn take(&self, name: &str) -> Option<Surveyed> {
+        let mut rx = self.changed.subscribe();
+        loop {
+            {
+                let mut folders = lock(&self.folders);
+                match folders.get(name) {
+                    None => return None,
+                    Some(State::Waiting) => {}
+                    Some(_) => {
+                        return match folders.remove(name) {
+                            Some(State::Read(s)) => Some(*s),
+                            _ => None,
+                        };
+                    }
+                }
+            }
+            if rx.changed().await.is_err() {
+                // The task is gone without an answer for it.
+                return None;
+            }
+        }
+    }
+
+    /// Waits until the survey's connection is back in the pool (or dropped).
+    pub(crate) async fn finished(&self) {
+        let mut rx = self.changed.subscribe();
+        while !*rx.borrow_and_update() {
+            if rx.changed().await.is_err() {
+                return;
+            }
+        }
+    }
+
+    fn set(&self, name: &str, state: State) {
+        lock(&self.folders).insert(name.to_string(), state);
+        self.changed.send_modify(|_| {});
+    }
+
+    /// Sends every folder's commands at once on `conn` and reads the answers on a task
+    /// of its own, which puts the connection back in `pool` at the end (or drops it if it
+    /// broke). `None` when the commands could not even be sent (the connection is then
+    /// dropped: it broke).
+    pub(crate) async fn start(
+        mut conn: Connection,
+        wanted: Vec<Wanted>,
+        keywords: KeywordMap,
+        pool: Pool,
+    ) -> Option<Arc<Survey>> {
+        let mut owner = Vec::new();
+        let mut commands = Vec::new();
+        let mut folders = HashMap::new();
+        let mut parts = Vec::new();
+        for (i, w) in wanted.into_iter().enumerate() {
+            for (j, c) in w.commands.into_iter().enumerate() {
+                owner.push((i, j == 0));
+                commands.push(c);
+            }
+            folders.insert(w.name.clone(), State::Waiting);
+            parts.push(Part {
+                name: w.name,
+                since: w.since,
+                known: w.known,
+                select_part: Vec::new(),
+                select_done: None,
+                changed: Listing::default(),
+                others: Vec::new(),
+                failed: false,
+            });
+        }
+        let last = parts.last().map(|p| p.name.clone());
+        let tags = match conn.send_ahead(commands).await {
+            Ok(tags) => tags,
+            Err(e) => {
+                tracing::debug!(error = %e, "survey not sent");
+                return None;
+            }
+        };
+        let (changed, _) = tokio::sync::watch::channel(false);
+        let survey = Arc::new(Survey {
+            folders: Mutex::new(folders),
+            changed,
+        });
+        let task = survey.clone();
+        tokio::spawn(async move {
+            let reader = Reader {
+                owner,
+                parts: Mutex::new(parts),
+                at: AtomicUsize::new(0),
+                keywords,
+                survey: &task,
+            };
+            let r = {
+                let mut each = |u: Untagged| reader.untagged(u);
+                let mut done = |_: &str, c: &Completion| reader.done(c);
+                conn.collect(tags, &mut each, &mut done).await
+            };
+            // Whatever was not handed out by now will not be: those folders ask again.
+            let left: Vec<String> = lock(&reader.parts).iter().map(|p| p.name.clone()).collect();
+            for name in left {
+                if matches!(lock(&task.folders).get(&name), Some(State::Waiting)) {
+                    task.set(&name, State::Failed);
+                }
+            }
+            match r {
+                Ok(_) => {
+                    conn.selected = last;
+                    lock_pool(&pool).push(conn);
+                }
+                Err(e) => tracing::debug!(error = %e, "survey connection lost"),
+            }
+            task.changed.send_replace(true);
+        });
+        Some(survey)
+    }
+}
+
+/// What the reading task gathers for one folder until its last command completes.
+struct Part {
+    name: String,
+    since: u64,
+    known: u32,
+    select_part: Vec<Untagged>,
+    select_done: Option<Completion>,
+    changed: Listing,
+    others: Vec<Untagged>,
+    failed: bool,
+}
+
+/// The survey's reading state, shared by the two callbacks of `Connection::collect`.
+struct Reader<'a> {
+    /// For each command in the order sent: its folder's index in `parts`, and whether
+    /// it is that folder's SELECT.
+    owner: Vec<(usize, bool)>,
+    parts: Mutex<Vec<Part>>,
+    /// How many commands have completed: the next one is the one being answered.
+    at: AtomicUsize,
+    keywords: KeywordMap,
+    survey: &'a Survey,
+}
+
+impl Reader<'_> {
+    fn untagged(&self, u: Untagged) -> Option<Untagged> {
+        let at = self.at.load(Ordering::Relaxed);
+        // Anything after the last completion belongs to no command sent here.
+        let &(i, select) = self.owner.get(at)?;
+        let mut parts = lock(&self.parts);
+        let part = &mut parts[i];
+        if select {
+            part.select_part.push(u);
+            return None;
+        }
+        match u {
+            Untagged::Fetch(f) => apply_fetch(&self.keywords, &mut part.changed, f),
+            u @ (Untagged::Vanished { .. } | Untagged::Exists(_) | Untagged::Expunge(_)) => {
+                part.others.push(u);
+            }
+            _ => {}
+        }
+        None
+    }
+
+    fn done(&self, c: &Completion) {
+        let at = self.at.fetch_add(1, Ordering::Relaxed);
+        let Some(&(i, select)) = self.owner.get(at) else {
+            return;
+        };
+        let mut parts = lock(&self.parts);
+        let part = &mut parts[i];
+        if select {
+            part.select_done = Some(c.clone());
+        }
+        part.failed |= c.outcome != Outcome::Ok;
+        // The folder's last command: hand its part out now.
+        let last_of_folder = self.owner.get(at + 1).is_none_or(|&(next, _)| next != i);
+        if !last_of_folder {
+            return;
+        }
+        let state = match (part.failed, part.select_done.take()) {
+            (false, Some(select_done)) => State::Read(Box::new(Surveyed {
+                since: part.since,
+                known: part.known,
+                select_part: std::mem::take(&mut part.select_part),
+                select_done,
+                changed: std::mem::take(&mut part.changed),
+                others: std::mem::take(&mut part.others),
+            })),
+            _ => State::Failed,
+        };
+        let name = part.name.clone();
+        drop(parts);
+        self.survey.set(&name, state);
+    }
+}
+
+/// Merges the changes a survey read into the kept listing they were asked since: each
+/// changed message takes its new flags, and keeps its size unless the server sent one.
+pub(crate) fn merge_changed(listing: &mut Listing, changed: Listing) {
+    for (uid, meta) in changed.messages {
+        let size = meta
+            .size
+            .or_else(|| listing.messages.get(&uid).and_then(|m| m.size));
+        listing.messages.insert(
+            uid,
+            oi_core::MessageMeta {
+                flags: meta.flags,
+                size,
+            },
+        );
+    }
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
