@@ -1017,6 +1017,16 @@ impl ImapFolder {
         Box::pin(self.select_now(Some(listed))).await
     }
 
+    /// A pooled connection, else a new one (see [`pooled_or_new`]). Not an `async fn`:
+    /// the future borrows only the fields it needs (a folder is not `Sync`).
+    fn pooled_or_new(
+        &self,
+    ) -> impl std::future::Future<Output = Result<(Connection, ModSeqMode), StoreError>> + Send + '_
+    {
+        let survey = self.survey.as_deref();
+        pooled_or_new(&self.pool, self.mode, &self.reconnect, survey)
+    }
+
     /// SELECTs (or EXAMINEs) the folder on a pooled connection, else on a new one; `listed`:
     /// the UIDVALIDITY it must show. A pooled connection the server closed while it sat
     /// idle, or one lost under this SELECT: once more on a new connection. If the server is
@@ -1027,13 +1037,7 @@ impl ImapFolder {
         let verb = self.reconnect.verb;
         let ctx = format!("{verb} {}", self.name);
         let connect = || open_connection(&self.reconnect.config, &*self.reconnect.events);
-        let (mut conn, mut mode) = pooled_or_new(
-            &self.pool,
-            self.mode,
-            &self.reconnect,
-            self.survey.as_deref(),
-        )
-        .await?;
+        let (mut conn, mut mode) = self.pooled_or_new().await?;
         let selected = match select(&mut conn, verb, &self.name, mode).await {
             Err(e) if crate::retry::connection_unusable(&e) => {
                 (conn, mode) = connect().await?;
@@ -1059,13 +1063,7 @@ impl ImapFolder {
         let verb = self.reconnect.verb;
         let ctx = format!("{verb} {}", self.name);
         let connect = || open_connection(&self.reconnect.config, &*self.reconnect.events);
-        let (mut conn, mut mode) = pooled_or_new(
-            &self.pool,
-            self.mode,
-            &self.reconnect,
-            self.survey.as_deref(),
-        )
-        .await?;
+        let (mut conn, mut mode) = self.pooled_or_new().await?;
         if mode == ModSeqMode::None {
             // A new connection that lost CONDSTORE: select the plain way.
             lock_pool(&self.pool).push(conn);

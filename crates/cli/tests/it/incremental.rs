@@ -417,20 +417,7 @@ fn changes_sent_ahead_that_do_not_come_are_asked_again() {
     w.server
         .add_flags(USER, "INBOX", uids[2], &["\\Flagged"])
         .unwrap();
-    let proxy = FaultProxy::start(
-        w.server.imap_port(),
-        Trigger::command(&["CHANGEDSINCE"]),
-        Fault::Drop,
-        Times::Once,
-    )
-    .unwrap();
-    connect_through(&w, proxy.port());
-    let dropped = traced(&w, false);
-    assert_eq!(proxy.fired(), 1, "{dropped}");
-    assert!(
-        !dropped.contains(FULL_LISTING),
-        "listed in full after the drop:\n{dropped}"
-    );
+    let dropped = run_with_changes_dropped(&w);
     assert_eq!(changes_asked(&dropped), 2, "{dropped}");
     assert_eq!(converged(&w, "INBOX")["m2"], "F");
 
@@ -450,6 +437,40 @@ fn changes_sent_ahead_that_do_not_come_are_asked_again() {
     assert_eq!(converged(&w, "INBOX")["m3"], "S");
     let quiet = traced(&w, false);
     assert!(!quiet.contains("UID STORE"), "{quiet}");
+}
+
+/// Runs once through oi-testkit's fault proxy (a mock network with Dovecot behind it),
+/// which drops the connection at the first fetch of changes; asserts that it did, that
+/// the run succeeded and listed nothing in full (the kept listings were used); returns
+/// the trace.
+fn run_with_changes_dropped(w: &World) -> String {
+    let proxy = FaultProxy::start(
+        w.server.imap_port(),
+        Trigger::command(&["CHANGEDSINCE"]),
+        Fault::Drop,
+        Times::Once,
+    )
+    .unwrap();
+    connect_through(w, proxy.port());
+    let run = traced(w, false);
+    assert_eq!(proxy.fired(), 1, "{run}");
+    assert!(
+        !run.contains(FULL_LISTING),
+        "listed in full after the drop:\n{run}"
+    );
+    run
+}
+
+/// Creates these mailboxes with `n` messages each (subjects `<name><i>`); their UIDs.
+fn mailboxes_with<'a>(w: &World, names: &[&'a str], n: usize) -> BTreeMap<&'a str, Vec<u32>> {
+    names
+        .iter()
+        .map(|&name| {
+            w.server.create_mailbox(USER, name).unwrap();
+            let uids = (0..n).map(|i| w.put(name, &format!("{name}{i}"))).collect();
+            (name, uids)
+        })
+        .collect()
 }
 
 /// Points a config already going through one proxy at another.
@@ -730,12 +751,7 @@ fn changed_folders_are_asked_for_together_and_converge() {
         return;
     };
     w.write_config("", "");
-    let mut uids = BTreeMap::new();
-    for name in ["A", "B", "C", "D"] {
-        w.server.create_mailbox(USER, name).unwrap();
-        let u: Vec<u32> = (0..5).map(|i| w.put(name, &format!("{name}{i}"))).collect();
-        uids.insert(name, u);
-    }
+    let uids = mailboxes_with(&w, &["A", "B", "C", "D"], 5);
     traced(&w, false);
 
     w.server
@@ -807,29 +823,14 @@ fn folders_asked_for_together_ask_again_when_the_answers_do_not_come() {
         return;
     };
     w.write_config("", "");
-    let mut uids = BTreeMap::new();
-    for name in ["A", "B", "C"] {
-        w.server.create_mailbox(USER, name).unwrap();
-        let u: Vec<u32> = (0..3).map(|i| w.put(name, &format!("{name}{i}"))).collect();
-        uids.insert(name, u);
-    }
+    let uids = mailboxes_with(&w, &["A", "B", "C"], 3);
     traced(&w, false);
     for name in ["A", "B", "C"] {
         w.server
             .add_flags(USER, name, uids[name][1], &["\\Flagged"])
             .unwrap();
     }
-    let proxy = FaultProxy::start(
-        w.server.imap_port(),
-        Trigger::command(&["CHANGEDSINCE"]),
-        Fault::Drop,
-        Times::Once,
-    )
-    .unwrap();
-    connect_through(&w, proxy.port());
-    let run = traced(&w, false);
-    assert_eq!(proxy.fired(), 1, "{run}");
-    assert!(!run.contains(FULL_LISTING), "listed in full:\n{run}");
+    let run = run_with_changes_dropped(&w);
     // Three in the write that was dropped, and each folder's own.
     assert_eq!(changes_asked(&run), 6, "{run}");
     for name in ["A", "B", "C"] {
