@@ -178,6 +178,9 @@ impl Survey {
         });
         let task = survey.clone();
         tokio::spawn(async move {
+            // However the reading ends (a panic included), no folder is left waiting; the
+            // connection is back in the pool by then (dropped after it).
+            let _end = End(&task);
             let reader = Reader {
                 owner,
                 parts: Mutex::new(parts),
@@ -190,23 +193,33 @@ impl Survey {
                 let mut done = |_: &str, c: &Completion| reader.done(c);
                 conn.collect(tags, &mut each, &mut done).await
             };
-            // Whatever was not handed out by now will not be: those folders ask again.
-            let left: Vec<String> = lock(&reader.parts).iter().map(|p| p.name.clone()).collect();
-            for name in left {
-                if matches!(lock(&task.folders).get(&name), Some(State::Waiting)) {
-                    task.set(&name, State::Failed);
-                }
-            }
             match r {
                 Ok(_) => {
                     conn.selected = last;
                     lock_pool(&pool).push(conn);
                 }
-                Err(e) => tracing::debug!(error = %e, "survey connection lost"),
+                Err(e) => {
+                    tracing::debug!(error = %e, "survey connection lost");
+                    drop(conn);
+                }
             }
-            task.changed.send_replace(true);
         });
         Some(survey)
+    }
+}
+
+/// Ends a survey when dropped: the folders not handed their part by then ask again their
+/// own way, and the survey's connection is no longer waited for.
+struct End<'a>(&'a Survey);
+
+impl Drop for End<'_> {
+    fn drop(&mut self) {
+        for state in lock(&self.0.folders).values_mut() {
+            if matches!(state, State::Waiting) {
+                *state = State::Failed;
+            }
+        }
+        self.0.changed.send_replace(true);
     }
 }
 
