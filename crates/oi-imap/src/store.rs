@@ -280,6 +280,17 @@ impl ImapRepository {
         }
     }
 
+    /// Gives a survey still reading [`SURVEY_END_WAIT`] to end (and put its connection
+    /// back), then gives up on it: it then closes its connection when it ends.
+    async fn wait_for_survey(&self, s: &Survey) {
+        if tokio::time::timeout(SURVEY_END_WAIT, s.finished())
+            .await
+            .is_err()
+        {
+            s.abandon(&mut lock_pool(&self.idle));
+        }
+    }
+
     /// The survey of this sync, if one was started.
     fn current_survey(&self) -> Option<Arc<Survey>> {
         self.survey
@@ -332,7 +343,7 @@ impl ImapRepository {
         // puts its connection back when done: given a moment, it is logged out with the
         // others (or kept, when held).
         if let Some(s) = self.current_survey() {
-            let _ = tokio::time::timeout(SURVEY_END_WAIT, s.finished()).await;
+            self.wait_for_survey(&s).await;
         }
         if let Some(mode) = &self.held {
             mode.store(self.modseq_mode.load(Ordering::Relaxed), Ordering::Relaxed);
@@ -521,7 +532,7 @@ impl Repository for ImapRepository {
         // A new sync: the last one's survey (of a repository kept between syncs) is over.
         let last_survey = self.survey.lock().unwrap_or_else(|p| p.into_inner()).take();
         if let Some(s) = last_survey {
-            s.finished().await;
+            self.wait_for_survey(&s).await;
         }
         let pooled = lock_pool(&self.idle).pop();
         let (mut conn, enable) = match pooled {
@@ -656,10 +667,12 @@ impl Repository for ImapRepository {
                 if known == 0 || since >= l.highest_modseq || !nothing_new {
                     continue;
                 }
-                messages += u64::from(l.messages);
-                if messages > SURVEY_MESSAGES {
-                    break;
+                if messages + u64::from(l.messages) > SURVEY_MESSAGES
+                    || wanted.len() == crate::survey::SURVEY_FOLDERS
+                {
+                    continue;
                 }
+                messages += u64::from(l.messages);
                 let verb = match w.access {
                     Access::ReadOnly => "EXAMINE",
                     Access::ReadWrite => "SELECT",
@@ -1034,6 +1047,9 @@ impl ImapFolder {
     /// (A failed SELECT drops the connection with the error: simple and rare.)
     async fn select_now(&mut self, listed: Option<u32>) -> Result<(), StoreError> {
         self.unselected = false;
+        // Selected for something else first: what a survey read for the folder is older
+        // than what that may change, and the listing asks anew.
+        self.surveyed = false;
         let verb = self.reconnect.verb;
         let ctx = format!("{verb} {}", self.name);
         let connect = || open_connection(&self.reconnect.config, &*self.reconnect.events);

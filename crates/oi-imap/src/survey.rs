@@ -75,6 +75,9 @@ pub(crate) struct Survey {
     folders: Mutex<HashMap<String, State>>,
     /// Bumped at each change of `folders` and at the end; `true` once the survey ended.
     changed: tokio::sync::watch::Sender<bool>,
+    /// No longer waited for ([`Survey::abandon`]): its connection is closed at the end
+    /// instead of going back to a pool that was emptied meanwhile.
+    abandoned: std::sync::atomic::AtomicBool,
 }
 
 /// A folder to survey: its name, its SELECT (or EXAMINE) and changes commands, and the
@@ -127,6 +130,12 @@ impl Survey {
         }
     }
 
+    /// Gives up waiting for the survey, with the pool locked (`_pool`), so that its task
+    /// either has put its connection back already or will close it.
+    pub(crate) fn abandon(&self, _pool: &mut Vec<Connection>) {
+        self.abandoned.store(true, Ordering::Relaxed);
+    }
+
     fn set(&self, name: &str, state: State) {
         lock(&self.folders).insert(name.to_string(), state);
         self.changed.send_modify(|_| {});
@@ -142,6 +151,7 @@ impl Survey {
         keywords: KeywordMap,
         pool: Pool,
     ) -> Option<Arc<Survey>> {
+        debug_assert!(wanted.len() <= SURVEY_FOLDERS);
         let mut owner = Vec::new();
         let mut commands = Vec::new();
         let mut folders = HashMap::new();
@@ -163,7 +173,6 @@ impl Survey {
                 failed: false,
             });
         }
-        let last = parts.last().map(|p| p.name.clone());
         let tags = match conn.send_ahead(commands).await {
             Ok(tags) => tags,
             Err(e) => {
@@ -175,6 +184,7 @@ impl Survey {
         let survey = Arc::new(Survey {
             folders: Mutex::new(folders),
             changed,
+            abandoned: Default::default(),
         });
         let task = survey.clone();
         tokio::spawn(async move {
@@ -183,20 +193,31 @@ impl Survey {
             let _end = End(&task);
             let reader = Reader {
                 owner,
+                tags: tags.clone(),
                 parts: Mutex::new(parts),
                 at: AtomicUsize::new(0),
+                astray: Default::default(),
+                selected: Mutex::new(None),
                 keywords,
                 survey: &task,
             };
             let r = {
                 let mut each = |u: Untagged| reader.untagged(u);
-                let mut done = |_: &str, c: &Completion| reader.done(c);
+                let mut done = |tag: &str, c: &Completion| reader.done(tag, c);
                 conn.collect(tags, &mut each, &mut done).await
             };
             match r {
+                // A completion out of order: what the connection is in is anyone's guess.
+                Ok(_) if reader.astray.load(Ordering::Relaxed) => {
+                    tracing::debug!("survey answers out of order: connection closed");
+                    drop(conn);
+                }
                 Ok(_) => {
-                    conn.selected = last;
-                    lock_pool(&pool).push(conn);
+                    conn.selected = lock(&reader.selected).take();
+                    let mut pool = lock_pool(&pool);
+                    if !task.abandoned.load(Ordering::Relaxed) {
+                        pool.push(conn);
+                    }
                 }
                 Err(e) => {
                     tracing::debug!(error = %e, "survey connection lost");
@@ -241,14 +262,24 @@ struct Reader<'a> {
     /// it is that folder's SELECT.
     owner: Vec<(usize, bool)>,
     parts: Mutex<Vec<Part>>,
+    /// The tags of the commands, in the order sent.
+    tags: Vec<String>,
     /// How many commands have completed: the next one is the one being answered.
     at: AtomicUsize,
+    /// A completion came that is not the next command's: nothing more is handed out.
+    astray: std::sync::atomic::AtomicBool,
+    /// The mailbox the last SELECT that succeeded left selected (`None` after one that
+    /// failed: the server then has none selected).
+    selected: Mutex<Option<String>>,
     keywords: KeywordMap,
     survey: &'a Survey,
 }
 
 impl Reader<'_> {
     fn untagged(&self, u: Untagged) -> Option<Untagged> {
+        if self.astray.load(Ordering::Relaxed) {
+            return None;
+        }
         let at = self.at.load(Ordering::Relaxed);
         // Anything after the last completion belongs to no command sent here.
         let &(i, select) = self.owner.get(at)?;
@@ -268,8 +299,15 @@ impl Reader<'_> {
         None
     }
 
-    fn done(&self, c: &Completion) {
+    fn done(&self, tag: &str, c: &Completion) {
         let at = self.at.fetch_add(1, Ordering::Relaxed);
+        if self.tags.get(at).is_none_or(|t| t != tag) {
+            // Answers matched by count would go to the wrong folders from here on.
+            self.astray.store(true, Ordering::Relaxed);
+        }
+        if self.astray.load(Ordering::Relaxed) {
+            return;
+        }
         let Some(&(i, select)) = self.owner.get(at) else {
             return;
         };
@@ -277,6 +315,7 @@ impl Reader<'_> {
         let part = &mut parts[i];
         if select {
             part.select_done = Some(c.clone());
+            *lock(&self.selected) = (c.outcome == Outcome::Ok).then(|| part.name.clone());
         }
         part.failed |= c.outcome != Outcome::Ok;
         // The folder's last command: hand its part out now.
@@ -303,6 +342,12 @@ impl Reader<'_> {
 
 /// Merges the changes a survey read into the kept listing they were asked since: each
 /// changed message takes its new flags, and keeps its size unless the server sent one.
+/// At most how many folders one survey asks for: their commands go out in one write
+/// before anything is read, which must fit in the socket's buffers (a server that stops
+/// reading while its answers wait to be read would otherwise block that write for good).
+/// About 150 bytes each.
+pub(crate) const SURVEY_FOLDERS: usize = 64;
+
 pub(crate) fn merge_changed(listing: &mut Listing, changed: Listing) {
     for (uid, meta) in changed.messages {
         let size = meta
@@ -320,4 +365,115 @@ pub(crate) fn merge_changed(listing: &mut Listing, changed: Listing) {
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn survey(names: &[&str]) -> Survey {
+        let (changed, _) = tokio::sync::watch::channel(false);
+        Survey {
+            folders: Mutex::new(
+                names
+                    .iter()
+                    .map(|n| (n.to_string(), State::Waiting))
+                    .collect(),
+            ),
+            changed,
+            abandoned: Default::default(),
+        }
+    }
+
+    fn part(name: &str) -> Part {
+        Part {
+            name: name.into(),
+            since: 7,
+            known: 3,
+            select_part: Vec::new(),
+            select_done: None,
+            changed: Listing::default(),
+            others: Vec::new(),
+            failed: false,
+        }
+    }
+
+    fn completion(outcome: Outcome) -> Completion {
+        Completion {
+            command: "X".into(),
+            outcome,
+            code: None,
+            text: String::new(),
+        }
+    }
+
+    /// Folders A and B, each a SELECT and one fetch, tagged a1 a2 b1 b2.
+    fn reader(s: &Survey) -> Reader<'_> {
+        Reader {
+            owner: vec![(0, true), (0, false), (1, true), (1, false)],
+            tags: ["a1", "a2", "b1", "b2"].map(String::from).to_vec(),
+            parts: Mutex::new(vec![part("A"), part("B")]),
+            at: AtomicUsize::new(0),
+            astray: Default::default(),
+            selected: Mutex::new(None),
+            keywords: KeywordMap::default(),
+            survey: s,
+        }
+    }
+
+    fn state(s: &Survey, name: &str) -> &'static str {
+        match lock(&s.folders).get(name) {
+            Some(State::Waiting) => "waiting",
+            Some(State::Read(_)) => "read",
+            Some(State::Failed) => "failed",
+            None => "none",
+        }
+    }
+
+    #[test]
+    fn each_answer_goes_to_the_command_being_answered() {
+        let s = survey(&["A", "B"]);
+        let r = reader(&s);
+        r.untagged(Untagged::Exists(5));
+        r.done("a1", &completion(Outcome::Ok));
+        r.untagged(Untagged::Exists(4));
+        assert_eq!(state(&s, "A"), "waiting");
+        r.done("a2", &completion(Outcome::Ok));
+        assert_eq!(state(&s, "A"), "read");
+        // B's SELECT is refused, and its fetch with it.
+        r.done("b1", &completion(Outcome::No));
+        r.done("b2", &completion(Outcome::Bad));
+        assert_eq!(state(&s, "B"), "failed");
+        // Nothing is selected after a failed SELECT.
+        assert_eq!(*lock(&r.selected), None);
+        let Some(State::Read(a)) = lock(&s.folders).remove("A") else {
+            panic!("A not read");
+        };
+        assert!(matches!(a.select_part[..], [Untagged::Exists(5)]));
+        assert!(matches!(a.others[..], [Untagged::Exists(4)]));
+        assert_eq!((a.since, a.known), (7, 3));
+    }
+
+    #[test]
+    fn a_completion_out_of_order_hands_nothing_more_out() {
+        let s = survey(&["A", "B"]);
+        {
+            let _end = End(&s);
+            let r = reader(&s);
+            r.done("a1", &completion(Outcome::Ok));
+            r.done("a2", &completion(Outcome::Ok));
+            assert_eq!(*lock(&r.selected), Some("A".to_string()));
+            // A stray tag where B's SELECT should complete: B's answers cannot be told.
+            r.done("zz", &completion(Outcome::Ok));
+            r.untagged(Untagged::Exists(9));
+            r.done("b1", &completion(Outcome::Ok));
+            r.done("b2", &completion(Outcome::Ok));
+            assert!(r.astray.load(Ordering::Relaxed));
+            assert_eq!(state(&s, "B"), "waiting");
+        }
+        // The end of the survey leaves no folder waiting.
+        assert_eq!(state(&s, "A"), "read");
+        assert_eq!(state(&s, "B"), "failed");
+        assert!(*s.changed.borrow());
+    }
 }

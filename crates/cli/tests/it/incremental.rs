@@ -837,3 +837,48 @@ fn folders_asked_for_together_ask_again_when_the_answers_do_not_come() {
         assert_eq!(converged(&w, name)[&format!("{name}1")], "F");
     }
 }
+
+/// A folder asked for with others whose connection is needed before its listing (here:
+/// looking for the copy of an interrupted upload) is selected for that, and its listing
+/// asks anew rather than take the older answers: it converges, and the others take theirs.
+#[test]
+fn a_folder_asked_for_with_others_but_selected_first_asks_again() {
+    let Some(w) = World::new("incremental_survey_selected_first") else {
+        return;
+    };
+    w.write_config("", "");
+    let uids = mailboxes_with(&w, &["A", "B"], 3);
+    traced(&w, false);
+    for name in ["A", "B"] {
+        w.server
+            .add_flags(USER, name, uids[name][2], &["\\Answered"])
+            .unwrap();
+    }
+    // An upload record of a killed run in A, whose message is gone from both sides.
+    let status = w.metadata().join("Account-Test/LocalStatus-sqlite/A");
+    let db = rusqlite::Connection::open(&status).unwrap();
+    db.execute(
+        "CREATE TABLE IF NOT EXISTS offlineimap_rs_pending_upload \
+         (marker TEXT PRIMARY KEY, source TEXT NOT NULL)",
+        [],
+    )
+    .unwrap();
+    db.execute(
+        "INSERT INTO offlineimap_rs_pending_upload VALUES ('1-1', 'key:gone')",
+        [],
+    )
+    .unwrap();
+    drop(db);
+    let run = traced(&w, false);
+    let (a, a_done) = select_and_done(&run, "A").expect("A selected");
+    let (b, _) = select_and_done(&run, "B").expect("B selected");
+    assert!(a < b && b < a_done, "not asked for together:\n{run}");
+    assert!(run.contains("X-OfflineIMAP"), "no marker search:\n{run}");
+    // Both in the survey, and A once more on its own.
+    assert_eq!(changes_asked(&run), 3, "{run}");
+    for name in ["A", "B"] {
+        assert_eq!(converged(&w, name)[&format!("{name}2")], "R");
+    }
+    let again = traced(&w, false);
+    assert!(!again.contains("UID STORE"), "{again}");
+}
