@@ -367,6 +367,33 @@ mod tests {
         assert_eq!(s.pending_uploads().unwrap().len(), 1);
     }
 
+    /// A commit_aside of a transaction that only read (a folder with nothing to record)
+    /// ends it at once, on the caller's thread: done at the first poll, and the file is
+    /// free for another connection's write.
+    #[test]
+    fn a_commit_aside_of_reads_only_ends_at_once() {
+        let tmp = tempfile::tempdir().unwrap();
+        let d = dir(tmp.path(), true);
+        let mut s = d.open_folder("INBOX", "INBOX", "INBOX").unwrap();
+        s.set(uid(1), Flags::SEEN).unwrap();
+        s.commit().unwrap();
+        drop(s);
+        let mut s = d.open_folder("INBOX", "INBOX", "INBOX").unwrap();
+        assert_eq!(s.load().unwrap().len(), 1);
+        {
+            let mut f = std::pin::pin!(s.commit_aside());
+            let mut cx = std::task::Context::from_waker(std::task::Waker::noop());
+            assert!(matches!(
+                f.as_mut().poll(&mut cx),
+                std::task::Poll::Ready(Ok(()))
+            ));
+        }
+        let other = rusqlite::Connection::open(d.status_path("INBOX")).unwrap();
+        other.execute("DELETE FROM status", []).unwrap();
+        drop(other);
+        assert!(s.load().unwrap().is_empty());
+    }
+
     /// A commit_aside whose future is dropped before its end (polled once here) leaves
     /// its commit to finish: the next operation waits for it and has the store's own
     /// connection back, and so does a drop.
