@@ -751,6 +751,13 @@ pub trait StatusStore: Send {
         self.commit()
     }
 
+    /// [`StatusStore::checkpoint_commit`] for a caller with other work to do meanwhile
+    /// (see [`StatusStore::commit_aside`]). The default commits in place as
+    /// `checkpoint_commit` does.
+    fn checkpoint_commit_aside(&mut self) -> impl Future<Output = Result<(), StoreError>> + Send {
+        async { self.checkpoint_commit() }
+    }
+
     /// [`StatusStore::commit`] for a caller with other work to do meanwhile: the engine
     /// ends a folder with it once the folder's connection went to the next folder, whose
     /// futures share the task and would wait for a blocking commit (its fsyncs, and on a

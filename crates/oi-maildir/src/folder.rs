@@ -81,10 +81,11 @@ pub struct MaildirFolder {
     index: Option<Index>,
     /// With `restoreatime`: the access times of `new/` and `cur/` at open, put back at close.
     atimes: Vec<(Sub, SystemTime)>,
-    /// Directories that received new files since the last [`Folder::flush`]: appends
-    /// fsync each file but leave the directory fsync to the flush, so that a batch of
-    /// messages costs one directory fsync instead of one each. The engine flushes before
-    /// it commits the status, which is the only thing that must not get ahead of them.
+    /// Directories that received new files, or saw renames or removals, since the last
+    /// [`Folder::flush`]: appends fsync each file but leave the directory fsync to the
+    /// flush, so that a batch of messages costs one directory fsync instead of one each;
+    /// flag changes and deletions leave theirs to it too. The engine flushes before it
+    /// commits the status, which is the only thing that must not get ahead of them.
     unflushed: Vec<Sub>,
     /// New messages written to `tmp/` whose fsync and rename into `new/` or `cur/` wait for
     /// [`MaildirFolder::settle`] (with `fsync` on): their writeback is started as each is
@@ -677,13 +678,16 @@ impl MaildirFolder {
         Ok([Some(old.sub), Some(sub)])
     }
 
-    fn sync_touched(&self, touched: &[Sub]) -> Result<(), MaildirError> {
+    /// Renames and removals in these directories: the next flush fsyncs them, before the
+    /// status that records them is committed (the engine flushes before every commit), so
+    /// that a folder whose connection went on to the next folder waits for the disk on a
+    /// thread ([`Folder::flush_aside`]) rather than in the task both share.
+    fn mark_touched(&mut self, touched: &[Sub]) {
         for sub in [Sub::New, Sub::Cur] {
             if touched.contains(&sub) {
-                self.sync_dir(sub.dir())?;
+                self.mark_unflushed(sub);
             }
         }
-        Ok(())
     }
 
     fn do_set_flags(&mut self, updates: &[FlagUpdate]) -> Result<(), MaildirError> {
@@ -706,7 +710,7 @@ impl MaildirFolder {
                 }
             }
         }
-        self.sync_touched(&touched)?;
+        self.mark_touched(&touched);
         first_err.map_or(Ok(()), Err)
     }
 
@@ -736,7 +740,8 @@ impl MaildirFolder {
             }
             self.index()?.synced.remove(&uid.get());
         }
-        self.sync_touched(&touched)
+        self.mark_touched(&touched);
+        Ok(())
     }
 
     fn do_assign_uid(&mut self, which: &MsgRef, uid: Uid) -> Result<(), MaildirError> {

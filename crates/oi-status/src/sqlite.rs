@@ -537,6 +537,14 @@ impl StatusStore for SqliteStatus {
         if self.fsync { self.commit() } else { Ok(()) }
     }
 
+    async fn checkpoint_commit_aside(&mut self) -> Result<(), StoreError> {
+        if self.fsync {
+            self.commit_aside().await
+        } else {
+            Ok(())
+        }
+    }
+
     /// The COMMIT (and the directory sync of a durable one) on a thread of its own, the
     /// connection lent to it meanwhile (an empty in-memory database stands in).
     async fn commit_aside(&mut self) -> Result<(), StoreError> {

@@ -948,6 +948,9 @@ impl<R: Folder, L: Folder, S: StatusStore> Run<'_, R, L, S> {
             if self.opts.cancel.is_cancelled() {
                 // Stopping here: what was done is committed.
                 self.status.commit()?;
+            } else if self.handed_over {
+                // The next folder's exchange with the server goes on meanwhile.
+                self.status.checkpoint_commit_aside().await?;
             } else {
                 self.status.checkpoint_commit()?;
             }
