@@ -356,6 +356,27 @@ fn a_token_without_the_last_uid_is_still_incremental() {
     assert!(w.server_messages("INBOX").contains_key(&new));
 }
 
+/// Records in `folder`'s LocalStatus an upload that a killed run was about to make, of a
+/// message gone from both sides since: the next run looks for its copy on the server
+/// (which needs the folder selected) before it lists the folder.
+fn add_vanished_upload_record(w: &World, folder: &str) {
+    let status = w
+        .metadata()
+        .join(format!("Account-Test/LocalStatus-sqlite/{folder}"));
+    let db = rusqlite::Connection::open(&status).unwrap();
+    db.execute(
+        "CREATE TABLE IF NOT EXISTS offlineimap_rs_pending_upload \
+         (marker TEXT PRIMARY KEY, source TEXT NOT NULL)",
+        [],
+    )
+    .unwrap();
+    db.execute(
+        "INSERT INTO offlineimap_rs_pending_upload VALUES ('1-1', 'key:gone')",
+        [],
+    )
+    .unwrap();
+}
+
 /// Changes asked for with the SELECT but not read by the listing, because the connection
 /// was needed first (here: looking for the copy of an interrupted upload), are read and
 /// dropped, and asked for again: the folder still converges.
@@ -371,20 +392,7 @@ fn changes_sent_ahead_and_not_wanted_are_read_and_asked_again() {
         .add_flags(USER, "INBOX", uids[3], &["\\Answered"])
         .unwrap();
     // An upload record of a killed run whose message is gone from both sides.
-    let status = w.metadata().join("Account-Test/LocalStatus-sqlite/INBOX");
-    let db = rusqlite::Connection::open(&status).unwrap();
-    db.execute(
-        "CREATE TABLE IF NOT EXISTS offlineimap_rs_pending_upload \
-         (marker TEXT PRIMARY KEY, source TEXT NOT NULL)",
-        [],
-    )
-    .unwrap();
-    db.execute(
-        "INSERT INTO offlineimap_rs_pending_upload VALUES ('1-1', 'key:gone')",
-        [],
-    )
-    .unwrap();
-    drop(db);
+    add_vanished_upload_record(&w, "INBOX");
     let run = traced(&w, false);
     assert!(
         changes_sent_with_select(&run, "INBOX"),
@@ -855,20 +863,7 @@ fn a_folder_asked_for_with_others_but_selected_first_asks_again() {
             .unwrap();
     }
     // An upload record of a killed run in A, whose message is gone from both sides.
-    let status = w.metadata().join("Account-Test/LocalStatus-sqlite/A");
-    let db = rusqlite::Connection::open(&status).unwrap();
-    db.execute(
-        "CREATE TABLE IF NOT EXISTS offlineimap_rs_pending_upload \
-         (marker TEXT PRIMARY KEY, source TEXT NOT NULL)",
-        [],
-    )
-    .unwrap();
-    db.execute(
-        "INSERT INTO offlineimap_rs_pending_upload VALUES ('1-1', 'key:gone')",
-        [],
-    )
-    .unwrap();
-    drop(db);
+    add_vanished_upload_record(&w, "A");
     let run = traced(&w, false);
     let (a, a_done) = select_and_done(&run, "A").expect("A selected");
     let (b, _) = select_and_done(&run, "B").expect("B selected");
