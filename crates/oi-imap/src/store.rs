@@ -269,10 +269,7 @@ impl ImapRepository {
 
     /// An idle pooled connection, or a new one.
     async fn take(&self) -> Result<Connection, StoreError> {
-        let survey = self.current_survey();
-        if let Some(s) = survey.filter(|_| lock_pool(&self.idle).is_empty()) {
-            s.finished().await;
-        }
+        survey_connection_back(&self.idle, self.current_survey().as_deref()).await;
         let pooled = lock_pool(&self.idle).pop();
         match pooled {
             Some(conn) => Ok(conn),
@@ -477,6 +474,14 @@ fn enabled_mode(untagged: &[Untagged]) -> ModSeqMode {
     }
 }
 
+/// With the pool empty while a survey reads, waits for the survey's connection to come
+/// back, rather than let the caller open one more than `maxconnections` allows.
+async fn survey_connection_back(pool: &Pool, survey: Option<&Survey>) {
+    if let Some(s) = survey.filter(|_| lock_pool(pool).is_empty()) {
+        s.finished().await;
+    }
+}
+
 /// A pooled connection (in the folder's `mode`), else a new one. While a survey reads
 /// on a connection of the pool's, that one is waited for instead (see [`Survey`]).
 async fn pooled_or_new(
@@ -485,14 +490,39 @@ async fn pooled_or_new(
     reconnect: &crate::retry::Reconnect,
     survey: Option<&Survey>,
 ) -> Result<(Connection, ModSeqMode), StoreError> {
-    if let Some(s) = survey.filter(|_| lock_pool(pool).is_empty()) {
-        s.finished().await;
-    }
+    survey_connection_back(pool, survey).await;
     let pooled = lock_pool(pool).pop();
     match pooled {
         Some(conn) => Ok((conn, mode)),
         None => open_connection(&reconnect.config, &*reconnect.events).await,
     }
+}
+
+/// The verb that opens a folder for `access`.
+fn verb_for(access: Access) -> &'static str {
+    match access {
+        Access::ReadOnly => "EXAMINE",
+        Access::ReadWrite => "SELECT",
+    }
+}
+
+/// A folder's SELECT (`verb`) followed by the fetch of its changes since a kept listing
+/// of HIGHESTMODSEQ `since` and last UID `known` ([`changes_commands`]), to be sent in one
+/// write: by [`ImapFolder::send_listing_ahead`] for one folder, by a [`Survey`] for many.
+fn listing_commands(
+    verb: &str,
+    name: &str,
+    mode: ModSeqMode,
+    since: u64,
+    known: u32,
+) -> Vec<Command> {
+    let mut commands = vec![select_command(verb, name, mode)];
+    commands.extend(
+        changes_commands(since, known, mode == ModSeqMode::Qresync)
+            .into_iter()
+            .map(Command::raw),
+    );
+    commands
 }
 
 /// `SELECT name` / `EXAMINE name`, with `(CONDSTORE)` when the server has CONDSTORE but no
@@ -649,7 +679,6 @@ impl Repository for ImapRepository {
         if mode == ModSeqMode::None || self.few.load(Ordering::Relaxed) {
             return;
         }
-        let qresync = mode == ModSeqMode::Qresync;
         let mut wanted = Vec::new();
         let mut messages = 0u64;
         {
@@ -673,16 +702,7 @@ impl Repository for ImapRepository {
                     continue;
                 }
                 messages += u64::from(l.messages);
-                let verb = match w.access {
-                    Access::ReadOnly => "EXAMINE",
-                    Access::ReadWrite => "SELECT",
-                };
-                let mut commands = vec![select_command(verb, &w.name, mode)];
-                commands.extend(
-                    changes_commands(since, known, qresync)
-                        .into_iter()
-                        .map(Command::raw),
-                );
+                let commands = listing_commands(verb_for(w.access), &w.name, mode, since, known);
                 wanted.push(crate::survey::Wanted {
                     name: w.name,
                     commands,
@@ -737,10 +757,7 @@ impl Repository for ImapRepository {
     }
 
     async fn open_folder(&self, name: &str, access: Access) -> Result<ImapFolder, StoreError> {
-        let verb = match access {
-            Access::ReadOnly => "EXAMINE",
-            Access::ReadWrite => "SELECT",
-        };
+        let verb = verb_for(access);
         let mode = self.modseq_mode();
         let listed = self
             .listed
@@ -1085,15 +1102,7 @@ impl ImapFolder {
             lock_pool(&self.pool).push(conn);
             return self.ensure_selected().await;
         }
-        let commands = |mode: ModSeqMode| {
-            let mut c = vec![select_command(verb, &self.name, mode)];
-            c.extend(
-                changes_commands(since, known, mode == ModSeqMode::Qresync)
-                    .into_iter()
-                    .map(Command::raw),
-            );
-            c
-        };
+        let commands = |mode: ModSeqMode| listing_commands(verb, &self.name, mode, since, known);
         let tags = match conn.send_ahead(commands(mode)).await {
             Err(e) if crate::retry::connection_unusable(&e) => {
                 (conn, mode) = connect().await?;
@@ -1125,10 +1134,8 @@ impl ImapFolder {
         };
         let listed = self.meta.uid_validity.0;
         let ctx = format!("{} {}", self.reconnect.verb, self.name);
-        let fits =
-            |(since, l): &(u64, Listing)| *since == ahead.since && last_uid(l) == ahead.known;
         let (mut kept, unfit) = match kept {
-            Some(k) if fits(&k) => (Some(k), None),
+            Some(k) if asked_since(&k, ahead.since, ahead.known) => (Some(k), None),
             other => (None, other),
         };
         let ImapFolder {
@@ -1235,15 +1242,35 @@ impl ImapFolder {
                 ),
             ));
         }
+        self.take_in(validity, &selected);
+        conn.selected = Some(self.name.clone());
+        self.conn = Some(conn);
+        Ok(())
+    }
+
+    /// Takes in what a SELECT of UIDVALIDITY `validity` reported.
+    fn take_in(&mut self, validity: u32, selected: &Selected) {
         self.meta = FolderMeta {
             uid_validity: UidValidity(validity),
             exists: selected.exists,
         };
         self.highest_modseq = selected.highest_modseq;
-        self.server_read_only = selected.read_only && verb == "SELECT";
-        conn.selected = Some(self.name.clone());
-        self.conn = Some(conn);
-        Ok(())
+        self.server_read_only = selected.read_only && self.reconnect.verb == "SELECT";
+    }
+
+    /// Whether a listing brought up to date (`what`) holds as many messages as the folder
+    /// does (`exists`); when not, says so in the debug log: the caller lists in full.
+    fn adds_up(&self, listing: &Listing, exists: u32, what: &str) -> bool {
+        let ok = listing.messages.len() == exists as usize;
+        if !ok {
+            tracing::debug!(
+                folder = %self.name,
+                kept = listing.messages.len(),
+                exists,
+                "{what} do not add up; listing in full"
+            );
+        }
+        ok
     }
 
     /// Finds the one message carrying `X-OfflineIMAP: value`; NOOP first so that the
@@ -1379,28 +1406,22 @@ impl ImapFolder {
         let select_done = s.select_done.ok().ok()?;
         let selected = selected_from(&s.select_part, &select_done, self.mode);
         let modseq = selected.highest_modseq?;
-        let fits = |(since, l): &(u64, Listing)| *since == s.since && last_uid(l) == s.known;
-        if selected.validity != Some(self.meta.uid_validity.0)
+        let validity = self.meta.uid_validity.0;
+        if selected.validity != Some(validity)
             || s.since > modseq
-            || !kept.as_ref().is_some_and(fits)
+            || !kept
+                .as_ref()
+                .is_some_and(|k| asked_since(k, s.since, s.known))
         {
             return None;
         }
         let (_, mut listing) = kept.take()?;
         crate::survey::merge_changed(&mut listing, s.changed);
         let exists = apply_changes(&mut listing, s.others, selected.exists.unwrap_or(0));
-        if listing.messages.len() != exists as usize {
-            tracing::debug!(
-                folder = %self.name,
-                kept = listing.messages.len(),
-                exists,
-                "surveyed changes do not add up; listing in full"
-            );
+        if !self.adds_up(&listing, exists, "surveyed changes") {
             return None;
         }
-        self.meta.exists = selected.exists;
-        self.highest_modseq = Some(modseq);
-        self.server_read_only = selected.read_only && self.reconnect.verb == "SELECT";
+        self.take_in(validity, &selected);
         let token = self.modseq_token(modseq, &listing);
         Some((listing, Some(token)))
     }
@@ -1503,6 +1524,12 @@ fn token_parts(
 fn keywords_digest(keywords: &crate::keywords::KeywordMap) -> String {
     let names = keywords.imap_flag_names(keywords.mapped_letters());
     format!("{:08x}", crc32(names.join(" ").as_bytes()))
+}
+
+/// Whether a kept listing (with its HIGHESTMODSEQ) is the one changes were asked since:
+/// HIGHESTMODSEQ `since` and last UID `known`.
+fn asked_since((modseq, listing): &(u64, Listing), since: u64, known: u32) -> bool {
+    *modseq == since && last_uid(listing) == known
 }
 
 /// The last UID of a listing, 0 when it has none: the `known` of [`changes_commands`],
@@ -1667,13 +1694,7 @@ impl Folder for ImapFolder {
                 (listing, exists)
             }
         };
-        if listing.messages.len() != exists as usize {
-            tracing::debug!(
-                folder = %self.name,
-                kept = listing.messages.len(),
-                exists,
-                "changes since the kept listing do not add up; listing in full"
-            );
+        if !self.adds_up(&listing, exists, "changes since the kept listing") {
             let listing = self.list().await?;
             let token = self.modseq_token(modseq, &listing);
             return Ok((listing, Some(token)));

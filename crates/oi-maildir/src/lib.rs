@@ -50,6 +50,15 @@ struct AheadJob {
     done: std::sync::mpsc::Sender<Result<folder::ReadAhead, MaildirError>>,
 }
 
+impl AheadJob {
+    /// Reads the folder and hands its index over.
+    fn run(self) {
+        let read = folder::read_ahead(&self.dir, &self.fmd5, self.info_sep);
+        // The folder may be gone (closed without reading): nothing to tell.
+        let _ = self.done.send(read);
+    }
+}
+
 /// Reads the folders of `jobs`, in their order, on up to `threads` threads. A folder opened
 /// before its turn waits for it (its receiver); one whose thread could not start reads
 /// itself on open (the sender is dropped).
@@ -67,9 +76,7 @@ fn run_ahead(jobs: Vec<AheadJob>, threads: usize) {
                 loop {
                     let next = queue.lock().unwrap_or_else(|p| p.into_inner()).next();
                     let Some(job) = next else { break };
-                    let read = folder::read_ahead(&job.dir, &job.fmd5, job.info_sep);
-                    // The folder may be gone (closed without reading): nothing to tell.
-                    let _ = job.done.send(read);
+                    job.run();
                 }
             });
     }
@@ -233,9 +240,7 @@ impl MaildirRepository {
             .name("maildir-ahead".into())
             .spawn(move || {
                 for job in rx {
-                    let read = folder::read_ahead(&job.dir, &job.fmd5, job.info_sep);
-                    // The folder may be gone (closed without reading): nothing to tell.
-                    let _ = job.done.send(read);
+                    job.run();
                 }
             });
         // A thread that could not start drops the job: the folder reads itself on open.

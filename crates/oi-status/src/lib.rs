@@ -137,7 +137,7 @@ impl StatusDir {
     /// reports the problem). For [`oi_core::Repository::prepare_listings`], before the
     /// folders are opened.
     pub fn peek_token(&self, status_name: &str, side: oi_core::Side) -> Option<String> {
-        use rusqlite::{OpenFlags, OptionalExtension};
+        use rusqlite::OpenFlags;
         let path = self.status_path(status_name);
         if !path.is_file() {
             return None;
@@ -147,14 +147,7 @@ impl StatusDir {
             OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX,
         )
         .ok()?;
-        conn.query_row(
-            "SELECT token FROM offlineimap_rs_listing WHERE side=?",
-            [sqlite::side_key(side)],
-            |r| r.get(0),
-        )
-        .optional()
-        .ok()
-        .flatten()
+        sqlite::kept_token(&conn, side).ok().flatten()
     }
 
     /// Removes a folder's LocalStatus database, as OfflineIMAP does when it creates a

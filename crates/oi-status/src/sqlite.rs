@@ -391,7 +391,18 @@ fn commit_on(
     (true, Ok(()))
 }
 
-pub(crate) fn side_key(side: Side) -> &'static str {
+/// The token of the listing kept for `side` (see [`StatusStore::cached_token`]); an error
+/// without the `offlineimap_rs_listing` table.
+pub(crate) fn kept_token(conn: &Connection, side: Side) -> rusqlite::Result<Option<String>> {
+    conn.query_row(
+        "SELECT token FROM offlineimap_rs_listing WHERE side=?",
+        [side_key(side)],
+        |r| r.get(0),
+    )
+    .optional()
+}
+
+fn side_key(side: Side) -> &'static str {
     match side {
         Side::Remote => "remote",
         Side::Local => "local",
@@ -490,15 +501,7 @@ impl StatusStore for SqliteStatus {
         if !self.has_table("offlineimap_rs_listing")? {
             return Ok(None);
         }
-        Ok(self
-            .conn
-            .query_row(
-                "SELECT token FROM offlineimap_rs_listing WHERE side=?",
-                [side_key(side)],
-                |r| r.get(0),
-            )
-            .optional()
-            .map_err(self.sql())?)
+        Ok(kept_token(&self.conn, side).map_err(self.sql())?)
     }
 
     fn save_listing(
