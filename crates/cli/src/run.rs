@@ -1222,6 +1222,11 @@ impl StatusFactory for Status {
         self.0.peek_token(status_name, oi_core::Side::Remote)
     }
 
+    fn read_ahead(&self) {
+        // Without the thread each folder reads its own status, as it would anyway.
+        let _ = self.0.read_ahead();
+    }
+
     fn forget(&self, status_name: &str, remote: &str, local: &str) -> Result<(), StoreError> {
         let fail = |e| StoreError::with_source(Severity::Folder, "purging LocalStatus", e);
         self.0.purge_folder(status_name).map_err(fail)?;

@@ -14,6 +14,7 @@
 //! it must not know about IMAP, Maildir, the sync engine or the configuration format.
 #![deny(missing_docs)]
 
+mod ahead;
 mod error;
 mod lock;
 mod plain;
@@ -56,6 +57,8 @@ pub struct StatusDir {
     remote_repo: String,
     local_repo: String,
     fsync: bool,
+    /// Status files read ahead ([`StatusDir::read_ahead`]).
+    shelf: ahead::Shelf,
 }
 
 impl StatusDir {
@@ -75,6 +78,7 @@ impl StatusDir {
             remote_repo: remote_repo.to_owned(),
             local_repo: local_repo.to_owned(),
             fsync,
+            shelf: ahead::Shelf::default(),
         }
     }
 
@@ -122,13 +126,31 @@ impl StatusDir {
             .account_dir()
             .join("LocalStatus")
             .join(folder_basename(status_name));
-        SqliteStatus::open(
-            self.status_path(status_name),
+        let path = self.status_path(status_name);
+        let mut status = SqliteStatus::open(
+            path.clone(),
             &legacy,
             self.validity_path(oi_core::Side::Remote, remote_folder),
             self.validity_path(oi_core::Side::Local, local_folder),
             self.fsync,
-        )
+        )?;
+        // Checked after the opening, which may have upgraded the file.
+        if let Some(read) = self.shelf.take(&path) {
+            status.use_read_ahead(read);
+        }
+        Ok(status)
+    }
+
+    /// Starts reading the account's LocalStatus files on a thread (see [`ahead`]), for the
+    /// folders' own openings to take. Returns the thread, for tests to wait for; `None`
+    /// when it could not start (each folder then reads its own file as usual).
+    pub fn read_ahead(&self) -> Option<std::thread::JoinHandle<()>> {
+        let shelf = self.shelf.clone();
+        let dir = self.account_dir().join("LocalStatus-sqlite");
+        std::thread::Builder::new()
+            .name("status-ahead".into())
+            .spawn(move || shelf.fill(&dir))
+            .ok()
     }
 
     /// The token of the listing kept for one side in a folder's LocalStatus, read without
@@ -139,6 +161,9 @@ impl StatusDir {
     pub fn peek_token(&self, status_name: &str, side: oi_core::Side) -> Option<String> {
         use rusqlite::OpenFlags;
         let path = self.status_path(status_name);
+        if let Some(token) = self.shelf.token(&path, side) {
+            return token;
+        }
         if !path.is_file() {
             return None;
         }
@@ -155,6 +180,7 @@ impl StatusDir {
     /// A missing file is not an error.
     pub fn purge_folder(&self, status_name: &str) -> Result<(), StatusError> {
         let path = self.status_path(status_name);
+        self.shelf.forget(&path);
         match fs::remove_file(&path) {
             Ok(()) => Ok(()),
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
@@ -682,6 +708,122 @@ c.commit()
         )
         .unwrap();
         assert_eq!(s.cached_listing(Side::Remote).unwrap(), None);
+    }
+
+    /// A status of records `uids` (all seen) and, when `token` is given, a remote listing
+    /// of them kept under that token; committed and closed.
+    fn status_with(
+        d: &StatusDir,
+        name: &str,
+        uids: &[u32],
+        token: Option<&str>,
+    ) -> CachedListingOf {
+        use oi_core::{CachedListing, Listing, MessageMeta};
+        let mut s = d.open_folder(name, name, name).unwrap();
+        let mut listing = Listing::default();
+        for &n in uids {
+            s.set(uid(n), Flags::SEEN).unwrap();
+            listing.messages.insert(
+                uid(n),
+                MessageMeta {
+                    flags: Flags::SEEN,
+                    size: Some(10),
+                },
+            );
+        }
+        let kept = token.map(|t| CachedListing {
+            token: t.to_owned(),
+            listing,
+        });
+        if let Some(c) = &kept {
+            s.save_listing(Side::Remote, Some(c)).unwrap();
+        }
+        s.commit().unwrap();
+        kept
+    }
+
+    type CachedListingOf = Option<oi_core::CachedListing>;
+
+    #[test]
+    fn statuses_read_ahead_are_taken_as_read_and_dropped_by_writes() {
+        use oi_core::CachedListing;
+        let tmp = tempfile::tempdir().unwrap();
+        let d = dir(tmp.path(), true);
+        let kept = status_with(&d, "A", &[1, 2], Some("r1"));
+        status_with(&d, "B", &[5], None);
+        d.read_ahead().unwrap().join().unwrap();
+        // Served from what was read, without opening the file.
+        assert_eq!(d.peek_token("A", Side::Remote).as_deref(), Some("r1"));
+        assert_eq!(d.peek_token("B", Side::Remote), None);
+
+        let mut s = d.open_folder("A", "A", "A").unwrap();
+        let ahead = s.read_ahead.as_ref().expect("A read ahead");
+        assert_eq!(ahead.records.as_ref().map(|r| r.len()), Some(2));
+        assert_eq!(s.cached_token(Side::Remote).unwrap().as_deref(), Some("r1"));
+        assert_eq!(s.cached_listing(Side::Remote).unwrap(), kept);
+        assert_eq!(s.cached_listing(Side::Local).unwrap(), None);
+        let records = s.load().unwrap();
+        assert_eq!(records.keys().map(|u| u.get()).collect::<Vec<_>>(), [1, 2]);
+        // Each item is taken once: the next reads go to the file.
+        let ahead = s.read_ahead.as_ref().unwrap();
+        assert!(ahead.records.is_none() && ahead.listings.iter().all(Option::is_none));
+        assert_eq!(s.load().unwrap(), records);
+
+        // A write drops what it changes before it is taken.
+        let mut s = d.open_folder("B", "B", "B").unwrap();
+        assert!(s.read_ahead.as_ref().is_some_and(|r| r.records.is_some()));
+        s.set(uid(6), Flags::FLAGGED).unwrap();
+        let newer = CachedListing {
+            token: "l2".into(),
+            listing: Default::default(),
+        };
+        s.save_listing(Side::Local, Some(&newer)).unwrap();
+        assert_eq!(s.load().unwrap().len(), 2);
+        assert_eq!(s.cached_token(Side::Local).unwrap().as_deref(), Some("l2"));
+        assert_eq!(s.cached_listing(Side::Local).unwrap(), Some(newer));
+        assert_eq!(s.cached_listing(Side::Remote).unwrap(), None);
+    }
+
+    #[test]
+    fn a_status_changed_or_with_a_journal_after_its_read_ahead_is_read_again() {
+        let tmp = tempfile::tempdir().unwrap();
+        let d = dir(tmp.path(), true);
+        status_with(&d, "A", &[1], Some("r1"));
+        status_with(&d, "B", &[1], Some("r1"));
+        status_with(&d, "C", &[1], Some("r1"));
+        std::fs::write(d.status_path("C").with_file_name("C-journal"), b"").unwrap();
+        d.read_ahead().unwrap().join().unwrap();
+        // C had a journal beside it: not read.
+        std::fs::remove_file(d.status_path("C").with_file_name("C-journal")).unwrap();
+        assert!(d.open_folder("C", "C", "C").unwrap().read_ahead.is_none());
+        // A changes after the reading. Within a clock tick its size and modification time
+        // can stay the same (put back here): the file change counter tells.
+        let before = std::fs::metadata(d.status_path("A")).unwrap();
+        let other = rusqlite::Connection::open(d.status_path("A")).unwrap();
+        other
+            .execute("UPDATE status SET flags='FS' WHERE id=1", [])
+            .unwrap();
+        other
+            .execute("UPDATE offlineimap_rs_listing SET token='r2'", [])
+            .unwrap();
+        drop(other);
+        let file = std::fs::File::options()
+            .write(true)
+            .open(d.status_path("A"))
+            .unwrap();
+        file.set_modified(before.modified().unwrap()).unwrap();
+        assert_eq!(file.metadata().unwrap().len(), before.len());
+        drop(file);
+        assert_eq!(d.peek_token("A", Side::Remote).as_deref(), Some("r2"));
+        let mut s = d.open_folder("A", "A", "A").unwrap();
+        assert!(s.read_ahead.is_none());
+        assert_eq!(s.load().unwrap()[&uid(1)], Flags::FLAGGED | Flags::SEEN);
+        assert_eq!(s.cached_token(Side::Remote).unwrap().as_deref(), Some("r2"));
+        // B is purged (its folder was created again): what was read goes with it.
+        d.purge_folder("B").unwrap();
+        let mut s = d.open_folder("B", "B", "B").unwrap();
+        assert!(s.read_ahead.is_none());
+        assert!(s.load().unwrap().is_empty());
     }
 
     #[test]

@@ -14,8 +14,12 @@ use oi_core::{
 };
 use rusqlite::{Connection, ErrorCode, OptionalExtension, params};
 
+use crate::ahead::{ListingRow, ReadAhead, slot};
 use crate::error::{StatusError, io_at};
 use crate::plain;
+
+/// Our own table of kept listings (see [`StatusStore::cached_listing`]).
+pub(crate) const LISTING_TABLE: &str = "offlineimap_rs_listing";
 
 /// The schema OfflineIMAP 8 writes (`LocalStatusSQLiteFolder.__create_db`), statement for
 /// statement, so that the files are indistinguishable.
@@ -70,6 +74,9 @@ pub struct SqliteStatus {
     /// connection is still lent to it. Every operation, and the drop, first waits for it
     /// and takes the connection back ([`SqliteStatus::settle_aside`]).
     aside: Option<OffThread<Lent>>,
+    /// What [`crate::StatusDir::read_ahead`] read of this file, taken item by item in place
+    /// of reading it again; an item is dropped by a write to what it describes.
+    pub(crate) read_ahead: Option<ReadAhead>,
 }
 
 /// What a commit's thread gives back: the connection and [`commit_on`]'s outcome.
@@ -119,6 +126,7 @@ impl SqliteStatus {
             remote_validity,
             local_validity,
             aside: None,
+            read_ahead: None,
         };
         status.prepare_schema(legacy)?;
         // The reads that start a folder's sync (its records, cached listings, pending
@@ -129,6 +137,11 @@ impl SqliteStatus {
         // Only this connection writes the file while the account is locked.
         status.begin()?;
         Ok(status)
+    }
+
+    /// Takes what was read of this file ahead (see [`crate::ahead`]).
+    pub(crate) fn use_read_ahead(&mut self, read: ReadAhead) {
+        self.read_ahead = Some(read);
     }
 
     /// Waits for a commit left running by a dropped [`StatusStore::commit_aside`] and takes
@@ -174,16 +187,7 @@ impl SqliteStatus {
 
     /// Whether one of our own tables exists (reads never create them).
     fn has_table(&self, name: &str) -> Result<bool, StatusError> {
-        let found: Option<String> = self
-            .conn
-            .query_row(
-                "SELECT name FROM sqlite_master WHERE type='table' AND name=?",
-                [name],
-                |r| r.get(0),
-            )
-            .optional()
-            .map_err(self.sql())?;
-        Ok(found.is_some())
+        table_exists(&self.conn, name).map_err(self.sql())
     }
 
     /// In the rollback-journal mode that OfflineIMAP's files use, a COMMIT is done when
@@ -344,26 +348,61 @@ impl SqliteStatus {
     }
 
     fn do_load(&mut self) -> Result<BTreeMap<Uid, Flags>, StatusError> {
-        let mut stmt = self
-            .conn
-            .prepare("SELECT id,flags FROM status")
-            .map_err(self.sql())?;
-        let rows = stmt
-            .query_map([], |r| {
-                Ok((r.get::<_, i64>(0)?, r.get::<_, Option<String>>(1)?))
-            })
-            .map_err(self.sql())?;
-        let mut out = BTreeMap::new();
-        for row in rows {
-            let (id, flags) = row.map_err(self.sql())?;
-            // OfflineIMAP never stores the negative placeholders of unsynced messages; a
-            // row that is not a valid UID cannot name a message on either side.
-            if let Some(uid) = u32::try_from(id).ok().and_then(Uid::new) {
-                out.insert(uid, Flags::from_maildir(flags.as_deref().unwrap_or("")));
-            }
+        if let Some(records) = self.read_ahead.as_mut().and_then(|r| r.records.take()) {
+            return Ok(records);
         }
-        Ok(out)
+        read_records(&self.conn).map_err(self.sql())
     }
+
+    /// A write to the records: what was read of them ahead no longer holds.
+    fn records_change(&mut self) {
+        if let Some(r) = self.read_ahead.as_mut() {
+            r.records = None;
+        }
+    }
+}
+
+/// Every record of a status file.
+pub(crate) fn read_records(conn: &Connection) -> rusqlite::Result<BTreeMap<Uid, Flags>> {
+    let mut stmt = conn.prepare("SELECT id,flags FROM status")?;
+    let rows = stmt.query_map([], |r| {
+        Ok((r.get::<_, i64>(0)?, r.get::<_, Option<String>>(1)?))
+    })?;
+    let mut out = BTreeMap::new();
+    for row in rows {
+        let (id, flags) = row?;
+        // OfflineIMAP never stores the negative placeholders of unsynced messages; a row
+        // that is not a valid UID cannot name a message on either side.
+        if let Some(uid) = u32::try_from(id).ok().and_then(Uid::new) {
+            out.insert(uid, Flags::from_maildir(flags.as_deref().unwrap_or("")));
+        }
+    }
+    Ok(out)
+}
+
+/// Whether a table exists in a status file.
+pub(crate) fn table_exists(conn: &Connection, name: &str) -> rusqlite::Result<bool> {
+    let found: Option<String> = conn
+        .query_row(
+            "SELECT name FROM sqlite_master WHERE type='table' AND name=?",
+            [name],
+            |r| r.get(0),
+        )
+        .optional()?;
+    Ok(found.is_some())
+}
+
+/// The row of the listing kept for `side`: its token and encoded messages.
+pub(crate) fn read_listing_row(
+    conn: &Connection,
+    side: Side,
+) -> rusqlite::Result<Option<ListingRow>> {
+    conn.query_row(
+        "SELECT token, data FROM offlineimap_rs_listing WHERE side=?",
+        [side_key(side)],
+        |r| Ok((r.get(0)?, r.get(1)?)),
+    )
+    .optional()
 }
 
 /// A commit: the COMMIT of the open transaction, then the directory sync of a durable one
@@ -417,6 +456,7 @@ impl StatusStore for SqliteStatus {
 
     fn set(&mut self, uid: Uid, flags: Flags) -> Result<(), StoreError> {
         self.settle_aside()?;
+        self.records_change();
         // OfflineIMAP inserts new rows with mtime 0 and empty labels, and updates only the
         // flags of existing ones (Gmail labels and their mtimes stay).
         Ok(self.write(
@@ -428,6 +468,7 @@ impl StatusStore for SqliteStatus {
 
     fn remove(&mut self, uid: Uid) -> Result<(), StoreError> {
         self.settle_aside()?;
+        self.records_change();
         Ok(self.write("DELETE FROM status WHERE id=?", params![uid.get()])?)
     }
 
@@ -478,18 +519,15 @@ impl StatusStore for SqliteStatus {
     /// one blob, so that reading a 20000-message folder's listing costs one row.
     fn cached_listing(&mut self, side: Side) -> Result<Option<CachedListing>, StoreError> {
         self.settle_aside()?;
-        if !self.has_table("offlineimap_rs_listing")? {
-            return Ok(None);
-        }
-        let row: Option<(String, Vec<u8>)> = self
-            .conn
-            .query_row(
-                "SELECT token, data FROM offlineimap_rs_listing WHERE side=?",
-                [side_key(side)],
-                |r| Ok((r.get(0)?, r.get(1)?)),
-            )
-            .optional()
-            .map_err(self.sql())?;
+        let ahead = self
+            .read_ahead
+            .as_mut()
+            .and_then(|r| r.listings[slot(side)].take());
+        let row = match ahead {
+            Some(row) => row,
+            None if !self.has_table(LISTING_TABLE)? => return Ok(None),
+            None => read_listing_row(&self.conn, side).map_err(self.sql())?,
+        };
         // A row we cannot read is no cache: the store lists in full and it is rewritten.
         Ok(row.and_then(|(token, data)| {
             CachedListing::decode_messages(&data).map(|listing| CachedListing { token, listing })
@@ -498,7 +536,14 @@ impl StatusStore for SqliteStatus {
 
     fn cached_token(&mut self, side: Side) -> Result<Option<String>, StoreError> {
         self.settle_aside()?;
-        if !self.has_table("offlineimap_rs_listing")? {
+        let ahead = self
+            .read_ahead
+            .as_ref()
+            .and_then(|r| r.listings[slot(side)].as_ref());
+        if let Some(row) = ahead {
+            return Ok(row.as_ref().map(|(token, _)| token.clone()));
+        }
+        if !self.has_table(LISTING_TABLE)? {
             return Ok(None);
         }
         Ok(kept_token(&self.conn, side).map_err(self.sql())?)
@@ -510,6 +555,9 @@ impl StatusStore for SqliteStatus {
         cached: Option<&CachedListing>,
     ) -> Result<(), StoreError> {
         self.settle_aside()?;
+        if let Some(r) = self.read_ahead.as_mut() {
+            r.listings[slot(side)] = None;
+        }
         match cached {
             Some(c) => {
                 self.conn
@@ -528,7 +576,7 @@ impl StatusStore for SqliteStatus {
                     ],
                 )?)
             }
-            None if self.has_table("offlineimap_rs_listing")? => Ok(self.write(
+            None if self.has_table(LISTING_TABLE)? => Ok(self.write(
                 "DELETE FROM offlineimap_rs_listing WHERE side=?",
                 params![side_key(side)],
             )?),

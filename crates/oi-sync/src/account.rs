@@ -41,6 +41,11 @@ pub trait StatusFactory: Send + Sync {
         None
     }
 
+    /// Starts reading the statuses ahead, while the server answers the folder LIST, for
+    /// [`StatusFactory::open`] to take what was read instead of reading it then. The
+    /// default reads nothing ahead.
+    fn read_ahead(&self) {}
+
     /// Drops everything remembered about a pair (its records and the saved UIDVALIDITY of
     /// both sides). Called when one side's folder had to be created: whatever the status
     /// says about it describes a folder that is gone, and reading it would turn every
@@ -314,6 +319,11 @@ where
     // answers its LIST (which, with LIST-STATUS, can take a while on a big account).
     // Not for a sync of chosen folders: their local names are not known yet.
     let local_side = async {
+        // The statuses too, all of them: the folders' status names follow from the
+        // remote names, which the LIST brings.
+        if policy.only_folders.is_none() {
+            status.read_ahead();
+        }
         let listed = local.list_folders().await;
         if let Ok(names) = &listed
             && policy.only_folders.is_none()
