@@ -24,7 +24,6 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, PoisonError};
 
 use oi_core::{Flags, Side, Uid};
-use rusqlite::{Connection, OpenFlags};
 
 /// At most this many records are held read ahead, all files together: the memory they
 /// take (with the kept listings' bytes) is on top of the folders under way. Files are read
@@ -175,11 +174,7 @@ impl Shelf {
 /// Reads one status file read-only; `None` on any trouble (the folder's own opening then
 /// reads it, and reports what is wrong).
 fn read_file(path: &Path) -> Option<ReadAhead> {
-    let conn = Connection::open_with_flags(
-        path,
-        OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX,
-    )
-    .ok()?;
+    let conn = crate::sqlite::open_read_only(path).ok()?;
     // Read once from start to end: SQLite's 2 MiB page cache would only leave its memory
     // free in this thread's heap arena.
     conn.execute_batch("PRAGMA cache_size = -256").ok()?;

@@ -159,7 +159,6 @@ impl StatusDir {
     /// reports the problem). For [`oi_core::Repository::prepare_listings`], before the
     /// folders are opened.
     pub fn peek_token(&self, status_name: &str, side: oi_core::Side) -> Option<String> {
-        use rusqlite::OpenFlags;
         let path = self.status_path(status_name);
         if let Some(token) = self.shelf.token(&path, side) {
             return token;
@@ -167,11 +166,7 @@ impl StatusDir {
         if !path.is_file() {
             return None;
         }
-        let conn = rusqlite::Connection::open_with_flags(
-            &path,
-            OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX,
-        )
-        .ok()?;
+        let conn = sqlite::open_read_only(&path).ok()?;
         sqlite::kept_token(&conn, side).ok().flatten()
     }
 

@@ -362,6 +362,16 @@ impl SqliteStatus {
     }
 }
 
+/// A status file opened only to read it, creating, upgrading and locking nothing
+/// beyond SQLite's shared lock of each read.
+pub(crate) fn open_read_only(path: &Path) -> rusqlite::Result<Connection> {
+    use rusqlite::OpenFlags;
+    Connection::open_with_flags(
+        path,
+        OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+    )
+}
+
 /// Every record of a status file.
 pub(crate) fn read_records(conn: &Connection) -> rusqlite::Result<BTreeMap<Uid, Flags>> {
     let mut stmt = conn.prepare("SELECT id,flags FROM status")?;
