@@ -780,6 +780,34 @@ c.commit()
     }
 
     #[test]
+    fn statuses_are_read_ahead_in_name_order_within_the_budget() {
+        let tmp = tempfile::tempdir().unwrap();
+        let d = dir(tmp.path(), false);
+        for (name, count) in [("A", 15_000u32), ("B", 6_000), ("C", 10)] {
+            status_with(&d, name, &[], None);
+            let mut conn = rusqlite::Connection::open(d.status_path(name)).unwrap();
+            let tx = conn.transaction().unwrap();
+            for n in 1..=count {
+                tx.execute("INSERT INTO status (id, flags) VALUES (?, 'S')", [n])
+                    .unwrap();
+            }
+            tx.commit().unwrap();
+        }
+        d.read_ahead().unwrap().join().unwrap();
+        // A fits; A and B together are over 20000 records, so neither B nor what follows.
+        let read = |name: &str| {
+            d.open_folder(name, name, name)
+                .unwrap()
+                .read_ahead
+                .is_some()
+        };
+        assert_eq!([read("A"), read("B"), read("C")], [true, false, false]);
+        // A later reading starts afresh.
+        d.read_ahead().unwrap().join().unwrap();
+        assert!(read("A"));
+    }
+
+    #[test]
     fn a_status_changed_or_with_a_journal_after_its_read_ahead_is_read_again() {
         let tmp = tempfile::tempdir().unwrap();
         let d = dir(tmp.path(), true);
