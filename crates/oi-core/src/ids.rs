@@ -61,6 +61,14 @@ impl Side {
 
     /// Both sides, remote first.
     pub const BOTH: [Side; 2] = [Side::Remote, Side::Local];
+
+    /// The side's place in [`Side::BOTH`]: for per-side arrays.
+    pub fn index(self) -> usize {
+        match self {
+            Side::Remote => 0,
+            Side::Local => 1,
+        }
+    }
 }
 
 impl fmt::Display for Side {

@@ -83,16 +83,8 @@ pub(crate) struct ReadAhead {
     /// Every record.
     pub(crate) records: Option<BTreeMap<Uid, Flags>>,
     /// Each side's kept listing row: its token and encoded messages (`Some(None)`: none
-    /// kept). Indexed by [`slot`].
+    /// kept). Indexed by [`Side::index`].
     pub(crate) listings: [Option<Option<ListingRow>>; 2],
-}
-
-/// The index of a side in [`ReadAhead::listings`].
-pub(crate) fn slot(side: Side) -> usize {
-    match side {
-        Side::Remote => 0,
-        Side::Local => 1,
-    }
 }
 
 /// The files read ahead, by path, each with the identity it was read at.
@@ -118,7 +110,7 @@ impl Shelf {
         if identity(path).as_ref() != Some(read_at) {
             return None;
         }
-        let row = read.listings[slot(side)].as_ref()?;
+        let row = read.listings[side.index()].as_ref()?;
         Some(row.as_ref().map(|(token, _)| token.clone()))
     }
 
@@ -188,7 +180,7 @@ fn read_file(path: &Path) -> Option<ReadAhead> {
     let mut listings: [Option<Option<ListingRow>>; 2] = [None, None];
     let kept = crate::sqlite::table_exists(&conn, crate::sqlite::LISTING_TABLE).ok()?;
     for side in [Side::Remote, Side::Local] {
-        listings[slot(side)] = Some(if kept {
+        listings[side.index()] = Some(if kept {
             crate::sqlite::read_listing_row(&conn, side).ok()?
         } else {
             None

@@ -14,7 +14,7 @@ use oi_core::{
 };
 use rusqlite::{Connection, ErrorCode, OptionalExtension, params};
 
-use crate::ahead::{ListingRow, ReadAhead, slot};
+use crate::ahead::{ListingRow, ReadAhead};
 use crate::error::{StatusError, io_at};
 use crate::plain;
 
@@ -532,7 +532,7 @@ impl StatusStore for SqliteStatus {
         let ahead = self
             .read_ahead
             .as_mut()
-            .and_then(|r| r.listings[slot(side)].take());
+            .and_then(|r| r.listings[side.index()].take());
         let row = match ahead {
             Some(row) => row,
             None if !self.has_table(LISTING_TABLE)? => return Ok(None),
@@ -549,7 +549,7 @@ impl StatusStore for SqliteStatus {
         let ahead = self
             .read_ahead
             .as_ref()
-            .and_then(|r| r.listings[slot(side)].as_ref());
+            .and_then(|r| r.listings[side.index()].as_ref());
         if let Some(row) = ahead {
             return Ok(row.as_ref().map(|(token, _)| token.clone()));
         }
@@ -566,7 +566,7 @@ impl StatusStore for SqliteStatus {
     ) -> Result<(), StoreError> {
         self.settle_aside()?;
         if let Some(r) = self.read_ahead.as_mut() {
-            r.listings[slot(side)] = None;
+            r.listings[side.index()] = None;
         }
         match cached {
             Some(c) => {

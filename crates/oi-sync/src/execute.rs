@@ -1017,20 +1017,20 @@ impl<R: Folder, L: Folder, S: StatusStore> Run<'_, R, L, S> {
                     uid,
                     add,
                     remove,
-                } => flag_updates[idx(*side)].push(FlagUpdate {
+                } => flag_updates[side.index()].push(FlagUpdate {
                     uid: *uid,
                     add: *add,
                     remove: *remove,
                 }),
-                Step::Delete { side, uid } => deletes[idx(*side)].push(*uid),
+                Step::Delete { side, uid } => deletes[side.index()].push(*uid),
                 Step::Record { uid, flags } => records.push((*uid, *flags)),
                 Step::Forget { uid } => forgets.push(*uid),
             }
         }
 
         // Nothing for the server after the downloads (if any): see `hand_over`.
-        let server_done_after =
-            flag_updates[idx(Side::Remote)].is_empty() && deletes[idx(Side::Remote)].is_empty();
+        let server_done_after = flag_updates[Side::Remote.index()].is_empty()
+            && deletes[Side::Remote.index()].is_empty();
         if server_done_after && uploads.is_empty() && reuploads.is_empty() && downloads.is_empty() {
             self.hand_over().await?;
         }
@@ -1049,7 +1049,7 @@ impl<R: Folder, L: Folder, S: StatusStore> Run<'_, R, L, S> {
         self.download(&downloads, sizes, server_done_after).await?;
 
         for side in Side::BOTH {
-            let updates = &flag_updates[idx(side)];
+            let updates = &flag_updates[side.index()];
             if updates.is_empty() {
                 continue;
             }
@@ -1099,7 +1099,7 @@ impl<R: Folder, L: Folder, S: StatusStore> Run<'_, R, L, S> {
         }
 
         for side in Side::BOTH {
-            let uids = &deletes[idx(side)];
+            let uids = &deletes[side.index()];
             if uids.is_empty() {
                 continue;
             }
@@ -1697,13 +1697,6 @@ pub(crate) async fn join<A: std::future::Future, B: std::future::Future>(
         Poll::Pending
     })
     .await
-}
-
-fn idx(side: Side) -> usize {
-    match side {
-        Side::Remote => 0,
-        Side::Local => 1,
-    }
 }
 
 /// How a folder is opened on a side under a policy.

@@ -480,13 +480,6 @@ pub struct MemStatus {
     working: MemStatusData,
 }
 
-fn side_idx(side: Side) -> usize {
-    match side {
-        Side::Remote => 0,
-        Side::Local => 1,
-    }
-}
-
 impl StatusStore for MemStatus {
     fn load(&mut self) -> Result<BTreeMap<Uid, Flags>, StoreError> {
         Ok(self.working.records.clone())
@@ -532,11 +525,11 @@ impl StatusStore for MemStatus {
     }
 
     fn saved_validity(&self, side: Side) -> Result<Option<UidValidity>, StoreError> {
-        Ok(self.working.validity[side_idx(side)])
+        Ok(self.working.validity[side.index()])
     }
 
     fn save_validity(&mut self, side: Side, value: UidValidity) -> Result<(), StoreError> {
-        self.working.validity[side_idx(side)] = Some(value);
+        self.working.validity[side.index()] = Some(value);
         self.commit()
     }
 }
