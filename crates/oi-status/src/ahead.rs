@@ -87,6 +87,14 @@ pub(crate) struct ReadAhead {
     pub(crate) listings: [Option<Option<ListingRow>>; 2],
 }
 
+impl ReadAhead {
+    /// The token of the listing kept for `side` (`Some(None)`: none kept), unless taken.
+    pub(crate) fn token(&self, side: Side) -> Option<Option<String>> {
+        let row = self.listings[side.index()].as_ref()?;
+        Some(row.as_ref().map(|(token, _)| token.clone()))
+    }
+}
+
 /// The files read ahead, by path, each with the identity it was read at.
 #[derive(Debug, Clone, Default)]
 pub(crate) struct Shelf(Arc<Mutex<HashMap<PathBuf, (Identity, ReadAhead)>>>);
@@ -110,8 +118,7 @@ impl Shelf {
         if identity(path).as_ref() != Some(read_at) {
             return None;
         }
-        let row = read.listings[side.index()].as_ref()?;
-        Some(row.as_ref().map(|(token, _)| token.clone()))
+        read.token(side)
     }
 
     /// Forgets `path` (its file is being removed).
@@ -178,13 +185,8 @@ fn read_file(path: &Path) -> Option<ReadAhead> {
     conn.execute_batch("BEGIN").ok()?;
     let records = crate::sqlite::read_records(&conn).ok()?;
     let mut listings: [Option<Option<ListingRow>>; 2] = [None, None];
-    let kept = crate::sqlite::table_exists(&conn, crate::sqlite::LISTING_TABLE).ok()?;
-    for side in [Side::Remote, Side::Local] {
-        listings[side.index()] = Some(if kept {
-            crate::sqlite::read_listing_row(&conn, side).ok()?
-        } else {
-            None
-        });
+    for side in Side::BOTH {
+        listings[side.index()] = Some(crate::sqlite::read_listing_row(&conn, side).ok()?);
     }
     Some(ReadAhead {
         records: Some(records),

@@ -402,11 +402,15 @@ pub(crate) fn table_exists(conn: &Connection, name: &str) -> rusqlite::Result<bo
     Ok(found.is_some())
 }
 
-/// The row of the listing kept for `side`: its token and encoded messages.
+/// The row of the listing kept for `side`: its token and encoded messages (`None` without
+/// our table, which reads never create).
 pub(crate) fn read_listing_row(
     conn: &Connection,
     side: Side,
 ) -> rusqlite::Result<Option<ListingRow>> {
+    if !table_exists(conn, LISTING_TABLE)? {
+        return Ok(None);
+    }
     conn.query_row(
         "SELECT token, data FROM offlineimap_rs_listing WHERE side=?",
         [side_key(side)],
@@ -440,9 +444,12 @@ fn commit_on(
     (true, Ok(()))
 }
 
-/// The token of the listing kept for `side` (see [`StatusStore::cached_token`]); an error
-/// without the `offlineimap_rs_listing` table.
+/// The token of the listing kept for `side` (see [`StatusStore::cached_token`]); `None`
+/// without our table, as [`read_listing_row`].
 pub(crate) fn kept_token(conn: &Connection, side: Side) -> rusqlite::Result<Option<String>> {
+    if !table_exists(conn, LISTING_TABLE)? {
+        return Ok(None);
+    }
     conn.query_row(
         "SELECT token FROM offlineimap_rs_listing WHERE side=?",
         [side_key(side)],
@@ -535,7 +542,6 @@ impl StatusStore for SqliteStatus {
             .and_then(|r| r.listings[side.index()].take());
         let row = match ahead {
             Some(row) => row,
-            None if !self.has_table(LISTING_TABLE)? => return Ok(None),
             None => read_listing_row(&self.conn, side).map_err(self.sql())?,
         };
         // A row we cannot read is no cache: the store lists in full and it is rewritten.
@@ -546,15 +552,8 @@ impl StatusStore for SqliteStatus {
 
     fn cached_token(&mut self, side: Side) -> Result<Option<String>, StoreError> {
         self.settle_aside()?;
-        let ahead = self
-            .read_ahead
-            .as_ref()
-            .and_then(|r| r.listings[side.index()].as_ref());
-        if let Some(row) = ahead {
-            return Ok(row.as_ref().map(|(token, _)| token.clone()));
-        }
-        if !self.has_table(LISTING_TABLE)? {
-            return Ok(None);
+        if let Some(token) = self.read_ahead.as_ref().and_then(|r| r.token(side)) {
+            return Ok(token);
         }
         Ok(kept_token(&self.conn, side).map_err(self.sql())?)
     }
