@@ -1284,6 +1284,10 @@ impl Repository for VisibleMaildir {
         self.inner.syncing_only(names);
     }
 
+    fn spool_dir(&self, name: &str) -> Option<std::path::PathBuf> {
+        self.inner.spool_dir(name)
+    }
+
     async fn open_folder(
         &self,
         name: &str,

@@ -19,7 +19,8 @@ pub enum Access {
 }
 
 /// A folder of [`Repository::prepare_listings`]: its name in the repository, how it will
-/// be opened, and the token of the listing kept for it.
+/// be opened, the token of the listing kept for it, and how its new messages will be
+/// downloaded, if all of them will.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ListingWish {
     /// The folder's name in the repository.
@@ -28,6 +29,24 @@ pub struct ListingWish {
     pub access: Access,
     /// The token kept with its listing ([`CachedListing::token`]).
     pub token: String,
+    /// Set when every new message of the folder will be downloaded (the other side takes
+    /// new messages, and no filter such as `maxage` or `maxsize` stands between), and
+    /// how: a store may then fetch their bodies with the listing.
+    pub new_bodies: Option<NewBodies>,
+}
+
+/// How the new messages of a folder will be fetched (see [`ListingWish::new_bodies`]):
+/// those of up to `up_to` bytes by [`Folder::fetch_spooled`] into `spool_dir`, streamed
+/// there when above `spool_over` bytes, without their dates; the larger ones by
+/// [`Folder::fetch_large`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NewBodies {
+    /// The largest message fetched whole.
+    pub up_to: u64,
+    /// The spool folder of those fetches.
+    pub spool_dir: std::path::PathBuf,
+    /// Bodies above this go to a file in `spool_dir` rather than memory.
+    pub spool_over: u64,
 }
 
 /// What a folder tells about itself when opened.
@@ -450,10 +469,21 @@ pub trait Repository: Send + Sync {
     /// tokens (see [`Folder::list_since`]). A store may ask the server for the changes of
     /// all of them at once (IMAP: one write of every changed folder's SELECT and changes
     /// fetch, read in the background), so that the folders find their changes waiting
-    /// instead of asking one after the other. The default does nothing.
+    /// instead of asking one after the other; and with them the bodies of the new
+    /// messages of the folders that want them ([`ListingWish::new_bodies`]), which their
+    /// fetches then take without asking. The default does nothing.
     fn prepare_listings(&self, wishes: Vec<ListingWish>) -> impl Future<Output = ()> + Send {
         let _ = wishes;
         async {}
+    }
+
+    /// Where [`Folder::spool_dir`] of the folder `name` will be, when the store knows it
+    /// before the folder is opened and the folder keeps no dates ([`Folder::keeps_dates`]
+    /// false): a store on the other side may spool new messages there ahead of the
+    /// download (see [`NewBodies`]). The default: `None`.
+    fn spool_dir(&self, name: &str) -> Option<std::path::PathBuf> {
+        let _ = name;
+        None
     }
 
     /// True when an open folder holds a server connection (IMAP). The account sync opens

@@ -628,6 +628,24 @@ impl Connection {
         self.await_tags(tags, None, each, None, Some(done)).await
     }
 
+    /// [`Connection::collect`] with the FETCH literals longer than `over` bytes handed to
+    /// `sink` in pieces as they arrive, as [`Connection::run_spooling`] does.
+    pub async fn collect_spooling(
+        &mut self,
+        tags: Vec<String>,
+        over: u64,
+        sink: &mut dyn LiteralSink,
+        each: &mut (dyn FnMut(Untagged) -> Option<Untagged> + Send),
+        done: &mut OnDone<'_>,
+    ) -> Result<(Vec<Untagged>, Vec<Completion>), ImapError> {
+        self.session.set_stream_over(Some(over));
+        let r = self
+            .await_tags(tags, None, each, Some(sink), Some(done))
+            .await;
+        self.session.set_stream_over(None);
+        r
+    }
+
     /// Reads until every command of `tags` is complete (see [`Connection::run_batch`]).
     async fn await_tags(
         &mut self,

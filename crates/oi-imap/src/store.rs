@@ -15,7 +15,7 @@ use crate::ImapError;
 use crate::client::{AuthMechanism, ConnectSettings, Connection, Security, Tunnel};
 use crate::response::{RespCode, Untagged};
 use crate::session::{Command, Part};
-use crate::survey::Survey;
+use crate::survey::{BodyAhead, Survey};
 use crate::transport::{CaSource, TlsSettings};
 
 /// A validated IMAP repository configuration.
@@ -186,6 +186,11 @@ struct Listed {
 /// them waits in memory until each folder's turn (a changed message takes about 40 bytes;
 /// a server that lost its mod-sequences reports every message changed).
 const SURVEY_MESSAGES: u64 = 50_000;
+
+/// At most how many new messages one [`Survey`] fetches the bodies of. A message too
+/// large to be fetched whole costs one whole fetch's worth of bytes more ([`NewBodies`]'s
+/// `up_to`, 8 MiB by default), for its folder fetches it again its own way.
+const SURVEY_NEW_MESSAGES: u64 = 1000;
 
 /// How long [`ImapRepository::shutdown`] gives a survey still reading to end.
 const SURVEY_END_WAIT: Duration = Duration::from_secs(5);
@@ -507,18 +512,19 @@ fn verb_for(access: Access) -> &'static str {
 }
 
 /// A folder's SELECT (`verb`) followed by the fetch of its changes since a kept listing
-/// of HIGHESTMODSEQ `since` and last UID `known` ([`changes_commands`]), to be sent in one
-/// write: by [`ImapFolder::send_listing_ahead`] for one folder, by a [`Survey`] for many.
+/// of HIGHESTMODSEQ `since` and last UID `known` ([`changes_commands`], with the new
+/// messages' bodies of up to `bodies` bytes or without), to be sent in one write: by
+/// [`ImapFolder::send_listing_ahead`] for one folder, by a [`Survey`] for many.
 fn listing_commands(
     verb: &str,
     name: &str,
     mode: ModSeqMode,
-    since: u64,
-    known: u32,
+    (since, known): (u64, u32),
+    bodies: Option<u64>,
 ) -> Vec<Command> {
     let mut commands = vec![select_command(verb, name, mode)];
     commands.extend(
-        changes_commands(since, known, mode == ModSeqMode::Qresync)
+        changes_commands(since, known, mode == ModSeqMode::Qresync, bodies)
             .into_iter()
             .map(Command::raw),
     );
@@ -670,10 +676,13 @@ impl Repository for ImapRepository {
     }
 
     /// Starts a [`Survey`] of the folders listed with a HIGHESTMODSEQ above their kept
-    /// listing's and no message above its last UID (UIDNEXT right after it), when there
-    /// are two or more: one write of their SELECTs and changes fetches on the connection
-    /// the LIST left in the pool. Their messages count against [`SURVEY_MESSAGES`], the
-    /// bound on what the survey may hold until the folders take it.
+    /// listing's, when there are two or more: one write of their SELECTs and changes
+    /// fetches on the connection the LIST left in the pool. A folder with messages above
+    /// its kept listing's last UID (UIDNEXT further on) is among them only if it wants
+    /// their bodies ([`oi_core::ListingWish::new_bodies`]), which the survey then fetches
+    /// too, for up to [`SURVEY_NEW_MESSAGES`] in all. Their messages count against
+    /// [`SURVEY_MESSAGES`], the bound on what the survey may hold until the folders take
+    /// it.
     async fn prepare_listings(&self, wishes: Vec<oi_core::ListingWish>) {
         let mode = self.modseq_mode();
         if mode == ModSeqMode::None || self.few.load(Ordering::Relaxed) {
@@ -681,6 +690,7 @@ impl Repository for ImapRepository {
         }
         let mut wanted = Vec::new();
         let mut messages = 0u64;
+        let mut new_messages = 0u64;
         {
             let listed = self.listed.lock().unwrap_or_else(|p| p.into_inner());
             for w in wishes {
@@ -692,22 +702,38 @@ impl Repository for ImapRepository {
                 else {
                     continue;
                 };
-                let nothing_new = l.uid_next.is_some_and(|n| n <= known.saturating_add(1));
-                if known == 0 || since >= l.highest_modseq || !nothing_new {
+                if known == 0 || since >= l.highest_modseq {
                     continue;
                 }
+                // At most this many new messages (some may be gone already); unknown
+                // without UIDNEXT.
+                let Some(new) = l
+                    .uid_next
+                    .map(|n| n.saturating_sub(known.saturating_add(1)))
+                else {
+                    continue;
+                };
+                let bodies = match &w.new_bodies {
+                    _ if new == 0 => None,
+                    Some(b) if new_messages + u64::from(new) <= SURVEY_NEW_MESSAGES => Some(b),
+                    _ => continue,
+                };
                 if messages + u64::from(l.messages) > SURVEY_MESSAGES
                     || wanted.len() == crate::survey::SURVEY_FOLDERS
                 {
                     continue;
                 }
                 messages += u64::from(l.messages);
-                let commands = listing_commands(verb_for(w.access), &w.name, mode, since, known);
+                new_messages += u64::from(new);
+                let verb = verb_for(w.access);
+                let up_to = bodies.map(|b| b.up_to);
+                let commands = listing_commands(verb, &w.name, mode, (since, known), up_to);
                 wanted.push(crate::survey::Wanted {
-                    name: w.name,
                     commands,
                     since,
                     known,
+                    bodies: bodies.cloned(),
+                    name: w.name,
                 });
             }
         }
@@ -784,6 +810,7 @@ impl Repository for ImapRepository {
             ahead: None,
             survey: None,
             surveyed: false,
+            bodies_ahead: BTreeMap::new(),
             reconnect: crate::retry::Reconnect {
                 config: self.config.clone(),
                 events: self.events.clone(),
@@ -925,6 +952,9 @@ pub struct ImapFolder {
     survey: Option<Arc<Survey>>,
     /// The survey holds this folder's changes, not taken yet.
     surveyed: bool,
+    /// The whole bodies of new messages that came with the listing from the survey, and
+    /// their flags then, until a fetch takes them ([`ImapFolder::take_bodies_ahead`]).
+    bodies_ahead: BTreeMap<Uid, (Flags, BodyAhead)>,
 }
 
 /// What [`ImapFolder::finish_ahead`] made of the answers sent ahead.
@@ -1102,7 +1132,8 @@ impl ImapFolder {
             lock_pool(&self.pool).push(conn);
             return self.ensure_selected().await;
         }
-        let commands = |mode: ModSeqMode| listing_commands(verb, &self.name, mode, since, known);
+        let commands =
+            |mode: ModSeqMode| listing_commands(verb, &self.name, mode, (since, known), None);
         let tags = match conn.send_ahead(commands(mode)).await {
             Err(e) if crate::retry::connection_unusable(&e) => {
                 (conn, mode) = connect().await?;
@@ -1423,7 +1454,56 @@ impl ImapFolder {
         }
         self.take_in(validity, &selected);
         let token = self.modseq_token(modseq, &listing);
+        self.bodies_ahead = s.bodies;
         Some((listing, Some(token)))
+    }
+
+    /// Takes out of `uids` the messages whose bodies came with the listing (see
+    /// [`Survey`]) and returns those, as the fetch would have: not when it asks for dates
+    /// (the survey did not), and a body in a spool file only for a fetch spooling into
+    /// that file's folder (`spool`: its folder and the size above which it streams). A
+    /// UID's body never changes, so the body is the message's whenever it is asked.
+    fn take_bodies_ahead(
+        &mut self,
+        uids: &mut Vec<Uid>,
+        spool: Option<(&std::path::Path, u64)>,
+        dates: bool,
+    ) -> BTreeMap<Uid, oi_core::Fetched> {
+        let mut taken = BTreeMap::new();
+        if dates || self.bodies_ahead.is_empty() {
+            return taken;
+        }
+        uids.retain(|&uid| {
+            let fetched = match self.bodies_ahead.remove(&uid) {
+                Some((flags, BodyAhead::Memory(body)))
+                    if spool.is_none_or(|(_, over)| body.len() as u64 <= over) =>
+                {
+                    oi_core::Fetched::Memory(Message {
+                        source: MsgRef::Uid(uid),
+                        body,
+                        flags,
+                        internal_date: None,
+                    })
+                }
+                Some((flags, BodyAhead::Spooled(file, path, len)))
+                    if spool.is_some_and(|(dir, _)| path.parent() == Some(dir)) =>
+                {
+                    oi_core::Fetched::Spooled(oi_core::LargeMessage {
+                        source: MsgRef::Uid(uid),
+                        file,
+                        len,
+                        flags,
+                        internal_date: None,
+                        spool: Some(path),
+                        drop_headers: Vec::new(),
+                    })
+                }
+                _ => return true,
+            };
+            taken.insert(uid, fetched);
+            false
+        });
+        taken
     }
 
     /// The UID of the one message carrying the upload marker `value`; several matches would
@@ -1541,10 +1621,12 @@ fn last_uid(listing: &Listing) -> u32 {
 /// The fetch of the changes since a kept listing whose HIGHESTMODSEQ was `since` and last
 /// UID `known`: of the known messages only their changed flags (their sizes are kept,
 /// which spares the server a size per changed message: a mass flag change is
-/// thousands); messages above them are new: all of them, with their sizes. `n:*` names
-/// the last message when none is n or above; its answer is then a known message's current
+/// thousands); messages above them are new: all of them, with their sizes, and with
+/// `bodies` each one's body if it has at most that many bytes (one byte more is asked
+/// for, so that a whole body is told from a cut one; see [`Survey`]). `n:*` names the
+/// last message when none is n or above; its answer is then a known message's current
 /// state, applied like any other. With QRESYNC on, expunges come as VANISHED.
-fn changes_commands(since: u64, known: u32, qresync: bool) -> Vec<String> {
+fn changes_commands(since: u64, known: u32, qresync: bool, bodies: Option<u64>) -> Vec<String> {
     let vanished = if qresync { " VANISHED" } else { "" };
     let mut commands = Vec::new();
     if known > 0 {
@@ -1553,7 +1635,17 @@ fn changes_commands(since: u64, known: u32, qresync: bool) -> Vec<String> {
         ));
     }
     if let Some(first_new) = known.checked_add(1) {
-        commands.push(format!("UID FETCH {first_new}:* (UID FLAGS RFC822.SIZE)"));
+        // A partial length is a 32-bit number (RFC 3501 §9, nz-number).
+        let body = match bodies {
+            Some(up_to) => format!(
+                " BODY.PEEK[]<0.{}>",
+                up_to.saturating_add(1).min(u64::from(u32::MAX))
+            ),
+            None => String::new(),
+        };
+        commands.push(format!(
+            "UID FETCH {first_new}:* (UID FLAGS RFC822.SIZE{body})"
+        ));
     }
     commands
 }
@@ -1685,7 +1777,7 @@ impl Folder for ImapFolder {
                 };
                 let mut exists = self.meta.exists.unwrap_or(0);
                 if since < modseq || listing.messages.len() != exists as usize {
-                    let commands = changes_commands(since, last_uid(&listing), self.qresync);
+                    let commands = changes_commands(since, last_uid(&listing), self.qresync, None);
                     let untagged = self
                         .fetch_all_into(commands, &mut listing, "listing changes")
                         .await?;
@@ -2171,15 +2263,16 @@ impl ImapFolder {
         spool: Option<(&std::path::Path, u64)>,
         dates: bool,
     ) -> Result<Vec<oi_core::Fetched>, StoreError> {
-        let uids: Vec<Uid> = which
+        let mut uids: Vec<Uid> = which
             .iter()
             .filter_map(|m| match m {
                 MsgRef::Uid(u) => Some(*u),
                 MsgRef::Unsynced(_) => None,
             })
             .collect();
+        let mut by_uid = self.take_bodies_ahead(&mut uids, spool, dates);
         if uids.is_empty() {
-            return Ok(Vec::new());
+            return Ok(by_uid.into_values().collect());
         }
         self.ensure_selected().await?;
         let cmd = Command::raw(format!(
@@ -2240,7 +2333,6 @@ impl ImapFolder {
         };
         // The k-th streamed response owns the k-th spool file.
         let mut spooled = spooled.into_iter();
-        let mut by_uid = BTreeMap::new();
         for u in untagged {
             let Untagged::Fetch(f) = u else { continue };
             let file = match f.streamed {

@@ -18,20 +18,30 @@
 //! VANISHED, EXISTS, EXPUNGE for the count), which the folder applies to its kept
 //! listing only if that listing is the one they were asked for.
 //!
-//! Only folders with no new message are surveyed (their listed UIDNEXT is right above
-//! the kept listing's last UID): those are done with the server once their changes are
-//! in, as the survey leaves them unselected. A folder with new mail needs its own SELECT
-//! for the download anyway, where the changes go along (one round trip, as before).
+//! A folder is done with the server once its changes are in, as the survey leaves it
+//! unselected, unless it has new mail to download. So a folder with new mail is surveyed
+//! only if all its new messages are to be downloaded, and how is known
+//! ([`oi_core::NewBodies`]): the survey then fetches their bodies too, each up to the
+//! largest size the download fetches whole (`BODY.PEEK[]<0.n>`, RFC 3501 §6.4.5, with n
+//! one more than that size). A body that came whole waits for the folder's download
+//! ([`Surveyed::bodies`]), which takes it instead of asking: in memory, or, above the
+//! download's spooling size, in a spool file of the download's own spool folder, written
+//! as it comes. One that did not (a message too large for a whole fetch) is dropped, and
+//! the folder fetches it its own way. Without this, a folder with new mail needs two
+//! round trips in turn (the SELECT with the changes, then the bodies) while the others
+//! wait: with the server 20 ms away, 10 such folders wait 0.4 s for the network alone.
+//! The bodies held in memory are bounded by [`BODIES_HELD_BYTES`]: beyond it they go to
+//! spool files too, so memory stays flat whatever the new mail.
 //!
 //! While the survey reads, its connection is out of the pool: a folder that needs a
 //! connection then waits for the survey's end rather than open one more than
 //! `maxconnections` allows.
 
-use std::collections::HashMap;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::collections::{BTreeMap, HashMap};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 
-use oi_core::Listing;
+use oi_core::{Flags, Listing, NewBodies, Uid};
 
 use crate::client::{Completion, Connection};
 use crate::keywords::KeywordMap;
@@ -56,7 +66,32 @@ pub(crate) struct Surveyed {
     /// The other untagged responses to the changes fetch that count (VANISHED, EXISTS,
     /// EXPUNGE), in order.
     pub(crate) others: Vec<Untagged>,
+    /// The whole bodies of new messages fetched with the listing, and their flags then.
+    pub(crate) bodies: BTreeMap<Uid, (Flags, BodyAhead)>,
 }
+
+/// A new message's whole body, read by a survey.
+#[derive(Debug)]
+pub(crate) enum BodyAhead {
+    /// Held in memory.
+    Memory(Vec<u8>),
+    /// In a spool file of the folder's [`NewBodies::spool_dir`]: the file, its path
+    /// (removed when dropped unless kept), and its length.
+    Spooled(std::fs::File, tempfile::TempPath, u64),
+}
+
+impl BodyAhead {
+    fn memory(&self) -> u64 {
+        match self {
+            BodyAhead::Memory(b) => b.len() as u64,
+            BodyAhead::Spooled(..) => 0,
+        }
+    }
+}
+
+/// At most this many bytes of bodies wait in memory in a survey for their folders to take
+/// them; the others wait in spool files.
+pub(crate) const BODIES_HELD_BYTES: u64 = 4 << 20;
 
 /// One folder's place in the survey.
 #[derive(Debug)]
@@ -78,15 +113,21 @@ pub(crate) struct Survey {
     /// No longer waited for ([`Survey::abandon`]): its connection is closed at the end
     /// instead of going back to a pool that was emptied meanwhile.
     abandoned: std::sync::atomic::AtomicBool,
+    /// The bytes of the bodies held in memory for folders that have not taken them yet.
+    held: AtomicU64,
+    /// The most `held` may reach ([`BODIES_HELD_BYTES`]).
+    held_max: u64,
 }
 
-/// A folder to survey: its name, its SELECT (or EXAMINE) and changes commands, and the
-/// kept listing they ask the changes of.
+/// A folder to survey: its name, its SELECT (or EXAMINE) and changes commands, the kept
+/// listing they ask the changes of, and how the bodies of its new messages are wanted
+/// when they are asked for too.
 pub(crate) struct Wanted {
     pub(crate) name: String,
     pub(crate) commands: Vec<crate::session::Command>,
     pub(crate) since: u64,
     pub(crate) known: u32,
+    pub(crate) bodies: Option<NewBodies>,
 }
 
 impl Survey {
@@ -107,7 +148,10 @@ impl Survey {
                     Some(State::Waiting) => {}
                     Some(_) => {
                         return match folders.remove(name) {
-                            Some(State::Read(s)) => Some(*s),
+                            Some(State::Read(s)) => {
+                                self.held.fetch_sub(memory(&s.bodies), Ordering::Relaxed);
+                                Some(*s)
+                            }
                             _ => None,
                         };
                     }
@@ -156,6 +200,11 @@ impl Survey {
         let mut commands = Vec::new();
         let mut folders = HashMap::new();
         let mut parts = Vec::new();
+        // Bodies above this are streamed to spool files as they come.
+        let spool_over = wanted
+            .iter()
+            .filter_map(|w| w.bodies.as_ref().map(|b| b.spool_over))
+            .min();
         for (i, w) in wanted.into_iter().enumerate() {
             for (j, c) in w.commands.into_iter().enumerate() {
                 owner.push((i, j == 0));
@@ -170,6 +219,8 @@ impl Survey {
                 select_done: None,
                 changed: Listing::default(),
                 others: Vec::new(),
+                wants: w.bodies,
+                bodies: BTreeMap::new(),
                 failed: false,
             });
         }
@@ -185,6 +236,8 @@ impl Survey {
             folders: Mutex::new(folders),
             changed,
             abandoned: Default::default(),
+            held: AtomicU64::new(0),
+            held_max: BODIES_HELD_BYTES,
         });
         let task = survey.clone();
         tokio::spawn(async move {
@@ -199,12 +252,20 @@ impl Survey {
                 astray: Default::default(),
                 selected: Mutex::new(None),
                 keywords,
+                spooling: Mutex::new(None),
                 survey: &task,
             };
             let r = {
                 let mut each = |u: Untagged| reader.untagged(u);
                 let mut done = |tag: &str, c: &Completion| reader.done(tag, c);
-                conn.collect(tags, &mut each, &mut done).await
+                match spool_over {
+                    Some(over) => {
+                        let mut sink = Sink(&reader);
+                        conn.collect_spooling(tags, over, &mut sink, &mut each, &mut done)
+                            .await
+                    }
+                    None => conn.collect(tags, &mut each, &mut done).await,
+                }
             };
             match r {
                 // A completion out of order: what the connection is in is anyone's guess.
@@ -253,7 +314,17 @@ struct Part {
     select_done: Option<Completion>,
     changed: Listing,
     others: Vec<Untagged>,
+    /// How the bodies of its new messages are wanted, when they were asked for.
+    wants: Option<NewBodies>,
+    bodies: BTreeMap<Uid, (Flags, BodyAhead)>,
     failed: bool,
+}
+
+/// The spool file of the literal being streamed (see [`Sink`]): `None` when it has
+/// nowhere to go (its folder wants no spooled bodies) or could not be written.
+struct Spooling {
+    file: Option<tempfile::NamedTempFile>,
+    written: u64,
 }
 
 /// The survey's reading state, shared by the two callbacks of `Connection::collect`.
@@ -272,7 +343,46 @@ struct Reader<'a> {
     /// failed: the server then has none selected).
     selected: Mutex<Option<String>>,
     keywords: KeywordMap,
+    /// The literal being streamed, from its start to the FETCH response it ends in.
+    spooling: Mutex<Option<Spooling>>,
     survey: &'a Survey,
+}
+
+/// Where the survey's streamed literals go: a spool file in the spool folder of the
+/// folder being answered for, if it wants bodies. Never fails: a literal that cannot be
+/// written is read and dropped, and its folder fetches the message its own way.
+struct Sink<'a, 'b>(&'a Reader<'b>);
+
+impl crate::client::LiteralSink for Sink<'_, '_> {
+    fn start(&mut self, _len: u64) -> std::io::Result<()> {
+        let r = self.0;
+        let dir = {
+            let at = r.at.load(Ordering::Relaxed);
+            let parts = lock(&r.parts);
+            r.owner
+                .get(at)
+                .and_then(|&(i, _)| parts.get(i))
+                .and_then(|p| p.wants.as_ref())
+                .map(|w| w.spool_dir.clone())
+        };
+        let file = dir.and_then(|d| oi_core::spool_file(&d).ok());
+        *lock(&r.spooling) = Some(Spooling { file, written: 0 });
+        Ok(())
+    }
+
+    fn data(&mut self, piece: &[u8]) -> std::io::Result<()> {
+        use std::io::Write;
+        let mut spooling = lock(&self.0.spooling);
+        if let Some(s) = spooling.as_mut()
+            && let Some(file) = s.file.as_mut()
+        {
+            match file.write_all(piece) {
+                Ok(()) => s.written += piece.len() as u64,
+                Err(_) => s.file = None,
+            }
+        }
+        Ok(())
+    }
 }
 
 impl Reader<'_> {
@@ -290,13 +400,65 @@ impl Reader<'_> {
             return None;
         }
         match u {
-            Untagged::Fetch(f) => apply_fetch(&self.keywords, &mut part.changed, f),
+            Untagged::Fetch(mut f) => {
+                let spooled = f.streamed.and(lock(&self.spooling).take());
+                let body = match (f.body.take(), spooled, f.streamed) {
+                    (Some(body), _, _) => Some(Arrived::Memory(body)),
+                    (None, Some(s), Some(len)) => s
+                        .file
+                        .filter(|_| s.written == len)
+                        .map(|file| Arrived::Spooled(file, len)),
+                    _ => None,
+                };
+                if let Some(body) = body {
+                    self.keep_body(part, &f, body);
+                }
+                apply_fetch(&self.keywords, &mut part.changed, f);
+            }
             u @ (Untagged::Vanished { .. } | Untagged::Exists(_) | Untagged::Expunge(_)) => {
                 part.others.push(u);
             }
             _ => {}
         }
         None
+    }
+
+    /// Keeps a new message's body for its folder when the folder wants it and it is
+    /// whole (no longer than the whole fetches of its download: one byte more was asked
+    /// for); in memory while the survey holds room for it, else in a spool file. Drops it
+    /// otherwise: the folder then fetches it itself.
+    fn keep_body(&self, part: &mut Part, f: &crate::response::FetchData, body: Arrived) {
+        let (Some(uid), Some(wants)) = (f.uid.and_then(Uid::new), part.wants.as_ref()) else {
+            return;
+        };
+        let len = match &body {
+            Arrived::Memory(b) => b.len() as u64,
+            Arrived::Spooled(_, len) => *len,
+        };
+        if len > wants.up_to || part.bodies.contains_key(&uid) {
+            return;
+        }
+        let kept = match body {
+            Arrived::Spooled(tmp, len) => spooled(tmp, len),
+            Arrived::Memory(b) => {
+                let held = &self.survey.held;
+                let room = held.fetch_update(Ordering::Relaxed, Ordering::Relaxed, |h| {
+                    (h + len <= self.survey.held_max).then_some(h + len)
+                });
+                match room {
+                    Ok(_) => Some(BodyAhead::Memory(b)),
+                    Err(_) => spill(&wants.spool_dir, &b),
+                }
+            }
+        };
+        let Some(kept) = kept else {
+            return;
+        };
+        let flags = self
+            .keywords
+            .flags_from_imap(f.flags.as_deref().unwrap_or_default())
+            .0;
+        part.bodies.insert(uid, (flags, kept));
     }
 
     fn done(&self, tag: &str, c: &Completion) {
@@ -323,6 +485,7 @@ impl Reader<'_> {
         if !last_of_folder {
             return;
         }
+        let bodies = std::mem::take(&mut part.bodies);
         let state = match (part.failed, part.select_done.take()) {
             (false, Some(select_done)) => State::Read(Box::new(Surveyed {
                 since: part.since,
@@ -331,8 +494,14 @@ impl Reader<'_> {
                 select_done,
                 changed: std::mem::take(&mut part.changed),
                 others: std::mem::take(&mut part.others),
+                bodies,
             })),
-            _ => State::Failed,
+            _ => {
+                self.survey
+                    .held
+                    .fetch_sub(memory(&bodies), Ordering::Relaxed);
+                State::Failed
+            }
         };
         let name = part.name.clone();
         drop(parts);
@@ -340,14 +509,14 @@ impl Reader<'_> {
     }
 }
 
-/// Merges the changes a survey read into the kept listing they were asked since: each
-/// changed message takes its new flags, and keeps its size unless the server sent one.
 /// At most how many folders one survey asks for: their commands go out in one write
 /// before anything is read, which must fit in the socket's buffers (a server that stops
 /// reading while its answers wait to be read would otherwise block that write for good).
-/// About 150 bytes each.
+/// About 200 bytes each.
 pub(crate) const SURVEY_FOLDERS: usize = 64;
 
+/// Merges the changes a survey read into the kept listing they were asked since: each
+/// changed message takes its new flags, and keeps its size unless the server sent one.
 pub(crate) fn merge_changed(listing: &mut Listing, changed: Listing) {
     for (uid, meta) in changed.messages {
         let size = meta
@@ -361,6 +530,34 @@ pub(crate) fn merge_changed(listing: &mut Listing, changed: Listing) {
             },
         );
     }
+}
+
+/// A body as the reading gives it, before it is kept.
+enum Arrived {
+    Memory(Vec<u8>),
+    /// Streamed to this spool file, of this length.
+    Spooled(tempfile::NamedTempFile, u64),
+}
+
+/// The bytes of a folder's bodies held in memory.
+fn memory(bodies: &BTreeMap<Uid, (Flags, BodyAhead)>) -> u64 {
+    bodies.values().map(|(_, b)| b.memory()).sum()
+}
+
+/// A streamed body's file, flushed, as a [`BodyAhead`].
+fn spooled(mut tmp: tempfile::NamedTempFile, len: u64) -> Option<BodyAhead> {
+    use std::io::Write;
+    tmp.flush().ok()?;
+    let (file, path) = tmp.into_parts();
+    Some(BodyAhead::Spooled(file, path, len))
+}
+
+/// A body held in memory written to a spool file of `dir` instead.
+fn spill(dir: &std::path::Path, body: &[u8]) -> Option<BodyAhead> {
+    use std::io::Write;
+    let mut tmp = oi_core::spool_file(dir).ok()?;
+    tmp.write_all(body).ok()?;
+    spooled(tmp, body.len() as u64)
 }
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
@@ -382,6 +579,8 @@ mod tests {
             ),
             changed,
             abandoned: Default::default(),
+            held: AtomicU64::new(0),
+            held_max: BODIES_HELD_BYTES,
         }
     }
 
@@ -394,6 +593,8 @@ mod tests {
             select_done: None,
             changed: Listing::default(),
             others: Vec::new(),
+            wants: None,
+            bodies: BTreeMap::new(),
             failed: false,
         }
     }
@@ -417,6 +618,7 @@ mod tests {
             astray: Default::default(),
             selected: Mutex::new(None),
             keywords: KeywordMap::default(),
+            spooling: Mutex::new(None),
             survey: s,
         }
     }
@@ -475,5 +677,136 @@ mod tests {
         assert_eq!(state(&s, "A"), "read");
         assert_eq!(state(&s, "B"), "failed");
         assert!(*s.changed.borrow());
+    }
+
+    /// A's new-message fetch is being answered (A's SELECT done), A wanting bodies of up
+    /// to 10 bytes spooled into `dir` above 4.
+    fn answering_a_with_bodies<'a>(s: &'a Survey, dir: &std::path::Path) -> Reader<'a> {
+        let r = reader(s);
+        lock(&r.parts)[0].wants = Some(NewBodies {
+            up_to: 10,
+            spool_dir: dir.to_path_buf(),
+            spool_over: 4,
+        });
+        r.done("a1", &completion(Outcome::Ok));
+        r
+    }
+
+    fn body_fetch(uid: u32, body: Option<&[u8]>, streamed: Option<u64>) -> Untagged {
+        Untagged::Fetch(crate::response::FetchData {
+            seq: uid,
+            uid: Some(uid),
+            flags: Some(vec!["\\Seen".into()]),
+            size: Some(99),
+            body: body.map(|b| b.to_vec()),
+            streamed,
+            ..Default::default()
+        })
+    }
+
+    fn taken_bodies(s: &Survey, name: &str) -> BTreeMap<u32, Vec<u8>> {
+        let Some(State::Read(got)) = lock(&s.folders).remove(name) else {
+            panic!("{name} not read");
+        };
+        got.bodies
+            .into_iter()
+            .map(|(uid, (flags, b))| {
+                assert_eq!(flags, Flags::SEEN);
+                let bytes = match b {
+                    BodyAhead::Memory(v) => v,
+                    BodyAhead::Spooled(_, path, len) => {
+                        let v = std::fs::read(&path).unwrap();
+                        assert_eq!(v.len() as u64, len);
+                        v
+                    }
+                };
+                (uid.get(), bytes)
+            })
+            .collect()
+    }
+
+    fn spool_files(dir: &std::path::Path) -> usize {
+        std::fs::read_dir(dir).unwrap().count()
+    }
+
+    #[test]
+    fn whole_bodies_are_kept_in_memory_or_spooled_and_cut_ones_dropped() {
+        let dir = tempfile::tempdir().unwrap();
+        let s = survey(&["A", "B"]);
+        let r = answering_a_with_bodies(&s, dir.path());
+        r.untagged(body_fetch(4, Some(b"abc"), None));
+        // One byte more than the 10 wanted came: the message is longer, cut.
+        r.untagged(body_fetch(5, Some(b"0123456789X"), None));
+        r.untagged(body_fetch(9, Some(b"0123456789"), None));
+        // Streamed through the sink, as the session hands literals above 4 bytes out.
+        let mut sink = Sink(&r);
+        use crate::client::LiteralSink;
+        sink.start(7).unwrap();
+        sink.data(b"stre").unwrap();
+        sink.data(b"amd").unwrap();
+        r.untagged(body_fetch(6, None, Some(7)));
+        // A streamed literal the sink did not see whole is dropped.
+        sink.start(9).unwrap();
+        sink.data(b"short").unwrap();
+        r.untagged(body_fetch(7, None, Some(9)));
+        assert_eq!(spool_files(dir.path()), 1, "the short one's file is gone");
+        r.done("a2", &completion(Outcome::Ok));
+        assert_eq!(s.held.load(Ordering::Relaxed), 13);
+        let bodies = taken_bodies(&s, "A");
+        assert_eq!(
+            bodies,
+            BTreeMap::from([
+                (4, b"abc".to_vec()),
+                (6, b"streamd".to_vec()),
+                (9, b"0123456789".to_vec())
+            ])
+        );
+        // A body for B, which wants none, is not kept (nor spooled anywhere).
+        r.done("b1", &completion(Outcome::Ok));
+        r.untagged(body_fetch(8, Some(b"xyz"), None));
+        r.done("b2", &completion(Outcome::Ok));
+        assert!(taken_bodies(&s, "B").is_empty());
+    }
+
+    #[test]
+    fn bodies_beyond_the_memory_budget_wait_in_spool_files_and_taking_frees_the_budget() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut s = survey(&["A", "B"]);
+        s.held_max = 5;
+        let r = answering_a_with_bodies(&s, dir.path());
+        r.untagged(body_fetch(4, Some(b"abc"), None));
+        r.untagged(body_fetch(5, Some(b"defg"), None));
+        r.untagged(body_fetch(6, Some(b"hi"), None));
+        assert_eq!(s.held.load(Ordering::Relaxed), 5);
+        assert_eq!(spool_files(dir.path()), 1);
+        r.done("a2", &completion(Outcome::Ok));
+        let taken = lock(&s.folders).remove("A");
+        let Some(State::Read(got)) = taken else {
+            panic!("A not read");
+        };
+        assert!(matches!(
+            got.bodies[&Uid::new(5).unwrap()].1,
+            BodyAhead::Spooled(..)
+        ));
+        // What `take` does with what it hands out.
+        s.held.fetch_sub(memory(&got.bodies), Ordering::Relaxed);
+        assert_eq!(s.held.load(Ordering::Relaxed), 0);
+        drop(got);
+        assert_eq!(
+            spool_files(dir.path()),
+            0,
+            "a body never taken leaves no file"
+        );
+    }
+
+    #[test]
+    fn a_failed_folder_gives_its_bodies_and_their_budget_back() {
+        let dir = tempfile::tempdir().unwrap();
+        let s = survey(&["A", "B"]);
+        let r = answering_a_with_bodies(&s, dir.path());
+        r.untagged(body_fetch(4, Some(b"abc"), None));
+        r.done("a2", &completion(Outcome::No));
+        assert_eq!(state(&s, "A"), "failed");
+        assert_eq!(s.held.load(Ordering::Relaxed), 0);
     }
 }

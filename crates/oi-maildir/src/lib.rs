@@ -416,6 +416,12 @@ impl Repository for MaildirRepository {
         self.start_ahead(name);
     }
 
+    /// The folder's `tmp/` (see [`MaildirFolder`]'s `spool_dir`), when it is a Maildir.
+    fn spool_dir(&self, name: &str) -> Option<PathBuf> {
+        let path = self.folder_path(name).ok()?;
+        is_maildir(&path).then(|| path.join("tmp"))
+    }
+
     /// Starts reading folders ahead, in order, while the directories of those started
     /// add up to at most [`AHEAD_BUDGET`] bytes (the names read take about as much memory),
     /// and at most [`AHEAD_FOLDERS`] of them, on half the machine's cores (at least one

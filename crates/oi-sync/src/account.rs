@@ -14,8 +14,8 @@ use oi_core::{
 };
 
 use crate::execute::{
-    ExecOptions, FolderLabel, RemoteDone, SyncError, access_for, join, prepare_local,
-    sync_folder_releasing,
+    ExecOptions, FolderLabel, LARGE_MESSAGE_BYTES, RemoteDone, SPOOL_OVER, SyncError, access_for,
+    join, prepare_local, sync_folder_releasing,
 };
 use crate::planner::Policy;
 
@@ -489,14 +489,34 @@ where
     // A quick sync checks each folder its own way first.
     if !opts.quick && pairs.len() > 1 {
         let access = access_for(policy.folders.remote.readonly, opts.dry_run);
+        // Whether every new message will be downloaded, as `download` will (see
+        // `NewBodies`): then the server may send the bodies with the listing.
+        let p = &policy.folders;
+        let all_new = !opts.dry_run
+            && !p.local.readonly
+            && p.max_age.is_none()
+            && p.start_date.is_none()
+            && p.max_size.is_none();
+        let new_bodies = |rname: &str, lname: &str| {
+            let ignored = naming.copy_ignore(rname).map_or(true, |v| !v.is_empty());
+            if !all_new || ignored {
+                return None;
+            }
+            Some(oi_core::NewBodies {
+                up_to: opts.large_message_bytes.unwrap_or(LARGE_MESSAGE_BYTES),
+                spool_dir: local.spool_dir(lname)?,
+                spool_over: SPOOL_OVER,
+            })
+        };
         let wishes = pairs
             .iter()
-            .filter_map(|(rname, _, sname)| {
+            .filter_map(|(rname, lname, sname)| {
                 let token = status.peek_remote_token(sname)?;
                 Some(ListingWish {
                     name: rname.clone(),
                     access,
                     token,
+                    new_bodies: new_bodies(rname, lname),
                 })
             })
             .collect::<Vec<_>>();

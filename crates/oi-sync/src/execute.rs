@@ -82,7 +82,7 @@ pub const LARGE_MESSAGE_BYTES: u64 = 8 << 20;
 /// Downloads into a store with a spool folder (Maildir): a body above this size goes from
 /// the socket straight into a file in the store's `tmp/` ([`Folder::fetch_spooled`]), so
 /// that a folder of attachments costs no more memory than one of short mail.
-const SPOOL_OVER: u64 = 128 << 10;
+pub(crate) const SPOOL_OVER: u64 = 128 << 10;
 
 /// Why a folder sync failed.
 #[derive(Debug, thiserror::Error)]

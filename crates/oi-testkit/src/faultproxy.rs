@@ -34,7 +34,8 @@ impl Trigger {
         }
     }
 
-    /// `UID FETCH` of message bodies (not the listing of flags and sizes).
+    /// `UID FETCH` of message bodies: a folder's download, or a listing of new messages
+    /// that brings their bodies along (not a listing of flags and sizes only).
     pub fn fetch_bodies() -> Trigger {
         Trigger::command(&["UID FETCH", "BODY.PEEK[]"])
     }

@@ -117,7 +117,17 @@ fn prepare(w: &World) -> BTreeMap<&'static str, Expected> {
 /// message (FETCH), a new local one (APPEND), a flag change (STORE) and a local deletion
 /// (STORE \Deleted, EXPUNGE).
 fn make_changes(w: &World, round: usize, model: &mut BTreeMap<&'static str, Expected>) {
-    for f in FOLDERS {
+    make_changes_in(w, &FOLDERS, round, model);
+}
+
+/// [`make_changes`] in `folders` only.
+fn make_changes_in(
+    w: &World,
+    folders: &[&str],
+    round: usize,
+    model: &mut BTreeMap<&'static str, Expected>,
+) {
+    for &f in folders {
         let e = model.get_mut(f).unwrap();
         let dir = w.maildir().join(f);
         let srv = format!("{f}-r{round}-srv");
@@ -375,14 +385,17 @@ fn faults_mid_expunge() {
 }
 
 /// retrycount: a fetch whose connection drops once is tried again on a new connection,
-/// and the run succeeds, saying it retried.
+/// and the run succeeds, saying it retried. Only the faulty folder changes, so that it
+/// fetches its new message itself (several changed folders get theirs together with
+/// their changes, on one connection, whose loss makes each ask again its own way: the
+/// fault matrix above goes through that too).
 #[test]
 fn fetch_is_retried_on_a_new_connection() {
     let Some(w) = World::new("fetch_retried") else {
         return;
     };
     let mut model = prepare(&w);
-    make_changes(&w, 0, &mut model);
+    make_changes_in(&w, &[FAULTY], 0, &mut model);
     let proxy = FaultProxy::start(
         w.server.imap_port(),
         Trigger::fetch_bodies().in_folder(FAULTY),
@@ -405,7 +418,7 @@ fn fetch_is_retried_on_a_new_connection() {
     }
 
     // retrycount = 1: a single attempt, so the same drop fails the folder.
-    make_changes(&w, 1, &mut model);
+    make_changes_in(&w, &[FAULTY], 1, &mut model);
     proxy.rearm();
     config_through(&w, proxy.port(), "socktimeout = 10", "retrycount = 1");
     let out = run_guarded(&w, &[]);
@@ -417,6 +430,40 @@ fn fetch_is_retried_on_a_new_connection() {
     for f in FOLDERS {
         check_folder(&w, f, &model[f], true);
     }
+}
+
+/// New mail in several changed folders comes with their changes, on one connection (see
+/// `incremental::new_mail_comes_with_the_changes...`); that connection drops in the
+/// middle of the faulty folder's new message: it and the folders after it ask again on a
+/// connection of their own, nothing is lost or doubled, and no spool file is left behind.
+#[test]
+fn new_mail_asked_for_with_the_changes_is_asked_again_when_the_connection_drops() {
+    let Some(w) = World::new("faults_survey_bodies") else {
+        return;
+    };
+    let mut model = prepare(&w);
+    make_changes(&w, 0, &mut model);
+    let proxy = FaultProxy::start(
+        w.server.imap_port(),
+        Trigger::command(&["UID FETCH", "RFC822.SIZE", "BODY.PEEK[]<0."]).in_folder(FAULTY),
+        Fault::DropAfterReply(200),
+        Times::Once,
+    )
+    .unwrap();
+    config_through(&w, proxy.port(), "socktimeout = 10", "");
+    let out = run_guarded(&w, &[]);
+    assert_eq!(proxy.fired(), 1, "{}", out.text);
+    assert!(out.status.success(), "{}", out.text);
+    for f in FOLDERS {
+        check_folder(&w, f, &model[f], true);
+        let tmp: Vec<_> = std::fs::read_dir(w.maildir().join(f).join("tmp"))
+            .unwrap()
+            .collect();
+        assert!(tmp.is_empty(), "{f}/tmp/ not empty: {tmp:?}");
+    }
+    let out = run_guarded(&w, &[]);
+    assert!(out.status.success(), "{}", out.text);
+    assert_nothing_done(&out.text);
 }
 
 /// A tmpfs mounted over the test's Maildir, unmounted when dropped.

@@ -739,6 +739,15 @@ fn select_and_done(trace: &str, folder: &str) -> Option<(usize, usize)> {
     Some((select, done))
 }
 
+/// How many times the trace shows `folder` selected.
+fn selects(trace: &str, folder: &str) -> usize {
+    let select = format!(" SELECT \\\"{folder}\\\"");
+    trace
+        .lines()
+        .filter(|l| l.contains("C: ") && l.contains(&select))
+        .count()
+}
+
 /// How many connections the trace shows logging in.
 fn logins(trace: &str) -> usize {
     trace
@@ -747,12 +756,12 @@ fn logins(trace: &str) -> usize {
         .count()
 }
 
-/// Several folders changed on the server since the last run (and nothing new in them):
-/// their SELECTs and changes go out in one write, before the server answers the first,
-/// on the one connection `maxconnections` allows, and each folder gets its own answers.
-/// A folder with new mail is not among them; a folder that needs the server again (a
-/// local change to send) selects again. All converge, and an expunge in one folder
-/// removes nothing from the others.
+/// Several folders changed on the server since the last run: their SELECTs and changes
+/// go out in one write, before the server answers the first, on the one connection
+/// `maxconnections` allows, and each folder gets its own answers. A folder with new mail
+/// is among them, and its new message comes with them: it is not selected again. A
+/// folder that needs the server again (a local change to send) selects again. All
+/// converge, and an expunge in one folder removes nothing from the others.
 #[test]
 fn changed_folders_are_asked_for_together_and_converge() {
     let Some(w) = World::new("incremental_survey") else {
@@ -783,21 +792,21 @@ fn changed_folders_are_asked_for_together_and_converge() {
     assert_eq!(logins(&run), 1, "more than one connection:\n{run}");
     assert!(!run.contains(FULL_LISTING), "listed in full:\n{run}");
     let (a, a_done) = select_and_done(&run, "A").expect("A selected");
-    for name in ["B", "C"] {
+    for name in ["B", "C", "D"] {
         let (s, _) = select_and_done(&run, name).expect("selected");
         assert!(
             a < s && s < a_done,
             "{name} not asked for with A, before the server answered:\n{run}"
         );
     }
-    let (d, _) = select_and_done(&run, "D").expect("D selected");
-    assert!(d > a_done, "D (new mail) asked for with the others:\n{run}");
-    // C sent its local change after a SELECT of its own.
-    let c_selects = run
-        .lines()
-        .filter(|l| l.contains("C: ") && l.contains(" SELECT \\\"C\\\""))
-        .count();
-    assert_eq!(c_selects, 2, "{run}");
+    // C sent its local change after a SELECT of its own; D's new message came with the
+    // others' answers.
+    assert_eq!(selects(&run, "C"), 2, "{run}");
+    assert_eq!(selects(&run, "D"), 1, "{run}");
+    assert!(
+        !run.contains("BODY.PEEK[])"),
+        "a body fetched on its own:\n{run}"
+    );
 
     let a = converged(&w, "A");
     assert_eq!(a.len(), 5);
@@ -820,6 +829,73 @@ fn changed_folders_are_asked_for_together_and_converge() {
     for name in ["A", "B", "C", "D"] {
         converged(&w, name);
     }
+}
+
+/// New mail in several folders comes with their changes, on the connection they are
+/// asked for together: each body whole, in memory or (an attachment above the spooling
+/// size) in a spool file of the folder's `tmp/`, written as it comes and renamed into
+/// place, and none of the folders asks the server again. A message too large to be
+/// fetched whole comes cut, is dropped, and is fetched its own way (in pieces, after a
+/// SELECT of its folder). All converge, byte for byte, with nothing left in `tmp/`.
+#[test]
+fn new_mail_comes_with_the_changes_and_a_message_too_large_its_own_way() {
+    use crate::large::{big_message, normalized};
+    let Some(w) = World::new("incremental_survey_bodies") else {
+        return;
+    };
+    w.write_config("", "");
+    mailboxes_with(&w, &["A", "B", "C"], 2);
+    traced(&w, false);
+    w.put("A", "A new");
+    let attached = big_message("B attached", 300 << 10);
+    let large = big_message("C large", 9 << 20);
+    w.server.put_message(USER, "B", &attached).unwrap();
+    w.put("C", "C new");
+    w.server.put_message(USER, "C", &large).unwrap();
+
+    let run = traced(&w, false);
+    assert_eq!(logins(&run), 1, "more than one connection:\n{run}");
+    let (a, a_done) = select_and_done(&run, "A").expect("A selected");
+    for name in ["B", "C"] {
+        let (s, _) = select_and_done(&run, name).expect("selected");
+        assert!(a < s && s < a_done, "{name} not asked for with A:\n{run}");
+    }
+    // One more byte than the largest whole fetch (8 MiB): a message that fills it is cut.
+    assert!(run.contains("BODY.PEEK[]<0.8388609>"), "{run}");
+    assert_eq!(selects(&run, "A"), 1, "{run}");
+    assert_eq!(selects(&run, "B"), 1, "{run}");
+    assert_eq!(
+        selects(&run, "C"),
+        2,
+        "C's large message not fetched its own way:\n{run}"
+    );
+    assert!(
+        !run.contains("BODY.PEEK[])"),
+        "a body fetched whole on its own:\n{run}"
+    );
+
+    for (folder, subject, body) in [("B", "B attached", &attached), ("C", "C large", &large)] {
+        let m = local_messages(&w.maildir().join(folder))
+            .into_iter()
+            .find(|m| m.subject == subject)
+            .unwrap_or_else(|| panic!("{subject} not downloaded"));
+        assert!(m.uid.is_some());
+        let bytes = std::fs::read(&m.path).unwrap();
+        assert!(
+            normalized(&bytes) == *body,
+            "{subject}: downloaded copy differs"
+        );
+    }
+    for name in ["A", "B", "C"] {
+        converged(&w, name);
+        let tmp: Vec<_> = std::fs::read_dir(w.maildir().join(name).join("tmp"))
+            .unwrap()
+            .collect();
+        assert!(tmp.is_empty(), "{name}/tmp/ not empty: {tmp:?}");
+    }
+    let again = traced(&w, false);
+    assert!(!again.contains("BODY.PEEK"), "fetched again:\n{again}");
+    assert!(!again.contains(" APPEND "), "uploaded:\n{again}");
 }
 
 /// The connection of the folders asked for together drops before their answers come

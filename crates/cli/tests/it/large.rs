@@ -11,7 +11,7 @@ use crate::common::*;
 const BIG: usize = 100 << 20;
 
 /// A text message of about `size` bytes with LF line ends.
-fn big_message(id: &str, size: usize) -> Vec<u8> {
+pub(crate) fn big_message(id: &str, size: usize) -> Vec<u8> {
     let mut m = format!(
         "From: big@example.org\nTo: b@example.org\nSubject: {id}\nMessage-ID: <{id}@large>\n\
          Date: Mon, 2 Nov 2026 10:00:00 +0000\n\n"
@@ -43,7 +43,7 @@ fn write_big(path: &std::path::Path, id: &str, size: usize) {
 }
 
 /// The message as its bytes without CRs and without our upload marker line.
-fn normalized(bytes: &[u8]) -> Vec<u8> {
+pub(crate) fn normalized(bytes: &[u8]) -> Vec<u8> {
     let text: Vec<u8> = bytes.iter().copied().filter(|&b| b != b'\r').collect();
     let mut out = Vec::with_capacity(text.len());
     for line in text.split_inclusive(|&b| b == b'\n') {
