@@ -569,6 +569,16 @@ pub trait Folder: Send {
         async { Ok(true) }
     }
 
+    /// A hint before a download in several batches: they will be fetched in this order,
+    /// each by one [`Folder::fetch`] or [`Folder::fetch_spooled`] of exactly those
+    /// messages, with the same arguments. A store may send the requests of the next ones
+    /// ahead of each call (IMAP: pipelined `UID FETCH` commands), so that the server
+    /// answers them while the caller writes the earlier ones; a call that is not the
+    /// next announced one drops the rest of the plan. The default ignores it.
+    fn will_fetch(&mut self, batches: Vec<Vec<MsgRef>>) {
+        let _ = batches;
+    }
+
     /// Where large messages coming into this folder are spooled (Maildir: its `tmp/`, so
     /// that a spooled message is renamed into place, not copied); `None`: the system's
     /// temporary directory.

@@ -122,6 +122,10 @@ pub struct Connection {
     read_buf: Box<[u8]>,
     /// The mailbox the store last selected on this connection, if any.
     pub(crate) selected: Option<String>,
+    /// Completions read by [`Connection::collect_one`] before their own reading: a
+    /// server may run pipelined commands concurrently and complete a later one first
+    /// (RFC 3501 §5.5; Dovecot does with FETCHes).
+    early_done: HashMap<String, Completion>,
 }
 
 /// Bytes asked of the socket per read.
@@ -182,6 +186,7 @@ impl Connection {
             }),
             capabilities: Vec::new(),
             bye: None,
+            early_done: HashMap::new(),
             auth_failures: Vec::new(),
             read_buf: vec![0; READ_CHUNK].into_boxed_slice(),
             selected: None,
@@ -230,6 +235,7 @@ impl Connection {
                 auth_failures: Vec::new(),
                 read_buf,
                 selected: None,
+                early_done: HashMap::new(),
             };
             conn.refresh_capabilities().await?;
         }
@@ -594,7 +600,7 @@ impl Connection {
         sink: Option<&mut dyn LiteralSink>,
     ) -> Result<(Vec<Untagged>, Vec<Completion>), ImapError> {
         let tags = self.enqueue_all(commands);
-        self.await_tags(tags, source, each, sink, None).await
+        self.await_tags(tags, source, each, sink, None, false).await
     }
 
     /// Queues commands in the session; their tags, in order.
@@ -625,7 +631,8 @@ impl Connection {
         each: &mut (dyn FnMut(Untagged) -> Option<Untagged> + Send),
         done: &mut OnDone<'_>,
     ) -> Result<(Vec<Untagged>, Vec<Completion>), ImapError> {
-        self.await_tags(tags, None, each, None, Some(done)).await
+        self.await_tags(tags, None, each, None, Some(done), false)
+            .await
     }
 
     /// [`Connection::collect`] with the FETCH literals longer than `over` bytes handed to
@@ -640,13 +647,41 @@ impl Connection {
     ) -> Result<(Vec<Untagged>, Vec<Completion>), ImapError> {
         self.session.set_stream_over(Some(over));
         let r = self
-            .await_tags(tags, None, each, Some(sink), Some(done))
+            .await_tags(tags, None, each, Some(sink), Some(done), false)
             .await;
         self.session.set_stream_over(None);
         r
     }
 
-    /// Reads until every command of `tags` is complete (see [`Connection::run_batch`]).
+    /// Reads the answer of one command sent by [`Connection::send_ahead`] while later
+    /// ones may still be unanswered: stops right after its completion, leaving whatever
+    /// follows to the later readings. A server may run the commands concurrently (RFC
+    /// 3501 §5.5): the untagged responses returned may then include later commands'
+    /// (told apart by the caller), and a later command's completion read here is kept for
+    /// its own reading. With `spool`, FETCH literals longer than its size go to its sink,
+    /// as [`Connection::run_spooling`] does. NO and BAD are errors.
+    pub async fn collect_one(
+        &mut self,
+        tag: String,
+        spool: Option<(u64, &mut dyn LiteralSink)>,
+        each: &mut (dyn FnMut(Untagged) -> Option<Untagged> + Send),
+    ) -> Result<(Vec<Untagged>, Completion), ImapError> {
+        let (over, sink) = match spool {
+            Some((over, sink)) => (Some(over), Some(sink)),
+            None => (None, None),
+        };
+        self.session.set_stream_over(over);
+        let r = self
+            .await_tags(vec![tag], None, each, sink, None, true)
+            .await;
+        self.session.set_stream_over(None);
+        let (untagged, completions) = r?;
+        let done = sole_completion(completions)?;
+        Ok((untagged, done.ok()?))
+    }
+
+    /// Reads until every command of `tags` is complete (see [`Connection::run_batch`]);
+    /// with `stop_at_last`, not a response further: what follows stays in the session.
     async fn await_tags(
         &mut self,
         tags: Vec<String>,
@@ -654,10 +689,16 @@ impl Connection {
         each: &mut (dyn FnMut(Untagged) -> Option<Untagged> + Send),
         mut sink: Option<&mut dyn LiteralSink>,
         mut on_done: Option<&mut OnDone<'_>>,
+        stop_at_last: bool,
     ) -> Result<(Vec<Untagged>, Vec<Completion>), ImapError> {
         // The first failure of the sink; the literals after it are read and dropped.
         let mut sink_err: Option<std::io::Error> = None;
         let mut done: HashMap<String, Completion> = HashMap::new();
+        for t in &tags {
+            if let Some(c) = self.early_done.remove(t) {
+                done.insert(t.clone(), c);
+            }
+        }
         let mut untagged = Vec::new();
         loop {
             self.flush_output(&mut source).await?;
@@ -697,6 +738,9 @@ impl Connection {
                             f(&tag, &completion);
                         }
                         done.insert(tag, completion);
+                        if stop_at_last && tags.iter().all(|t| done.contains_key(t)) {
+                            break;
+                        }
                     }
                     Event::Greeting(_) => {
                         return Err(ImapError::Protocol("unexpected greeting".into()));
@@ -712,6 +756,10 @@ impl Connection {
                     .iter()
                     .filter_map(|t| done.remove(t))
                     .collect::<Vec<_>>();
+                if stop_at_last {
+                    // Later commands' completions, for their own reading.
+                    self.early_done.extend(done);
+                }
                 return Ok((untagged, completions));
             }
             self.read_more().await?;
@@ -852,7 +900,7 @@ impl Connection {
         let tunnel = self.transport.is_tunnel();
         let finish = async move {
             let mut drop_untagged = |_| None;
-            let answer = self.await_tags(vec![tag], None, &mut drop_untagged, None, None);
+            let answer = self.await_tags(vec![tag], None, &mut drop_untagged, None, None, false);
             let _ = tokio::time::timeout(LOGOUT_WAIT, answer).await;
             self.transport.shutdown().await;
         };

@@ -811,6 +811,10 @@ impl Repository for ImapRepository {
             survey: None,
             surveyed: false,
             bodies_ahead: BTreeMap::new(),
+            fetch_plan: Default::default(),
+            plan_sent: 0,
+            fetches_ahead: Default::default(),
+            fetched_early: BTreeMap::new(),
             reconnect: crate::retry::Reconnect {
                 config: self.config.clone(),
                 events: self.events.clone(),
@@ -955,6 +959,52 @@ pub struct ImapFolder {
     /// The whole bodies of new messages that came with the listing from the survey, and
     /// their flags then, until a fetch takes them ([`ImapFolder::take_bodies_ahead`]).
     bodies_ahead: BTreeMap<Uid, (Flags, BodyAhead)>,
+    /// The download batches announced by [`Folder::will_fetch`] and not fetched yet.
+    fetch_plan: std::collections::VecDeque<Vec<Uid>>,
+    /// How many of the first `fetch_plan` batches were sent ahead (`fetches_ahead`).
+    plan_sent: usize,
+    /// Body fetches sent ahead of their turn and not read yet, in order.
+    fetches_ahead: std::collections::VecDeque<FetchAhead>,
+    /// Messages of those that came while an earlier fetch was read (a server may run
+    /// pipelined fetches concurrently, RFC 3501 §5.5), until their own fetch.
+    fetched_early: BTreeMap<Uid, oi_core::Fetched>,
+}
+
+/// A body fetch sent ahead of its turn ([`Folder::will_fetch`]): its UIDs, whether it
+/// asks for dates, and its command's tag.
+#[derive(Debug)]
+struct FetchAhead {
+    uids: Vec<Uid>,
+    dates: bool,
+    tag: String,
+}
+
+/// How many announced download batches are asked for ahead of the one being read: the
+/// server sends them while the engine writes the earlier ones, and the answers wait in
+/// the socket (not in memory) until their turn. With the server 20 ms away, each batch
+/// of a download otherwise costs a round trip.
+const FETCHES_AHEAD: usize = 3;
+
+/// The `UID FETCH` of whole messages (with INTERNALDATE when `dates`).
+fn body_fetch_command(uids: &[Uid], dates: bool) -> Command {
+    Command::raw(format!(
+        "UID FETCH {} (UID FLAGS{} BODY.PEEK[])",
+        uid_set(uids),
+        if dates { " INTERNALDATE" } else { "" }
+    ))
+}
+
+/// A literal sink that keeps nothing: answers read only to be dropped.
+struct Discard;
+
+impl crate::client::LiteralSink for Discard {
+    fn start(&mut self, _len: u64) -> std::io::Result<()> {
+        Ok(())
+    }
+
+    fn data(&mut self, _piece: &[u8]) -> std::io::Result<()> {
+        Ok(())
+    }
 }
 
 /// What [`ImapFolder::finish_ahead`] made of the answers sent ahead.
@@ -1063,6 +1113,11 @@ impl ImapFolder {
     /// server: on a pooled connection, else on a new one. It must still have the
     /// UIDVALIDITY that was listed, which the engine has already compared with the status.
     async fn ensure_selected(&mut self) -> Result<(), StoreError> {
+        if !self.fetches_ahead.is_empty() {
+            // Something else needs the connection: the bodies asked for ahead are read and
+            // dropped, and the rest of the download plan with them.
+            Box::pin(self.drain_fetches_ahead()).await?;
+        }
         if self.ahead.is_some() {
             // Something else needs the connection first: the changes sent for are read
             // and dropped (the listing asks again). A connection lost meanwhile leaves
@@ -1506,6 +1561,89 @@ impl ImapFolder {
         taken
     }
 
+    /// Takes the next batch of the download plan ([`Folder::will_fetch`]) when it is
+    /// `uids`; any other fetch drops the plan. True when it was the next one.
+    fn next_in_plan(&mut self, uids: &[Uid]) -> bool {
+        if self.fetch_plan.front().is_some_and(|b| b == uids) {
+            self.fetch_plan.pop_front();
+            self.plan_sent = self.plan_sent.saturating_sub(1);
+            return true;
+        }
+        self.fetch_plan.clear();
+        self.plan_sent = 0;
+        false
+    }
+
+    /// Sends this batch's fetch (unless it went ahead already: `sent`, its tag) together
+    /// with those of the next planned batches, up to [`FETCHES_AHEAD`] in flight, and
+    /// reads this one's answer only.
+    async fn fetch_pipelined(
+        &mut self,
+        cmd: Command,
+        sent: Option<String>,
+        spool: Option<(u64, &mut dyn crate::client::LiteralSink)>,
+        dates: bool,
+    ) -> Result<(Vec<Untagged>, crate::client::Completion), ImapError> {
+        let mut ahead = Vec::new();
+        while self.fetches_ahead.len() + ahead.len() < FETCHES_AHEAD
+            && let Some(batch) = self.fetch_plan.get(self.plan_sent)
+        {
+            ahead.push(batch.clone());
+            self.plan_sent += 1;
+        }
+        let mut commands: Vec<Command> = Vec::new();
+        if sent.is_none() {
+            commands.push(cmd);
+        }
+        commands.extend(ahead.iter().map(|uids| body_fetch_command(uids, dates)));
+        let Some(conn) = self.conn.as_mut() else {
+            return Err(ImapError::Protocol(format!(
+                "folder {} is closed",
+                self.name
+            )));
+        };
+        let mut tags = if commands.is_empty() {
+            Vec::new()
+        } else {
+            conn.send_ahead(commands).await?
+        };
+        let tag = match sent {
+            Some(tag) => tag,
+            None if tags.is_empty() => {
+                return Err(ImapError::Protocol("a fetch without its tag".into()));
+            }
+            None => tags.remove(0),
+        };
+        for (uids, tag) in ahead.into_iter().zip(tags) {
+            self.fetches_ahead
+                .push_back(FetchAhead { uids, dates, tag });
+        }
+        let mut each = Some;
+        conn.collect_one(tag, spool, &mut each).await
+    }
+
+    /// Reads and drops the answers of the body fetches sent ahead, and forgets the
+    /// download plan: something else needs the connection.
+    async fn drain_fetches_ahead(&mut self) -> Result<(), StoreError> {
+        self.fetch_plan.clear();
+        self.plan_sent = 0;
+        self.fetched_early.clear();
+        let ahead: Vec<FetchAhead> = self.fetches_ahead.drain(..).collect();
+        for a in ahead {
+            let conn = open_conn(&mut self.conn, &self.name)?;
+            let mut drop_all = |_: Untagged| None;
+            // Bodies are streamed to nowhere rather than held.
+            let r = conn
+                .collect_one(a.tag, Some((0, &mut Discard)), &mut drop_all)
+                .await;
+            match r {
+                Ok(_) | Err(ImapError::Command { .. }) => {}
+                Err(e) => return Err(self.err(e, Severity::Folder, "reading fetches sent ahead")),
+            }
+        }
+        Ok(())
+    }
+
     /// The UID of the one message carrying the upload marker `value`; several matches would
     /// mean the value is not unique: better no UID than a wrong one.
     async fn uid_by_marker(&mut self, value: &str) -> Result<Option<Uid>, StoreError> {
@@ -1839,6 +1977,20 @@ impl Folder for ImapFolder {
     ) -> Result<Vec<oi_core::Fetched>, StoreError> {
         self.fetch_bodies(which, Some((spool_dir, over)), dates)
             .await
+    }
+
+    /// Keeps the plan: each fetch of it sends the next ones ahead ([`FETCHES_AHEAD`]).
+    fn will_fetch(&mut self, batches: Vec<Vec<MsgRef>>) {
+        let uids = |b: Vec<MsgRef>| {
+            b.into_iter()
+                .filter_map(|m| match m {
+                    MsgRef::Uid(u) => Some(u),
+                    MsgRef::Unsynced(_) => None,
+                })
+                .collect::<Vec<Uid>>()
+        };
+        self.fetch_plan = batches.into_iter().map(uids).collect();
+        self.plan_sent = 0;
     }
 
     async fn append(
@@ -2223,6 +2375,11 @@ impl Folder for ImapFolder {
             self.unselected = false;
             drained?;
         }
+        if !self.fetches_ahead.is_empty() {
+            // A download stopped before its last batches (a stop request): their answers
+            // are read and dropped before the connection goes back to the pool.
+            Box::pin(self.drain_fetches_ahead()).await?;
+        }
         let Some(mut conn) = self.conn.take() else {
             return Ok(());
         };
@@ -2270,21 +2427,52 @@ impl ImapFolder {
                 MsgRef::Unsynced(_) => None,
             })
             .collect();
+        let planned = self.next_in_plan(&uids);
         let mut by_uid = self.take_bodies_ahead(&mut uids, spool, dates);
         if uids.is_empty() {
             return Ok(by_uid.into_values().collect());
         }
-        self.ensure_selected().await?;
-        let cmd = Command::raw(format!(
-            "UID FETCH {} (UID FLAGS{} BODY.PEEK[])",
-            uid_set(&uids),
-            if dates { " INTERNALDATE" } else { "" }
-        ));
+        // This batch asked for ahead: its answer is the next on the connection.
+        let sent = match self.fetches_ahead.front() {
+            Some(a) if planned && a.uids == uids && a.dates == dates => {
+                self.fetches_ahead.pop_front().map(|a| a.tag)
+            }
+            _ => None,
+        };
+        // Its messages that came while an earlier fetch was read.
+        uids.retain(|u| match self.fetched_early.remove(u) {
+            Some(f) => {
+                by_uid.insert(*u, f);
+                false
+            }
+            None => true,
+        });
+        if sent.is_none() {
+            if uids.is_empty() {
+                return Ok(by_uid.into_values().collect());
+            }
+            self.ensure_selected().await?;
+        }
+        let cmd = body_fetch_command(&uids, dates);
+        let pipelined = sent.is_some() || (planned && self.bodies_ahead.is_empty());
+        let mut sent = sent;
         let attempts = self.reconnect.fetch_attempts;
         let mut attempt = 1;
         let (untagged, spooled) = loop {
+            if attempt > 1 && uids.is_empty() {
+                // Everything came early, with an earlier fetch: nothing to ask again.
+                break (Vec::new(), Vec::new());
+            }
             let mut sink = spool.map(|(dir, _)| SpoolSink::new(dir));
+            let over = spool.map(|(_, over)| over);
             let r = match (spool, sink.as_mut()) {
+                _ if pipelined && attempt == 1 => {
+                    let sink = sink
+                        .as_mut()
+                        .map(|s| s as &mut dyn crate::client::LiteralSink);
+                    self.fetch_pipelined(cmd.clone(), sent.take(), over.zip(sink), dates)
+                        .await
+                }
                 (Some((_, over)), Some(sink)) => {
                     self.conn()?.run_spooling(cmd.clone(), over, sink).await
                 }
@@ -2305,6 +2493,9 @@ impl ImapFolder {
                 }
                 Err(e) if crate::retry::connection_lost(&e) && attempt < attempts => {
                     attempt += 1;
+                    // What was asked for ahead went with the connection.
+                    self.fetches_ahead.clear();
+                    self.plan_sent = 0;
                     self.reconnect.events.emit(oi_core::Event::Warning {
                         account: None,
                         message: format!(
@@ -2356,9 +2547,14 @@ impl ImapFolder {
                 }
                 None => None,
             };
-            let Some(uid) = f.uid.and_then(Uid::new).filter(|u| uids.contains(u)) else {
+            let Some(uid) = f.uid.and_then(Uid::new) else {
                 continue;
             };
+            // A message of a fetch sent ahead, answered along with this one: kept for it.
+            let current = uids.contains(&uid);
+            if !current && !self.fetches_ahead.iter().any(|a| a.uids.contains(&uid)) {
+                continue;
+            }
             let flags = self
                 .keywords
                 .flags_from_imap(f.flags.as_deref().unwrap_or_default())
@@ -2381,7 +2577,11 @@ impl ImapFolder {
                 }),
                 (None, None) => continue,
             };
-            by_uid.insert(uid, fetched);
+            if current {
+                by_uid.insert(uid, fetched);
+            } else {
+                self.fetched_early.insert(uid, fetched);
+            }
         }
         Ok(by_uid.into_values().collect())
     }

@@ -164,3 +164,102 @@ async fn fake_server_malformed_reply_is_an_error_not_a_panic() {
     let e = f.list().await.unwrap_err();
     assert!(e.to_string().contains("protocol error"), "{e}");
 }
+
+/// A FAKE server that runs pipelined body fetches the way RFC 3501 §5.5 allows: once two
+/// `UID FETCH` commands are in, it answers them interleaved (one message of each in turn)
+/// and completes the second before the first. Messages are `UID n` → body `message n`.
+async fn concurrent_fetch_server() -> u16 {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    tokio::spawn(async move {
+        let (sock, _) = listener.accept().await.unwrap();
+        let (r, mut w) = sock.into_split();
+        let mut r = BufReader::new(r);
+        w.write_all(b"* OK [CAPABILITY IMAP4rev1 AUTH=PLAIN] fake ready\r\n")
+            .await
+            .unwrap();
+        // Held fetches: tag and UIDs.
+        let mut held: Vec<(String, Vec<u32>)> = Vec::new();
+        let mut line = String::new();
+        loop {
+            line.clear();
+            if r.read_line(&mut line).await.unwrap_or(0) == 0 {
+                return;
+            }
+            let mut it = line.split_whitespace();
+            let tag = it.next().unwrap_or("*").to_string();
+            let verb = it.collect::<Vec<_>>().join(" ");
+            let mut out = String::new();
+            if verb.starts_with("SELECT") {
+                out.push_str("* 9 EXISTS\r\n* OK [UIDVALIDITY 7] ok\r\n");
+                out.push_str(&format!("{tag} OK [READ-WRITE] done\r\n"));
+            } else if let Some(set) = verb.strip_prefix("UID FETCH ") {
+                let set = set.split(' ').next().unwrap();
+                let (lo, hi) = set.split_once(':').unwrap_or((set, set));
+                let uids: Vec<u32> = (lo.parse().unwrap()..=hi.parse().unwrap()).collect();
+                held.push((tag, uids));
+                if held.len() < 2 {
+                    continue;
+                }
+                let msg = |u: u32| {
+                    let body = format!("message {u}\r\n");
+                    format!(
+                        "* {u} FETCH (UID {u} FLAGS (\\Seen) BODY[] {{{}}}\r\n{body})\r\n",
+                        body.len()
+                    )
+                };
+                let (a, b) = (held.remove(0), held.remove(0));
+                for i in 0..a.1.len().max(b.1.len()) {
+                    for (_, uids) in [&a, &b] {
+                        if let Some(&u) = uids.get(i) {
+                            out.push_str(&msg(u));
+                        }
+                    }
+                }
+                out.push_str(&format!("{} OK second first\r\n{} OK done\r\n", b.0, a.0));
+            } else {
+                let done = verb.starts_with("LOGOUT");
+                out.push_str(&format!("{tag} OK done\r\n"));
+                w.write_all(out.as_bytes()).await.unwrap();
+                if done {
+                    return;
+                }
+                continue;
+            }
+            w.write_all(out.as_bytes()).await.unwrap();
+        }
+    });
+    port
+}
+
+/// Download batches announced ahead are asked for pipelined; a server that answers them
+/// concurrently (interleaved, the later completed first) still gives each batch exactly
+/// its own messages, and nothing waits for a completion that was already read.
+#[tokio::test]
+async fn fake_server_answering_pipelined_fetches_out_of_order() {
+    let port = concurrent_fetch_server().await;
+    let repo = ImapRepository::new(config(port), Arc::new(NullSink));
+    let mut f = repo.open_folder("INBOX", Access::ReadWrite).await.unwrap();
+    let batch = |r: std::ops::RangeInclusive<u32>| -> Vec<MsgRef> {
+        r.map(|u| MsgRef::Uid(Uid::new(u).unwrap())).collect()
+    };
+    let batches = vec![batch(1..=3), batch(4..=6), batch(7..=8), batch(9..=9)];
+    f.will_fetch(batches.clone());
+    for b in &batches {
+        let got = tokio::time::timeout(Duration::from_secs(5), f.fetch(b))
+            .await
+            .expect("a fetch waited for an answer already read")
+            .unwrap();
+        let mut got: Vec<(MsgRef, Vec<u8>)> = got.into_iter().map(|m| (m.source, m.body)).collect();
+        got.sort();
+        let want: Vec<(MsgRef, Vec<u8>)> = b
+            .iter()
+            .map(|m| {
+                let MsgRef::Uid(u) = m else { unreachable!() };
+                (m.clone(), format!("message {}\r\n", u.get()).into_bytes())
+            })
+            .collect();
+        assert_eq!(got, want);
+    }
+    f.close().await.unwrap();
+}

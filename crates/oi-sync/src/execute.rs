@@ -1505,6 +1505,10 @@ impl<R: Folder, L: Folder, S: StatusStore> Run<'_, R, L, S> {
         let refs = |chunk: &[(Uid, Flags)]| -> Vec<MsgRef> {
             chunk.iter().map(|(u, _)| MsgRef::Uid(*u)).collect()
         };
+        if batches.len() > 1 {
+            self.remote
+                .will_fetch(batches.iter().map(|c| refs(c)).collect());
+        }
         let mut fetched = match batches.first() {
             Some(first) => {
                 fetch_batch(&mut *self.remote, &refs(first), spool.as_deref(), dates).await?

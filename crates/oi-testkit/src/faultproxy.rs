@@ -83,6 +83,9 @@ pub enum Fault {
     No,
     /// The client gets `* BYE [fault] injected` and both sides are closed.
     Bye,
+    /// The command reaches the server this long after it came (and what the client sends
+    /// after it waits as long): a slow link, which leaves a test time to act mid-sync.
+    Delay(std::time::Duration),
 }
 
 /// How often the fault fires.
@@ -359,6 +362,10 @@ fn inject(fault: Fault, tag: &str, conn: &Conn) -> bool {
             let _ = conn.to_client(b"* BYE [fault] injected\r\n");
             conn.close();
             true
+        }
+        Fault::Delay(d) => {
+            std::thread::sleep(d);
+            false
         }
     }
 }

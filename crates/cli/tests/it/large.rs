@@ -227,3 +227,62 @@ fn attachments_go_from_the_socket_into_tmp_and_are_renamed_into_place() {
     assert!(leftovers.is_empty(), "tmp/ not empty: {leftovers:?}");
     assert_nothing_done(&run_measured(&w, &[]).0);
 }
+
+/// A download of many batches asks for the next batches while the first are written
+/// (pipelined `UID FETCH`es, so that a server far away sends them without a round trip
+/// each). Dovecot runs such fetches concurrently and interleaves their answers (RFC 3501
+/// §5.5): every message still goes to its own batch, spooled attachments included. All
+/// arrive once and whole, and none is reported vanished.
+#[test]
+fn download_batches_are_pipelined_and_each_message_lands_once() {
+    let Some(w) = World::new("pipelined_batches") else {
+        return;
+    };
+    w.write_config("", "");
+    let mut attached = Vec::new();
+    for i in 0..260 {
+        w.put("INBOX", &format!("short {i}"));
+        if i % 90 == 0 {
+            let id = format!("attached-{i}");
+            let body = big_message(&id, 300 << 10);
+            w.server.put_message(USER, "INBOX", &body).unwrap();
+            attached.push((id, body));
+        }
+    }
+    let (err, _) = run_measured(&w, &["-d", "imap"]);
+    assert!(!err.contains("vanished"), "a message went missing:\n{err}");
+    // The second body fetch goes out before the first one's answer is complete.
+    let lines: Vec<&str> = err.lines().collect();
+    let fetches: Vec<usize> = (0..lines.len())
+        .filter(|&i| lines[i].contains("C: ") && lines[i].contains("BODY.PEEK[])"))
+        .collect();
+    assert!(fetches.len() >= 4, "not several batches:\n{err}");
+    let first_tag = lines[fetches[0]]
+        .split("C: ")
+        .nth(1)
+        .and_then(|t| t.split(' ').next())
+        .unwrap();
+    let first_done = (0..lines.len())
+        .find(|&i| lines[i].contains(&format!("S: {first_tag} OK")))
+        .expect("first fetch completed");
+    assert!(
+        fetches[1] < first_done,
+        "the fetches were not pipelined:\n{err}"
+    );
+
+    let inbox = w.maildir().join("INBOX");
+    let local = local_messages(&inbox);
+    assert_eq!(local.len(), 263, "local messages");
+    let mut subjects: Vec<&str> = local.iter().map(|m| m.subject.as_str()).collect();
+    subjects.sort_unstable();
+    subjects.dedup();
+    assert_eq!(subjects.len(), 263, "a message twice");
+    for (id, body) in &attached {
+        let m = local.iter().find(|m| m.subject == *id).expect("downloaded");
+        let bytes = std::fs::read(&m.path).unwrap();
+        assert!(normalized(&bytes) == *body, "{id}: downloaded copy differs");
+    }
+    let leftovers: Vec<_> = std::fs::read_dir(inbox.join("tmp")).unwrap().collect();
+    assert!(leftovers.is_empty(), "tmp/ not empty: {leftovers:?}");
+    assert_nothing_done(&run_measured(&w, &[]).0);
+}

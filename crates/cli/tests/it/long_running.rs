@@ -35,6 +35,15 @@ pub(crate) fn connect_through(w: &World, port: u16) {
     );
 }
 
+/// Undoes [`connect_through`]: the config points at the test server again.
+pub(crate) fn connect_directly(w: &World, port: u16) {
+    edit_config(
+        w,
+        &format!("remoteport = {port}\n"),
+        &format!("remoteport = {}\n", w.server.imap_port()),
+    );
+}
+
 /// Polls a condition for up to a minute (a bound against hangs, not a speed assertion).
 pub(crate) fn eventually(what: &str, f: impl FnMut() -> bool) {
     eventually_within(what, Duration::from_secs(60), f);
