@@ -983,7 +983,7 @@ struct FetchAhead {
 /// server sends them while the engine writes the earlier ones, and the answers wait in
 /// the socket (not in memory) until their turn. With the server 20 ms away, each batch
 /// of a download otherwise costs a round trip.
-const FETCHES_AHEAD: usize = 3;
+const FETCHES_AHEAD: usize = 2;
 
 /// The `UID FETCH` of whole messages (with INTERNALDATE when `dates`).
 fn body_fetch_command(uids: &[Uid], dates: bool) -> Command {

@@ -91,7 +91,7 @@ impl BodyAhead {
 
 /// At most this many bytes of bodies wait in memory in a survey for their folders to take
 /// them; the others wait in spool files.
-pub(crate) const BODIES_HELD_BYTES: u64 = 4 << 20;
+pub(crate) const BODIES_HELD_BYTES: u64 = 2 << 20;
 
 /// One folder's place in the survey.
 #[derive(Debug)]
