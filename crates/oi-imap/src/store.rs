@@ -980,9 +980,11 @@ struct FetchAhead {
 }
 
 /// How many announced download batches are asked for ahead of the one being read: the
-/// server sends them while the engine writes the earlier ones, and the answers wait in
-/// the socket (not in memory) until their turn. With the server 20 ms away, each batch
-/// of a download otherwise costs a round trip.
+/// server sends them while the engine writes the earlier ones. Their answers wait in the
+/// socket until their turn, except what a server that runs the fetches concurrently
+/// sends while an earlier one is read (`fetched_early`, in memory: at most this many
+/// batches more). With the server 20 ms away, each batch of a download otherwise costs a
+/// round trip.
 const FETCHES_AHEAD: usize = 2;
 
 /// The `UID FETCH` of whole messages (with INTERNALDATE when `dates`).
