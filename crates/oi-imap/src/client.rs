@@ -555,12 +555,9 @@ impl Connection {
         over: u64,
         sink: &mut dyn LiteralSink,
     ) -> Result<(Vec<Untagged>, Completion), ImapError> {
-        self.session.set_stream_over(Some(over));
-        let r = self
-            .run_batch_with(vec![command], None, &mut Some, Some(sink))
-            .await;
-        self.session.set_stream_over(None);
-        let (u, c) = r?;
+        let (u, c) = self
+            .run_batch_with(vec![command], None, &mut Some, Some((over, sink)))
+            .await?;
         let done = sole_completion(c)?;
         Ok((u, done.ok()?))
     }
@@ -597,10 +594,11 @@ impl Connection {
         commands: Vec<Command>,
         source: Option<&mut (dyn std::io::Read + Send)>,
         each: &mut (dyn FnMut(Untagged) -> Option<Untagged> + Send),
-        sink: Option<&mut dyn LiteralSink>,
+        spool: Option<(u64, &mut dyn LiteralSink)>,
     ) -> Result<(Vec<Untagged>, Vec<Completion>), ImapError> {
         let tags = self.enqueue_all(commands);
-        self.await_tags(tags, source, each, sink, None, false).await
+        self.await_tags(tags, source, each, spool, None, false)
+            .await
     }
 
     /// Queues commands in the session; their tags, in order.
@@ -645,12 +643,8 @@ impl Connection {
         each: &mut (dyn FnMut(Untagged) -> Option<Untagged> + Send),
         done: &mut OnDone<'_>,
     ) -> Result<(Vec<Untagged>, Vec<Completion>), ImapError> {
-        self.session.set_stream_over(Some(over));
-        let r = self
-            .await_tags(tags, None, each, Some(sink), Some(done), false)
-            .await;
-        self.session.set_stream_over(None);
-        r
+        self.await_tags(tags, None, each, Some((over, sink)), Some(done), false)
+            .await
     }
 
     /// Reads the answer of one command sent by [`Connection::send_ahead`] while later
@@ -666,23 +660,40 @@ impl Connection {
         spool: Option<(u64, &mut dyn LiteralSink)>,
         each: &mut (dyn FnMut(Untagged) -> Option<Untagged> + Send),
     ) -> Result<(Vec<Untagged>, Completion), ImapError> {
-        let (over, sink) = match spool {
-            Some((over, sink)) => (Some(over), Some(sink)),
-            None => (None, None),
-        };
-        self.session.set_stream_over(over);
-        let r = self
-            .await_tags(vec![tag], None, each, sink, None, true)
-            .await;
-        self.session.set_stream_over(None);
-        let (untagged, completions) = r?;
+        let (untagged, completions) = self
+            .await_tags(vec![tag], None, each, spool, None, true)
+            .await?;
         let done = sole_completion(completions)?;
         Ok((untagged, done.ok()?))
     }
 
     /// Reads until every command of `tags` is complete (see [`Connection::run_batch`]);
     /// with `stop_at_last`, not a response further: what follows stays in the session.
+    /// With `spool`, FETCH literals longer than its size go to its sink in pieces, for
+    /// this reading only.
     async fn await_tags(
+        &mut self,
+        tags: Vec<String>,
+        source: Option<&mut (dyn std::io::Read + Send)>,
+        each: &mut (dyn FnMut(Untagged) -> Option<Untagged> + Send),
+        spool: Option<(u64, &mut dyn LiteralSink)>,
+        on_done: Option<&mut OnDone<'_>>,
+        stop_at_last: bool,
+    ) -> Result<(Vec<Untagged>, Vec<Completion>), ImapError> {
+        let (over, sink) = match spool {
+            Some((over, sink)) => (Some(over), Some(sink)),
+            None => (None, None),
+        };
+        self.session.set_stream_over(over);
+        let r = self
+            .read_tags(tags, source, each, sink, on_done, stop_at_last)
+            .await;
+        self.session.set_stream_over(None);
+        r
+    }
+
+    /// [`Connection::await_tags`] with the session's streaming already set.
+    async fn read_tags(
         &mut self,
         tags: Vec<String>,
         mut source: Option<&mut (dyn std::io::Read + Send)>,
