@@ -461,6 +461,10 @@ impl FolderNaming for PyNaming {
         }
     }
 
+    fn ignores_copies(&self) -> bool {
+        self.copy_ignore.is_some()
+    }
+
     fn order(&self, visible: &[String]) -> Result<Vec<usize>, StoreError> {
         match &self.remote.foldersort {
             Some(e) => Ok(self

@@ -96,6 +96,12 @@ pub trait FolderNaming: Send + Sync {
         let _ = remote_folder;
         Ok(Vec::new())
     }
+
+    /// Whether the remote repository has a `copy_ignore_eval` at all (without evaluating
+    /// it: [`FolderNaming::copy_ignore`] does, for each folder when its sync starts).
+    fn ignores_copies(&self) -> bool {
+        false
+    }
 }
 
 /// No Python options: every folder, names equal but for the separators.
@@ -496,10 +502,10 @@ where
             && !p.local.readonly
             && p.max_age.is_none()
             && p.start_date.is_none()
-            && p.max_size.is_none();
-        let new_bodies = |rname: &str, lname: &str| {
-            let ignored = naming.copy_ignore(rname).map_or(true, |v| !v.is_empty());
-            if !all_new || ignored {
+            && p.max_size.is_none()
+            && !naming.ignores_copies();
+        let new_bodies = |lname: &str| {
+            if !all_new {
                 return None;
             }
             Some(oi_core::NewBodies {
@@ -516,7 +522,7 @@ where
                     name: rname.clone(),
                     access,
                     token,
-                    new_bodies: new_bodies(rname, lname),
+                    new_bodies: new_bodies(lname),
                 })
             })
             .collect::<Vec<_>>();
