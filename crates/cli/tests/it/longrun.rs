@@ -213,45 +213,41 @@ fn verify_both_sides_hold(w: &World, n: usize) {
 
 /// A 2000-message sync gets `sig` once it has copied some messages: a daemon (autorefresh
 /// every ten minutes) when `daemon`, else a single run (`-o`). Returns the world and the
-/// run's output once the process has exited successfully.
-fn signal_mid_sync(name: &str, daemon: bool, sig: &str) -> Option<(World, String)> {
+/// run's output once the process has exited successfully. With `slow`, through a slow
+/// link: every body fetch reaches the server 100 ms late (oi-testkit's fault proxy, a mock
+/// network with Dovecot behind it), so that the download (32 batches) cannot end between
+/// the first messages' arrival and the signal, however fast the machine; the config points
+/// at the server again afterwards.
+fn signal_mid_sync(name: &str, daemon: bool, sig: &str, slow: bool) -> Option<(World, String)> {
     let w = big_world(name)?;
     if daemon {
         add_to_account(&w, "autorefresh = 10");
+    }
+    let proxy = slow.then(|| {
+        oi_testkit::FaultProxy::start(
+            w.server.imap_port(),
+            oi_testkit::Trigger::fetch_bodies(),
+            oi_testkit::Fault::Delay(Duration::from_millis(100)),
+            oi_testkit::Times::Always,
+        )
+        .unwrap()
+    });
+    if let Some(p) = &proxy {
+        connect_through(&w, p.port());
     }
     let err = w.dir.path().join("stderr");
     let mut child = spawn(&w, if daemon { &[] } else { &["-o"] }, &err);
     wait_mid_sync(&w, &mut child);
     let text = exits_ok_after(&mut child, sig, &err);
-    Some((w, text))
-}
-
-/// [`signal_mid_sync`] for a stop signal, through a slow link: every body fetch reaches
-/// the server 100 ms late (oi-testkit's fault proxy, a mock network with Dovecot behind
-/// it), so that the download of the 2000 messages (32 batches) cannot end between the
-/// first messages' arrival and the signal, however fast the machine.
-fn stop_mid_sync(name: &str, sig: &str) -> Option<(World, String)> {
-    let w = big_world(name)?;
-    add_to_account(&w, "autorefresh = 10");
-    let proxy = oi_testkit::FaultProxy::start(
-        w.server.imap_port(),
-        oi_testkit::Trigger::fetch_bodies(),
-        oi_testkit::Fault::Delay(Duration::from_millis(100)),
-        oi_testkit::Times::Always,
-    )
-    .unwrap();
-    connect_through(&w, proxy.port());
-    let err = w.dir.path().join("stderr");
-    let mut child = spawn(&w, &[], &err);
-    wait_mid_sync(&w, &mut child);
-    let text = exits_ok_after(&mut child, sig, &err);
-    connect_directly(&w, proxy.port());
+    if let Some(p) = &proxy {
+        connect_directly(&w, p.port());
+    }
     Some((w, text))
 }
 
 #[test]
 fn sigquit_reports_every_task_and_the_sync_goes_on() {
-    let Some((w, text)) = signal_mid_sync("sigquit", false, "QUIT") else {
+    let Some((w, text)) = signal_mid_sync("sigquit", false, "QUIT", false) else {
         return;
     };
     assert!(text.contains("SIGQUIT: what every task is doing"), "{text}");
@@ -264,7 +260,7 @@ fn sigquit_reports_every_task_and_the_sync_goes_on() {
 
 #[test]
 fn sigusr2_during_a_2000_message_sync_finishes_it_then_exits() {
-    let Some((w, text)) = signal_mid_sync("sigusr2_big", true, "USR2") else {
+    let Some((w, text)) = signal_mid_sync("sigusr2_big", true, "USR2", false) else {
         return;
     };
     // The current sync was finished, not cut short.
@@ -278,7 +274,7 @@ fn sigusr2_during_a_2000_message_sync_finishes_it_then_exits() {
 
 #[test]
 fn sigterm_during_a_2000_message_sync_stops_safely_and_resumes() {
-    let Some((w, text)) = stop_mid_sync("sigterm_big", "TERM") else {
+    let Some((w, text)) = signal_mid_sync("sigterm_big", true, "TERM", true) else {
         return;
     };
     assert!(
@@ -328,7 +324,7 @@ fn sigusr1_after_a_2000_message_sync_syncs_again_at_once() {
 fn sigabrt_during_a_2000_message_sync_finishes_it_then_exits() {
     // A normal exit after the sync (asserted by signal_mid_sync), not the default action
     // (abort, core dump).
-    let Some((w, text)) = signal_mid_sync("sigabrt_big", true, "ABRT") else {
+    let Some((w, text)) = signal_mid_sync("sigabrt_big", true, "ABRT", false) else {
         return;
     };
     assert!(text.contains("Terminating after this sync"), "{text}");
@@ -343,7 +339,7 @@ fn sigabrt_during_a_2000_message_sync_finishes_it_then_exits() {
 /// SIGINT and SIGHUP do what SIGTERM does: stop at the next safe point, exit 0, and the
 /// next run goes on from there.
 fn stop_signal_mid_sync(name: &str, sig: &str) {
-    let Some((w, text)) = stop_mid_sync(name, sig) else {
+    let Some((w, text)) = signal_mid_sync(name, true, sig, true) else {
         return;
     };
     assert!(text.contains("stop signal 1 of 3"), "SIG{sig}: {text}");
