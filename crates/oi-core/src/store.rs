@@ -150,12 +150,15 @@ impl Fetched {
     }
 }
 
+/// How the names of [`spool_file`]s begin (a store may remove those a killed sync left).
+pub const SPOOL_PREFIX: &str = ".offlineimap-spool-";
+
 /// Creates a spool file in `dir` for a message on its way to a store: readable and
 /// writable, with the permissions of a new Maildir file (0666 less the umask), since a
 /// Maildir store renames it into place rather than copying it.
 pub fn spool_file(dir: &std::path::Path) -> std::io::Result<tempfile::NamedTempFile> {
     let mut b = tempfile::Builder::new();
-    b.prefix(".offlineimap-spool-");
+    b.prefix(SPOOL_PREFIX);
     #[cfg(unix)]
     {
         use std::os::unix::fs::PermissionsExt;

@@ -23,6 +23,47 @@ use oi_core::OffThread;
 /// OfflineIMAP's UIDVALIDITY for every Maildir folder (`folder/Maildir.py`).
 pub const MAILDIR_UID_VALIDITY: UidValidity = UidValidity(42);
 
+/// How long a file of ours may sit in `tmp/` before a sync removes it: the Maildir
+/// convention's 36 hours, after which a file in `tmp/` counts as abandoned.
+const TMP_ABANDONED: Duration = Duration::from_secs(36 * 3600);
+
+/// Removes the files that a sync killed mid-way (SIGKILL, a crash, a power cut) left in a
+/// folder's `tmp/`, and returns how many it removed: spool files
+/// (`.offlineimap-spool-*`) and message files named the OfflineIMAP way (`,FMD5=`) that
+/// have not changed for [`TMP_ABANDONED`]. Their messages were never recorded in the
+/// status, so a later sync fetched them again: what is left is only disk space, up to a
+/// spooled attachment's worth per file. A younger file may belong to a sync still running
+/// (another account storing into the same folder), and other programs' files are theirs
+/// to clean. The age is the inode change time: `utime_from_header` gives a file an old
+/// mtime, never an old ctime. Best effort: a file that cannot be removed stays.
+pub(crate) fn remove_abandoned_tmp(folder: &Path, now: SystemTime) -> usize {
+    use std::os::unix::fs::MetadataExt;
+    let Some(before) = now
+        .checked_sub(TMP_ABANDONED)
+        .and_then(|t| t.duration_since(UNIX_EPOCH).ok())
+    else {
+        return 0;
+    };
+    let Ok(entries) = fs::read_dir(folder.join("tmp")) else {
+        return 0;
+    };
+    let mut removed = 0;
+    for entry in entries.flatten() {
+        let name = entry.file_name();
+        let Some(name) = name.to_str() else { continue };
+        if !(name.starts_with(oi_core::SPOOL_PREFIX) || name.contains(",FMD5=")) {
+            continue;
+        }
+        let abandoned = entry
+            .metadata()
+            .is_ok_and(|m| m.is_file() && i128::from(m.ctime()) < i128::from(before.as_secs()));
+        if abandoned && fs::remove_file(entry.path()).is_ok() {
+            removed += 1;
+        }
+    }
+    removed
+}
+
 /// How often a new name is tried when `tmp/<name>` already exists.
 const CREATE_TRIES: usize = 7;
 

@@ -195,6 +195,9 @@ impl MaildirRepository {
         if !is_maildir(&path) {
             return Err(MaildirError::NoSuchFolder(name.to_owned()));
         }
+        if access == Access::ReadWrite {
+            folder::remove_abandoned_tmp(&path, std::time::SystemTime::now());
+        }
         let visible = self.canonical(visible_name);
         let ahead = self
             .ahead
@@ -1156,5 +1159,44 @@ mod tests {
         assert_eq!(e.severity(), Severity::Message);
         assert!(files(&tmp.path().join("mail/INBOX/tmp")).is_empty());
         assert!(files(&tmp.path().join("mail/INBOX/new")).is_empty());
+    }
+
+    #[tokio::test]
+    async fn what_a_killed_sync_left_in_tmp_goes_once_abandoned_and_only_ours() {
+        let tmp = tempfile::tempdir().unwrap();
+        let r = repo(tmp.path(), '.');
+        r.create_folder("INBOX").await.unwrap();
+        let dir = tmp.path().join("mail/INBOX");
+        let ours = [
+            ".offlineimap-spool-Ab12Cd",
+            "1700000000_0.123.host,U=7,FMD5=0123456789abcdef0123456789abcdef:2,S",
+        ];
+        for n in ours.iter().chain(&["1700000000.M1P2.host", "notes.txt"]) {
+            fs::write(dir.join("tmp").join(n), "x").unwrap();
+        }
+        fs::create_dir(dir.join("tmp/.offlineimap-spool-dir")).unwrap();
+        let all = files(&dir.join("tmp"));
+        assert_eq!(all.len(), 5);
+
+        // Young files may belong to a sync still running: opening keeps them.
+        let now = std::time::SystemTime::now();
+        assert_eq!(folder::remove_abandoned_tmp(&dir, now), 0);
+        drop(r.open_folder("INBOX", Access::ReadWrite).await.unwrap());
+        assert_eq!(files(&dir.join("tmp")), all);
+
+        // 36 hours is not yet abandoned; past it, ours go and the rest stays.
+        let hour = std::time::Duration::from_secs(3600);
+        assert_eq!(folder::remove_abandoned_tmp(&dir, now + 35 * hour), 0);
+        assert_eq!(folder::remove_abandoned_tmp(&dir, now + 37 * hour), 2);
+        let left = files(&dir.join("tmp"));
+        assert_eq!(
+            left,
+            [
+                ".offlineimap-spool-dir",
+                "1700000000.M1P2.host",
+                "notes.txt"
+            ]
+        );
+        assert!(ours.iter().all(|n| !left.contains(&n.to_string())));
     }
 }
