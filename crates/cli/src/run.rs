@@ -1103,6 +1103,7 @@ pub(crate) fn imap_config(
         fetch_attempts: c.retrycount,
         folders: oi_imap::FolderListing::from_config(c.reference.as_deref(), c.subscribedonly),
         on_login,
+        max_connections: c.maxconnections.max(1),
     })
 }
 

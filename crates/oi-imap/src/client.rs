@@ -126,6 +126,8 @@ pub struct Connection {
     /// server may run pipelined commands concurrently and complete a later one first
     /// (RFC 3501 §5.5; Dovecot does with FETCHes).
     early_done: HashMap<String, Completion>,
+    /// Its place in its repository's count of connections, if it belongs to one.
+    pub(crate) counted: Option<crate::store::Counted>,
 }
 
 /// Bytes asked of the socket per read.
@@ -187,6 +189,7 @@ impl Connection {
             capabilities: Vec::new(),
             bye: None,
             early_done: HashMap::new(),
+            counted: None,
             auth_failures: Vec::new(),
             read_buf: vec![0; READ_CHUNK].into_boxed_slice(),
             selected: None,
@@ -236,6 +239,7 @@ impl Connection {
                 read_buf,
                 selected: None,
                 early_done: HashMap::new(),
+                counted: None,
             };
             conn.refresh_capabilities().await?;
         }

@@ -45,6 +45,8 @@ pub(crate) struct Reconnect {
     pub(crate) fetch_attempts: u32,
     /// `SELECT` or `EXAMINE`, as the folder was opened.
     pub(crate) verb: &'static str,
+    /// The pool the new connection is counted in (and goes back to).
+    pub(crate) pool: crate::store::Pool,
 }
 
 impl std::fmt::Debug for Reconnect {
@@ -65,7 +67,8 @@ impl Reconnect {
         folder: &str,
         validity: UidValidity,
     ) -> Result<Connection, StoreError> {
-        let (mut conn, mode) = open_connection(&self.config, &*self.events).await?;
+        let (mut conn, mode) =
+            open_connection(&self.config, &*self.events, self.pool.count()).await?;
         let now = select(&mut conn, self.verb, folder, mode)
             .await
             .map_err(|e| {

@@ -3,7 +3,7 @@
 use std::collections::BTreeMap;
 use std::hash::{BuildHasher, Hasher};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::atomic::{AtomicU32, AtomicUsize, Ordering};
 use std::time::Duration;
 
 use oi_core::{
@@ -63,6 +63,10 @@ pub struct ImapConfig {
     /// Called after each connection logged in (the binary's `--update-keyring`, which
     /// stores a password only once it worked).
     pub on_login: Option<LoginHook>,
+    /// `maxconnections`: how many connections may exist at once (at least 1). The engine
+    /// runs at most that many folders at once, each on one connection; the repository
+    /// only needs it while a survey reads on a connection of its own (see [`Survey`]).
+    pub max_connections: usize,
 }
 
 /// A callback run after a connection logged in, with the repository's event sink for any
@@ -103,6 +107,7 @@ impl ImapConfig {
             fetch_attempts: 2,
             folders: crate::FolderListing::default(),
             on_login: None,
+            max_connections: 1,
         }
     }
 
@@ -136,11 +141,49 @@ impl ImapConfig {
 /// which is most of the cost of a sync that has little to do. Selecting the next folder on
 /// a reused connection implicitly closes the previous one without expunging (RFC 3501
 /// §6.4.2), so no UNSELECT is needed.
-pub(crate) type Pool = Arc<std::sync::Mutex<Vec<Connection>>>;
+pub(crate) type Pool = Arc<Connections>;
+
+/// The connections of a repository (and of the held connections it continues): those not
+/// in use, and a count of all that exist.
+#[derive(Debug, Default)]
+pub(crate) struct Connections {
+    idle: std::sync::Mutex<Vec<Connection>>,
+    /// How many exist: idle, in use by a folder, or reading a survey. Each holds a
+    /// [`Counted`] of it from before it connects until it is dropped.
+    live: Arc<AtomicUsize>,
+}
+
+impl Connections {
+    /// Counts one more connection, from now until the returned value is dropped.
+    pub(crate) fn count(&self) -> Counted {
+        self.live.fetch_add(1, Ordering::SeqCst);
+        Counted(self.live.clone())
+    }
+
+    /// Counts one more connection if fewer than `max` exist.
+    fn reserve(&self, max: usize) -> Option<Counted> {
+        self.live
+            .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| {
+                (n < max).then_some(n + 1)
+            })
+            .ok()
+            .map(|_| Counted(self.live.clone()))
+    }
+}
+
+/// One connection counted in its pool's [`Connections::live`] while this is held.
+#[derive(Debug)]
+pub(crate) struct Counted(Arc<AtomicUsize>);
+
+impl Drop for Counted {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::SeqCst);
+    }
+}
 
 pub(crate) fn lock_pool(pool: &Pool) -> std::sync::MutexGuard<'_, Vec<Connection>> {
     // A panic while the lock was held left the Vec itself intact.
-    pool.lock().unwrap_or_else(|p| p.into_inner())
+    pool.idle.lock().unwrap_or_else(|p| p.into_inner())
 }
 
 /// An IMAP repository.
@@ -274,11 +317,19 @@ impl ImapRepository {
 
     /// An idle pooled connection, or a new one.
     async fn take(&self) -> Result<Connection, StoreError> {
-        survey_connection_back(&self.idle, self.current_survey().as_deref()).await;
+        let reserved = survey_connection_back(
+            &self.idle,
+            self.current_survey().as_deref(),
+            self.config.max_connections,
+        )
+        .await;
         let pooled = lock_pool(&self.idle).pop();
         match pooled {
             Some(conn) => Ok(conn),
-            None => self.connect().await,
+            None => {
+                self.connect_counted(reserved.unwrap_or_else(|| self.idle.count()))
+                    .await
+            }
         }
     }
 
@@ -360,7 +411,12 @@ impl ImapRepository {
 
     /// Opens an authenticated connection.
     pub async fn connect(&self) -> Result<Connection, StoreError> {
-        let (conn, mode) = open_connection(&self.config, &*self.events).await?;
+        self.connect_counted(self.idle.count()).await
+    }
+
+    /// [`ImapRepository::connect`], counted with `counted` (a reservation, or a new count).
+    async fn connect_counted(&self, counted: Counted) -> Result<Connection, StoreError> {
+        let (conn, mode) = open_connection(&self.config, &*self.events, counted).await?;
         self.modseq_mode.store(mode as u8, Ordering::Relaxed);
         Ok(conn)
     }
@@ -376,8 +432,9 @@ impl ImapRepository {
 pub(crate) async fn open_connection(
     config: &ImapConfig,
     events: &dyn EventSink,
+    counted: Counted,
 ) -> Result<(Connection, ModSeqMode), StoreError> {
-    let mut conn = open_logged_in(config, events).await?;
+    let mut conn = open_logged_in(config, events, counted).await?;
     let mode = enable_modseq(config, &mut conn)
         .await
         .map_err(|e| enable_error(config, e))?;
@@ -396,6 +453,7 @@ fn enable_error(config: &ImapConfig, e: ImapError) -> StoreError {
 async fn open_logged_in(
     config: &ImapConfig,
     events: &dyn EventSink,
+    counted: Counted,
 ) -> Result<Connection, StoreError> {
     let settings = config.connect_settings();
     events.emit(oi_core::Event::Connecting {
@@ -408,6 +466,7 @@ async fn open_logged_in(
     let mut conn = Connection::open_with(&settings, &config.net)
         .await
         .map_err(|e| e.into_store(Severity::Repository, ctx()))?;
+    conn.counted = Some(counted);
     for message in conn.take_auth_failures() {
         events.emit(oi_core::Event::Warning {
             account: None,
@@ -479,12 +538,22 @@ fn enabled_mode(untagged: &[Untagged]) -> ModSeqMode {
     }
 }
 
-/// With the pool empty while a survey reads, waits for the survey's connection to come
-/// back, rather than let the caller open one more than `maxconnections` allows.
-async fn survey_connection_back(pool: &Pool, survey: Option<&Survey>) {
-    if let Some(s) = survey.filter(|_| lock_pool(pool).is_empty()) {
+/// With the pool empty while a survey reads on one of its connections: counts one more
+/// connection for the caller to open while fewer than `max` exist, else waits for the
+/// survey's to come back rather than open one more than `maxconnections` allows. (The
+/// engine runs at most `max` folders at once, each on one connection; the survey's is the
+/// one more.)
+async fn survey_connection_back(
+    pool: &Pool,
+    survey: Option<&Survey>,
+    max: usize,
+) -> Option<Counted> {
+    let s = survey.filter(|_| lock_pool(pool).is_empty())?;
+    let reserved = pool.reserve(max);
+    if reserved.is_none() {
         s.finished().await;
     }
+    reserved
 }
 
 /// A pooled connection (in the folder's `mode`), else a new one. While a survey reads
@@ -495,11 +564,14 @@ async fn pooled_or_new(
     reconnect: &crate::retry::Reconnect,
     survey: Option<&Survey>,
 ) -> Result<(Connection, ModSeqMode), StoreError> {
-    survey_connection_back(pool, survey).await;
+    let reserved = survey_connection_back(pool, survey, reconnect.config.max_connections).await;
     let pooled = lock_pool(pool).pop();
     match pooled {
         Some(conn) => Ok((conn, mode)),
-        None => open_connection(&reconnect.config, &*reconnect.events).await,
+        None => {
+            let counted = reserved.unwrap_or_else(|| pool.count());
+            open_connection(&reconnect.config, &*reconnect.events, counted).await
+        }
     }
 }
 
@@ -574,7 +646,7 @@ impl Repository for ImapRepository {
         let (mut conn, enable) = match pooled {
             Some(conn) => (conn, None),
             None => {
-                let conn = open_logged_in(&self.config, &*self.events).await?;
+                let conn = open_logged_in(&self.config, &*self.events, self.idle.count()).await?;
                 match enable_plan(&self.config, &conn) {
                     Enable::Known(mode) => {
                         self.modseq_mode.store(mode as u8, Ordering::Relaxed);
@@ -820,6 +892,7 @@ impl Repository for ImapRepository {
                 events: self.events.clone(),
                 fetch_attempts: self.config.fetch_attempts.max(1),
                 verb,
+                pool: self.idle.clone(),
             },
         };
         folder.survey = self.current_survey();
@@ -1156,7 +1229,13 @@ impl ImapFolder {
         self.surveyed = false;
         let verb = self.reconnect.verb;
         let ctx = format!("{verb} {}", self.name);
-        let connect = || open_connection(&self.reconnect.config, &*self.reconnect.events);
+        let connect = || {
+            open_connection(
+                &self.reconnect.config,
+                &*self.reconnect.events,
+                self.pool.count(),
+            )
+        };
         let (mut conn, mut mode) = self.pooled_or_new().await?;
         let selected = match select(&mut conn, verb, &self.name, mode).await {
             Err(e) if crate::retry::connection_unusable(&e) => {
@@ -1182,7 +1261,13 @@ impl ImapFolder {
     async fn send_listing_ahead(&mut self, since: u64, known: u32) -> Result<(), StoreError> {
         let verb = self.reconnect.verb;
         let ctx = format!("{verb} {}", self.name);
-        let connect = || open_connection(&self.reconnect.config, &*self.reconnect.events);
+        let connect = || {
+            open_connection(
+                &self.reconnect.config,
+                &*self.reconnect.events,
+                self.pool.count(),
+            )
+        };
         let (mut conn, mut mode) = self.pooled_or_new().await?;
         if mode == ModSeqMode::None {
             // A new connection that lost CONDSTORE: select the plain way.
@@ -2686,6 +2771,18 @@ fn search_day((year, month, day): (i32, u8, u8)) -> Option<String> {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn a_pool_counts_its_connections_until_dropped_and_reserves_below_the_limit() {
+        let pool = super::Connections::default();
+        let first = pool.count();
+        let second = pool.reserve(2).expect("room for a second");
+        assert!(pool.reserve(2).is_none(), "a third beside two of two");
+        drop(first);
+        let third = pool.reserve(2).expect("room again once one is gone");
+        drop((second, third));
+        assert_eq!(pool.live.load(std::sync::atomic::Ordering::SeqCst), 0);
+    }
+
     use super::*;
 
     #[test]

@@ -34,8 +34,8 @@
 //! spool files too, so memory stays flat whatever the new mail.
 //!
 //! While the survey reads, its connection is out of the pool: a folder that needs a
-//! connection then waits for the survey's end rather than open one more than
-//! `maxconnections` allows.
+//! connection then opens one more while the repository has fewer than `maxconnections`,
+//! and otherwise waits for the survey's end rather than open one more than that.
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};

@@ -831,6 +831,52 @@ fn changed_folders_are_asked_for_together_and_converge() {
     }
 }
 
+/// With `maxconnections = 2`, a folder left out of the survey (new on the server: nothing
+/// kept to ask the changes of) opens the second connection while the survey still reads
+/// on the first, rather than wait for the survey's end; there are never more than two.
+/// The survey's answers for its last folder are held up two seconds on the way.
+#[test]
+fn a_folder_left_out_of_the_survey_syncs_beside_it_on_a_second_connection() {
+    let Some(w) = World::new("incremental_survey_beside") else {
+        return;
+    };
+    w.write_config("maxconnections = 2", "");
+    let uids = mailboxes_with(&w, &["B", "C", "D"], 3);
+    traced(&w, false);
+    for f in ["B", "C", "D"] {
+        w.server
+            .add_flags(USER, f, uids[f][0], &["\\Flagged"])
+            .unwrap();
+    }
+    mailboxes_with(&w, &["A"], 2);
+    let proxy = FaultProxy::start(
+        w.server.imap_port(),
+        Trigger::command(&["SELECT \"D\""]),
+        Fault::Delay(std::time::Duration::from_secs(2)),
+        Times::Once,
+    )
+    .unwrap();
+    connect_through(&w, proxy.port());
+
+    let run = traced(&w, false);
+    assert_eq!(proxy.fired(), 1, "{run}");
+    assert_eq!(logins(&run), 2, "not two connections:\n{run}");
+    let (b, _) = select_and_done(&run, "B").expect("B selected");
+    let (d, d_done) = select_and_done(&run, "D").expect("D selected");
+    assert!(b < d, "B and D not surveyed together:\n{run}");
+    let (a, _) = select_and_done(&run, "A").expect("A selected");
+    assert!(
+        a < d_done,
+        "A waited for the survey's end to be selected:\n{run}"
+    );
+    assert_eq!(converged(&w, "A").len(), 2);
+    for f in ["B", "C", "D"] {
+        let m = converged(&w, f);
+        assert_eq!(m.len(), 3);
+        assert_eq!(m[format!("{f}0").as_str()], "F");
+    }
+}
+
 /// New mail in several folders comes with their changes, on the connection they are
 /// asked for together: each body whole, in memory or (an attachment above the spooling
 /// size) in a spool file of the folder's `tmp/`, written as it comes and renamed into
