@@ -1978,6 +1978,16 @@ impl Folder for ImapFolder {
             return Ok(done);
         }
         let mut changed = None;
+        if kept.is_none()
+            && self
+                .ahead
+                .as_ref()
+                .is_some_and(|a| (a.since, a.known) == (0, 0))
+        {
+            // The whole listing was asked for with the SELECT (see `prepare_listing`): the
+            // changes since an empty one.
+            kept = Some((0, Listing::default()));
+        }
         if self.ahead.is_some() {
             // The changes were asked for with the SELECT (see `send_listing_ahead`).
             match self.finish_ahead(kept.take()).await? {
@@ -2036,6 +2046,11 @@ impl Folder for ImapFolder {
             (Some(since), Some(known), Some(listed)) if since < listed => {
                 self.send_listing_ahead(since, known).await?;
             }
+            // Nothing kept (a first sync, a folder new on either side): the whole listing
+            // is asked for with the SELECT, as the changes since an empty listing made at
+            // mod-sequence 0. One round trip per folder less: with the server 20 ms away,
+            // a first sync of 10 folders waits 0.2 s less.
+            (None, _, Some(_)) => self.send_listing_ahead(0, 0).await?,
             _ => self.ensure_selected().await?,
         }
         Ok(())

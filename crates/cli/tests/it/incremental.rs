@@ -16,6 +16,12 @@ const FULL_LISTING: &str = "UID FETCH 1:* (UID FLAGS RFC822.SIZE)\\r\\n";
 /// Whether the trace shows the changes of `folder` asked for together with its SELECT (one
 /// round trip): the `CHANGEDSINCE` fetch goes out before the server completes the SELECT.
 fn changes_sent_with_select(trace: &str, folder: &str) -> bool {
+    sent_with_select(trace, folder, "CHANGEDSINCE")
+}
+
+/// Whether the trace shows a command containing `what` sent after `folder`'s SELECT and
+/// before the server completed it.
+fn sent_with_select(trace: &str, folder: &str, what: &str) -> bool {
     let lines: Vec<&str> = trace.lines().collect();
     let Some(select) = lines
         .iter()
@@ -35,7 +41,7 @@ fn changes_sent_with_select(trace: &str, folder: &str) -> bool {
         .position(|l| l.contains(&format!("S: {tag} OK")));
     let changes = lines[select..]
         .iter()
-        .position(|l| l.contains("C: ") && l.contains("CHANGEDSINCE"))
+        .position(|l| l.contains("C: ") && l.contains(what))
         .map(|i| i + select);
     matches!((changes, done), (Some(c), Some(d)) if c < d)
 }
@@ -829,6 +835,34 @@ fn changed_folders_are_asked_for_together_and_converge() {
     for name in ["A", "B", "C", "D"] {
         converged(&w, name);
     }
+}
+
+/// A first sync (nothing kept) asks for each folder's whole listing together with its
+/// SELECT, before the server answers it: one round trip per folder. The same for a folder
+/// new on the server later. Everything converges.
+#[test]
+fn a_folder_with_nothing_kept_asks_for_its_listing_with_its_select() {
+    let Some(w) = World::new("incremental_first_listing") else {
+        return;
+    };
+    w.write_config("", "");
+    mailboxes_with(&w, &["A", "B"], 3);
+    let first = traced(&w, false);
+    for f in ["A", "B"] {
+        assert!(
+            sent_with_select(&first, f, FULL_LISTING),
+            "{f}'s listing not asked for with its SELECT:\n{first}"
+        );
+        assert_eq!(selects(&first, f), 1, "{first}");
+        assert_eq!(converged(&w, f).len(), 3);
+    }
+    mailboxes_with(&w, &["C"], 2);
+    let then = traced(&w, false);
+    assert!(
+        sent_with_select(&then, "C", FULL_LISTING),
+        "C's listing not asked for with its SELECT:\n{then}"
+    );
+    assert_eq!(converged(&w, "C").len(), 2);
 }
 
 /// With `maxconnections = 2`, a folder left out of the survey (new on the server: nothing
