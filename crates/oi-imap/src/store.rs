@@ -1772,6 +1772,25 @@ impl ImapFolder {
         )
     }
 
+    /// Refuses the UIDs of an APPENDUID (RFC 4315) of another UIDVALIDITY than the
+    /// folder's: the mailbox was deleted and created again since it was selected, and the
+    /// UIDs name messages of that new mailbox. The uploads are recorded as under way, so
+    /// the next sync finds them (see `oi_core::marker`) along with the new UIDVALIDITY.
+    fn appended_to(&self, validity: u32) -> Result<(), StoreError> {
+        let ours = self.meta.uid_validity.0;
+        if validity == ours {
+            return Ok(());
+        }
+        Err(StoreError::new(
+            Severity::Folder,
+            format!(
+                "folder {}: UIDVALIDITY changed from {ours} to {validity} under an APPEND; \
+                 the next sync takes it up",
+                self.name
+            ),
+        ))
+    }
+
     fn err(&self, e: ImapError, severity: Severity, what: &str) -> StoreError {
         self.failed.store(true, Ordering::Relaxed);
         let context = format!("folder {}: {what}", self.name);
@@ -2124,7 +2143,8 @@ impl Folder for ImapFolder {
             })
             .await;
         let (_, done) = r.map_err(|e| self.err(e, Severity::Message, "appending"))?;
-        if let Some(RespCode::AppendUid { uid, .. }) = done.code {
+        if let Some(RespCode::AppendUid { uid_validity, uid }) = done.code {
+            self.appended_to(uid_validity)?;
             return Ok(Uid::new(uid));
         }
         let Some(value) = header else {
@@ -2262,7 +2282,8 @@ impl Folder for ImapFolder {
             .await;
         drop(reader);
         let (_, done) = r.map_err(|e| self.err(e, Severity::Message, "appending"))?;
-        if let Some(RespCode::AppendUid { uid, .. }) = done.code {
+        if let Some(RespCode::AppendUid { uid_validity, uid }) = done.code {
+            self.appended_to(uid_validity)?;
             return Ok(Uid::new(uid));
         }
         let Some(value) = value else {
@@ -2302,7 +2323,11 @@ impl Folder for ImapFolder {
         let (_, done) = r.map_err(|e| self.err(e, Severity::Folder, "appending"))?;
         let mut uids: Vec<Option<Uid>> = Vec::with_capacity(messages.len());
         match done.code {
-            Some(RespCode::AppendUidSet { uids: ranges, .. }) => {
+            Some(RespCode::AppendUidSet {
+                uid_validity,
+                uids: ranges,
+            }) => {
+                self.appended_to(uid_validity)?;
                 for (a, b) in ranges {
                     let step: i64 = if b >= a { 1 } else { -1 };
                     let mut n = i64::from(a);
@@ -2319,7 +2344,10 @@ impl Folder for ImapFolder {
                     }
                 }
             }
-            Some(RespCode::AppendUid { uid, .. }) => uids.push(Uid::new(uid)),
+            Some(RespCode::AppendUid { uid_validity, uid }) => {
+                self.appended_to(uid_validity)?;
+                uids.push(Uid::new(uid));
+            }
             _ => {}
         }
         if uids.len() == messages.len() {

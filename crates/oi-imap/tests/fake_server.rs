@@ -17,6 +17,14 @@ type Log = Arc<tokio::sync::Mutex<Vec<u8>>>;
 /// Serves one connection: answers each command line by its verb with `script`, which
 /// returns the untagged lines to send before the tagged reply (and the tagged text).
 async fn fake_server(script: fn(&str, &[u8]) -> (String, String)) -> (u16, Log) {
+    fake_server_offering("IMAP4rev1 AUTH=PLAIN", script).await
+}
+
+/// [`fake_server`] with these capabilities in its greeting.
+async fn fake_server_offering(
+    capabilities: &'static str,
+    script: fn(&str, &[u8]) -> (String, String),
+) -> (u16, Log) {
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let port = listener.local_addr().unwrap().port();
     let log: Log = Arc::default();
@@ -27,7 +35,7 @@ async fn fake_server(script: fn(&str, &[u8]) -> (String, String)) -> (u16, Log) 
             tokio::spawn(async move {
                 let (r, mut w) = sock.into_split();
                 let mut r = BufReader::new(r);
-                w.write_all(b"* OK [CAPABILITY IMAP4rev1 AUTH=PLAIN] fake ready\r\n")
+                w.write_all(format!("* OK [CAPABILITY {capabilities}] fake ready\r\n").as_bytes())
                     .await
                     .unwrap();
                 let mut line = Vec::new();
@@ -137,6 +145,47 @@ async fn fake_server_without_uidplus_gets_uid_via_header_search() {
     assert!(
         log.contains(" EXPUNGE\r\n") && !log.contains("UID EXPUNGE"),
         "{log}"
+    );
+}
+
+fn recreated_under_append(verb: &str, _: &[u8]) -> (String, String) {
+    if verb.starts_with("SELECT") {
+        return (
+            "* 0 EXISTS\r\n* OK [UIDVALIDITY 7] ok\r\n".into(),
+            "OK [READ-WRITE] done".into(),
+        );
+    }
+    if verb.starts_with("APPEND") {
+        return (String::new(), "OK [APPENDUID 8 5] appended".into());
+    }
+    (String::new(), "OK done".into())
+}
+
+/// An APPENDUID of another UIDVALIDITY than the selected folder's (the mailbox was deleted
+/// and created again meanwhile) names UIDs of another mailbox: the append is an error
+/// naming both UIDVALIDITYs, not a UID.
+#[tokio::test]
+async fn fake_server_appenduid_of_another_uidvalidity_is_refused() {
+    let (port, _) =
+        fake_server_offering("IMAP4rev1 AUTH=PLAIN UIDPLUS", recreated_under_append).await;
+    let repo = ImapRepository::new(config(port), Arc::new(NullSink));
+    let mut f = repo.open_folder("INBOX", Access::ReadWrite).await.unwrap();
+    let msg = Message {
+        source: MsgRef::Unsynced("k".into()),
+        body: b"Subject: s\r\n\r\nbody\r\n".to_vec(),
+        flags: Flags::EMPTY,
+        internal_date: None,
+    };
+    let e = f.append(&msg, Flags::SEEN, None).await.unwrap_err();
+    assert!(
+        e.to_string().contains("UIDVALIDITY changed from 7 to 8"),
+        "{e}"
+    );
+    let two = [(&msg, Flags::SEEN), (&msg, Flags::EMPTY)];
+    let e = f.append_batch(&two).await.unwrap_err();
+    assert!(
+        e.to_string().contains("UIDVALIDITY changed from 7 to 8"),
+        "{e}"
     );
 }
 
