@@ -1074,7 +1074,7 @@ pub(crate) fn imap_config(
         tunnel,
         timeout: general.socktimeout,
         expunge: c.expunge,
-        pipeline_depth: 32,
+        pipeline_depth: c.pipelinedepth,
         auth_mechanisms: crate::auth::mechanisms(&c.auth_mechanisms),
         identity: c.remote_identity.clone(),
         oauth2,

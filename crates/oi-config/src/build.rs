@@ -143,6 +143,8 @@ const IMAP: &[(&str, Support)] = &[
     ("idlefolders", Read),
     ("usecompression", Read),
     ("maxconnections", Read),
+    // Ours, not OfflineIMAP's (which ignores it): commands in flight per connection.
+    ("pipelinedepth", Read),
     // OfflineIMAP's one copy thread per folder, so that messages arrive in UID order: a
     // folder here always copies in UID order over its one connection (pipelined), so
     // both values get the behaviour they ask for and nothing needs reading.
@@ -1263,6 +1265,7 @@ impl<'a> Builder<'a> {
                 .parsed(s, "maxconnections", "a number of connections", parse_py_int)
                 .map_or(1, |(n, _)| usize::try_from(n).unwrap_or(1).max(1)),
             retrycount: self.retrycount(s),
+            pipelinedepth: self.pipelinedepth(s),
             ipv6,
             usecompression: self.boolean(s, "usecompression", false),
             tls_version,
@@ -1352,6 +1355,22 @@ impl<'a> Builder<'a> {
 
     /// `retrycount`: how many times OfflineIMAP's `_fetch_from_imap` tries a message fetch
     /// whose connection broke (default 2). It counts attempts, so 0 would fetch nothing.
+    fn pipelinedepth(&mut self, s: &str) -> usize {
+        match self.parsed(s, "pipelinedepth", "a whole number", parse_py_int) {
+            None => DEFAULT_PIPELINE_DEPTH,
+            Some((n, _)) if n >= 1 => usize::try_from(n).unwrap_or(usize::MAX),
+            Some((n, at)) => {
+                self.option_error(
+                    s,
+                    "pipelinedepth",
+                    &at,
+                    format!("must be at least 1 (commands in flight at once): {n}"),
+                );
+                DEFAULT_PIPELINE_DEPTH
+            }
+        }
+    }
+
     fn retrycount(&mut self, s: &str) -> u32 {
         match self.parsed(s, "retrycount", "a whole number", parse_py_int) {
             None => 2,

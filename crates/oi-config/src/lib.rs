@@ -20,10 +20,10 @@ mod types;
 pub use error::{ConfigError, ConfigErrors, Origin};
 pub use expand::Env;
 pub use types::{
-    AccountConfig, AuthMech, CaCerts, Config, DEFAULT_MAX_DELETE_PERCENT, Day, FolderOptions,
-    General, GmailOptions, ImapConfig, MaildirConfig, MaxAge, Mbnames, OAuth2Config,
-    PasswordSource, ProxySetting, ProxyType, PyExpr, RepositoryConfig, RepositoryKind,
-    SecretSource, TlsVersion,
+    AccountConfig, AuthMech, CaCerts, Config, DEFAULT_MAX_DELETE_PERCENT, DEFAULT_PIPELINE_DEPTH,
+    Day, FolderOptions, General, GmailOptions, ImapConfig, MaildirConfig, MaxAge, Mbnames,
+    OAuth2Config, PasswordSource, ProxySetting, ProxyType, PyExpr, RepositoryConfig,
+    RepositoryKind, SecretSource, TlsVersion,
 };
 
 use std::path::{Path, PathBuf};

@@ -1004,6 +1004,25 @@ fn maxconnections_is_read() {
 }
 
 #[test]
+fn pipelinedepth_is_read_and_must_allow_one_command() {
+    let depth = |c: &Config| imap(c).pipelinedepth;
+    assert_eq!(depth(&ok(BASE)), crate::DEFAULT_PIPELINE_DEPTH);
+    let c = ok(&BASE.replace("remoteuser = me", "remoteuser = me\npipelinedepth = 1"));
+    assert_eq!(depth(&c), 1);
+    assert!(c.warnings.is_empty(), "{:?}", c.warnings);
+    let e = errs(&BASE.replace("remoteuser = me", "remoteuser = me\npipelinedepth = 0"));
+    assert!(
+        has(&e, "[Repository Remote] pipelinedepth: must be at least 1"),
+        "{e:?}"
+    );
+    let e = errs(&BASE.replace("remoteuser = me", "remoteuser = me\npipelinedepth = deep"));
+    assert!(
+        has(&e, "[Repository Remote] pipelinedepth: not a whole number"),
+        "{e:?}"
+    );
+}
+
+#[test]
 fn retrycount_is_read_and_must_allow_one_attempt() {
     let imap_of = |c: &Config| match &c.accounts[0].remote.kind {
         RepositoryKind::Imap(imap) => imap.retrycount,

@@ -235,6 +235,9 @@ pub struct Day {
     pub day: u8,
 }
 
+/// How many commands an IMAP connection keeps in flight by default (`pipelinedepth`).
+pub const DEFAULT_PIPELINE_DEPTH: usize = 32;
+
 /// The guard's default: deleting more than half of a folder at once is far more often a
 /// vanished directory or a changed nametrans than a user's wish.
 pub const DEFAULT_MAX_DELETE_PERCENT: u8 = 50;
@@ -367,6 +370,10 @@ pub struct ImapConfig {
     /// `retrycount`: attempts of a message fetch whose connection broke, each on a new
     /// connection (OfflineIMAP's `_fetch_from_imap`). Default 2; at least 1.
     pub retrycount: u32,
+    /// `pipelinedepth` (ours; OfflineIMAP ignores it): how many commands a connection
+    /// keeps in flight before it waits for an answer. Default
+    /// [`crate::DEFAULT_PIPELINE_DEPTH`]; at least 1 (1: one command at a time).
+    pub pipelinedepth: usize,
     /// `ipv6`: `Some(true)` IPv6 only, `Some(false)` IPv4 only, `None` either.
     pub ipv6: Option<bool>,
     /// `usecompression`: COMPRESS=DEFLATE (RFC 4978) after login when the server offers

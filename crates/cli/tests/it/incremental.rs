@@ -865,6 +865,66 @@ fn a_folder_with_nothing_kept_asks_for_its_listing_with_its_select() {
     assert_eq!(converged(&w, "C").len(), 2);
 }
 
+/// The most tagged commands the trace shows in flight at once (sent, not yet completed).
+fn most_in_flight(trace: &str) -> usize {
+    let tag_of = |l: &str, side: &str| {
+        let rest = l.split(side).nth(1)?;
+        let tag = rest.split(' ').next()?;
+        let mut c = tag.chars();
+        (c.next()?.is_ascii_uppercase()
+            && c.clone().next().is_some()
+            && c.all(|c| c.is_ascii_digit()))
+        .then(|| tag.to_string())
+    };
+    let mut in_flight = std::collections::HashSet::new();
+    let mut most = 0;
+    for l in trace.lines() {
+        if let Some(tag) = tag_of(l, "C: ") {
+            in_flight.insert(tag);
+            most = most.max(in_flight.len());
+        } else if let Some(tag) = tag_of(l, "S: ") {
+            in_flight.remove(&tag);
+        }
+    }
+    most
+}
+
+/// `pipelinedepth = 1` (ours): one command at a time, each sent once the one before it is
+/// answered, and the changed folders still converge. Without it, several go out at once.
+#[test]
+fn pipelinedepth_one_sends_one_command_at_a_time() {
+    let Some(w) = World::new("incremental_depth_one") else {
+        return;
+    };
+    w.write_config("", "");
+    let uids = mailboxes_with(&w, &["A", "B", "C"], 3);
+    traced(&w, false);
+    let change = |n: usize| {
+        for f in ["A", "B", "C"] {
+            w.server
+                .add_flags(USER, f, uids[f][n], &["\\Flagged"])
+                .unwrap();
+        }
+    };
+    change(0);
+    let default = traced(&w, false);
+    assert!(most_in_flight(&default) > 1, "{default}");
+
+    w.write_config("pipelinedepth = 1", "");
+    change(1);
+    let run = traced(&w, false);
+    assert_eq!(
+        most_in_flight(&run),
+        1,
+        "more than one command in flight:\n{run}"
+    );
+    for f in ["A", "B", "C"] {
+        let m = converged(&w, f);
+        assert_eq!(m.len(), 3);
+        assert_eq!(m[format!("{f}1").as_str()], "F");
+    }
+}
+
 /// With `maxconnections = 2`, a folder left out of the survey (new on the server: nothing
 /// kept to ask the changes of) opens the second connection while the survey still reads
 /// on the first, rather than wait for the survey's end; there are never more than two.
