@@ -2017,6 +2017,13 @@ impl Folder for ImapFolder {
         }
         self.ensure_selected().await?;
         let Some(modseq) = self.highest_modseq else {
+            // A mailbox without mod-sequences (SELECT said NOMODSEQ): a whole listing read
+            // with the SELECT is as good as one asked for now.
+            if let Some((0, listing, exists)) = changed
+                && self.adds_up(&listing, exists, "messages listed with the SELECT")
+            {
+                return Ok((listing, None));
+            }
             return Ok((self.list().await?, None));
         };
         // A kept HIGHESTMODSEQ above the server's (which went back) is not trusted: nothing
@@ -2069,7 +2076,11 @@ impl Folder for ImapFolder {
             // is asked for with the SELECT, as the changes since an empty listing made at
             // mod-sequence 0. One round trip per folder less: with the server 20 ms away,
             // a first sync of 10 folders waits 0.2 s less.
-            (None, _, Some(_)) => self.send_listing_ahead(0, 0).await?,
+            // (An empty one has nothing to list: `list` asks nothing of it, as some servers
+            // refuse `1:*` there.)
+            (None, _, Some(_)) if self.meta.exists != Some(0) => {
+                self.send_listing_ahead(0, 0).await?;
+            }
             _ => self.ensure_selected().await?,
         }
         Ok(())

@@ -838,8 +838,8 @@ fn changed_folders_are_asked_for_together_and_converge() {
 }
 
 /// A first sync (nothing kept) asks for each folder's whole listing together with its
-/// SELECT, before the server answers it: one round trip per folder. The same for a folder
-/// new on the server later. Everything converges.
+/// SELECT, before the server answers it: one round trip per folder (an empty folder is
+/// only selected). The same for a folder new on the server later. Everything converges.
 #[test]
 fn a_folder_with_nothing_kept_asks_for_its_listing_with_its_select() {
     let Some(w) = World::new("incremental_first_listing") else {
@@ -847,7 +847,14 @@ fn a_folder_with_nothing_kept_asks_for_its_listing_with_its_select() {
     };
     w.write_config("", "");
     mailboxes_with(&w, &["A", "B"], 3);
+    // An empty one is only selected: some servers refuse `1:*` in an empty mailbox.
+    mailboxes_with(&w, &["E"], 0);
     let first = traced(&w, false);
+    assert!(
+        !sent_with_select(&first, "E", FULL_LISTING),
+        "E listed while empty:\n{first}"
+    );
+    assert_eq!(selects(&first, "E"), 1, "{first}");
     for f in ["A", "B"] {
         assert!(
             sent_with_select(&first, f, FULL_LISTING),
