@@ -1355,34 +1355,31 @@ impl<'a> Builder<'a> {
 
     /// `retrycount`: how many times OfflineIMAP's `_fetch_from_imap` tries a message fetch
     /// whose connection broke (default 2). It counts attempts, so 0 would fetch nothing.
-    fn pipelinedepth(&mut self, s: &str) -> usize {
-        match self.parsed(s, "pipelinedepth", "a whole number", parse_py_int) {
-            None => DEFAULT_PIPELINE_DEPTH,
-            Some((n, _)) if n >= 1 => usize::try_from(n).unwrap_or(usize::MAX),
-            Some((n, at)) => {
-                self.option_error(
-                    s,
-                    "pipelinedepth",
-                    &at,
-                    format!("must be at least 1 (commands in flight at once): {n}"),
-                );
-                DEFAULT_PIPELINE_DEPTH
-            }
-        }
+    fn retrycount(&mut self, s: &str) -> u32 {
+        let n = self.at_least_one(s, "retrycount", 2, "the number of attempts of a fetch");
+        u32::try_from(n).unwrap_or(u32::MAX)
     }
 
-    fn retrycount(&mut self, s: &str) -> u32 {
-        match self.parsed(s, "retrycount", "a whole number", parse_py_int) {
-            None => 2,
-            Some((n, _)) if n >= 1 => u32::try_from(n).unwrap_or(u32::MAX),
+    /// `pipelinedepth` (ours): how many commands a connection keeps in flight (default
+    /// [`DEFAULT_PIPELINE_DEPTH`]); 0 would never send one.
+    fn pipelinedepth(&mut self, s: &str) -> usize {
+        self.at_least_one(
+            s,
+            "pipelinedepth",
+            DEFAULT_PIPELINE_DEPTH,
+            "commands in flight at once",
+        )
+    }
+
+    /// A whole number option that counts something of which there must be at least one
+    /// (`counts`, for the error): `default` when unset, or after an error naming it.
+    fn at_least_one(&mut self, s: &str, key: &str, default: usize, counts: &str) -> usize {
+        match self.parsed(s, key, "a whole number", parse_py_int) {
+            None => default,
+            Some((n, _)) if n >= 1 => usize::try_from(n).unwrap_or(usize::MAX),
             Some((n, at)) => {
-                self.option_error(
-                    s,
-                    "retrycount",
-                    &at,
-                    format!("must be at least 1 (the number of attempts of a fetch): {n}"),
-                );
-                2
+                self.option_error(s, key, &at, format!("must be at least 1 ({counts}): {n}"));
+                default
             }
         }
     }
