@@ -36,6 +36,8 @@ pub struct StoreError {
     severity: Severity,
     context: String,
     source: Option<Box<dyn StdError + Send + Sync + 'static>>,
+    /// See [`StoreError::read_only`].
+    read_only: bool,
 }
 
 impl StoreError {
@@ -45,7 +47,23 @@ impl StoreError {
             severity,
             context: context.into(),
             source: None,
+            read_only: false,
         }
+    }
+
+    /// A change the server refused because the folder is read-only there (a shared folder
+    /// without the rights), found only once the change was tried: the engine then syncs
+    /// the folder one way, with the warning it gives when it knew beforehand.
+    pub fn read_only(context: impl Into<String>) -> Self {
+        StoreError {
+            read_only: true,
+            ..StoreError::new(Severity::Folder, context)
+        }
+    }
+
+    /// Whether this is a [`StoreError::read_only`].
+    pub fn is_read_only(&self) -> bool {
+        self.read_only
     }
 
     /// Wraps an underlying error.
@@ -58,6 +76,7 @@ impl StoreError {
             severity,
             context: context.into(),
             source: Some(Box::new(source)),
+            read_only: false,
         }
     }
 

@@ -572,6 +572,14 @@ pub trait Folder: Send {
         async { Ok(true) }
     }
 
+    /// [`Folder::accepts_changes`] for a plan that only copies new messages in. A store
+    /// may answer yes without asking the server when a copy it cannot make fails with
+    /// [`StoreError::read_only`] instead (IMAP: APPEND needs no SELECT, and the right to
+    /// insert is not what `[READ-ONLY]` tells). The default asks as for any change.
+    fn accepts_copies(&mut self) -> impl Future<Output = Result<bool, StoreError>> + Send {
+        self.accepts_changes()
+    }
+
     /// A hint before a download in several batches: they will be fetched in this order,
     /// each by one [`Folder::fetch`] or [`Folder::fetch_spooled`] of exactly those
     /// messages, with the same arguments. A store may send the requests of the next ones

@@ -1772,6 +1772,65 @@ impl ImapFolder {
         )
     }
 
+    /// Whether the folder has not been selected and nothing is under way on a connection
+    /// of its own: an APPEND may then go out on a pooled connection as it is.
+    fn could_append_unselected(&self) -> bool {
+        self.unselected
+            && self.conn.is_none()
+            && self.ahead.is_none()
+            && self.fetches_ahead.is_empty()
+    }
+
+    /// A connection to APPEND on without selecting the folder first, where that is enough:
+    /// APPEND needs no mailbox selected (RFC 3501 §6.3.11), and with UIDPLUS (RFC 4315) its
+    /// completion names each new message's UID and the folder's UIDVALIDITY, checked
+    /// against the listed one ([`ImapFolder::appended_to`]). For a folder opened from its
+    /// LIST-STATUS entry that nothing has selected: one with only new local messages to
+    /// send needs no SELECT at all, a round trip less (with the server 20 ms away, 10 such
+    /// folders wait 0.2 s less). `None`: the folder is selected first (without UIDPLUS the
+    /// UIDs are found by a SEARCH in it). The connection goes back to the pool after the
+    /// command ([`ImapFolder::after_borrowed`]).
+    async fn borrow_for_append(&mut self) -> Result<Option<Connection>, StoreError> {
+        if !self.could_append_unselected() {
+            return Ok(None);
+        }
+        let (conn, _) = self.pooled_or_new().await?;
+        if conn.has("UIDPLUS") {
+            return Ok(Some(conn));
+        }
+        lock_pool(&self.pool).push(conn);
+        Ok(None)
+    }
+
+    /// After an APPEND on a connection of [`ImapFolder::borrow_for_append`]: puts it back
+    /// unless the failure left it unusable. An APPEND the server refused (NO) in a folder
+    /// it then opens `[READ-ONLY]` becomes a [`StoreError::read_only`]: a shared folder
+    /// without the right to insert, which a SELECT would have told first.
+    async fn after_borrowed<T>(
+        &mut self,
+        conn: Option<Connection>,
+        r: Result<T, ImapError>,
+    ) -> Result<Result<T, ImapError>, StoreError> {
+        let Some(conn) = conn else {
+            return Ok(r);
+        };
+        if matches!(&r, Err(e) if crate::retry::connection_unusable(e)) {
+            return Ok(r);
+        }
+        lock_pool(&self.pool).push(conn);
+        if matches!(&r, Err(ImapError::Command { .. })) {
+            self.ensure_selected().await?;
+            if self.server_read_only {
+                return Err(StoreError::read_only(format!(
+                    "folder {}: the server refused an APPEND, and opens the folder \
+                     read-only",
+                    self.name
+                )));
+            }
+        }
+        Ok(r)
+    }
+
     /// Refuses the UIDs of an APPENDUID (RFC 4315) of another UIDVALIDITY than the
     /// folder's: the mailbox was deleted and created again since it was selected, and the
     /// UIDs name messages of that new mailbox. The uploads are recorded as under way, so
@@ -1956,6 +2015,16 @@ impl Folder for ImapFolder {
         Ok(!self.server_read_only)
     }
 
+    /// Yes without a SELECT for a folder not selected yet: its new messages are appended
+    /// without one ([`ImapFolder::borrow_for_append`]), and an APPEND refused in a folder
+    /// that the server then opens `[READ-ONLY]` is a [`StoreError::read_only`].
+    async fn accepts_copies(&mut self) -> Result<bool, StoreError> {
+        if self.could_append_unselected() {
+            return Ok(true);
+        }
+        self.accepts_changes().await
+    }
+
     async fn list(&mut self) -> Result<Listing, StoreError> {
         self.ensure_selected().await?;
         let mut listing = Listing::default();
@@ -2131,8 +2200,11 @@ impl Folder for ImapFolder {
         flags: Flags,
         _uid: Option<Uid>,
     ) -> Result<Option<Uid>, StoreError> {
-        self.ensure_selected().await?;
-        let uidplus = self.conn()?.has("UIDPLUS");
+        let mut borrowed = self.borrow_for_append().await?;
+        if borrowed.is_none() {
+            self.ensure_selected().await?;
+        }
+        let uidplus = borrowed.is_some() || self.conn()?.has("UIDPLUS");
         // The engine marks every upload (oi_core::marker); reuse its marker for the
         // no-UIDPLUS search rather than adding a second header.
         let (body, header) = match oi_core::marker::marker_of(&message.body) {
@@ -2146,13 +2218,15 @@ impl Folder for ImapFolder {
         let mut parts = self.append_start();
         self.push_append_args(&mut parts, flags, message.internal_date);
         parts.push(Part::Literal(body));
-        let r = self
-            .conn()?
-            .run(Command {
-                name: "APPEND".into(),
-                parts,
-            })
-            .await;
+        let command = Command {
+            name: "APPEND".into(),
+            parts,
+        };
+        let r = match borrowed.as_mut() {
+            Some(conn) => conn.run(command).await,
+            None => self.conn()?.run(command).await,
+        };
+        let r = self.after_borrowed(borrowed, r).await?;
         let (_, done) = r.map_err(|e| self.err(e, Severity::Message, "appending"))?;
         if let Some(RespCode::AppendUid { uid_validity, uid }) = done.code {
             self.appended_to(uid_validity)?;
@@ -2261,8 +2335,11 @@ impl Folder for ImapFolder {
         flags: Flags,
         _uid: Option<Uid>,
     ) -> Result<Option<Uid>, StoreError> {
-        self.ensure_selected().await?;
-        let uidplus = self.conn()?.has("UIDPLUS");
+        let mut borrowed = self.borrow_for_append().await?;
+        if borrowed.is_none() {
+            self.ensure_selected().await?;
+        }
+        let uidplus = borrowed.is_some() || self.conn()?.has("UIDPLUS");
         let value = match marker {
             Some(m) => Some(m.to_string()),
             None if uidplus => None,
@@ -2279,9 +2356,10 @@ impl Folder for ImapFolder {
             .reader(value.as_deref())
             .map_err(|e| self.io_err(e, "reading a large message"))?;
         parts.push(Part::Stream(len));
-        let conn = self.conn.as_mut().ok_or_else(|| {
-            StoreError::new(Severity::Folder, format!("folder {} is closed", self.name))
-        })?;
+        let conn = match borrowed.as_mut() {
+            Some(conn) => conn,
+            None => open_conn(&mut self.conn, &self.name)?,
+        };
         let r = conn
             .run_streaming(
                 Command {
@@ -2292,6 +2370,7 @@ impl Folder for ImapFolder {
             )
             .await;
         drop(reader);
+        let r = self.after_borrowed(borrowed, r).await?;
         let (_, done) = r.map_err(|e| self.err(e, Severity::Message, "appending"))?;
         if let Some(RespCode::AppendUid { uid_validity, uid }) = done.code {
             self.appended_to(uid_validity)?;
@@ -2310,9 +2389,23 @@ impl Folder for ImapFolder {
         &mut self,
         messages: &[(&Message, Flags)],
     ) -> Result<Vec<Option<Uid>>, StoreError> {
-        self.ensure_selected().await?;
-        let conn = self.conn()?;
-        if messages.len() < 2 || !conn.has("MULTIAPPEND") || !conn.has("UIDPLUS") {
+        let mut borrowed = self.borrow_for_append().await?;
+        if borrowed.is_none() {
+            self.ensure_selected().await?;
+        }
+        let multi = match borrowed.as_ref() {
+            // Borrowed only with UIDPLUS.
+            Some(conn) => conn.has("MULTIAPPEND"),
+            None => {
+                let conn = self.conn()?;
+                conn.has("MULTIAPPEND") && conn.has("UIDPLUS")
+            }
+        };
+        if messages.len() < 2 || !multi {
+            // One APPEND each (which borrow a connection again, as this one goes back).
+            if let Some(conn) = borrowed {
+                lock_pool(&self.pool).push(conn);
+            }
             let mut uids = Vec::with_capacity(messages.len());
             for (m, f) in messages {
                 uids.push(self.append(m, *f, None).await?);
@@ -2324,13 +2417,15 @@ impl Folder for ImapFolder {
             self.push_append_args(&mut parts, *flags, m.internal_date);
             parts.push(Part::Literal(m.body.clone()));
         }
-        let r = self
-            .conn()?
-            .run(Command {
-                name: "APPEND".into(),
-                parts,
-            })
-            .await;
+        let command = Command {
+            name: "APPEND".into(),
+            parts,
+        };
+        let r = match borrowed.as_mut() {
+            Some(conn) => conn.run(command).await,
+            None => self.conn()?.run(command).await,
+        };
+        let r = self.after_borrowed(borrowed, r).await?;
         let (_, done) = r.map_err(|e| self.err(e, Severity::Folder, "appending"))?;
         let mut uids: Vec<Option<Uid>> = Vec::with_capacity(messages.len());
         match done.code {

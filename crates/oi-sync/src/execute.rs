@@ -852,7 +852,11 @@ async fn read_only_sides<R: Folder, L: Folder>(
             continue;
         }
         let writable = match side {
+            // Copies alone: the store may let them tell (see `Folder::accepts_copies` and
+            // `Run::upload_unless_read_only`).
+            Side::Remote if flags + deletes == 0 => remote.accepts_copies().await?,
             Side::Remote => remote.accepts_changes().await?,
+            Side::Local if flags + deletes == 0 => local.accepts_copies().await?,
             Side::Local => local.accepts_changes().await?,
         };
         if writable {
@@ -864,18 +868,28 @@ async fn read_only_sides<R: Folder, L: Folder>(
             Side::Local => p.local.readonly = true,
         }
         if !opts.ignore_readonly {
-            events.emit(Event::Warning {
-                account: Some(label.account.clone()),
-                message: format!(
-                    "folder {} is read-only on the {side} server: {copies} message(s) not \
-                     copied to it, {flags} flag change(s) and {deletes} deletion(s) not made \
-                     (ignore-readonly = yes silences this)",
-                    label.folder
-                ),
-            });
+            warn_read_only(events, label, side, (copies, flags, deletes));
         }
     }
     Ok(changed)
+}
+
+/// The warning of a folder the server keeps read-only: what was not done there.
+fn warn_read_only(
+    events: &dyn EventSink,
+    label: &FolderLabel,
+    side: Side,
+    (copies, flags, deletes): (usize, usize, usize),
+) {
+    events.emit(Event::Warning {
+        account: Some(label.account.clone()),
+        message: format!(
+            "folder {} is read-only on the {side} server: {copies} message(s) not copied to \
+             it, {flags} flag change(s) and {deletes} deletion(s) not made (ignore-readonly = \
+             yes silences this)",
+            label.folder
+        ),
+    });
 }
 
 /// Waits without blocking the thread, and without a runtime: a helper thread sleeps and
@@ -1039,8 +1053,13 @@ impl<R: Folder, L: Folder, S: StatusStore> Run<'_, R, L, S> {
             folder: self.label.folder.clone(),
             from: Side::Local,
         });
-        self.upload_unsynced(&uploads).await?;
-        self.reupload(&reuploads).await?;
+        let copies = uploads.len() + reuploads.len();
+        let before = self.stats.copied_to_remote;
+        let sent = match self.upload_unsynced(&uploads).await {
+            Ok(()) => self.reupload(&reuploads).await,
+            Err(e) => Err(e),
+        };
+        self.unless_read_only(sent, copies, before)?;
         self.events.emit(Event::SyncingMessages {
             account: self.label.account.clone(),
             folder: self.label.folder.clone(),
@@ -1293,6 +1312,31 @@ impl<R: Folder, L: Folder, S: StatusStore> Run<'_, R, L, S> {
 
     /// New local messages: fetch, append to the server, give the local copy the new UID,
     /// record.
+    /// The outcome of the uploads, where the server refused them as read-only (a store
+    /// that let the copies tell, see `Folder::accepts_copies`) taken as if it had said so
+    /// beforehand: the messages not copied wait, with the read-only warning, and the
+    /// folder goes on. Their upload markers stay recorded; the next sync clears those that
+    /// did not land.
+    fn unless_read_only(
+        &mut self,
+        sent: Result<(), SyncError>,
+        copies: usize,
+        copied_before: u64,
+    ) -> Result<(), SyncError> {
+        match sent {
+            Err(SyncError::Store(e)) if e.is_read_only() => {
+                if !self.opts.ignore_readonly {
+                    let copied = usize::try_from(self.stats.copied_to_remote - copied_before)
+                        .unwrap_or(copies);
+                    let left = copies.saturating_sub(copied);
+                    warn_read_only(self.events, self.label, Side::Remote, (left, 0, 0));
+                }
+                Ok(())
+            }
+            other => other,
+        }
+    }
+
     async fn upload_unsynced(&mut self, uploads: &[(String, Flags)]) -> Result<(), SyncError> {
         let (large, small): (Vec<_>, Vec<_>) = uploads
             .iter()

@@ -932,6 +932,52 @@ fn pipelinedepth_one_sends_one_command_at_a_time() {
     }
 }
 
+/// Folders whose only change is new local mail send it without being selected: APPEND
+/// needs no selected mailbox, and UIDPLUS names each new UID (RFC 4315). One message
+/// (a single APPEND) in A, two (a MULTIAPPEND) in B. The UIDs are recorded: the next run
+/// has nothing to do.
+#[test]
+fn new_local_mail_is_sent_without_selecting_its_folder() {
+    let Some(w) = World::new("incremental_push_unselected") else {
+        return;
+    };
+    w.write_config("", "");
+    mailboxes_with(&w, &["A", "B"], 2);
+    traced(&w, false);
+    let drop_in = |folder: &str, n: u32, subject: &str| {
+        let path = w
+            .maildir()
+            .join(folder)
+            .join("new")
+            .join(format!("170000000{n}.local.host"));
+        std::fs::write(path, message(subject)).unwrap();
+    };
+    drop_in("A", 1, "A local");
+    drop_in("B", 2, "B local 1");
+    drop_in("B", 3, "B local 2");
+
+    let run = traced(&w, false);
+    assert_eq!(logins(&run), 1, "{run}");
+    for f in ["A", "B"] {
+        assert_eq!(
+            selects(&run, f),
+            0,
+            "{f} selected to send its new mail:\n{run}"
+        );
+    }
+    let a = converged(&w, "A");
+    assert_eq!(a.len(), 3);
+    assert!(a.contains_key("A local"));
+    let b = converged(&w, "B");
+    assert_eq!(b.len(), 4);
+    assert!(b.contains_key("B local 1") && b.contains_key("B local 2"));
+
+    let again = traced(&w, false);
+    assert!(!again.contains(" APPEND "), "sent again:\n{again}");
+    assert_eq!(converged(&w, "A").len(), 3);
+    assert_eq!(converged(&w, "B").len(), 4);
+}
+
 /// With `maxconnections = 2`, a folder left out of the survey (new on the server: nothing
 /// kept to ask the changes of) opens the second connection while the survey still reads
 /// on the first, rather than wait for the survey's end; there are never more than two.

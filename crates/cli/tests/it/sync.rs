@@ -765,6 +765,62 @@ fn folder_that_would_not_translate_back_is_refused_with_the_reason() {
     assert_eq!(local_messages(&w.maildir().join("INBOX")).len(), 1);
 }
 
+/// A folder whose only change is new local mail sends it without a SELECT (see
+/// `incremental::new_local_mail_is_sent_without_selecting_its_folder`); where the server
+/// refuses the APPEND and opens the folder [READ-ONLY] (a Dovecot ACL of lookup and read
+/// only), the message waits with the same warning as when the SELECT came first, the
+/// sync succeeds, and the message goes up once the rights come back.
+#[test]
+fn new_local_mail_refused_by_a_read_only_folder_waits_with_a_warning() {
+    let options = oi_testkit::DovecotOptions {
+        global_acl: Some(String::new()),
+        ..Default::default()
+    };
+    let Some(w) = World::with_options("readonly-append", &options) else {
+        return;
+    };
+    w.server.create_mailbox(USER, "Shared").unwrap();
+    w.put("Shared", "there");
+    w.write_config("", "");
+    w.sync_ok();
+    w.server.set_global_acl("Shared owner lr\n").unwrap();
+    let shared = w.maildir().join("Shared");
+    std::fs::write(
+        shared.join("new/1700000001.local.host"),
+        message("new local"),
+    )
+    .unwrap();
+    let err = w.sync_ok();
+    assert!(
+        err.contains(
+            "folder Shared is read-only on the remote server: 1 message(s) not copied to it, \
+             0 flag change(s) and 0 deletion(s) not made"
+        ),
+        "{err}"
+    );
+    assert_eq!(w.server_messages("Shared").len(), 1);
+    assert_eq!(local_messages(&shared).len(), 2);
+    // ignore-readonly: the same, without the warning.
+    let out = w.run(&["-k", "ignore-readonly=yes"]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{err}");
+    assert!(!err.contains("read-only"), "{err}");
+    assert_eq!(w.server_messages("Shared").len(), 1);
+    // The right to insert again: it goes up, once.
+    w.server.set_global_acl("").unwrap();
+    let err = w.sync_ok();
+    assert!(!err.contains("read-only"), "{err}");
+    let subjects: Vec<String> = w
+        .server_messages("Shared")
+        .into_values()
+        .map(|(s, _)| s)
+        .collect();
+    assert_eq!(subjects.len(), 2, "{subjects:?}");
+    assert!(subjects.contains(&"new local".to_string()));
+    assert_eq!(local_messages(&shared).len(), 2);
+    assert_nothing_done(&w.sync_ok());
+}
+
 /// A folder that the server opens [READ-ONLY] (here a Dovecot ACL granting its owner only
 /// lookup and read; a shared folder in real life) is synced one way with a warning, where
 /// every APPEND, STORE and EXPUNGE would fail the folder; ignore-readonly silences the
