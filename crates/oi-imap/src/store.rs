@@ -1787,19 +1787,38 @@ impl ImapFolder {
     /// against the listed one ([`ImapFolder::appended_to`]). For a folder opened from its
     /// LIST-STATUS entry that nothing has selected: one with only new local messages to
     /// send needs no SELECT at all, a round trip less (with the server 20 ms away, 10 such
-    /// folders wait 0.2 s less). `None`: the folder is selected first (without UIDPLUS the
-    /// UIDs are found by a SEARCH in it). The connection goes back to the pool after the
-    /// command ([`ImapFolder::after_borrowed`]).
+    /// folders wait 0.2 s less). `None`: the folder has been selected, and the APPEND goes
+    /// on its own connection (without UIDPLUS the UIDs are found by a SEARCH in it). A
+    /// borrowed connection goes back to the pool after the command
+    /// ([`ImapFolder::run_append`]).
     async fn borrow_for_append(&mut self) -> Result<Option<Connection>, StoreError> {
-        if !self.could_append_unselected() {
-            return Ok(None);
+        if self.could_append_unselected() {
+            let (conn, _) = self.pooled_or_new().await?;
+            if conn.has("UIDPLUS") {
+                return Ok(Some(conn));
+            }
+            lock_pool(&self.pool).push(conn);
         }
-        let (conn, _) = self.pooled_or_new().await?;
-        if conn.has("UIDPLUS") {
-            return Ok(Some(conn));
-        }
-        lock_pool(&self.pool).push(conn);
+        self.ensure_selected().await?;
         Ok(None)
+    }
+
+    /// Runs an APPEND made of `parts` on the `borrowed` connection, else on the folder's
+    /// own, and then [`ImapFolder::after_borrowed`].
+    async fn run_append(
+        &mut self,
+        mut borrowed: Option<Connection>,
+        parts: Vec<Part>,
+    ) -> Result<Result<(Vec<Untagged>, crate::client::Completion), ImapError>, StoreError> {
+        let command = Command {
+            name: "APPEND".into(),
+            parts,
+        };
+        let r = match borrowed.as_mut() {
+            Some(conn) => conn.run(command).await,
+            None => self.conn()?.run(command).await,
+        };
+        self.after_borrowed(borrowed, r).await
     }
 
     /// After an APPEND on a connection of [`ImapFolder::borrow_for_append`]: puts it back
@@ -2200,10 +2219,7 @@ impl Folder for ImapFolder {
         flags: Flags,
         _uid: Option<Uid>,
     ) -> Result<Option<Uid>, StoreError> {
-        let mut borrowed = self.borrow_for_append().await?;
-        if borrowed.is_none() {
-            self.ensure_selected().await?;
-        }
+        let borrowed = self.borrow_for_append().await?;
         let uidplus = borrowed.is_some() || self.conn()?.has("UIDPLUS");
         // The engine marks every upload (oi_core::marker); reuse its marker for the
         // no-UIDPLUS search rather than adding a second header.
@@ -2218,15 +2234,7 @@ impl Folder for ImapFolder {
         let mut parts = self.append_start();
         self.push_append_args(&mut parts, flags, message.internal_date);
         parts.push(Part::Literal(body));
-        let command = Command {
-            name: "APPEND".into(),
-            parts,
-        };
-        let r = match borrowed.as_mut() {
-            Some(conn) => conn.run(command).await,
-            None => self.conn()?.run(command).await,
-        };
-        let r = self.after_borrowed(borrowed, r).await?;
+        let r = self.run_append(borrowed, parts).await?;
         let (_, done) = r.map_err(|e| self.err(e, Severity::Message, "appending"))?;
         if let Some(RespCode::AppendUid { uid_validity, uid }) = done.code {
             self.appended_to(uid_validity)?;
@@ -2336,9 +2344,6 @@ impl Folder for ImapFolder {
         _uid: Option<Uid>,
     ) -> Result<Option<Uid>, StoreError> {
         let mut borrowed = self.borrow_for_append().await?;
-        if borrowed.is_none() {
-            self.ensure_selected().await?;
-        }
         let uidplus = borrowed.is_some() || self.conn()?.has("UIDPLUS");
         let value = match marker {
             Some(m) => Some(m.to_string()),
@@ -2389,10 +2394,7 @@ impl Folder for ImapFolder {
         &mut self,
         messages: &[(&Message, Flags)],
     ) -> Result<Vec<Option<Uid>>, StoreError> {
-        let mut borrowed = self.borrow_for_append().await?;
-        if borrowed.is_none() {
-            self.ensure_selected().await?;
-        }
+        let borrowed = self.borrow_for_append().await?;
         let multi = match borrowed.as_ref() {
             // Borrowed only with UIDPLUS.
             Some(conn) => conn.has("MULTIAPPEND"),
@@ -2417,15 +2419,7 @@ impl Folder for ImapFolder {
             self.push_append_args(&mut parts, *flags, m.internal_date);
             parts.push(Part::Literal(m.body.clone()));
         }
-        let command = Command {
-            name: "APPEND".into(),
-            parts,
-        };
-        let r = match borrowed.as_mut() {
-            Some(conn) => conn.run(command).await,
-            None => self.conn()?.run(command).await,
-        };
-        let r = self.after_borrowed(borrowed, r).await?;
+        let r = self.run_append(borrowed, parts).await?;
         let (_, done) = r.map_err(|e| self.err(e, Severity::Folder, "appending"))?;
         let mut uids: Vec<Option<Uid>> = Vec::with_capacity(messages.len());
         match done.code {
