@@ -1804,7 +1804,7 @@ impl ImapFolder {
     }
 
     /// Runs an APPEND made of `parts` on the `borrowed` connection, else on the folder's
-    /// own, and then [`ImapFolder::after_borrowed`].
+    /// own, and then [`ImapFolder::after_append`].
     async fn run_append(
         &mut self,
         mut borrowed: Option<Connection>,
@@ -1818,25 +1818,25 @@ impl ImapFolder {
             Some(conn) => conn.run(command).await,
             None => self.conn()?.run(command).await,
         };
-        self.after_borrowed(borrowed, r).await
+        self.after_append(borrowed, r).await
     }
 
-    /// After an APPEND on a connection of [`ImapFolder::borrow_for_append`]: puts it back
-    /// unless the failure left it unusable. An APPEND the server refused (NO) in a folder
-    /// it then opens `[READ-ONLY]` becomes a [`StoreError::read_only`]: a shared folder
-    /// without the right to insert, which a SELECT would have told first.
-    async fn after_borrowed<T>(
+    /// After an APPEND: puts a connection of [`ImapFolder::borrow_for_append`] back unless
+    /// the failure left it unusable. An APPEND the server refused (NO) in a folder it opens
+    /// `[READ-ONLY]` (selected now if it was not) becomes a [`StoreError::read_only`]: a
+    /// shared folder without the right to insert, which a SELECT before it would have
+    /// told. Nothing of that APPEND landed.
+    async fn after_append<T>(
         &mut self,
-        conn: Option<Connection>,
+        borrowed: Option<Connection>,
         r: Result<T, ImapError>,
     ) -> Result<Result<T, ImapError>, StoreError> {
-        let Some(conn) = conn else {
-            return Ok(r);
-        };
-        if matches!(&r, Err(e) if crate::retry::connection_unusable(e)) {
-            return Ok(r);
+        if let Some(conn) = borrowed {
+            if matches!(&r, Err(e) if crate::retry::connection_unusable(e)) {
+                return Ok(r);
+            }
+            lock_pool(&self.pool).push(conn);
         }
-        lock_pool(&self.pool).push(conn);
         if matches!(&r, Err(ImapError::Command { .. })) {
             self.ensure_selected().await?;
             if self.server_read_only {
@@ -2039,7 +2039,8 @@ impl Folder for ImapFolder {
     /// that the server then opens `[READ-ONLY]` is a [`StoreError::read_only`].
     async fn accepts_copies(&mut self) -> Result<bool, StoreError> {
         if self.could_append_unselected() {
-            return Ok(true);
+            // A survey's SELECT may have told already.
+            return Ok(!self.server_read_only);
         }
         self.accepts_changes().await
     }
@@ -2375,7 +2376,7 @@ impl Folder for ImapFolder {
             )
             .await;
         drop(reader);
-        let r = self.after_borrowed(borrowed, r).await?;
+        let r = self.after_append(borrowed, r).await?;
         let (_, done) = r.map_err(|e| self.err(e, Severity::Message, "appending"))?;
         if let Some(RespCode::AppendUid { uid_validity, uid }) = done.code {
             self.appended_to(uid_validity)?;
@@ -2410,7 +2411,15 @@ impl Folder for ImapFolder {
             }
             let mut uids = Vec::with_capacity(messages.len());
             for (m, f) in messages {
-                uids.push(self.append(m, *f, None).await?);
+                match self.append(m, *f, None).await {
+                    Ok(uid) => uids.push(uid),
+                    // A read-only refusal says that nothing of the call landed: not so
+                    // once earlier messages of the batch did (their markers find them).
+                    Err(e) if e.is_read_only() && !uids.is_empty() => {
+                        return Err(StoreError::new(Severity::Folder, e.to_string()));
+                    }
+                    Err(e) => return Err(e),
+                }
             }
             return Ok(uids);
         }

@@ -1211,11 +1211,16 @@ impl<R: Folder, L: Folder, S: StatusStore> Run<'_, R, L, S> {
             return Ok(None);
         };
         self.effect()?;
-        let uid = self
+        let marker = marker.clone();
+        let uid = match self
             .remote
-            .append_large(&mut message, Some(marker), flags, None)
-            .await?;
-        self.status.clear_pending_upload(marker)?;
+            .append_large(&mut message, Some(&marker), flags, None)
+            .await
+        {
+            Ok(uid) => uid,
+            Err(e) => return Err(self.refused(e, [marker.as_str()])),
+        };
+        self.status.clear_pending_upload(&marker)?;
         Ok(Some(uid))
     }
 
@@ -1305,18 +1310,37 @@ impl<R: Folder, L: Folder, S: StatusStore> Run<'_, R, L, S> {
     ) -> Result<Option<Uid>, SyncError> {
         let marked = self.marked(message, marker);
         self.effect()?;
-        let uid = self.remote.append(&marked, flags, None).await?;
+        let uid = match self.remote.append(&marked, flags, None).await {
+            Ok(uid) => uid,
+            Err(e) => return Err(self.refused(e, [marker])),
+        };
         self.status.clear_pending_upload(marker)?;
         Ok(uid)
     }
 
-    /// New local messages: fetch, append to the server, give the local copy the new UID,
-    /// record.
+    /// An upload's error, as the engine goes on with it. A [`StoreError::read_only`] means
+    /// that nothing of that upload landed (stores say so only then): its markers are
+    /// cleared, since nothing is left to find, and later syncs would otherwise look for
+    /// them (a SELECT and a SEARCH each) as long as the folder stays read-only.
+    fn refused<'a>(
+        &mut self,
+        e: StoreError,
+        markers: impl IntoIterator<Item = &'a str>,
+    ) -> SyncError {
+        if e.is_read_only() {
+            for marker in markers {
+                if let Err(cleared) = self.status.clear_pending_upload(marker) {
+                    return cleared.into();
+                }
+            }
+        }
+        e.into()
+    }
+
     /// The outcome of the uploads, where the server refused them as read-only (a store
     /// that let the copies tell, see `Folder::accepts_copies`) taken as if it had said so
     /// beforehand: the messages not copied wait, with the read-only warning, and the
-    /// folder goes on. Their upload markers stay recorded; the next sync clears those that
-    /// did not land.
+    /// folder goes on (their upload markers were cleared by [`Run::refused`]).
     fn unless_read_only(
         &mut self,
         sent: Result<(), SyncError>,
@@ -1337,6 +1361,8 @@ impl<R: Folder, L: Folder, S: StatusStore> Run<'_, R, L, S> {
         }
     }
 
+    /// New local messages: fetch, append to the server, give the local copy the new UID,
+    /// record.
     async fn upload_unsynced(&mut self, uploads: &[(String, Flags)]) -> Result<(), SyncError> {
         let (large, small): (Vec<_>, Vec<_>) = uploads
             .iter()
@@ -1428,7 +1454,13 @@ impl<R: Folder, L: Folder, S: StatusStore> Run<'_, R, L, S> {
             let uids = if sent.is_empty() {
                 Vec::new()
             } else {
-                self.remote.append_batch(&sent).await?
+                match self.remote.append_batch(&sent).await {
+                    Ok(uids) => uids,
+                    Err(e) => {
+                        let markers = batch[..allowed].iter().map(|(_, _, m)| m.as_str());
+                        return Err(self.refused(e, markers));
+                    }
+                }
             };
             for (_, _, marker) in &batch[..allowed] {
                 self.status.clear_pending_upload(marker)?;

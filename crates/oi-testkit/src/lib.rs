@@ -110,6 +110,9 @@ pub struct DovecotOptions {
     /// read but not change: Dovecot then SELECTs it `[READ-ONLY]`). The file is read
     /// again at every use, so [`Dovecot::set_global_acl`] can change it later.
     pub global_acl: Option<String>,
+    /// Dovecot's `imap_capability`: the capabilities it announces after login, in place
+    /// of its own (to test a client against a server without one of them).
+    pub imap_capability: Option<String>,
 }
 
 /// A private Dovecot on 127.0.0.1, stopped when dropped.
@@ -292,6 +295,9 @@ impl Dovecot {
                 "mail_plugins = $mail_plugins acl\nplugin {{\n  acl = vfile:{}:cache_secs=0\n}}\n",
                 file.display()
             );
+        }
+        if let Some(caps) = &options.imap_capability {
+            acl.push_str(&format!("imap_capability = {caps}\n"));
         }
         let uid = id_of("-u", MAIL_OWNER)?;
         let gid = id_of("-g", MAIL_OWNER)?;

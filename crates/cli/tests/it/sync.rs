@@ -769,15 +769,31 @@ fn folder_that_would_not_translate_back_is_refused_with_the_reason() {
 /// `incremental::new_local_mail_is_sent_without_selecting_its_folder`); where the server
 /// refuses the APPEND and opens the folder [READ-ONLY] (a Dovecot ACL of lookup and read
 /// only), the message waits with the same warning as when the SELECT came first, the
-/// sync succeeds, and the message goes up once the rights come back.
+/// sync succeeds, nothing is left to look for on the next run (no marker SEARCH), and the
+/// message goes up once the rights come back. The same with a server without UIDPLUS,
+/// where the folder is selected before its APPEND.
 #[test]
 fn new_local_mail_refused_by_a_read_only_folder_waits_with_a_warning() {
+    refused_by_a_read_only_folder(None);
+    let without_uidplus = "IMAP4rev1 SASL-IR LOGIN-REFERRALS ID ENABLE IDLE SORT MULTIAPPEND \
+                           UNSELECT CHILDREN NAMESPACE LIST-EXTENDED CONDSTORE QRESYNC ESEARCH \
+                           LIST-STATUS MOVE LITERAL+";
+    refused_by_a_read_only_folder(Some(without_uidplus));
+}
+
+fn refused_by_a_read_only_folder(capabilities: Option<&str>) {
     let options = oi_testkit::DovecotOptions {
         global_acl: Some(String::new()),
+        imap_capability: capabilities.map(str::to_string),
         ..Default::default()
     };
     let Some(w) = World::with_options("readonly-append", &options) else {
         return;
+    };
+    let case = if capabilities.is_some() {
+        "without UIDPLUS"
+    } else {
+        "with UIDPLUS"
     };
     w.server.create_mailbox(USER, "Shared").unwrap();
     w.put("Shared", "there");
@@ -796,28 +812,32 @@ fn new_local_mail_refused_by_a_read_only_folder_waits_with_a_warning() {
             "folder Shared is read-only on the remote server: 1 message(s) not copied to it, \
              0 flag change(s) and 0 deletion(s) not made"
         ),
-        "{err}"
+        "{case}: {err}"
     );
-    assert_eq!(w.server_messages("Shared").len(), 1);
-    assert_eq!(local_messages(&shared).len(), 2);
-    // ignore-readonly: the same, without the warning.
-    let out = w.run(&["-k", "ignore-readonly=yes"]);
+    assert_eq!(w.server_messages("Shared").len(), 1, "{case}");
+    assert_eq!(local_messages(&shared).len(), 2, "{case}");
+    // ignore-readonly: the same, without the warning, and no marker is searched for.
+    let out = w.run(&["-k", "ignore-readonly=yes", "-d", "imap"]);
     let err = String::from_utf8_lossy(&out.stderr);
-    assert!(out.status.success(), "{err}");
-    assert!(!err.contains("read-only"), "{err}");
-    assert_eq!(w.server_messages("Shared").len(), 1);
+    assert!(out.status.success(), "{case}: {err}");
+    assert!(!err.contains("read-only"), "{case}: {err}");
+    assert!(
+        !err.contains("SEARCH HEADER X-OfflineIMAP"),
+        "{case}: a marker searched for:\n{err}"
+    );
+    assert_eq!(w.server_messages("Shared").len(), 1, "{case}");
     // The right to insert again: it goes up, once.
     w.server.set_global_acl("").unwrap();
     let err = w.sync_ok();
-    assert!(!err.contains("read-only"), "{err}");
+    assert!(!err.contains("read-only"), "{case}: {err}");
     let subjects: Vec<String> = w
         .server_messages("Shared")
         .into_values()
         .map(|(s, _)| s)
         .collect();
-    assert_eq!(subjects.len(), 2, "{subjects:?}");
-    assert!(subjects.contains(&"new local".to_string()));
-    assert_eq!(local_messages(&shared).len(), 2);
+    assert_eq!(subjects.len(), 2, "{case}: {subjects:?}");
+    assert!(subjects.contains(&"new local".to_string()), "{case}");
+    assert_eq!(local_messages(&shared).len(), 2, "{case}");
     assert_nothing_done(&w.sync_ok());
 }
 
