@@ -14,7 +14,7 @@ use oi_core::{EventSink, Severity, StoreError, UidValidity};
 
 use crate::ImapError;
 use crate::client::Connection;
-use crate::store::{ImapConfig, open_connection, select};
+use crate::store::{Counted, ImapConfig, ModSeqMode, open_connection, select};
 
 /// True when the error means the connection is gone (closed, reset, BYE): the cases
 /// OfflineIMAP retries.
@@ -45,8 +45,6 @@ pub(crate) struct Reconnect {
     pub(crate) fetch_attempts: u32,
     /// `SELECT` or `EXAMINE`, as the folder was opened.
     pub(crate) verb: &'static str,
-    /// The pool the new connection is counted in (and goes back to).
-    pub(crate) pool: crate::store::Pool,
 }
 
 impl std::fmt::Debug for Reconnect {
@@ -60,15 +58,24 @@ impl std::fmt::Debug for Reconnect {
 }
 
 impl Reconnect {
-    /// A new connection with `folder` selected again. The folder must still have the
-    /// UIDVALIDITY it was opened with, else the UIDs the caller holds mean other messages.
+    /// A new connection, opened as the repository's others and `counted` in its pool.
+    pub(crate) async fn connect(
+        &self,
+        counted: Counted,
+    ) -> Result<(Connection, ModSeqMode), StoreError> {
+        open_connection(&self.config, &*self.events, counted).await
+    }
+
+    /// A new connection (`counted` in the folder's pool) with `folder` selected again. The
+    /// folder must still have the UIDVALIDITY it was opened with, else the UIDs the caller
+    /// holds mean other messages.
     pub(crate) async fn reopen(
         &self,
         folder: &str,
         validity: UidValidity,
+        counted: Counted,
     ) -> Result<Connection, StoreError> {
-        let (mut conn, mode) =
-            open_connection(&self.config, &*self.events, self.pool.count()).await?;
+        let (mut conn, mode) = self.connect(counted).await?;
         let now = select(&mut conn, self.verb, folder, mode)
             .await
             .map_err(|e| {

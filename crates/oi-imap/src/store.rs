@@ -569,8 +569,9 @@ async fn pooled_or_new(
     match pooled {
         Some(conn) => Ok((conn, mode)),
         None => {
-            let counted = reserved.unwrap_or_else(|| pool.count());
-            open_connection(&reconnect.config, &*reconnect.events, counted).await
+            reconnect
+                .connect(reserved.unwrap_or_else(|| pool.count()))
+                .await
         }
     }
 }
@@ -892,7 +893,6 @@ impl Repository for ImapRepository {
                 events: self.events.clone(),
                 fetch_attempts: self.config.fetch_attempts.max(1),
                 verb,
-                pool: self.idle.clone(),
             },
         };
         folder.survey = self.current_survey();
@@ -1229,13 +1229,7 @@ impl ImapFolder {
         self.surveyed = false;
         let verb = self.reconnect.verb;
         let ctx = format!("{verb} {}", self.name);
-        let connect = || {
-            open_connection(
-                &self.reconnect.config,
-                &*self.reconnect.events,
-                self.pool.count(),
-            )
-        };
+        let connect = || self.reconnect.connect(self.pool.count());
         let (mut conn, mut mode) = self.pooled_or_new().await?;
         let selected = match select(&mut conn, verb, &self.name, mode).await {
             Err(e) if crate::retry::connection_unusable(&e) => {
@@ -1261,13 +1255,7 @@ impl ImapFolder {
     async fn send_listing_ahead(&mut self, since: u64, known: u32) -> Result<(), StoreError> {
         let verb = self.reconnect.verb;
         let ctx = format!("{verb} {}", self.name);
-        let connect = || {
-            open_connection(
-                &self.reconnect.config,
-                &*self.reconnect.events,
-                self.pool.count(),
-            )
-        };
+        let connect = || self.reconnect.connect(self.pool.count());
         let (mut conn, mut mode) = self.pooled_or_new().await?;
         if mode == ModSeqMode::None {
             // A new connection that lost CONDSTORE: select the plain way.
@@ -2747,7 +2735,7 @@ impl ImapFolder {
                     self.conn = None;
                     let conn = self
                         .reconnect
-                        .reopen(&self.name, self.meta.uid_validity)
+                        .reopen(&self.name, self.meta.uid_validity, self.pool.count())
                         .await?;
                     self.conn = Some(conn);
                 }
@@ -2923,19 +2911,19 @@ fn search_day((year, month, day): (i32, u8, u8)) -> Option<String> {
 
 #[cfg(test)]
 mod tests {
+    use super::*;
+
     #[test]
     fn a_pool_counts_its_connections_until_dropped_and_reserves_below_the_limit() {
-        let pool = super::Connections::default();
+        let pool = Connections::default();
         let first = pool.count();
         let second = pool.reserve(2).expect("room for a second");
         assert!(pool.reserve(2).is_none(), "a third beside two of two");
         drop(first);
         let third = pool.reserve(2).expect("room again once one is gone");
         drop((second, third));
-        assert_eq!(pool.live.load(std::sync::atomic::Ordering::SeqCst), 0);
+        assert_eq!(pool.live.load(Ordering::SeqCst), 0);
     }
-
-    use super::*;
 
     #[test]
     fn changes_with_a_listing_keep_the_count_right() {

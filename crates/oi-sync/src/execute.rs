@@ -853,7 +853,7 @@ async fn read_only_sides<R: Folder, L: Folder>(
         }
         let writable = match side {
             // Copies alone: the store may let them tell (see `Folder::accepts_copies` and
-            // `Run::upload_unless_read_only`).
+            // `Run::unless_read_only`).
             Side::Remote if flags + deletes == 0 => remote.accepts_copies().await?,
             Side::Remote => remote.accepts_changes().await?,
             Side::Local if flags + deletes == 0 => local.accepts_copies().await?,
