@@ -296,9 +296,10 @@ impl Dovecot {
                 file.display()
             );
         }
-        if let Some(caps) = &options.imap_capability {
-            acl.push_str(&format!("imap_capability = {caps}\n"));
-        }
+        let capability = options
+            .imap_capability
+            .as_ref()
+            .map_or_else(String::new, |caps| format!("imap_capability = {caps}\n"));
         let uid = id_of("-u", MAIL_OWNER)?;
         let gid = id_of("-g", MAIL_OWNER)?;
         let imap_port = free_port()?;
@@ -323,7 +324,7 @@ ssl_key = <{key}
 disable_plaintext_auth = no
 auth_mechanisms = {mechanisms}
 mail_location = maildir:~/Maildir
-{acl}{oauth2_passdb}{master_passdb}passdb {{
+{acl}{capability}{oauth2_passdb}{master_passdb}passdb {{
   driver = passwd-file
   args = scheme=PLAIN {passwd}
 }}
