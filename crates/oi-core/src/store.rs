@@ -18,6 +18,19 @@ pub enum Access {
     ReadWrite,
 }
 
+/// How much a folder's sync will have to bring over, as far as its repository can tell
+/// before it is opened (see [`Repository::expected_work`]). Ordered by the count of new
+/// messages, then by the size of the folder: each new message is a file to write or a
+/// message to send, and among folders whose changes are not counted the largest has the
+/// most flags to change.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, PartialOrd, Ord)]
+pub struct Workload {
+    /// Messages to come that the other side has not seen (at most; some may be gone).
+    pub new_messages: u64,
+    /// Messages in a folder that changed otherwise (0: unchanged).
+    pub messages: u64,
+}
+
 /// A folder of [`Repository::prepare_listings`]: its name in the repository, how it will
 /// be opened, the token of the listing kept for it, and how its new messages will be
 /// downloaded, if all of them will.
@@ -478,6 +491,18 @@ pub trait Repository: Send + Sync {
     fn prepare_listings(&self, wishes: Vec<ListingWish>) -> impl Future<Output = ()> + Send {
         let _ = wishes;
         async {}
+    }
+
+    /// What a sync of the folder `name` will likely have to do, told from the folder
+    /// listing and the token kept with the folder's listing (`None`: none kept), before
+    /// the folder is opened. The account starts the folders with most to do first, so that
+    /// their local work (writing new messages, renaming files for flags) goes on while the
+    /// server answers for the others, and the folder that comes in last leaves little to
+    /// do after the last byte. The default: `None` (nothing known; such folders come last,
+    /// in their order).
+    fn expected_work(&self, name: &str, token: Option<&str>) -> Option<Workload> {
+        let _ = (name, token);
+        None
     }
 
     /// Where [`Folder::spool_dir`] of the folder `name` will be, when the store knows it

@@ -748,6 +748,37 @@ impl Repository for ImapRepository {
             .store(names.len() <= FEW_FOLDERS, Ordering::Relaxed);
     }
 
+    /// From the folder's LIST-STATUS entry: nothing when its HIGHESTMODSEQ is the kept
+    /// listing's; the messages above the kept listing's last UID (by UIDNEXT) when it
+    /// moved; the whole folder when no listing of this UIDVALIDITY is kept.
+    fn expected_work(&self, name: &str, token: Option<&str>) -> Option<oi_core::Workload> {
+        let l = self
+            .listed
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(name)
+            .copied()?;
+        let messages = u64::from(l.messages);
+        let kept = token.and_then(|t| token_parts(t, l.validity, &self.config.keywords));
+        let Some((since, known)) = kept else {
+            return Some(oi_core::Workload {
+                new_messages: messages,
+                messages,
+            });
+        };
+        if since >= l.highest_modseq {
+            return Some(oi_core::Workload::default());
+        }
+        let new_messages = match (known, l.uid_next) {
+            (Some(known), Some(next)) => u64::from(next.saturating_sub(known.saturating_add(1))),
+            _ => 0,
+        };
+        Some(oi_core::Workload {
+            new_messages,
+            messages,
+        })
+    }
+
     /// Starts a [`Survey`] of the folders listed with a HIGHESTMODSEQ above their kept
     /// listing's, when there are two or more: one write of their SELECTs and changes
     /// fetches on the connection the LIST left in the pool. A folder with messages above

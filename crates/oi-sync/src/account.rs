@@ -1,7 +1,7 @@
 //! One account: match the folders of both repositories, create what is missing where the
 //! policy allows, and sync each folder pair, isolating folder failures.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeSet, HashMap};
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
@@ -490,10 +490,29 @@ where
     // dropped before the effects), only their plan, the local store's file index and the
     // status connection.
     let limit = policy.connections.max(1);
+    // The folders' order before the busiest go first: `report.folders` keeps it (mbnames
+    // writes them in it, as OfflineIMAP does).
+    let listed_order: HashMap<String, usize> = pairs
+        .iter()
+        .enumerate()
+        .map(|(i, (_, lname, _))| (lname.clone(), i))
+        .collect();
     // The server may answer for every folder whose kept listing it can bring up to date,
     // all at once, while the first folders are opened (see `Repository::prepare_listings`).
     // A quick sync checks each folder its own way first.
     if !opts.quick && pairs.len() > 1 {
+        // The folders with most to do go first (see `Repository::expected_work`): on one
+        // connection the server answers in the order asked, and the local work of the
+        // first folders goes on while it answers for the others. Ties keep their order.
+        let mut keyed: Vec<_> = pairs
+            .into_iter()
+            .map(|pair| {
+                let token = status.peek_remote_token(&pair.2);
+                let work = remote.expected_work(&pair.0, token.as_deref());
+                (work, token, pair)
+            })
+            .collect();
+        keyed.sort_by_key(|(work, _, _)| std::cmp::Reverse(*work));
         let access = access_for(policy.folders.remote.readonly, opts.dry_run);
         // Whether every new message will be downloaded, as `download` will (see
         // `NewBodies`): then the server may send the bodies with the listing.
@@ -514,18 +533,18 @@ where
                 spool_over: SPOOL_OVER,
             })
         };
-        let wishes = pairs
+        let wishes = keyed
             .iter()
-            .filter_map(|(rname, lname, sname)| {
-                let token = status.peek_remote_token(sname)?;
+            .filter_map(|(_, token, (rname, lname, _))| {
                 Some(ListingWish {
                     name: rname.clone(),
                     access,
-                    token,
+                    token: token.clone()?,
                     new_bodies: new_bodies(lname),
                 })
             })
             .collect::<Vec<_>>();
+        pairs = keyed.into_iter().map(|(_, _, pair)| pair).collect();
         if wishes.len() > 1 {
             remote.prepare_listings(wishes).await;
         }
@@ -619,6 +638,9 @@ where
     if let Some(e) = stop {
         return Err(e);
     }
+    report
+        .folders
+        .sort_by_key(|lname| listed_order.get(lname).copied());
     Ok(report)
 }
 

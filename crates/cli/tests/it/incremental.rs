@@ -745,6 +745,69 @@ fn select_and_done(trace: &str, folder: &str) -> Option<(usize, usize)> {
     Some((select, done))
 }
 
+/// Asserts that every folder of `names` was selected before the server answered the
+/// first of those SELECTs: all asked for in one go. Returns the names in the order asked.
+fn asked_together<'a>(trace: &str, names: &[&'a str]) -> Vec<&'a str> {
+    let mut asked: Vec<(usize, usize, &str)> = names
+        .iter()
+        .map(|&name| {
+            let (s, done) = select_and_done(trace, name)
+                .unwrap_or_else(|| panic!("{name} not selected:\n{trace}"));
+            (s, done, name)
+        })
+        .collect();
+    asked.sort();
+    let first_answer = asked.iter().map(|&(_, done, _)| done).min().unwrap();
+    for &(s, _, name) in &asked {
+        assert!(
+            s < first_answer,
+            "{name} not asked for with the others, before the server answered:\n{trace}"
+        );
+    }
+    asked.into_iter().map(|(_, _, name)| name).collect()
+}
+
+/// The folders with most to do are asked for first, as the folder listing tells it: most
+/// new messages first, then the largest of those that changed otherwise; a folder that did
+/// not change is not selected. On one connection the server answers in that order, and the
+/// local side writes the first folders' messages while it answers for the others. The
+/// folders still converge, and mbnames keeps the listing's order (`compat`).
+#[test]
+fn the_folders_with_most_to_do_are_asked_for_first() {
+    let Some(w) = World::new("incremental_busiest_first") else {
+        return;
+    };
+    w.write_config("", "");
+    let mut uids = mailboxes_with(&w, &["A", "C", "D"], 2);
+    uids.extend(mailboxes_with(&w, &["B"], 6));
+    traced(&w, false);
+
+    w.put("A", "A new");
+    for i in 0..3 {
+        w.put("C", &format!("C new {i}"));
+    }
+    w.server
+        .add_flags(USER, "B", uids["B"][4], &["\\Flagged"])
+        .unwrap();
+
+    let run = traced(&w, false);
+    assert_eq!(logins(&run), 1, "more than one connection:\n{run}");
+    assert_eq!(
+        asked_together(&run, &["A", "B", "C"]),
+        ["C", "A", "B"],
+        "not the busiest first:\n{run}"
+    );
+    assert_eq!(
+        selects(&run, "D"),
+        0,
+        "an unchanged folder selected:\n{run}"
+    );
+    assert_eq!(converged(&w, "A").len(), 3);
+    assert_eq!(converged(&w, "B")["B4"], "F");
+    assert_eq!(converged(&w, "C").len(), 5);
+    assert_eq!(converged(&w, "D").len(), 2);
+}
+
 /// How many times the trace shows `folder` selected.
 fn selects(trace: &str, folder: &str) -> usize {
     let select = format!(" SELECT \\\"{folder}\\\"");
@@ -797,14 +860,7 @@ fn changed_folders_are_asked_for_together_and_converge() {
     let run = traced(&w, false);
     assert_eq!(logins(&run), 1, "more than one connection:\n{run}");
     assert!(!run.contains(FULL_LISTING), "listed in full:\n{run}");
-    let (a, a_done) = select_and_done(&run, "A").expect("A selected");
-    for name in ["B", "C", "D"] {
-        let (s, _) = select_and_done(&run, name).expect("selected");
-        assert!(
-            a < s && s < a_done,
-            "{name} not asked for with A, before the server answered:\n{run}"
-        );
-    }
+    asked_together(&run, &["A", "B", "C", "D"]);
     // C sent its local change after a SELECT of its own; D's new message came with the
     // others' answers.
     assert_eq!(selects(&run, "C"), 2, "{run}");
@@ -1048,11 +1104,7 @@ fn new_mail_comes_with_the_changes_and_a_message_too_large_its_own_way() {
 
     let run = traced(&w, false);
     assert_eq!(logins(&run), 1, "more than one connection:\n{run}");
-    let (a, a_done) = select_and_done(&run, "A").expect("A selected");
-    for name in ["B", "C"] {
-        let (s, _) = select_and_done(&run, name).expect("selected");
-        assert!(a < s && s < a_done, "{name} not asked for with A:\n{run}");
-    }
+    asked_together(&run, &["A", "B", "C"]);
     // One more byte than the largest whole fetch (8 MiB): a message that fills it is cut.
     assert!(run.contains("BODY.PEEK[]<0.8388609>"), "{run}");
     assert_eq!(selects(&run, "A"), 1, "{run}");
