@@ -323,6 +323,12 @@ impl MaildirFolder {
     }
 
     /// `sub` received a file: the next flush fsyncs it.
+    /// Whether the next flush fsyncs `cur/` (for tests).
+    #[cfg(test)]
+    pub(crate) fn cur_unflushed(&self) -> bool {
+        self.unflushed.contains(&Sub::Cur)
+    }
+
     fn mark_unflushed(&mut self, sub: Sub) {
         if !self.unflushed.contains(&sub) {
             self.unflushed.push(sub);
@@ -578,7 +584,9 @@ impl MaildirFolder {
         if self.index()?.synced.contains_key(&uid.get()) {
             // OfflineIMAP's savemessage: "We already have it, just update flags."
             self.settle()?;
-            self.set_letters(uid.get(), flags)?;
+            let touched = self.set_letters(uid.get(), flags)?;
+            // The rename's directory is fsynced by the flush before the status records it.
+            self.mark_touched(&touched.into_iter().flatten().collect::<Vec<_>>());
             return Ok(Some(uid));
         }
         let letters = flags.to_maildir();

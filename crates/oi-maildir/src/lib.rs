@@ -571,6 +571,28 @@ mod tests {
         flushed(&mut f, aside).await.unwrap();
     }
 
+    /// A message stored again under a UID the folder has (OfflineIMAP's "we already have
+    /// it, just update flags") is renamed for its flags, and its directory is fsynced by
+    /// the next flush, before the status records the flags.
+    #[tokio::test]
+    async fn a_message_stored_again_gets_its_flags_and_its_directory_synced() {
+        let (_tmp, dir, mut f) = inbox_with(1).await;
+        f.flush().await.unwrap();
+        assert!(!f.cur_unflushed());
+        f.append(&msg("m1"), Flags::SEEN | Flags::FLAGGED, Some(uid(1)))
+            .await
+            .unwrap();
+        let names = files(&dir.join("cur"));
+        assert_eq!(names.len(), 1);
+        assert!(names[0].ends_with(":2,FS"), "{names:?}");
+        assert!(
+            f.cur_unflushed(),
+            "the rename's directory left out of the flush"
+        );
+        f.flush().await.unwrap();
+        assert!(!f.cur_unflushed());
+    }
+
     #[tokio::test]
     async fn a_flush_aside_dropped_before_its_end_is_finished_by_the_next_operation() {
         use std::future::Future;
