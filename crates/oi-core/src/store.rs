@@ -487,19 +487,26 @@ pub trait Repository: Send + Sync {
     /// fetch, read in the background), so that the folders find their changes waiting
     /// instead of asking one after the other; and with them the bodies of the new
     /// messages of the folders that want them ([`ListingWish::new_bodies`]), which their
-    /// fetches then take without asking. The default does nothing.
-    fn prepare_listings(&self, wishes: Vec<ListingWish>) -> impl Future<Output = ()> + Send {
+    /// fetches then take without asking. Returns the names of the folders asked for so,
+    /// in the order asked: the account syncs them first, in that order, since the others
+    /// may have to wait for what they share (IMAP: the connection). The default does
+    /// nothing and returns none.
+    fn prepare_listings(
+        &self,
+        wishes: Vec<ListingWish>,
+    ) -> impl Future<Output = Vec<String>> + Send {
         let _ = wishes;
-        async {}
+        async { Vec::new() }
     }
 
     /// What a sync of the folder `name` will likely have to do, told from the folder
     /// listing and the token kept with the folder's listing (`None`: none kept), before
-    /// the folder is opened. The account starts the folders with most to do first, so that
-    /// their local work (writing new messages, renaming files for flags) goes on while the
-    /// server answers for the others, and the folder that comes in last leaves little to
-    /// do after the last byte. The default: `None` (nothing known; such folders come last,
-    /// in their order).
+    /// the folder is opened. The account orders the folders by it, most to do first
+    /// (before [`Repository::prepare_listings`], whose folders then go first in that
+    /// order), so that their local work (writing new messages, renaming files for flags)
+    /// goes on while the server answers for the others, and the folder that comes in last
+    /// leaves little to do after the last byte. The default: `None` (nothing known; such
+    /// folders come after those with an estimate, in their order).
     fn expected_work(&self, name: &str, token: Option<&str>) -> Option<Workload> {
         let _ = (name, token);
         None

@@ -750,7 +750,9 @@ impl Repository for ImapRepository {
 
     /// From the folder's LIST-STATUS entry: nothing when its HIGHESTMODSEQ is the kept
     /// listing's; the messages above the kept listing's last UID (by UIDNEXT) when it
-    /// moved; the whole folder when no listing of this UIDVALIDITY is kept.
+    /// moved on; the whole folder when it went back, or when the kept listing cannot be
+    /// used (none kept, another UIDVALIDITY, another keyword map or token version): the
+    /// folder is then listed in full.
     fn expected_work(&self, name: &str, token: Option<&str>) -> Option<oi_core::Workload> {
         let l = self
             .listed
@@ -766,8 +768,14 @@ impl Repository for ImapRepository {
                 messages,
             });
         };
-        if since >= l.highest_modseq {
+        if since == l.highest_modseq {
             return Some(oi_core::Workload::default());
+        }
+        if since > l.highest_modseq {
+            return Some(oi_core::Workload {
+                new_messages: messages,
+                messages,
+            });
         }
         let new_messages = match (known, l.uid_next) {
             (Some(known), Some(next)) => u64::from(next.saturating_sub(known.saturating_add(1))),
@@ -787,10 +795,10 @@ impl Repository for ImapRepository {
     /// too, for up to [`SURVEY_NEW_MESSAGES`] in all. Their messages count against
     /// [`SURVEY_MESSAGES`], the bound on what the survey may hold until the folders take
     /// it.
-    async fn prepare_listings(&self, wishes: Vec<oi_core::ListingWish>) {
+    async fn prepare_listings(&self, wishes: Vec<oi_core::ListingWish>) -> Vec<String> {
         let mode = self.modseq_mode();
         if mode == ModSeqMode::None || self.few.load(Ordering::Relaxed) {
-            return;
+            return Vec::new();
         }
         let mut wanted = Vec::new();
         let mut messages = 0u64;
@@ -842,19 +850,24 @@ impl Repository for ImapRepository {
             }
         }
         if wanted.len() < 2 {
-            return;
+            return Vec::new();
         }
         let Some(conn) = lock_pool(&self.idle).pop() else {
-            return;
+            return Vec::new();
         };
+        let names = wanted.iter().map(|w| w.name.clone()).collect();
         let survey = Survey::start(
             conn,
             wanted,
             self.config.keywords.clone(),
             self.idle.clone(),
         );
-        if let Some(s) = survey.await {
-            *self.survey.lock().unwrap_or_else(|p| p.into_inner()) = Some(s);
+        match survey.await {
+            Some(s) => {
+                *self.survey.lock().unwrap_or_else(|p| p.into_inner()) = Some(s);
+                names
+            }
+            None => Vec::new(),
         }
     }
 

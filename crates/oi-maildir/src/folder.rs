@@ -322,13 +322,13 @@ impl MaildirFolder {
         pending
     }
 
-    /// `sub` received a file: the next flush fsyncs it.
     /// Whether the next flush fsyncs `cur/` (for tests).
     #[cfg(test)]
     pub(crate) fn cur_unflushed(&self) -> bool {
         self.unflushed.contains(&Sub::Cur)
     }
 
+    /// `sub` received a file: the next flush fsyncs it.
     fn mark_unflushed(&mut self, sub: Sub) {
         if !self.unflushed.contains(&sub) {
             self.unflushed.push(sub);

@@ -503,9 +503,7 @@ where
     if !opts.quick && pairs.len() > 1 {
         // The folders with most to do go first (see `Repository::expected_work`): on one
         // connection the server answers in the order asked, and the local work of the
-        // first folders goes on while it answers for the others. Those with a kept listing
-        // (which the server may be asked about all at once, below) before those without,
-        // which need a conversation of their own. Ties keep their order.
+        // first folders goes on while it answers for the others. Ties keep their order.
         let mut keyed: Vec<_> = pairs
             .into_iter()
             .map(|pair| {
@@ -514,7 +512,7 @@ where
                 (work, token, pair)
             })
             .collect();
-        keyed.sort_by_key(|(work, token, _)| std::cmp::Reverse((token.is_some(), *work)));
+        keyed.sort_by_key(|(work, _, _)| std::cmp::Reverse(*work));
         let access = access_for(policy.folders.remote.readonly, opts.dry_run);
         // Whether every new message will be downloaded, as `download` will (see
         // `NewBodies`): then the server may send the bodies with the listing.
@@ -548,7 +546,12 @@ where
             .collect::<Vec<_>>();
         pairs = keyed.into_iter().map(|(_, _, pair)| pair).collect();
         if wishes.len() > 1 {
-            remote.prepare_listings(wishes).await;
+            // The folders asked for ahead go first, in the order asked: one left out that
+            // went before them would wait for the connection they share, holding a place
+            // among the folders under way while their answers wait.
+            let ahead: BTreeSet<String> =
+                remote.prepare_listings(wishes).await.into_iter().collect();
+            pairs.sort_by_key(|(rname, _, _)| !ahead.contains(rname));
         }
     }
     let slots = Slots::new(limit);

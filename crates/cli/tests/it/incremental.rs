@@ -808,6 +808,45 @@ fn the_folders_with_most_to_do_are_asked_for_first() {
     assert_eq!(converged(&w, "D").len(), 2);
 }
 
+/// A folder the survey leaves out (here new mail under `maxsize`, whose bodies do not come
+/// with the listings) needs the connection the survey reads on: the folders asked for
+/// ahead are synced before it, in the order asked, even though it has the most new mail.
+#[test]
+fn the_folders_asked_for_ahead_are_synced_before_one_left_out() {
+    let Some(w) = World::new("incremental_ahead_first") else {
+        return;
+    };
+    w.write_config("", "");
+    crate::long_running::add_to_account(&w, "maxsize = 1000000");
+    let uids = mailboxes_with(&w, &["A", "B", "C"], 2);
+    traced(&w, false);
+
+    for i in 0..3 {
+        w.put("A", &format!("A new {i}"));
+    }
+    w.server
+        .add_flags(USER, "B", uids["B"][0], &["\\Flagged"])
+        .unwrap();
+    w.server
+        .add_flags(USER, "C", uids["C"][1], &["\\Flagged"])
+        .unwrap();
+
+    let run = traced(&w, false);
+    assert_eq!(logins(&run), 1, "more than one connection:\n{run}");
+    asked_together(&run, &["B", "C"]);
+    let started = |name: &str| {
+        run.find(&format!("Syncing {name}:"))
+            .unwrap_or_else(|| panic!("{name} not synced:\n{run}"))
+    };
+    assert!(
+        started("B") < started("A") && started("C") < started("A"),
+        "the folder left out went first:\n{run}"
+    );
+    assert_eq!(converged(&w, "A").len(), 5);
+    assert_eq!(converged(&w, "B")["B0"], "F");
+    assert_eq!(converged(&w, "C")["C1"], "F");
+}
+
 /// How many times the trace shows `folder` selected.
 fn selects(trace: &str, folder: &str) -> usize {
     let select = format!(" SELECT \\\"{folder}\\\"");
