@@ -25,7 +25,7 @@ pub use secret::Secret;
 pub use store::{
     Access, AgeCutoff, CachedListing, Fetched, FlagUpdate, Folder, FolderMeta, Identity,
     LARGE_HEAD_MAX, LargeMessage, Listing, ListingWish, Message, MessageMeta, MsgRef, NewBodies,
-    PendingUpload, QuickState, Repository, SPOOL_PREFIX, StatusStore, UnsyncedMessage, Workload,
+    PendingUpload, QuickState, Repository, SPOOL_PREFIX, StatusStore, UnsyncedMessage,
     message_id_of, spool_file,
 };
 pub use thread::{OffThread, off_thread};

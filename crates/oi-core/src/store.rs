@@ -18,19 +18,6 @@ pub enum Access {
     ReadWrite,
 }
 
-/// How much a folder's sync will have to bring over, as far as its repository can tell
-/// before it is opened (see [`Repository::expected_work`]). Ordered by the count of new
-/// messages, then by the size of the folder: each new message is a file to write or a
-/// message to send, and among folders whose changes are not counted the largest has the
-/// most flags to change.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, PartialOrd, Ord)]
-pub struct Workload {
-    /// Messages to come that the other side has not seen (at most; some may be gone).
-    pub new_messages: u64,
-    /// Messages in a folder that changed otherwise (0: unchanged).
-    pub messages: u64,
-}
-
 /// A folder of [`Repository::prepare_listings`]: its name in the repository, how it will
 /// be opened, the token of the listing kept for it, and how its new messages will be
 /// downloaded, if all of them will.
@@ -488,28 +475,15 @@ pub trait Repository: Send + Sync {
     /// instead of asking one after the other; and with them the bodies of the new
     /// messages of the folders that want them ([`ListingWish::new_bodies`]), which their
     /// fetches then take without asking. Returns the names of the folders asked for so,
-    /// in the order asked: the account syncs them first, in that order, since the others
-    /// may have to wait for what they share (IMAP: the connection). The default does
-    /// nothing and returns none.
+    /// in the order asked, which may differ from the wishes' (IMAP: most to do first): the
+    /// account syncs them first, in that order, since the others may have to wait for
+    /// what they share (IMAP: the connection). The default does nothing and returns none.
     fn prepare_listings(
         &self,
         wishes: Vec<ListingWish>,
     ) -> impl Future<Output = Vec<String>> + Send {
         let _ = wishes;
         async { Vec::new() }
-    }
-
-    /// What a sync of the folder `name` will likely have to do, told from the folder
-    /// listing and the token kept with the folder's listing (`None`: none kept), before
-    /// the folder is opened. The account orders the folders by it, most to do first
-    /// (before [`Repository::prepare_listings`], whose folders then go first in that
-    /// order), so that their local work (writing new messages, renaming files for flags)
-    /// goes on while the server answers for the others, and the folder that comes in last
-    /// leaves little to do after the last byte. The default: `None` (nothing known; such
-    /// folders come after those with an estimate, in their order).
-    fn expected_work(&self, name: &str, token: Option<&str>) -> Option<Workload> {
-        let _ = (name, token);
-        None
     }
 
     /// Where [`Folder::spool_dir`] of the folder `name` will be, when the store knows it

@@ -748,45 +748,6 @@ impl Repository for ImapRepository {
             .store(names.len() <= FEW_FOLDERS, Ordering::Relaxed);
     }
 
-    /// From the folder's LIST-STATUS entry: nothing when its HIGHESTMODSEQ is the kept
-    /// listing's; the messages above the kept listing's last UID (by UIDNEXT) when it
-    /// moved on; the whole folder when it went back, or when the kept listing cannot be
-    /// used (none kept, another UIDVALIDITY, another keyword map or token version): the
-    /// folder is then listed in full.
-    fn expected_work(&self, name: &str, token: Option<&str>) -> Option<oi_core::Workload> {
-        let l = self
-            .listed
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .get(name)
-            .copied()?;
-        let messages = u64::from(l.messages);
-        let kept = token.and_then(|t| token_parts(t, l.validity, &self.config.keywords));
-        let Some((since, known)) = kept else {
-            return Some(oi_core::Workload {
-                new_messages: messages,
-                messages,
-            });
-        };
-        if since == l.highest_modseq {
-            return Some(oi_core::Workload::default());
-        }
-        if since > l.highest_modseq {
-            return Some(oi_core::Workload {
-                new_messages: messages,
-                messages,
-            });
-        }
-        let new_messages = match (known, l.uid_next) {
-            (Some(known), Some(next)) => u64::from(next.saturating_sub(known.saturating_add(1))),
-            _ => 0,
-        };
-        Some(oi_core::Workload {
-            new_messages,
-            messages,
-        })
-    }
-
     /// Starts a [`Survey`] of the folders listed with a HIGHESTMODSEQ above their kept
     /// listing's, when there are two or more: one write of their SELECTs and changes
     /// fetches on the connection the LIST left in the pool. A folder with messages above
@@ -795,6 +756,14 @@ impl Repository for ImapRepository {
     /// too, for up to [`SURVEY_NEW_MESSAGES`] in all. Their messages count against
     /// [`SURVEY_MESSAGES`], the bound on what the survey may hold until the folders take
     /// it.
+    ///
+    /// The folders are chosen in the order of the wishes (the listing's), and then asked
+    /// for most new messages first, then largest first: the server answers in that order,
+    /// and the local work of the busiest folders (writing new mail, renaming for flags)
+    /// goes on while it answers for the others, instead of trailing the last byte.
+    /// ../shared/bench, 20000 messages, new: 0.76 -> 0.61-0.68 × mbsync. (Ordering the
+    /// choice itself by size too put the largest folder in first and left fewer in: at
+    /// 100000 messages, new took 0.67 s instead of 0.55 and 41 MiB instead of 32.)
     async fn prepare_listings(&self, wishes: Vec<oi_core::ListingWish>) -> Vec<String> {
         let mode = self.modseq_mode();
         if mode == ModSeqMode::None || self.few.load(Ordering::Relaxed) {
@@ -840,15 +809,21 @@ impl Repository for ImapRepository {
                 let verb = verb_for(w.access);
                 let up_to = bodies.map(|b| b.up_to);
                 let commands = listing_commands(verb, &w.name, mode, (since, known), up_to);
-                wanted.push(crate::survey::Wanted {
-                    commands,
-                    since,
-                    known,
-                    bodies: bodies.cloned(),
-                    name: w.name,
-                });
+                let work = std::cmp::Reverse((new, l.messages));
+                wanted.push((
+                    work,
+                    crate::survey::Wanted {
+                        commands,
+                        since,
+                        known,
+                        bodies: bodies.cloned(),
+                        name: w.name,
+                    },
+                ));
             }
         }
+        wanted.sort_by_key(|(work, _)| *work);
+        let wanted: Vec<_> = wanted.into_iter().map(|(_, w)| w).collect();
         if wanted.len() < 2 {
             return Vec::new();
         }

@@ -490,8 +490,8 @@ where
     // dropped before the effects), only their plan, the local store's file index and the
     // status connection.
     let limit = policy.connections.max(1);
-    // The folders' order before the busiest go first: `report.folders` keeps it (mbnames
-    // writes them in it, as OfflineIMAP does).
+    // The folders' order before those asked for ahead go first: `report.folders` keeps it
+    // (mbnames writes them in it, as OfflineIMAP does).
     let listed_order: HashMap<String, usize> = pairs
         .iter()
         .enumerate()
@@ -501,18 +501,6 @@ where
     // all at once, while the first folders are opened (see `Repository::prepare_listings`).
     // A quick sync checks each folder its own way first.
     if !opts.quick && pairs.len() > 1 {
-        // The folders with most to do go first (see `Repository::expected_work`): on one
-        // connection the server answers in the order asked, and the local work of the
-        // first folders goes on while it answers for the others. Ties keep their order.
-        let mut keyed: Vec<_> = pairs
-            .into_iter()
-            .map(|pair| {
-                let token = status.peek_remote_token(&pair.2);
-                let work = remote.expected_work(&pair.0, token.as_deref());
-                (work, token, pair)
-            })
-            .collect();
-        keyed.sort_by_key(|(work, _, _)| std::cmp::Reverse(*work));
         let access = access_for(policy.folders.remote.readonly, opts.dry_run);
         // Whether every new message will be downloaded, as `download` will (see
         // `NewBodies`): then the server may send the bodies with the listing.
@@ -533,25 +521,31 @@ where
                 spool_over: SPOOL_OVER,
             })
         };
-        let wishes = keyed
+        let wishes = pairs
             .iter()
-            .filter_map(|(_, token, (rname, lname, _))| {
+            .filter_map(|(rname, lname, sname)| {
+                let token = status.peek_remote_token(sname)?;
                 Some(ListingWish {
                     name: rname.clone(),
                     access,
-                    token: token.clone()?,
+                    token,
                     new_bodies: new_bodies(lname),
                 })
             })
             .collect::<Vec<_>>();
-        pairs = keyed.into_iter().map(|(_, _, pair)| pair).collect();
         if wishes.len() > 1 {
-            // The folders asked for ahead go first, in the order asked: one left out that
-            // went before them would wait for the connection they share, holding a place
-            // among the folders under way while their answers wait.
-            let ahead: BTreeSet<String> =
-                remote.prepare_listings(wishes).await.into_iter().collect();
-            pairs.sort_by_key(|(rname, _, _)| !ahead.contains(rname));
+            // The folders asked for ahead go first, in the order asked (the busiest first,
+            // see `Repository::prepare_listings`): one left out that went before them would
+            // wait for the connection they share, holding a place among the folders under
+            // way while their answers wait. The others keep their order.
+            let ahead: HashMap<String, usize> = remote
+                .prepare_listings(wishes)
+                .await
+                .into_iter()
+                .enumerate()
+                .map(|(i, name)| (name, i))
+                .collect();
+            pairs.sort_by_key(|(rname, _, _)| ahead.get(rname).copied().unwrap_or(usize::MAX));
         }
     }
     let slots = Slots::new(limit);
