@@ -465,6 +465,10 @@ impl FolderNaming for PyNaming {
         self.copy_ignore.is_some()
     }
 
+    fn order_is_set(&self) -> bool {
+        self.remote.foldersort.is_some()
+    }
+
     fn order(&self, visible: &[String]) -> Result<Vec<usize>, StoreError> {
         match &self.remote.foldersort {
             Some(e) => Ok(self

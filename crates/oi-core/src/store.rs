@@ -468,21 +468,23 @@ pub trait Repository: Send + Sync {
     }
 
     /// A hint, once the folders are listed and before any is opened: these folders (in
-    /// the order they will be synced) will be listed from the listings kept with these
-    /// tokens (see [`Folder::list_since`]). A store may ask the server for the changes of
-    /// all of them at once (IMAP: one write of every changed folder's SELECT and changes
-    /// fetch, read in the background), so that the folders find their changes waiting
-    /// instead of asking one after the other; and with them the bodies of the new
-    /// messages of the folders that want them ([`ListingWish::new_bodies`]), which their
-    /// fetches then take without asking. Returns the names of the folders asked for so,
-    /// in the order asked, which may differ from the wishes' (IMAP: most to do first): the
-    /// account syncs them first, in that order, since the others may have to wait for
-    /// what they share (IMAP: the connection). The default does nothing and returns none.
+    /// listing order) will be listed from the listings kept with these tokens (see
+    /// [`Folder::list_since`]). A store may ask the server for the changes of all of them
+    /// at once (IMAP: one write of every changed folder's SELECT and changes fetch, read
+    /// in the background), so that the folders find their changes waiting instead of
+    /// asking one after the other; and with them the bodies of the new messages of the
+    /// folders that want them ([`ListingWish::new_bodies`]), which their fetches then take
+    /// without asking. Returns the names of the folders asked for so, in the order asked,
+    /// which may differ from the wishes' (IMAP: most to do first) unless `in_order` (the
+    /// user set the order, `foldersort`): the account syncs them first, in that order,
+    /// since the others may have to wait for what they share (IMAP: the connection). The
+    /// default does nothing and returns none.
     fn prepare_listings(
         &self,
         wishes: Vec<ListingWish>,
+        in_order: bool,
     ) -> impl Future<Output = Vec<String>> + Send {
-        let _ = wishes;
+        let _ = (wishes, in_order);
         async { Vec::new() }
     }
 

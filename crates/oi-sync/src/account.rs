@@ -90,6 +90,12 @@ pub trait FolderNaming: Send + Sync {
     /// permutation of `0..visible.len()`.
     fn order(&self, visible: &[String]) -> Result<Vec<usize>, StoreError>;
 
+    /// Whether the user set that order (`foldersort`): the folders are then synced in it
+    /// exactly, not the busiest first (see `Repository::prepare_listings`).
+    fn order_is_set(&self) -> bool {
+        false
+    }
+
     /// `copy_ignore_eval` of the remote repository: the UIDs of the remote folder (its
     /// server name) that are never copied to the local side.
     fn copy_ignore(&self, remote_folder: &str) -> Result<Vec<oi_core::Uid>, StoreError> {
@@ -537,15 +543,19 @@ where
             // The folders asked for ahead go first, in the order asked (the busiest first,
             // see `Repository::prepare_listings`): one left out that went before them would
             // wait for the connection they share, holding a place among the folders under
-            // way while their answers wait. The others keep their order.
+            // way while their answers wait. The others keep their order. An order the user
+            // set (`foldersort`) stays as it is.
+            let in_order = naming.order_is_set();
             let ahead: HashMap<String, usize> = remote
-                .prepare_listings(wishes)
+                .prepare_listings(wishes, in_order)
                 .await
                 .into_iter()
                 .enumerate()
                 .map(|(i, name)| (name, i))
                 .collect();
-            pairs.sort_by_key(|(rname, _, _)| ahead.get(rname).copied().unwrap_or(usize::MAX));
+            if !in_order {
+                pairs.sort_by_key(|(rname, _, _)| ahead.get(rname).copied().unwrap_or(usize::MAX));
+            }
         }
     }
     let slots = Slots::new(limit);

@@ -806,6 +806,27 @@ fn the_folders_with_most_to_do_are_asked_for_first() {
     assert_eq!(converged(&w, "B")["B4"], "F");
     assert_eq!(converged(&w, "C").len(), 5);
     assert_eq!(converged(&w, "D").len(), 2);
+
+    // An order the user set (`foldersort`, here by name) is kept as it is.
+    let rc = std::fs::read_to_string(w.rc()).unwrap().replace(
+        "[Repository Remote]\n",
+        "[Repository Remote]\nfoldersort = lambda a, b: (a > b) - (a < b)\n",
+    );
+    std::fs::write(w.rc(), rc).unwrap();
+    w.put("A", "A newer");
+    for i in 0..3 {
+        w.put("C", &format!("C newer {i}"));
+    }
+    w.server
+        .add_flags(USER, "B", uids["B"][5], &["\\Flagged"])
+        .unwrap();
+    let run = traced(&w, false);
+    assert_eq!(
+        asked_together(&run, &["A", "B", "C"]),
+        ["A", "B", "C"],
+        "foldersort not followed:\n{run}"
+    );
+    assert_eq!(converged(&w, "C").len(), 8);
 }
 
 /// A folder the survey leaves out (here new mail under `maxsize`, whose bodies do not come
