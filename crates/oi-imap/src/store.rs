@@ -758,9 +758,10 @@ impl Repository for ImapRepository {
     /// it.
     ///
     /// The folders are chosen in the order of the wishes (the listing's), and then, unless
-    /// `in_order`, asked for most new messages first, then largest first: the server answers in that order,
-    /// and the local work of the busiest folders (writing new mail, renaming for flags)
-    /// goes on while it answers for the others, instead of trailing the last byte.
+    /// `in_order`, asked for most new messages first, then largest first: the server
+    /// answers in that order, and the local work of the busiest folders (writing new mail,
+    /// renaming for flags) goes on while it answers for the others, instead of trailing
+    /// the last byte.
     /// ../shared/bench, 20000 messages, new: 0.76 -> 0.61-0.68 × mbsync. (Ordering the
     /// choice itself by size too put the largest folder in first and left fewer in: at
     /// 100000 messages, new took 0.67 s instead of 0.55 and 41 MiB instead of 32.)
